@@ -1,0 +1,118 @@
+"""wsload's one exception tree, and the exit codes that are the command line's contract.
+
+    WsloadError                 anything wsload reports to a user; carries its exit code
+    ├── UsageError              bad command line (exit 2)
+    ├── ScenarioError           a scenario file is invalid: every Problem at once (exit 2)
+    ├── RunError                the run could not be carried out: port in use, limits (exit 3)
+    │   └── ReportWriteError    a report could not be written (disk full, no permission)
+    └── Interrupted             SIGINT/SIGTERM stopped the run (exit 130)
+
+Connection failures are *not* exceptions here: like WinCC OA's functions they are return codes
+with a last-error text (see ``runner.client``). Exceptions build their text in ``__str__`` from
+structured fields, so callers can inspect them and reports can format them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "ExitCode",
+    "Interrupted",
+    "Problem",
+    "ReportWriteError",
+    "RunError",
+    "ScenarioError",
+    "UsageError",
+    "WsloadError",
+]
+
+
+class ExitCode(IntEnum):
+    """Exit codes of ``wsload``; documented in the README and relied upon by CI pipelines."""
+
+    PASSED = 0
+    FAILED = 1
+    INVALID = 2
+    COULD_NOT_RUN = 3
+    INTERRUPTED = 130
+
+
+class WsloadError(Exception):
+    """Base of every error wsload reports to a user; ``exit_code`` says how the CLI ends."""
+
+    exit_code: ExitCode = ExitCode.COULD_NOT_RUN
+
+
+class UsageError(WsloadError):
+    """The command line is wrong (unknown option value, missing file argument)."""
+
+    exit_code = ExitCode.INVALID
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a scenario file, at a 1-based line and column.
+
+    ``path`` is the dotted location inside the document (``steps[2].expect.timeout``), empty
+    for problems of the whole file (YAML syntax). ``excerpt`` holds a few source lines with a
+    caret, ready to print.
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    excerpt: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}: "
+        what = f"{self.path}: {self.message}" if self.path else self.message
+        return where + what
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        return (self.file, self.line, self.column, self.path)
+
+
+class ScenarioError(WsloadError):
+    """A scenario file failed validation; holds every problem found, sorted by position."""
+
+    exit_code = ExitCode.INVALID
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(problems, key=Problem.sort_key))
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines: list[str] = []
+        for p in self.problems:
+            lines.append(str(p))
+            if p.excerpt:
+                lines.append(p.excerpt)
+        return "\n".join(lines)
+
+
+class RunError(WsloadError):
+    """The run cannot be carried out (server could not start, a system limit would be hit)."""
+
+    exit_code = ExitCode.COULD_NOT_RUN
+
+
+class ReportWriteError(RunError):
+    """A report file could not be written; no partial file is left behind."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"cannot write report {self.path}: {self.reason}"
+
+
+class Interrupted(WsloadError):
+    """The run was stopped by SIGINT or SIGTERM; what was measured is still reported."""
+
+    exit_code = ExitCode.INTERRUPTED

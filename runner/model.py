@@ -1,0 +1,381 @@
+"""The validated scenario as frozen, typed objects: the only form the engine and reports ever see.
+
+``runner.loader`` builds these from YAML after JSON-Schema and semantic validation; nothing
+downstream handles raw dicts. Durations are seconds (float), sizes bytes (int), rates per second.
+Every step knows its YAML ``Location`` so a failure can point at the line that declared it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from runner.templates import JsonTemplate, Template
+
+__all__ = [
+    "ALL_SSL_ERRORS",
+    "SSL_ERROR_KEYWORDS",
+    "BinaryPayload",
+    "Capture",
+    "ClientCertificate",
+    "CloseStep",
+    "ConnectionSpec",
+    "ContentCheck",
+    "Expectation",
+    "JsonPayload",
+    "LoadSpec",
+    "Location",
+    "Matcher",
+    "OpenStep",
+    "Payload",
+    "PingStep",
+    "ReadStep",
+    "RepeatStep",
+    "Scenario",
+    "Secret",
+    "SleepStep",
+    "Stage",
+    "Step",
+    "StepKind",
+    "TextPayload",
+    "Threshold",
+    "WriteStep",
+    "frozen_map",
+]
+
+
+def frozen_map(items: Mapping[str, object] | None = None) -> Mapping[str, object]:
+    """A read-only mapping, so frozen dataclasses stay frozen all the way down."""
+    return MappingProxyType(dict(items or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was declared: file and 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class Secret:
+    """A value that must never be shown: private keys, Authorization headers, ``${ENV}`` tokens.
+
+    ``str()`` and ``repr()`` are masked; only ``reveal()`` gives the value, and only the client
+    calls it when the value goes on the wire.
+    """
+
+    __slots__ = ("_value",)
+    MASK = "***"
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.MASK!r})"
+
+    def __str__(self) -> str:
+        return self.MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+
+# --- connections (options named as in WinCC OA webSocketOpen()) ------------------------------
+
+#: Qt's QSslError names, as WinCC OA's ``ignoreSslErrors`` and netGet's ``sslErrors`` use them.
+SSL_ERROR_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "UnableToGetIssuerCertificate", "UnableToDecryptCertificateSignature",
+        "UnableToDecodeIssuerPublicKey", "CertificateSignatureFailed", "CertificateNotYetValid",
+        "CertificateExpired", "InvalidNotBeforeField", "InvalidNotAfterField",
+        "SelfSignedCertificate", "SelfSignedCertificateInChain", "UnableToGetLocalIssuerCertificate",
+        "UnableToVerifyFirstCertificate", "CertificateRevoked", "InvalidCaCertificate",
+        "PathLengthExceeded", "InvalidPurpose", "CertificateUntrusted", "CertificateRejected",
+        "SubjectIssuerMismatch", "AuthorityIssuerSerialNumberMismatch", "NoPeerCertificate",
+        "HostNameMismatch", "NoSslSupport", "CertificateBlacklisted", "UnspecifiedError",
+    }
+)
+
+
+class _AllSslErrors(Enum):
+    ALL = "all"
+
+
+#: ``ignoreSslErrors`` given as a non-list or an empty list: every certificate error is ignored.
+ALL_SSL_ERRORS = _AllSslErrors.ALL
+
+#: None: verify fully. ALL_SSL_ERRORS: ignore all. A frozenset: ignore only these keywords.
+IgnoreSslErrors: TypeAlias = "frozenset[str] | _AllSslErrors | None"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """``sslConfig``: ``localCertificate`` (PEM) and ``privateKey`` {key (PEM), algorithm}."""
+
+    certificate_pem: str
+    key_pem: Secret
+    algorithm: Literal["RSA", "DSA", "EC"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """A declared connection: what ``open`` passes to ``webSocketOpen(url, options)``.
+
+    ``url`` may be relative to the scenario's target and may hold templates; header values may
+    hold templates and are ``Secret``-wrapped templates' sources when sensitive (see loader).
+    """
+
+    name: str
+    url: Template
+    location: Location
+    headers: tuple[tuple[str, Template], ...] = ()
+    timeout_s: float | None = None
+    ignore_ssl_errors: IgnoreSslErrors = None
+    ssl_config: ClientCertificate | None = None
+    ca_certificates: str | None = None  # PEM bundle to trust in addition to / instead of system CAs
+    subprotocols: tuple[str, ...] = ()
+    origin: str | None = None
+    compression: bool = False
+    max_message_size: int | None = 1 << 20
+    source_address: str | None = None
+
+
+# --- payloads and expectations ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextPayload:
+    """A text frame; the template is rendered per send unless static."""
+
+    template: Template
+
+
+@dataclass(frozen=True, slots=True)
+class JsonPayload:
+    """A text frame holding JSON; static values are serialised once at load."""
+
+    value: JsonTemplate
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryPayload:
+    """A binary frame: bytes from hex, base64, a file, or a generated size (made at load)."""
+
+    data: bytes
+
+
+Payload: TypeAlias = "TextPayload | JsonPayload | BinaryPayload"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentCheck:
+    """What a received message must satisfy (for ``match`` and for a read's ``expect``).
+
+    Every field that is set must hold. ``that`` holds comparisons such as
+    ``("result.count", ">=", 3)``: a JMESPath expression, an operator, a literal.
+    """
+
+    text: Template | None = None
+    contains: Template | None = None
+    regex: str | None = None
+    json: JsonTemplate | None = None  # subset match
+    json_schema: Mapping[str, object] | None = None
+    that: tuple[tuple[str, str, object], ...] = ()
+    binary: bool | None = None  # True: must be binary, False: must be text
+    length: int | None = None
+    sha256: str | None = None
+
+    @property
+    def needs_json(self) -> bool:
+        """Whether the message must be parsed as JSON (parse only when this is true)."""
+        return self.json is not None or self.json_schema is not None or bool(self.that)
+
+
+Matcher: TypeAlias = ContentCheck
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a step's outcome must be. ``rc=None`` means the step's default success code.
+
+    ``error``: a keyword (``CertificateUntrusted``) or substring the last error must contain.
+    ``latency_lt_s``: the step's latency must stay under this. ``content``: for reads.
+    """
+
+    rc: int | None = None
+    error: str | None = None
+    latency_lt_s: float | None = None
+    content: ContentCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """Store part of a read message in a variable: a JMESPath ``path``, or a ``regex`` group."""
+
+    variable: str
+    path: str | None = None
+    regex: str | None = None
+    group: int = 1
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+class StepKind(str, Enum):
+    OPEN = "open"
+    WRITE = "write"
+    READ = "read"
+    CLOSE = "close"
+    SLEEP = "sleep"
+    PING = "ping"
+    REPEAT = "repeat"
+
+
+@dataclass(frozen=True, slots=True)
+class _StepBase:
+    """Common to all steps. ``name`` is unique in the scenario (the loader makes default names
+    such as ``read main`` or ``read main #2``) and is what thresholds and reports use."""
+
+    name: str
+    location: Location
+    expect: Expectation = field(default_factory=Expectation)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStep(_StepBase):
+    connection: str = ""
+    timeout_s: float | None = None  # overrides the connection's ``timeout``
+    kind: StepKind = StepKind.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStep(_StepBase):
+    connection: str = ""
+    payload: Payload | None = None
+    kind: StepKind = StepKind.WRITE
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStep(_StepBase):
+    connection: str = ""
+    timeout_s: float | None = None  # None: the scenario's default read time-out
+    match: Matcher | None = None  # wait for the first matching message, skipping others
+    captures: tuple[Capture, ...] = ()
+    kind: StepKind = StepKind.READ
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStep(_StepBase):
+    connection: str = ""
+    timeout_s: float | None = None
+    kind: StepKind = StepKind.CLOSE
+
+
+@dataclass(frozen=True, slots=True)
+class SleepStep(_StepBase):
+    duration_s: float = 0.0
+    kind: StepKind = StepKind.SLEEP
+
+
+@dataclass(frozen=True, slots=True)
+class PingStep(_StepBase):
+    connection: str = ""
+    timeout_s: float | None = None
+    kind: StepKind = StepKind.PING
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatStep(_StepBase):
+    """Run ``steps`` ``times`` times (the block's own name is for reports of its location)."""
+
+    times: int = 1
+    steps: tuple[Step, ...] = ()
+    kind: StepKind = StepKind.REPEAT
+
+
+Step: TypeAlias = "OpenStep | WriteStep | ReadStep | CloseStep | SleepStep | PingStep | RepeatStep"
+
+
+# --- load and thresholds ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """Move linearly to ``target`` (virtual users, or starts per second) over ``duration_s``."""
+
+    duration_s: float
+    target: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """The ``load:`` section. ``model`` is closed (``vus``) or open (``rate``)."""
+
+    model: Literal["closed", "open"] = "closed"
+    vus: int = 1
+    duration_s: float | None = None
+    iterations: int | None = None  # per virtual user (closed) or in total (open)
+    ramp_up_s: float = 0.0
+    stages: tuple[Stage, ...] = ()
+    rate: float | None = None
+    max_vus: int | None = None
+    workers: int | None = None  # None: one per core
+    source_addresses: tuple[str, ...] = ()
+    graceful_stop_s: float = 5.0
+    think_time_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A pass/fail gate such as ``read.p99 < 50ms``, parsed at load.
+
+    ``subject``: a step name, a step kind (all steps of it), or ``errors``/``iterations``/
+    ``checks``. ``stat``: p50 p90 p95 p99 p999 max mean count rate. ``value`` is in the metric's
+    base unit: seconds for latencies, a fraction for rates (0.1% -> 0.001), per second for
+    throughput.
+    """
+
+    expression: str
+    subject: str
+    stat: str
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: float
+    location: Location
+    abort_on_fail: bool = False
+
+
+# --- the scenario -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One validated scenario file. ``secrets`` lists every literal value that outputs must mask."""
+
+    name: str
+    file: str
+    steps: tuple[Step, ...]
+    connections: Mapping[str, ConnectionSpec]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    target: str | None = None  # base URL, or "embedded" / "embedded-tls"
+    variables: Mapping[str, object] = field(default_factory=frozen_map)
+    load: LoadSpec | None = None
+    thresholds: tuple[Threshold, ...] = ()
+    read_timeout_s: float = 10.0  # default for reads without their own time-out
+    run_timeout_s: float = 300.0  # overall bound of a check run (the manual's "unlimited" is not)
+    secrets: frozenset[str] = frozenset()
+    source: str = ""  # the file's text with secrets masked, for reports
