@@ -1,0 +1,1 @@
+"""The load engine: plans (pure) and the workers that follow them."""
