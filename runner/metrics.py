@@ -1,0 +1,389 @@
+"""Mutable recorders the engine fills while it runs; mergeable so workers' results combine exactly.
+
+Latencies go into HDR histograms (``hdrhistogram``) in microseconds, 1 us .. 1 h, 3 significant
+digits; percentiles come from them, never from a list of samples. Exact count, sum, min and max are
+kept beside each histogram (the histogram's max is only "equivalent"), so means and maxima are exact.
+
+``serialize()`` gives plain JSON-able data (histograms as compressed base64 HDR) and
+``merge(other_serialized)`` adds another recorder's data: a worker process serialises its
+``RunRecorder``, the parent merges them, and the totals are what one process would have recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "HIGHEST_US",
+    "MAX_ERROR_GROUPS",
+    "MAX_FAILURE_GROUPS",
+    "OTHER_ERRORS",
+    "LatencyHistogram",
+    "Percentiles",
+    "RunRecorder",
+    "StepRecorder",
+    "TimeSeries",
+]
+
+LOWEST_US = 1
+HIGHEST_US = 3600 * 1_000_000
+SIGNIFICANT = 3
+#: Distinct (rc, message) error groups kept per step; later distinct ones go to ``OTHER_ERRORS``.
+MAX_ERROR_GROUPS = 50
+#: Distinct (step, message) failure groups kept per run, with expected/actual of the first one.
+MAX_FAILURE_GROUPS = 100
+OTHER_ERRORS = "(other errors, not grouped)"
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p999", 99.9),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """A latency summary in milliseconds."""
+
+    count: int
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    max: float
+    mean: float
+    min: float
+
+
+def new_hdr() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT)
+
+
+class LatencyHistogram:
+    """An HDR histogram in microseconds plus exact count/sum/min/max in nanoseconds."""
+
+    __slots__ = ("count", "hdr", "max_ns", "min_ns", "sum_ns")
+
+    def __init__(self) -> None:
+        self.hdr = new_hdr()
+        self.count = 0
+        self.sum_ns = 0
+        self.min_ns = 0
+        self.max_ns = 0
+
+    def record_ns(self, ns: int) -> None:
+        if ns < 0:
+            ns = 0
+        us = ns // 1000
+        if us < LOWEST_US:
+            us = LOWEST_US
+        elif us > HIGHEST_US:
+            us = HIGHEST_US
+        self.hdr.record_value(us)
+        if self.count == 0 or ns < self.min_ns:
+            self.min_ns = ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+        self.count += 1
+        self.sum_ns += ns
+
+    def summary(self) -> Percentiles | None:
+        """Percentiles in ms (from the histogram), exact mean/min/max; ``None`` when empty."""
+        if self.count == 0:
+            return None
+        values = {name: self.hdr.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
+        max_ms = self.max_ns / 1e6
+        # A percentile is the histogram's equivalent value; never report one above the exact max.
+        values = {k: min(v, max_ms) for k, v in values.items()}
+        return Percentiles(
+            count=self.count,
+            max=max_ms,
+            mean=self.sum_ns / self.count / 1e6,
+            min=self.min_ns / 1e6,
+            **values,
+        )
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "sum_ns": self.sum_ns,
+            "min_ns": self.min_ns,
+            "max_ns": self.max_ns,
+            "hdr": self.hdr.encode().decode("ascii") if self.count else "",
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        if not data.get("count"):
+            return
+        self.hdr.decode_and_add(data["hdr"].encode("ascii"))
+        if self.count == 0 or data["min_ns"] < self.min_ns:
+            self.min_ns = data["min_ns"]
+        self.max_ns = max(self.max_ns, data["max_ns"])
+        self.count += data["count"]
+        self.sum_ns += data["sum_ns"]
+
+    @classmethod
+    def from_serialized(cls, data: dict[str, Any]) -> LatencyHistogram:
+        hist = cls()
+        hist.merge(data)
+        return hist
+
+
+def _add_counts(into: dict[str, int], other: dict[str, int]) -> None:
+    for key, n in other.items():
+        into[key] = into.get(key, 0) + n
+
+
+class StepRecorder:
+    """Everything measured for one step (all its executions, all virtual users)."""
+
+    __slots__ = (
+        "connect",
+        "connection",
+        "count",
+        "errors",
+        "failures",
+        "kind",
+        "latency",
+        "line",
+        "name",
+        "ok",
+        "rc",
+        "skipped",
+        "skipped_messages",
+    )
+
+    def __init__(self, name: str, kind: str, connection: str = "", line: int = 0) -> None:
+        self.name = name
+        self.kind = kind
+        self.connection = connection
+        self.line = line
+        self.count = 0
+        self.ok = 0
+        self.failures = 0
+        self.skipped = 0  # not run because an earlier step of the iteration failed
+        self.skipped_messages = 0
+        self.rc: dict[str, int] = {}  # every non-success code -> count
+        self.errors: dict[str, int] = {}  # "rc\x00message" -> count
+        self.latency = LatencyHistogram()
+        self.connect: dict[str, LatencyHistogram] | None = (
+            {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
+            if kind == "open"
+            else None
+        )
+
+    def record(
+        self,
+        *,
+        ok: bool,
+        rc: int,
+        rc_is_success: bool,
+        latency_ns: int | None,
+        error: str | None = None,
+        skipped_messages: int = 0,
+    ) -> None:
+        """One execution of the step. ``error`` (last error or failure text) is grouped with rc."""
+        self.count += 1
+        if ok:
+            self.ok += 1
+        else:
+            self.failures += 1
+        if not rc_is_success:
+            key = str(rc)
+            self.rc[key] = self.rc.get(key, 0) + 1
+        if latency_ns is not None:
+            self.latency.record_ns(latency_ns)
+        if skipped_messages:
+            self.skipped_messages += skipped_messages
+        if error is not None and not ok:
+            self.add_error(rc, error)
+
+    def add_error(self, rc: int, message: str, count: int = 1) -> None:
+        key = f"{rc}\x00{message}"
+        if key not in self.errors and len(self.errors) >= MAX_ERROR_GROUPS:
+            key = f"{rc}\x00{OTHER_ERRORS}"
+        self.errors[key] = self.errors.get(key, 0) + count
+
+    def record_connect(self, tcp_ns: int, tls_ns: int, upgrade_ns: int) -> None:
+        if self.connect is None:
+            return
+        self.connect["tcp"].record_ns(tcp_ns)
+        if tls_ns:
+            self.connect["tls"].record_ns(tls_ns)
+        self.connect["upgrade"].record_ns(upgrade_ns)
+
+    def error_groups(self) -> list[tuple[int, str, int]]:
+        """(rc, message, count), most frequent first."""
+        groups = []
+        for key, n in self.errors.items():
+            rc, _, message = key.partition("\x00")
+            groups.append((int(rc), message, n))
+        groups.sort(key=lambda g: (-g[2], g[0], g[1]))
+        return groups
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "connection": self.connection,
+            "line": self.line,
+            "count": self.count,
+            "ok": self.ok,
+            "failures": self.failures,
+            "skipped": self.skipped,
+            "skipped_messages": self.skipped_messages,
+            "rc": dict(self.rc),
+            "errors": [[rc, msg, n] for rc, msg, n in self.error_groups()],
+            "latency": self.latency.serialize(),
+            "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        self.count += data["count"]
+        self.ok += data["ok"]
+        self.failures += data["failures"]
+        self.skipped += data["skipped"]
+        self.skipped_messages += data["skipped_messages"]
+        _add_counts(self.rc, data["rc"])
+        for rc, msg, n in data["errors"]:
+            self.add_error(rc, msg, n)
+        self.latency.merge(data["latency"])
+        if self.connect is not None and data.get("connect"):
+            for k, h in self.connect.items():
+                h.merge(data["connect"][k])
+
+
+class TimeSeries:
+    """Per second since the start: iterations started, step executions, errors by rc, read latency.
+
+    Each second keeps its own small HDR histogram of read round trips; ``serialize`` encodes them
+    compressed, so merging workers' series is exact per second too.
+    """
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        # second -> [starts, steps, failures, {rc: n}, LatencyHistogram]
+        self.seconds: dict[int, list[Any]] = {}
+
+    def _bucket(self, second: int) -> list[Any]:
+        bucket = self.seconds.get(second)
+        if bucket is None:
+            bucket = self.seconds[second] = [0, 0, 0, {}, None]
+        return bucket
+
+    def start(self, second: int) -> None:
+        self._bucket(second)[0] += 1
+
+    def step(self, second: int, ok: bool, rc: int | None, read_latency_ns: int | None) -> None:
+        bucket = self._bucket(second)
+        bucket[1] += 1
+        if not ok:
+            bucket[2] += 1
+        if rc is not None:
+            errors = bucket[3]
+            key = str(rc)
+            errors[key] = errors.get(key, 0) + 1
+        if read_latency_ns is not None:
+            if bucket[4] is None:
+                bucket[4] = LatencyHistogram()
+            bucket[4].record_ns(read_latency_ns)
+
+    def serialize(self) -> list[dict[str, Any]]:
+        out = []
+        for second in sorted(self.seconds):
+            starts, steps, failures, errors, hist = self.seconds[second]
+            out.append(
+                {
+                    "t": second,
+                    "starts": starts,
+                    "steps": steps,
+                    "failures": failures,
+                    "rc": dict(errors),
+                    "latency": hist.serialize() if hist is not None else None,
+                }
+            )
+        return out
+
+    def merge(self, data: list[dict[str, Any]]) -> None:
+        for entry in data:
+            bucket = self._bucket(entry["t"])
+            bucket[0] += entry["starts"]
+            bucket[1] += entry["steps"]
+            bucket[2] += entry["failures"]
+            _add_counts(bucket[3], entry["rc"])
+            if entry.get("latency"):
+                if bucket[4] is None:
+                    bucket[4] = LatencyHistogram()
+                bucket[4].merge(entry["latency"])
+
+
+class RunRecorder:
+    """All step recorders of one run (in scenario order), iterations, grouped failure details."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self.start_ns = start_ns
+        self.steps: dict[str, StepRecorder] = {}
+        self.iterations = 0
+        self.iterations_failed = 0
+        # (step, message) -> [line, expected, actual, count]
+        self.failures: dict[tuple[str, str], list[Any]] = {}
+        self.failures_dropped = 0
+        self.timeseries = TimeSeries()
+
+    def step(self, name: str, kind: str, connection: str = "", line: int = 0) -> StepRecorder:
+        """The recorder of step ``name``, made on first use (declare steps up front to keep order)."""
+        rec = self.steps.get(name)
+        if rec is None:
+            rec = self.steps[name] = StepRecorder(name, kind, connection, line)
+        return rec
+
+    def second(self, now_ns: int) -> int:
+        return max(0, (now_ns - self.start_ns) // 1_000_000_000)
+
+    def add_failure(
+        self, step: str, line: int, message: str, expected: str, actual: str, count: int = 1
+    ) -> None:
+        key = (step, message)
+        entry = self.failures.get(key)
+        if entry is not None:
+            entry[3] += count
+        elif len(self.failures) < MAX_FAILURE_GROUPS:
+            self.failures[key] = [line, expected, actual, count]
+        else:
+            self.failures_dropped += count
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "start_ns": self.start_ns,
+            "iterations": self.iterations,
+            "iterations_failed": self.iterations_failed,
+            "steps": [rec.serialize() for rec in self.steps.values()],
+            "failures": [
+                [step, msg, line, exp, act, n] for (step, msg), (line, exp, act, n) in self.failures.items()
+            ],
+            "failures_dropped": self.failures_dropped,
+            "timeseries": self.timeseries.serialize(),
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add a serialised recorder (same scenario; seconds are relative to each one's start)."""
+        self.iterations += data["iterations"]
+        self.iterations_failed += data["iterations_failed"]
+        for step in data["steps"]:
+            self.step(step["name"], step["kind"], step["connection"], step["line"]).merge(step)
+        for step, msg, line, exp, act, n in data["failures"]:
+            self.add_failure(step, line, msg, exp, act, n)
+        self.failures_dropped += data["failures_dropped"]
+        self.timeseries.merge(data["timeseries"])
+
+    @classmethod
+    def from_serialized(cls, data: dict[str, Any]) -> RunRecorder:
+        rec = cls(data.get("start_ns", 0))
+        rec.merge(data)
+        return rec

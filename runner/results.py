@@ -1,0 +1,356 @@
+"""The finished run as frozen values: what every report is a pure function of.
+
+``RunResult.to_json()`` is the JSON report's document (described by
+``runner/schemas/report.schema.json``); ``RunResult.from_json()`` reads it back, so reports can
+be re-rendered from a saved JSON file. Each step keeps its latency histogram (compressed base64 HDR)
+so thresholds over several steps, and results of several machines, combine exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from runner import __version__
+
+from runner.metrics import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr
+
+__all__ = [
+    "ErrorGroup",
+    "FailureRecord",
+    "LatencySummary",
+    "RunResult",
+    "StepResult",
+    "ThresholdResult",
+    "TlsInfo",
+    "build_result",
+]
+
+_LAT_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+
+
+def _r(x: float) -> float:
+    return round(x, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySummary:
+    """Percentiles (from an HDR histogram) and exact max/mean, in milliseconds."""
+
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    max: float
+    mean: float
+
+    @classmethod
+    def of(cls, p: Percentiles | None) -> LatencySummary | None:
+        if p is None:
+            return None
+        return cls(_r(p.p50), _r(p.p90), _r(p.p95), _r(p.p99), _r(p.p999), _r(p.max), _r(p.mean))
+
+    def to_json(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in _LAT_KEYS}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> LatencySummary | None:
+        if data is None:
+            return None
+        return cls(**{k: float(data[k]) for k in _LAT_KEYS})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    rc: int
+    message: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """A failed expectation (grouped by step and message): where, what was wanted, what came."""
+
+    step: str
+    line: int
+    message: str
+    expected: str
+    actual: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    name: str
+    kind: str
+    connection: str
+    line: int
+    count: int
+    ok: int
+    failures: int
+    skipped: int
+    skipped_messages: int
+    rc: Mapping[str, int]
+    latency_ms: LatencySummary | None
+    errors: tuple[ErrorGroup, ...]
+    connect_ms: Mapping[str, LatencySummary] | None = None
+    histogram: str = ""  # compressed base64 HDR of latency in microseconds
+
+    @classmethod
+    def of(cls, rec: StepRecorder) -> StepResult:
+        connect = None
+        if rec.connect is not None:
+            connect = {
+                k: s for k, h in rec.connect.items() if (s := LatencySummary.of(h.summary())) is not None
+            }
+        return cls(
+            name=rec.name,
+            kind=rec.kind,
+            connection=rec.connection,
+            line=rec.line,
+            count=rec.count,
+            ok=rec.ok,
+            failures=rec.failures,
+            skipped=rec.skipped,
+            skipped_messages=rec.skipped_messages,
+            rc=dict(sorted(rec.rc.items(), key=lambda kv: int(kv[0]))),
+            latency_ms=LatencySummary.of(rec.latency.summary()),
+            errors=tuple(ErrorGroup(rc, msg, n) for rc, msg, n in rec.error_groups()),
+            connect_ms=connect or None,
+            histogram=rec.latency.serialize()["hdr"] if rec.latency.count else "",
+        )
+
+    def hdr(self) -> HdrHistogram:
+        """The step's latency histogram (microseconds), decoded from ``histogram``."""
+        hist = new_hdr()
+        if self.histogram:
+            hist.decode_and_add(self.histogram.encode("ascii"))
+        return hist
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "connection": self.connection,
+            "line": self.line,
+            "count": self.count,
+            "ok": self.ok,
+            "failures": self.failures,
+            "skipped": self.skipped,
+            "skipped_messages": self.skipped_messages,
+            "rc": dict(self.rc),
+            "latency_ms": self.latency_ms.to_json() if self.latency_ms else None,
+            "errors": [{"rc": e.rc, "message": e.message, "count": e.count} for e in self.errors],
+            "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()} if self.connect_ms else None,
+            "histogram": self.histogram,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> StepResult:
+        connect = d.get("connect_ms")
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            connection=d.get("connection", ""),
+            line=d.get("line", 0),
+            count=d["count"],
+            ok=d["ok"],
+            failures=d["failures"],
+            skipped=d.get("skipped", 0),
+            skipped_messages=d.get("skipped_messages", 0),
+            rc=dict(d.get("rc", {})),
+            latency_ms=LatencySummary.from_json(d.get("latency_ms")),
+            errors=tuple(ErrorGroup(e["rc"], e["message"], e["count"]) for e in d.get("errors", [])),
+            connect_ms=(
+                {k: s for k, v in connect.items() if (s := LatencySummary.from_json(v)) is not None}
+                if connect
+                else None
+            ),
+            histogram=d.get("histogram", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdResult:
+    expression: str
+    value: float | None  # the observed value, in the threshold's base unit; None: no data
+    passed: bool
+    line: int
+    limit: float = 0.0
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    verified: bool = True
+    ignored_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    passed: bool
+    interrupted: bool
+    exit_code: int
+    scenario_name: str
+    scenario_file: str
+    started_at: str
+    duration_s: float
+    target: str
+    steps: tuple[StepResult, ...]
+    iterations: int = 0
+    iterations_failed: int = 0
+    thresholds: tuple[ThresholdResult, ...] = ()
+    failures: tuple[FailureRecord, ...] = ()
+    failures_dropped: int = 0
+    tls: TlsInfo = field(default_factory=TlsInfo)
+    error: str = ""  # a run-level problem, e.g. the overall time-out
+    timeseries: tuple[Mapping[str, Any], ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    wsload_version: str = __version__
+
+    def with_thresholds(self, thresholds: tuple[ThresholdResult, ...]) -> RunResult:
+        """The same result with thresholds evaluated, and ``passed``/``exit_code`` following them."""
+        passed = self.passed and all(t.passed for t in thresholds)
+        code = self.exit_code
+        if code == 0 and not passed:
+            code = 1
+        return replace(self, thresholds=thresholds, passed=passed, exit_code=code)
+
+    def to_json(self) -> dict[str, Any]:
+        connect: dict[str, Any] = {}
+        for step in self.steps:
+            if step.connect_ms:
+                connect[step.name] = {k: v.to_json() for k, v in step.connect_ms.items()}
+        return {
+            "passed": self.passed,
+            "interrupted": self.interrupted,
+            "exit_code": self.exit_code,
+            "scenario": {"name": self.scenario_name, "file": self.scenario_file},
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 3),
+            "target": self.target,
+            "tls": {"verified": self.tls.verified, "ignored_errors": list(self.tls.ignored_errors)},
+            "iterations": self.iterations,
+            "iterations_failed": self.iterations_failed,
+            "error": self.error,
+            "steps": [s.to_json() for s in self.steps],
+            "connect_ms": connect,
+            "thresholds": [
+                {
+                    "expression": t.expression,
+                    "value": t.value,
+                    "passed": t.passed,
+                    "line": t.line,
+                    "limit": t.limit,
+                    "message": t.message,
+                }
+                for t in self.thresholds
+            ],
+            "failures": [
+                {
+                    "step": f.step,
+                    "line": f.line,
+                    "message": f.message,
+                    "expected": f.expected,
+                    "actual": f.actual,
+                    "count": f.count,
+                }
+                for f in self.failures
+            ],
+            "failures_dropped": self.failures_dropped,
+            "timeseries": [dict(t) for t in self.timeseries],
+            "settings": dict(self.settings),
+            "wsload_version": self.wsload_version,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RunResult:
+        return cls(
+            passed=d["passed"],
+            interrupted=d.get("interrupted", False),
+            exit_code=d.get("exit_code", 0 if d["passed"] else 1),
+            scenario_name=d["scenario"]["name"],
+            scenario_file=d["scenario"]["file"],
+            started_at=d["started_at"],
+            duration_s=d["duration_s"],
+            target=d.get("target", ""),
+            steps=tuple(StepResult.from_json(s) for s in d["steps"]),
+            iterations=d.get("iterations", 0),
+            iterations_failed=d.get("iterations_failed", 0),
+            thresholds=tuple(
+                ThresholdResult(
+                    t["expression"], t["value"], t["passed"], t.get("line", 0),
+                    t.get("limit", 0.0), t.get("message", ""),
+                )
+                for t in d.get("thresholds", [])
+            ),
+            failures=tuple(
+                FailureRecord(f["step"], f["line"], f["message"], f["expected"], f["actual"], f["count"])
+                for f in d.get("failures", [])
+            ),
+            failures_dropped=d.get("failures_dropped", 0),
+            tls=TlsInfo(d["tls"]["verified"], tuple(d["tls"]["ignored_errors"])) if "tls" in d else TlsInfo(),
+            error=d.get("error", ""),
+            timeseries=tuple(d.get("timeseries", [])),
+            settings=dict(d.get("settings", {})),
+            wsload_version=d.get("wsload_version", __version__),
+        )
+
+
+def _timeseries(recorder: RunRecorder) -> tuple[dict[str, Any], ...]:
+    out = []
+    for entry in recorder.timeseries.serialize():
+        hist = entry.pop("latency")
+        summary = LatencySummary.of(LatencyHistogram.from_serialized(hist).summary()) if hist else None
+        entry["latency_ms"] = summary.to_json() if summary else None
+        out.append(entry)
+    return tuple(out)
+
+
+def build_result(
+    recorder: RunRecorder,
+    *,
+    scenario_name: str,
+    scenario_file: str,
+    started_at: str,
+    duration_s: float,
+    target: str,
+    interrupted: bool = False,
+    error: str = "",
+    tls: TlsInfo | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Freeze a finished recorder into a result (thresholds are added by ``with_thresholds``)."""
+    steps = tuple(StepResult.of(rec) for rec in recorder.steps.values())
+    failures = tuple(
+        FailureRecord(step, line, msg, exp, act, n)
+        for (step, msg), (line, exp, act, n) in recorder.failures.items()
+    )
+    passed = not interrupted and not error and all(s.failures == 0 for s in steps)
+    if interrupted:
+        code = 130
+    else:
+        code = 0 if passed else 1
+    return RunResult(
+        passed=passed,
+        interrupted=interrupted,
+        exit_code=code,
+        scenario_name=scenario_name,
+        scenario_file=scenario_file,
+        started_at=started_at,
+        duration_s=duration_s,
+        target=target,
+        steps=steps,
+        iterations=recorder.iterations,
+        iterations_failed=recorder.iterations_failed,
+        failures=failures,
+        failures_dropped=recorder.failures_dropped,
+        tls=tls or TlsInfo(),
+        error=error,
+        timeseries=_timeseries(recorder),
+        settings=dict(settings or {}),
+    )

@@ -1,0 +1,86 @@
+"""Pure tests of the recorders: HDR percentiles, bounded error groups, exact merge across workers."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from runner.metrics import MAX_ERROR_GROUPS, OTHER_ERRORS, LatencyHistogram, RunRecorder
+
+
+def _fill(rec: RunRecorder, samples: list[int], *, fail_every: int = 0, offset: int = 0) -> None:
+    step = rec.step("read main", "read", "main", 12)
+    for i, ns in enumerate(samples, offset):
+        bad = bool(fail_every) and i % fail_every == 0
+        step.record(ok=not bad, rc=-2 if bad else 0, rc_is_success=not bad, latency_ns=ns,
+                    error="time-out: no message within 1s" if bad else None)
+        rec.timeseries.step(i % 3, not bad, -2 if bad else None, ns)
+
+
+def test_percentiles_from_histogram_with_exact_max_and_mean() -> None:
+    """Percentiles come from the HDR histogram (3 significant digits); max and mean are exact."""
+    hist = LatencyHistogram()
+    for ms in range(1, 101):
+        hist.record_ns(ms * 1_000_000)
+    p = hist.summary()
+    assert p is not None
+    assert abs(p.p50 - 50) <= 0.05 and abs(p.p99 - 99) <= 0.1
+    assert p.max == 100.0 and p.mean == 50.5 and p.min == 1.0 and p.count == 100
+
+
+def test_out_of_range_values_are_clamped() -> None:
+    """Values under 1 us or over 1 h are clamped into the histogram instead of being lost."""
+    hist = LatencyHistogram()
+    hist.record_ns(10)
+    hist.record_ns(2 * 3600 * 10**9)
+    assert hist.hdr.get_total_count() == 2
+
+
+def test_error_groups_are_bounded() -> None:
+    """Distinct error messages beyond the bound are counted together, never dropped."""
+    rec = RunRecorder()
+    step = rec.step("open main", "open")
+    for i in range(MAX_ERROR_GROUPS + 10):
+        step.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error=f"network error {i}")
+    groups = step.error_groups()
+    assert len(groups) == MAX_ERROR_GROUPS + 1
+    assert (-1, OTHER_ERRORS, 10) in groups
+    assert step.rc == {"-1": MAX_ERROR_GROUPS + 10}
+
+
+def test_merge_equals_one_process() -> None:
+    """Two workers' serialised recorders merge to exactly what one recorder of all samples holds."""
+    rnd = random.Random(7)
+    samples = [rnd.randint(50_000, 90_000_000) for _ in range(3000)]
+    one = RunRecorder()
+    _fill(one, samples, fail_every=7)
+    a, b = RunRecorder(), RunRecorder()
+    _fill(a, samples[:1000], fail_every=7)
+    _fill(b, samples[1000:], fail_every=7, offset=1000)
+    merged = RunRecorder.from_serialized(json.loads(json.dumps(a.serialize())))
+    merged.merge(json.loads(json.dumps(b.serialize())))
+    m, o = merged.steps["read main"], one.steps["read main"]
+    assert m.count == o.count == 3000
+    assert m.latency.summary() == o.latency.summary()
+    assert m.latency.hdr.get_total_count() == 3000
+    assert m.ok + m.failures == 3000
+    assert sum(n for *_, n in m.error_groups()) == m.failures
+    assert m.failures == o.failures and m.rc == o.rc
+    assert merged.timeseries.serialize() == one.timeseries.serialize()
+
+
+def test_failures_grouped_with_first_details() -> None:
+    """Failure details are grouped by step and message, keeping the first expected/actual."""
+    rec = RunRecorder()
+    rec.add_failure("read main", 14, "expected text 'a', got 'b'", "a", "b")
+    rec.add_failure("read main", 14, "expected text 'a', got 'b'", "a", "b")
+    assert rec.serialize()["failures"] == [["read main", "expected text 'a', got 'b'", 14, "a", "b", 2]]
+
+
+def test_connect_split_recorded_for_open() -> None:
+    """Open steps keep TCP/TLS/upgrade histograms; TLS only when there was a handshake."""
+    rec = RunRecorder()
+    step = rec.step("open main", "open")
+    step.record_connect(100_000, 0, 300_000)
+    assert step.connect is not None
+    assert step.connect["tcp"].count == 1 and step.connect["tls"].count == 0
