@@ -398,6 +398,10 @@ class WebSocketClient:
 
     def _peer_closed(self, socket: int, conn: WsConnection) -> ReadResult:
         rcvd = conn.ws.close_rcvd
+        failure = conn.ws.parser_exc
+        if failure is not None and not isinstance(failure, EOFError):
+            self._fail(LastError.of(ErrorKind.PROTOCOL, f"socket {socket}: {failure}"))
+            return ReadResult(RC_ERROR)
         if rcvd is not None:
             code: int | None = int(rcvd.code)
             detail = f"peer closed socket {socket} with code {code}" + (f" ({rcvd.reason})" if rcvd.reason else "")

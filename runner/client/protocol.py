@@ -60,6 +60,8 @@ class WsConnection(asyncio.Protocol):
         events = ws.events_received()
         if events:
             self._handle(events, now)
+        if ws.parser_exc is not None:  # a protocol error or a too big message: no more messages
+            self._set_closed()
         self._flush()
 
     def eof_received(self) -> bool | None:

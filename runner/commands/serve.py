@@ -1,0 +1,87 @@
+"""``wsload serve``: run the embedded test server until SIGINT/SIGTERM.
+
+Prints one line per URL (routes, and the hang listener) so scripts can read the chosen port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from runner.errors import ExitCode, RunError
+from runner.server import ROUTES, EmbeddedServer
+from runner.server.certs import issue, make_ca, write_pem
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="start the embedded test server",
+        description="Serve /echo /rpc /push /close /slow /status/NNN /headers, plus a listener that "
+        "never answers (for time-outs). With --tls a self-signed certificate for 127.0.0.1 and "
+        "localhost is generated unless --cert/--key are given.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
+    parser.add_argument("--tls", action="store_true", help="serve wss://")
+    parser.add_argument("--mtls", action="store_true",
+                        help="require a client certificate (implies --tls); with --client-ca, else a "
+                        "generated CA whose client certificate and key are printed")
+    parser.add_argument("--cert", help="server certificate chain PEM file (implies --tls)")
+    parser.add_argument("--key", help="server private key PEM file")
+    parser.add_argument("--client-ca", help="PEM file of CAs that client certificates must chain to")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; exit code 0 on such a stop, 3 when the server cannot start."""
+    try:
+        return asyncio.run(_serve(args))
+    except OSError as exc:
+        raise RunError(f"cannot start the server on {args.host}:{args.port}: {exc.strerror or exc}") from None
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    tls = bool(args.tls or args.mtls or args.cert)
+    if args.cert and not args.key:
+        raise RunError("--cert needs --key")
+    client_ca = args.client_ca
+    client_bundle = None
+    if args.mtls and not client_ca:
+        ca = make_ca("wsload serve client CA")
+        client_ca = ca.cert_pem
+        client_bundle = issue(ca, (), common_name="wsload client", client=True)
+    server = EmbeddedServer(args.host, args.port, tls=tls, certfile=args.cert, keyfile=args.key,
+                            client_ca=client_ca, require_client_cert=bool(args.mtls))
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    out = sys.stdout
+    for route in ROUTES:
+        shown = route.replace("NNN", "403")
+        print(f"{route:12} {server.url}{shown}", file=out)
+    print(f"{'hang':12} {server.hang_url}  (accepts TCP, never answers)", file=out)
+    if tls and server.ca_pem and not args.cert:
+        print("certificate: self-signed for 127.0.0.1 and localhost; allow it with "
+              "ignoreSslErrors: [SelfSignedCertificate], or trust this PEM:", file=out)
+        print(server.ca_pem, end="", file=out)
+    with tempfile.TemporaryDirectory(prefix="wsload-serve-") as directory:  # 0700, removed at exit
+        if client_bundle is not None:  # the key goes to a 0600 file, never to the terminal
+            cert_path = write_pem(directory, "client.pem", client_bundle.cert_pem)
+            key_path = write_pem(directory, "client.key", client_bundle.key_pem)
+            print(f"client certificate for --mtls: {cert_path} (key: {key_path}, EC; removed at exit)", file=out)
+        print(f"serving on port {server.port}; stop with Ctrl-C", file=out, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+    return int(ExitCode.PASSED)
