@@ -29,7 +29,7 @@ __all__ = [
     "build_result",
 ]
 
-_LAT_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+_LAT_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
 
 
 def _r(x: float) -> float:
@@ -47,12 +47,13 @@ class LatencySummary:
     p999: float
     max: float
     mean: float
+    min: float = 0.0
 
     @classmethod
     def of(cls, p: Percentiles | None) -> LatencySummary | None:
         if p is None:
             return None
-        return cls(_r(p.p50), _r(p.p90), _r(p.p95), _r(p.p99), _r(p.p999), _r(p.max), _r(p.mean))
+        return cls(_r(p.p50), _r(p.p90), _r(p.p95), _r(p.p99), _r(p.p999), _r(p.max), _r(p.mean), _r(p.min))
 
     def to_json(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in _LAT_KEYS}
@@ -61,7 +62,7 @@ class LatencySummary:
     def from_json(cls, data: Mapping[str, Any] | None) -> LatencySummary | None:
         if data is None:
             return None
-        return cls(**{k: float(data[k]) for k in _LAT_KEYS})
+        return cls(**{k: float(data[k]) for k in _LAT_KEYS if k in data})
 
 
 @dataclass(frozen=True, slots=True)

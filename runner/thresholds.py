@@ -5,7 +5,7 @@ Subjects: a step name, a step kind (all steps of that kind, histograms merged), 
 
 =============  ==========================================================================
 p50..p999      latency percentile in seconds (merged HDR histograms)
-max, mean      exact latency max / mean in seconds
+max, mean, min exact latency max / mean / min in seconds
 count          executions (steps), failed executions (errors), iterations, passed checks
 rate           steps, iterations: per second over the run; errors: failed fraction of all
                executions; checks: passed fraction
@@ -49,6 +49,8 @@ def _latency(stat: str, steps: Sequence[StepResult]) -> float | None:
         return None
     if stat == "max":
         return max(s.latency_ms.max for s in timed if s.latency_ms) / 1000.0
+    if stat == "min":
+        return min(s.latency_ms.min for s in timed if s.latency_ms) / 1000.0
     if stat == "mean":
         total = 0.0
         n = 0
@@ -99,7 +101,7 @@ def observed(threshold: Threshold, result: RunResult) -> float | None:
         return None
     if not steps:
         return None
-    if stat in _PERCENTILE or stat in ("max", "mean"):
+    if stat in _PERCENTILE or stat in ("max", "mean", "min"):
         return _latency(stat, steps)
     count = sum(s.count for s in steps)
     if stat == "count":
@@ -114,7 +116,7 @@ def observed(threshold: Threshold, result: RunResult) -> float | None:
 
 
 def _fmt(subject: str, stat: str, value: float) -> str:
-    if stat in _PERCENTILE or stat in ("max", "mean"):
+    if stat in _PERCENTILE or stat in ("max", "mean", "min"):
         return f"{value * 1000:.3f}ms"
     if stat == "error_rate" or (stat == "rate" and subject in ("errors", "checks")):
         return f"{value * 100:.3g}%"

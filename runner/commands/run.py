@@ -1,0 +1,196 @@
+"""``wsload run FILE...``: run scenarios once as checks; console, JSON and JUnit reports; exit codes.
+
+Every file is loaded (and validated) before anything runs, so an invalid file costs no run. Each
+scenario runs in turn on uvloop (asyncio's own loop where uvloop is missing); a SIGINT/SIGTERM
+stops the current scenario, keeps what it measured, skips the rest and exits 130 after the reports
+are written. Reports go to ``--report-dir`` with a timestamped name, and to ``--json``/``--junit``
+paths when given, always atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
+from runner.model import Scenario
+from runner.reports import console, json_report, junit
+from runner.reports.atomic import write_atomic
+from runner.reports.masking import Masker
+from runner.results import RunResult
+
+__all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
+
+T = TypeVar("T")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "run",
+        help="run scenarios once, as checks (smoke checks, CI gates)",
+        description="Run each scenario once and report; exit 0 passed, 1 failed, 2 invalid, "
+        "3 could not run, 130 interrupted.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("WSLOAD_TARGET"),
+        help="base URL (ws:// or wss://), or 'embedded' / 'embedded-tls' for the built-in server "
+        "(env WSLOAD_TARGET)",
+    )
+    parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="set a scenario variable (repeatable)"
+    )
+    out = parser.add_argument_group("reports")
+    out.add_argument(
+        "--report-dir",
+        default=os.environ.get("WSLOAD_REPORT_DIR", "reports"),
+        metavar="DIR",
+        help="where timestamped JSON and JUnit reports go (default: reports/, env WSLOAD_REPORT_DIR); "
+        "'' for none",
+    )
+    out.add_argument("--json", dest="json_path", metavar="PATH", help="also write the JSON report here")
+    out.add_argument("--junit", dest="junit_path", metavar="PATH", help="also write the JUnit XML report here")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
+    noise.add_argument("-v", "--verbose", action="store_true", help="print every error group and failure detail")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def parse_vars(items: Sequence[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs from ``--var``; ``UsageError`` for anything else."""
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(f"--var {item!r}: expected NAME=VALUE with NAME a variable name")
+        values[name] = value
+    return values
+
+
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it installs
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
+    """The command's exit code from the scenarios' results (interrupted beats failed)."""
+    if any(r.interrupted for r in results):
+        return ExitCode.INTERRUPTED
+    if any(not r.passed for r in results):
+        return ExitCode.FAILED
+    return ExitCode.PASSED
+
+
+async def run_scenarios(scenarios: Sequence[Scenario], target: str | None) -> list[RunResult]:
+    """Run each scenario once, in order; stop after one that was interrupted."""
+    from runner.engine.check import run_check
+
+    results: list[RunResult] = []
+    for scenario in scenarios:
+        result = await run_check(scenario, target=target)
+        results.append(result)
+        if result.interrupted:
+            break
+    return results
+
+
+def _report_paths(report_dir: str, files: Sequence[str], stamp: str) -> tuple[list[str], str | None]:
+    """Timestamped names in ``report_dir``: one JSON per scenario, one JUnit for the run."""
+    if not report_dir:
+        return [], None
+    names = [f"wsload-{stamp}-{Path(f).stem}.json" for f in files]
+    return [os.path.join(report_dir, n) for n in names], os.path.join(report_dir, f"wsload-{stamp}.junit.xml")
+
+
+def _explicit_json_paths(path: str, results: Sequence[RunResult]) -> list[str]:
+    """``--json PATH``: that path for one scenario; ``PATH-<stem>.json`` for each of several."""
+    if len(results) <= 1:
+        return [path]
+    base, ext = os.path.splitext(path)
+    return [f"{base}-{Path(r.scenario_file).stem}{ext or '.json'}" for r in results]
+
+
+def write_reports(args: argparse.Namespace, results: Sequence[RunResult], masker: Masker, stamp: str) -> list[str]:
+    """Write every report; the first failure raises ``ReportWriteError`` after trying the rest."""
+    written: list[str] = []
+    failure: ReportWriteError | None = None
+    jobs: list[tuple[str, str]] = []
+    default_json, default_junit = _report_paths(args.report_dir, [r.scenario_file for r in results], stamp)
+    for path, result in zip(default_json, results, strict=False):
+        jobs.append((path, json_report.render(result, masker)))
+    if default_junit:
+        jobs.append((default_junit, junit.render(results, masker)))
+    if args.json_path:
+        for path, result in zip(_explicit_json_paths(args.json_path, results), results, strict=True):
+            jobs.append((path, json_report.render(result, masker)))
+    if args.junit_path:
+        jobs.append((args.junit_path, junit.render(results, masker)))
+    for path, text in jobs:
+        try:
+            write_atomic(path, text)
+            written.append(path)
+        except ReportWriteError as exc:
+            failure = failure or exc
+            print(f"wsload: {exc}", file=sys.stderr)
+    if failure is not None:
+        raise failure
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``run`` command: load every file, run each, print and write reports, return the exit code."""
+    from runner.loader import load_scenario
+
+    variables = parse_vars(args.var)
+    scenarios: list[Scenario] = []
+    problems: list[ScenarioError] = []
+    for file in args.files:
+        try:
+            scenarios.append(load_scenario(file, variables=variables, target=args.target))
+        except ScenarioError as exc:
+            problems.append(exc)
+    if problems:
+        for exc in problems:
+            print(str(exc), file=sys.stderr)
+        return int(ExitCode.INVALID)
+    secrets: set[str] = set()
+    for s in scenarios:
+        secrets.update(s.secrets)
+    masker = Masker(secrets)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    try:
+        results = _run_loop(run_scenarios(scenarios, args.target))
+    except RunError:
+        raise
+    except KeyboardInterrupt:  # a signal before the handlers were in place
+        print("wsload: interrupted before any scenario ran", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    for result in results:
+        if not args.quiet:
+            sys.stdout.write(console.render(result, masker, verbose=args.verbose))
+        else:
+            sys.stdout.write(masker.text(console.verdict_line(result)) + "\n")
+    if len(results) > 1 or len(results) < len(scenarios):
+        sys.stdout.write(console.summary_line(results) + "\n")
+    sys.stdout.flush()
+    try:
+        written = write_reports(args, results, masker, stamp)
+    except ReportWriteError:
+        return int(ExitCode.COULD_NOT_RUN)
+    if args.verbose:
+        for path in written:
+            print(f"report: {path}")
+    return int(exit_code_of(results))

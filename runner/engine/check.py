@@ -1,0 +1,139 @@
+"""Run a scenario once, as a check: one virtual user, one iteration, an overall time bound.
+
+``run_check`` is what ``wsload run`` calls per file. SIGINT/SIGTERM cancel the running step; what
+was measured until then is kept and the result is marked interrupted (exit 130).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.engine.embedded import resolved_target
+from runner.engine.vu import RunContext, VirtualUser
+from runner.metrics import RunRecorder
+from runner.model import ALL_SSL_ERRORS, Scenario
+from runner.results import RunResult, TlsInfo, build_result
+from runner.thresholds import evaluate
+
+__all__ = ["on_stop_signals", "run_check", "tls_info", "utc_now_iso"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def tls_info(scenario: Scenario) -> TlsInfo:
+    """Whether certificates are fully verified, and which errors the scenario tells us to ignore."""
+    ignored: set[str] = set()
+    verified = True
+    for spec in scenario.connections.values():
+        if spec.ignore_ssl_errors is ALL_SSL_ERRORS:
+            verified = False
+            ignored.add("all")
+        elif spec.ignore_ssl_errors:
+            verified = False
+            ignored.update(spec.ignore_ssl_errors)  # type: ignore[arg-type]
+    return TlsInfo(verified=verified, ignored_errors=tuple(sorted(ignored)))
+
+
+@contextlib.contextmanager
+def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
+    """Call ``callback(signum)`` on SIGINT/SIGTERM while inside (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, callback, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def run_check(
+    scenario: Scenario,
+    *,
+    target: str | None = None,
+    client_factory: Callable[[], Any] | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Run ``scenario`` once and return its result, thresholds evaluated.
+
+    ``target`` overrides the scenario's target (``embedded`` starts the embedded server).
+    """
+    started_at = utc_now_iso()
+    t0 = time.monotonic_ns()
+    recorder = RunRecorder(t0)
+    interrupted = False
+    error = ""
+    async with resolved_target(target or scenario.target) as resolved:
+        if client_factory is None:
+            from runner.client import WebSocketClient
+
+            client = WebSocketClient()
+        else:
+            client = client_factory()
+        ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
+        vu = VirtualUser(ctx, client, 1)
+        task = asyncio.ensure_future(vu.run_iteration())
+
+        def stop(_signum: int) -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        guard = on_stop_signals(stop) if handle_signals else contextlib.nullcontext()
+        with guard:
+            try:
+                done, _ = await asyncio.wait({task}, timeout=scenario.run_timeout_s)
+                if not done:
+                    error = f"run time-out: the scenario did not finish within {scenario.run_timeout_s:g}s"
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except asyncio.CancelledError:
+                # We were cancelled from outside (e.g. KeyboardInterrupt on asyncio.run).
+                interrupted = True
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
+                error = f"internal error: {type(exc).__name__}: {exc}"
+            finally:
+                await vu.close_all()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        duration_s = (time.monotonic_ns() - t0) / 1e9
+        result = build_result(
+            recorder,
+            scenario_name=scenario.name,
+            scenario_file=scenario.file,
+            started_at=started_at,
+            duration_s=duration_s,
+            target=resolved.label,
+            interrupted=interrupted,
+            error=error,
+            tls=tls_info(scenario),
+            settings={
+                "read_timeout_s": scenario.read_timeout_s,
+                "run_timeout_s": scenario.run_timeout_s,
+                "mode": "check",
+            },
+        )
+    return result.with_thresholds(evaluate(scenario.thresholds, result))

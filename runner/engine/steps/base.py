@@ -1,0 +1,86 @@
+"""The one interface every step kind implements, and the outcome it returns.
+
+A step module has ``async def execute(step, vu) -> StepOutcome``. It moves messages and time
+through the virtual user's client and hands what came back to the pure checks of
+``runner.expect``; ``finish`` applies the checks every kind shares (rc, error, latency).
+The virtual user records the outcome; step modules never touch recorders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from runner.expect import Failure, check_error, check_latency, check_rc, is_default_success
+from runner.model import Step, StepKind
+
+if TYPE_CHECKING:
+    from runner.client.codes import ConnectTiming
+    from runner.engine.vu import VirtualUser
+
+__all__ = ["StepModule", "StepOutcome", "finish", "not_open"]
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    """What one execution of a step produced. ``failure`` is None when every expectation held.
+
+    ``error`` is the client's last-error text (or our own) when the rc was not a success;
+    ``record`` is False for blocks (``repeat``) whose inner steps are recorded themselves.
+    """
+
+    rc: int
+    latency_ns: int | None = None
+    failure: Failure | None = None
+    error: str | None = None
+    skipped_messages: int = 0
+    timing: ConnectTiming | None = None
+    record: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class StepModule(Protocol):
+    async def execute(self, step: Step, vu: VirtualUser) -> StepOutcome: ...
+
+
+def finish(
+    step: Step,
+    kind: StepKind,
+    rc: int,
+    latency_ns: int | None,
+    error: str | None = None,
+    keyword: str | None = None,
+    *,
+    content_failure: Failure | None = None,
+    skipped_messages: int = 0,
+    timing: ConnectTiming | None = None,
+) -> StepOutcome:
+    """Apply the shared checks: rc (expected or default), ``expect.error``, ``expect.latency``."""
+    expect = step.expect
+    failure = check_rc(kind, expect, rc)
+    if failure is not None and error:
+        failure = Failure(f"{failure.message}: {error}", failure.expected, error)
+    if failure is None:
+        failure = check_error(expect, error, keyword)
+    if failure is None:
+        failure = content_failure
+    if failure is None:
+        failure = check_latency(expect, latency_ns)
+    if is_default_success(kind, rc):
+        error = None
+    return StepOutcome(
+        rc=rc,
+        latency_ns=latency_ns,
+        failure=failure,
+        error=error,
+        skipped_messages=skipped_messages,
+        timing=timing,
+    )
+
+
+def not_open(step: Step, kind: StepKind, connection: str) -> StepOutcome:
+    """The outcome of using a connection that is not open (never opened, or closed)."""
+    return finish(step, kind, -1, None, f"connection {connection!r} is not open")

@@ -1,0 +1,28 @@
+"""``close``: webSocketClose(socket); the connection is forgotten whatever the rc."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from runner.engine.steps.base import StepOutcome, finish, not_open
+from runner.model import CloseStep, StepKind
+
+if TYPE_CHECKING:
+    from runner.engine.vu import VirtualUser
+
+
+async def execute(step: CloseStep, vu: VirtualUser) -> StepOutcome:
+    sock = vu.sockets.pop(step.connection, None)
+    if sock is None:
+        return not_open(step, StepKind.CLOSE, step.connection)
+    client = vu.client
+    started = time.monotonic_ns()
+    timeout = step.timeout_s if step.timeout_s is not None else 5.0
+    rc = await client.close(sock, timeout)
+    latency = time.monotonic_ns() - started
+    if rc != 0:
+        err = client.last_error()
+        return finish(step, StepKind.CLOSE, rc, latency, err.text if err else "close failed",
+                      err.keyword if err else None)
+    return finish(step, StepKind.CLOSE, rc, latency)

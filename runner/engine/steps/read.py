@@ -1,0 +1,73 @@
+"""``read``: webSocketRead(socket, timeout); with ``match``, the first matching message.
+
+Messages that do not match are counted as skipped; the time-out covers the whole wait, so the
+remaining time shrinks with every skipped message. Latency is from the last write on this
+connection (or the start of the read, if nothing was written) to when the matched message was
+parsed by the client.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from runner.engine.steps.base import StepOutcome, finish, not_open
+from runner.expect import Failure, Message, apply_captures, check_content, describe, matches
+from runner.model import ReadStep, StepKind
+
+if TYPE_CHECKING:
+    from runner.engine.vu import VirtualUser
+
+
+async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
+    sock = vu.sockets.get(step.connection)
+    if sock is None:
+        return not_open(step, StepKind.READ, step.connection)
+    client = vu.client
+    timeout_s = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
+    started = time.monotonic_ns()
+    deadline = started + int(timeout_s * 1e9)
+    variables = vu.variables
+    skipped = 0
+    while True:
+        remaining = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+        result = await client.read(sock, remaining)
+        if result.rc != 0:
+            err = client.last_error()
+            text = err.text if err else None
+            if result.rc == 1:
+                vu.sockets.pop(step.connection, None)
+                text = f"connection closed by peer (code {result.close_code})"
+            elif result.rc == -2:
+                what = "matching message" if step.match is not None else "message"
+                text = f"time-out: no {what} within {timeout_s:g}s"
+                if skipped:
+                    text += f" ({skipped} other messages skipped)"
+            return finish(
+                step, StepKind.READ, result.rc, None, text or f"read failed with rc {result.rc}",
+                err.keyword if err else None, skipped_messages=skipped,
+            )
+        message = Message(result.data if result.data is not None else "")
+        if step.match is not None:
+            try:
+                hit = matches(step.match, message, variables)
+            except Exception as exc:  # noqa: BLE001 - a missing capture in a template
+                return finish(step, StepKind.READ, 0, None, content_failure=Failure(f"match: {exc}"),
+                              skipped_messages=skipped)
+            if not hit:
+                skipped += 1
+                continue
+        break
+    since = client.last_write_ns(sock) or started  # a round trip: from the last write
+    latency = max(0, result.received_ns - since) if result.received_ns else time.monotonic_ns() - since
+    failure = None
+    content = step.expect.content
+    if content is not None:
+        try:
+            failure = check_content(content, message, variables)
+        except Exception as exc:  # noqa: BLE001
+            failure = Failure(f"expect: {exc}", "", describe(message.data))
+    if failure is None and step.captures:
+        values, failure = apply_captures(step.captures, message)
+        variables.update(values)
+    return finish(step, StepKind.READ, 0, latency, content_failure=failure, skipped_messages=skipped)

@@ -1,0 +1,18 @@
+"""``sleep``: wait; its latency is the time actually slept."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from runner.engine.steps.base import StepOutcome, finish
+from runner.model import SleepStep, StepKind
+
+if TYPE_CHECKING:
+    from runner.engine.vu import VirtualUser
+
+
+async def execute(step: SleepStep, vu: VirtualUser) -> StepOutcome:
+    started = time.monotonic_ns()
+    await vu.sleep(step.duration_s)
+    return finish(step, StepKind.SLEEP, 0, time.monotonic_ns() - started)

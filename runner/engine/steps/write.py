@@ -1,0 +1,45 @@
+"""``write``: webSocketWrite(socket, message); latency is the time of the write call."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from runner.engine.steps.base import StepOutcome, finish, not_open
+from runner.engine.vu_support import render_error
+from runner.model import BinaryPayload, JsonPayload, StepKind, TextPayload, WriteStep
+
+if TYPE_CHECKING:
+    from runner.engine.vu import VirtualUser
+
+
+def render_payload(step: WriteStep, variables: dict[str, object]) -> str | bytes:
+    """The frame to send: static payloads are the precompiled constant, no work per send."""
+    payload = step.payload
+    if isinstance(payload, TextPayload):
+        return payload.template.render(variables)
+    if isinstance(payload, JsonPayload):
+        return payload.value.dumps(variables)
+    if isinstance(payload, BinaryPayload):
+        return payload.data
+    return ""
+
+
+async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
+    sock = vu.sockets.get(step.connection)
+    if sock is None:
+        return not_open(step, StepKind.WRITE, step.connection)
+    try:
+        data = render_payload(step, vu.variables)
+    except Exception as exc:  # noqa: BLE001 - a missing capture is the step's failure
+        return finish(step, StepKind.WRITE, -1, None, render_error(exc))
+    client = vu.client
+    started = time.monotonic_ns()
+    rc = client.write(sock, data)
+    latency = time.monotonic_ns() - started
+    if rc < 0:
+        err = client.last_error()
+        return finish(step, StepKind.WRITE, rc, latency, err.text if err else "write failed",
+                      err.keyword if err else None)
+    await client.drain(sock)
+    return finish(step, StepKind.WRITE, rc, latency)

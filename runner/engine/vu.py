@@ -1,0 +1,165 @@
+"""A virtual user: its variables, captures, open connections, and the loop over steps.
+
+``RunContext`` is what all virtual users of one process share (the scenario, the recorder, the
+resolved target); ``VirtualUser.run_iteration()`` runs the scenario's steps once and is what both
+``wsload run`` (once, as a check) and the load engine (in a loop, per user) call.
+
+After a failed step the rest of the iteration is skipped (each skipped step counts it) and the
+user's connections are closed. At the end of every iteration connections left open are closed too,
+so each iteration starts from nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from runner.engine.steps import execute_step
+from runner.engine.steps.base import StepOutcome
+from runner.engine.vu_support import resolve_url
+from runner.metrics import RunRecorder, StepRecorder
+from runner.model import RepeatStep, Scenario, Step, StepKind
+from runner.expect import is_default_success
+
+if TYPE_CHECKING:
+    from runner.client import WebSocketClient
+    from runner.client.options import ConnectOptions
+
+__all__ = ["RunContext", "VirtualUser", "iter_steps", "resolve_url"]
+
+
+def iter_steps(steps: Sequence[Step]) -> Iterator[Step]:
+    """Every step in declaration order, blocks' inner steps included (blocks themselves not)."""
+    for step in steps:
+        if isinstance(step, RepeatStep):
+            yield from iter_steps(step.steps)
+        else:
+            yield step
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What every virtual user of a process shares. ``target`` is the resolved base URL;
+    ``extra_ca`` a PEM to trust (the embedded TLS server's CA) when a spec names none."""
+
+    scenario: Scenario
+    recorder: RunRecorder
+    target: str | None = None
+    extra_ca: str | None = None
+    source_addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Rows in declaration order, present even for steps that never ran.
+        for step in iter_steps(self.scenario.steps):
+            self.recorder.step(step.name, step.kind.value, getattr(step, "connection", ""), step.location.line)
+
+    def step_recorder(self, step: Step) -> StepRecorder:
+        return self.recorder.step(step.name, step.kind.value, getattr(step, "connection", ""), step.location.line)
+
+    def adjust_options(self, options: ConnectOptions) -> ConnectOptions:
+        if self.extra_ca and options.ca_certificates is None:
+            return replace(options, ca_certificates=self.extra_ca)
+        return options
+
+
+class VirtualUser:
+    """One simulated user: ``vu`` number, current ``iteration``, variables, connections by name."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        client: WebSocketClient,
+        vu_id: int = 1,
+        *,
+        variables: Mapping[str, object] | None = None,
+        source_address: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.id = vu_id
+        self.iteration = 0
+        self.source_address = source_address
+        self.variables: dict[str, Any] = dict(ctx.scenario.variables)
+        if variables:
+            self.variables.update(variables)
+        self.variables["vu"] = vu_id
+        self.variables["iteration"] = 0
+        self.sockets: dict[str, int] = {}
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run_iteration(self) -> bool:
+        """Run the scenario's steps once; True when every step passed. Connections are closed
+        at the end (at once after a failure)."""
+        ctx = self.ctx
+        rec = ctx.recorder
+        rec.iterations += 1
+        rec.timeseries.start(rec.second(time.monotonic_ns()))
+        self.variables["iteration"] = self.iteration
+        try:
+            ok = await self.run_steps(ctx.scenario.steps)
+        finally:
+            self.iteration += 1
+        if not ok:
+            rec.iterations_failed += 1
+        await self.close_all()
+        return ok
+
+    async def run_steps(self, steps: Sequence[Step]) -> bool:
+        """Run ``steps`` in order, recording each; stop at the first failure and count the rest
+        as skipped."""
+        for index, step in enumerate(steps):
+            outcome = await execute_step(step, self)
+            if outcome.record:
+                self._record(step, outcome)
+            if outcome.failure is not None:
+                self._skip(steps[index + 1 :])
+                return False
+        return True
+
+    def _record(self, step: Step, outcome: StepOutcome) -> None:
+        rec = self.ctx.step_recorder(step)
+        rc_ok = is_default_success(step.kind, outcome.rc)
+        failure = outcome.failure
+        rec.record(
+            ok=failure is None,
+            rc=outcome.rc,
+            rc_is_success=rc_ok,
+            latency_ns=outcome.latency_ns,
+            error=failure.message if failure is not None else None,
+            skipped_messages=outcome.skipped_messages,
+        )
+        if outcome.timing is not None:
+            t = outcome.timing
+            rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
+        run = self.ctx.recorder
+        run.timeseries.step(
+            run.second(time.monotonic_ns()),
+            failure is None,
+            None if rc_ok else outcome.rc,
+            outcome.latency_ns if step.kind is StepKind.READ else None,
+        )
+        if failure is not None:
+            run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)
+
+    def _skip(self, steps: Sequence[Step]) -> None:
+        for step in iter_steps(steps):
+            self.ctx.step_recorder(step).skipped += 1
+
+    # --- connections ------------------------------------------------------------------------
+
+    async def close_all(self) -> None:
+        """Close every connection this user holds (quietly: the outcome is not a step's)."""
+        sockets = list(self.sockets.values())
+        self.sockets.clear()
+        for sock in sockets:
+            try:
+                await self.client.close(sock, 1.0)
+            except Exception:  # noqa: BLE001 - closing must never mask the run's result
+                pass
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -1,0 +1,127 @@
+"""The console report: a compact table per scenario, grouped errors with step and YAML line, and a
+final PASS/FAIL line, readable in a CI log. A pure function of the result."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.reports.masking import Masker
+from runner.results import RunResult, StepResult
+
+__all__ = ["render", "status_word", "summary_line", "verdict_line"]
+
+_COLUMNS = ("step", "kind", "line", "count", "ok", "fail", "skip", "rc", "p50 ms", "p99 ms", "max ms")
+
+
+def status_word(result: RunResult) -> str:
+    if result.interrupted:
+        return "INTERRUPTED"
+    return "PASS" if result.passed else "FAIL"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _rc(step: StepResult) -> str:
+    if not step.rc:
+        return "-"
+    return " ".join(f"{code}:{n}" for code, n in step.rc.items())
+
+
+def _row(step: StepResult) -> tuple[str, ...]:
+    lat = step.latency_ms
+    return (
+        step.name,
+        step.kind,
+        str(step.line),
+        str(step.count),
+        str(step.ok),
+        str(step.failures),
+        str(step.skipped),
+        _rc(step),
+        _ms(lat.p50 if lat else None),
+        _ms(lat.p99 if lat else None),
+        _ms(lat.max if lat else None),
+    )
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+        cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:], strict=True)]
+        out.append("  " + "  ".join(cells).rstrip())
+    return out
+
+
+def verdict_line(result: RunResult) -> str:
+    """``PASS smoke (scenarios/smoke.yaml): 7 steps, 0 failed, 0.21s``."""
+    steps = sum(s.count for s in result.steps)
+    failed = sum(s.failures for s in result.steps)
+    line = (
+        f"{status_word(result)} {result.scenario_name} ({result.scenario_file}): "
+        f"{steps} steps run, {failed} failed"
+    )
+    skipped = sum(s.skipped for s in result.steps)
+    if skipped:
+        line += f", {skipped} skipped"
+    lost = sum(1 for t in result.thresholds if not t.passed)
+    if lost:
+        line += f", {lost} threshold{'s' if lost > 1 else ''} lost"
+    if result.error:
+        line += f", {result.error}"
+    return line + f", {result.duration_s:.3f}s"
+
+
+def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = False) -> str:
+    """The table, errors, failures and thresholds of one scenario, then its verdict line."""
+    lines = [f"{result.scenario_name} ({result.scenario_file}) against {result.target or '-'}"]
+    if result.steps:
+        lines += _table([_COLUMNS, *(_row(s) for s in result.steps)])
+    if verbose:
+        for s in result.steps:
+            if s.connect_ms:
+                parts = ", ".join(f"{k} p50 {_ms(v.p50)} p99 {_ms(v.p99)}" for k, v in s.connect_ms.items())
+                lines.append(f"  connect {s.name}: {parts} (ms)")
+            if s.skipped_messages:
+                lines.append(f"  {s.name}: {s.skipped_messages} messages skipped while matching")
+    errors = [(s, e) for s in result.steps for e in s.errors]
+    if errors:
+        lines.append("errors:")
+        shown = errors if verbose else errors[:20]
+        for s, e in shown:
+            lines.append(f"  {result.scenario_file}:{s.line} {s.name}: {e.count} x rc {e.rc}: {e.message}")
+        if len(errors) > len(shown):
+            lines.append(f"  ... {len(errors) - len(shown)} more error groups (--verbose or the JSON report)")
+    if verbose and result.failures:
+        lines.append("failures:")
+        for f in result.failures:
+            lines.append(f"  {result.scenario_file}:{f.line} {f.step}: {f.message}")
+            lines.append(f"      expected: {f.expected}")
+            lines.append(f"      actual:   {f.actual}")
+    if result.tls.ignored_errors:
+        lines.append(f"TLS: certificate errors ignored: {', '.join(result.tls.ignored_errors)}")
+    if result.thresholds:
+        lines.append("thresholds:")
+        for t in result.thresholds:
+            word = "pass" if t.passed else "LOST"
+            lines.append(f"  {word} {t.expression} (line {t.line}): {t.message}")
+    if result.interrupted:
+        lines.append("interrupted: the report holds what was measured until the signal")
+    lines.append(verdict_line(result))
+    text = "\n".join(lines) + "\n"
+    return masker.text(text) if masker is not None else text
+
+
+def summary_line(results: Sequence[RunResult]) -> str:
+    """One last line over several scenarios: ``PASS 3 scenarios`` / ``FAIL 1 of 3 scenarios``."""
+    failed = [r for r in results if not r.passed]
+    if any(r.interrupted for r in results):
+        return f"INTERRUPTED after {len(results)} scenario(s), {len(failed)} not passed"
+    if failed:
+        return f"FAIL {len(failed)} of {len(results)} scenarios: " + ", ".join(r.scenario_name for r in failed)
+    return f"PASS {len(results)} scenarios"

@@ -1,0 +1,19 @@
+"""The JSON report: ``RunResult.to_json()`` with secrets masked (see ``schemas/report.schema.json``)."""
+
+from __future__ import annotations
+
+import json
+
+from runner.reports.masking import Masker
+from runner.results import RunResult
+
+__all__ = ["document", "render"]
+
+
+def document(result: RunResult, masker: Masker | None = None) -> dict[str, object]:
+    doc = result.to_json()
+    return masker.tree(doc) if masker is not None else doc  # type: ignore[no-any-return]
+
+
+def render(result: RunResult, masker: Masker | None = None) -> str:
+    return json.dumps(document(result, masker), indent=2, ensure_ascii=False) + "\n"

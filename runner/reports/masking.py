@@ -1,0 +1,56 @@
+"""Masking of secrets in every output: the scenario's ``secrets`` (``${ENV}`` values, private keys,
+Authorization/Cookie header values) and any value that follows a sensitive header name.
+
+Strings only are masked inside JSON trees, so numbers and structure stay valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_HEADERS", "Masker"]
+
+MASK = "***"
+#: Shorter values are not masked as substrings: masking every "1" would make reports unreadable.
+MIN_SECRET_LENGTH = 3
+SENSITIVE_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token")
+
+_HEADER_RE = re.compile(
+    r"""(?i)(\b(?:%s)\b["']?\s*[:=]\s*["']?)([^"'\r\n]+)""" % "|".join(re.escape(h) for h in SENSITIVE_HEADERS)
+)
+
+
+class Masker:
+    """Replace every secret (longest first) and every sensitive header value with ``***``."""
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values: set[str] = set()
+        for s in secrets:
+            if not s or len(s) < MIN_SECRET_LENGTH:
+                continue
+            values.add(s)
+            # Multi-line secrets (PEM keys) also appear JSON- or repr-escaped.
+            if "\n" in s:
+                values.add(s.replace("\n", "\\n"))
+                values.update(line for line in s.splitlines() if len(line) >= 16)
+        ordered = sorted(values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+    def text(self, text: str) -> str:
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
+        return _HEADER_RE.sub(lambda m: m.group(1) + MASK, text)
+
+    def tree(self, value: Any) -> Any:
+        """A JSON-able tree with every string (keys included) masked."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k): self.tree(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.tree(v) for v in value]
+        return value
