@@ -47,6 +47,12 @@ USER_AGENT = f"wsload/{__version__} websockets/{websockets_version}"
 _UNLIMITED_HANDSHAKE_S = 365 * 86400.0  # asyncio's own TLS handshake limit is 60 s; ours is the open's
 
 
+_CHANGED_CERTIFICATE = LastError.of(
+    ErrorKind.SSL, "CertificateRejected (the server presented another certificate than in the probe)",
+    keyword="CertificateRejected",
+)
+
+
 class _OpenFailed(Exception):
     """Internal: an open ends with this last error (always caught in ``open``)."""
 
@@ -186,6 +192,10 @@ class WebSocketClient:
                 server_hostname=host if ctx is not None else None,
                 ssl_handshake_timeout=_UNLIMITED_HANDSHAKE_S if ctx is not None else None,
             )
+        except ssl.SSLCertVerificationError as exc:
+            if pinned is not None:  # fail closed: not the certificate the probe judged
+                raise _OpenFailed(_CHANGED_CERTIFICATE) from None
+            raise _OpenFailed(ssl_error(exc)) from None
         except (ssl.SSLError, OSError) as exc:
             raise _OpenFailed(_tls_failure(exc, host, port)) from None
         state.sock = None
@@ -195,10 +205,8 @@ class WebSocketClient:
         if ctx is not None:
             if pinned is not None:
                 peer = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-                if peer != pinned:  # fail closed: not the certificate the probe judged
-                    raise _OpenFailed(LastError.of(ErrorKind.SSL, "CertificateRejected (the server presented "
-                                                   "another certificate than in the probe)",
-                                                   keyword="CertificateRejected"))
+                if peer != pinned:
+                    raise _OpenFailed(_CHANGED_CERTIFICATE)
             now = monotonic_ns()
             state.tls_ns = now - state.mark
             state.mark = now
@@ -214,7 +222,7 @@ class WebSocketClient:
         conn._flush()
         response = await conn.handshake
         if response is None or ws.handshake_exc is not None:
-            raise _OpenFailed(_upgrade_failure(ws.handshake_exc, conn, host, port))
+            raise _OpenFailed(_upgrade_failure(ws.handshake_exc, conn, host, port, uri.secure))
         return conn
 
     async def _tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int, options: ConnectOptions,
@@ -448,17 +456,23 @@ def _tls_failure(exc: BaseException, host: str, port: int) -> LastError:
     return LastError.of(ErrorKind.SSL, str(exc))
 
 
-def _upgrade_failure(exc: BaseException | None, conn: WsConnection, host: str, port: int) -> LastError:
+def _upgrade_failure(
+    exc: BaseException | None, conn: WsConnection, host: str, port: int, secure: bool
+) -> LastError:
     if isinstance(exc, InvalidStatus):
         response = exc.response
         return LastError.of(ErrorKind.HANDSHAKE_REJECTED, f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
-    if exc is not None:
-        return LastError.of(ErrorKind.PROTOCOL, f"invalid handshake response ({exc})")
     lost = conn.lost_exc
     if isinstance(lost, ssl.SSLError):  # e.g. a TLS 1.3 server refusing our client certificate
         return ssl_error(lost)
-    detail = f" ({lost})" if lost else ""
-    return LastError.of(ErrorKind.NETWORK, f"connection to {host}:{port} closed during the HTTP upgrade{detail}")
+    if exc is None or isinstance(exc.__cause__, EOFError):  # closed before a whole HTTP response
+        if secure:
+            return LastError.of(ErrorKind.SSL, f"{host}:{port} closed the connection after the TLS handshake "
+                                "without an HTTP response (a TLS 1.3 server does so when it refuses the client "
+                                "certificate)")
+        detail = f" ({lost})" if lost else ""
+        return LastError.of(ErrorKind.NETWORK, f"connection to {host}:{port} closed during the HTTP upgrade{detail}")
+    return LastError.of(ErrorKind.PROTOCOL, f"invalid handshake response ({exc})")
 
 
 async def _shutdown(conn: WsConnection, timeout_s: float | None) -> None:

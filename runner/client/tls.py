@@ -283,10 +283,10 @@ def _probe_context(options: ConnectOptions) -> object:
             store.add_cert(crypto.X509.from_cryptography(cert))  # type: ignore[union-attr]
     if options.ssl_config is not None:
         loaded = _load_client_cert(options.ssl_config)
-        ctx.use_certificate(crypto.X509.from_cryptography(loaded.cert))
+        ctx.use_certificate(loaded.cert)
         for extra in loaded.chain:
-            ctx.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
-        ctx.use_privatekey(crypto.PKey.from_cryptography_key(loaded.key))
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(loaded.key)
         if loaded.algorithm == "DSA":
             ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
     return ctx

@@ -88,6 +88,7 @@ class EmbeddedServer:
         self.port = 0
         self.hang_port = 0
         self.ca_pem: str | None = None
+        self.ssl_context: ssl.SSLContext | None = None  # set by start() when serving TLS
         self._server: Server | None = None
         self._hang: asyncio.AbstractServer | None = None
         self._held: set[asyncio.BaseTransport] = set()
@@ -132,7 +133,7 @@ class EmbeddedServer:
         return ctx
 
     async def start(self) -> EmbeddedServer:
-        ctx = self._ssl_context() if self.tls else None
+        ctx = self.ssl_context = self._ssl_context() if self.tls else None
         self._server = await serve(
             self._handle,
             self.host,
