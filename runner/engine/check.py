@@ -119,6 +119,9 @@ async def run_check(
                 await vu.close_all()
                 with contextlib.suppress(Exception):
                     await client.aclose()
+        if interrupted and vu.current_step is not None:
+            step = vu.current_step
+            error = f"interrupted during step {step.name!r} (line {step.location.line})"
         duration_s = (time.monotonic_ns() - t0) / 1e9
         result = build_result(
             recorder,

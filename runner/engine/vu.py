@@ -88,6 +88,7 @@ class VirtualUser:
         self.variables["vu"] = vu_id
         self.variables["iteration"] = 0
         self.sockets: dict[str, int] = {}
+        self.current_step: Step | None = None  # the step in flight, for interrupt reports
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class VirtualUser:
         self.variables["iteration"] = self.iteration
         try:
             ok = await self.run_steps(ctx.scenario.steps)
+            self.current_step = None
         finally:
             self.iteration += 1
         if not ok:
@@ -112,6 +114,7 @@ class VirtualUser:
         """Run ``steps`` in order, recording each; stop at the first failure and count the rest
         as skipped."""
         for index, step in enumerate(steps):
+            self.current_step = step
             outcome = await execute_step(step, self)
             if outcome.record:
                 self._record(step, outcome)

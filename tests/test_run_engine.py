@@ -1,0 +1,176 @@
+"""The check engine end to end on uvloop and asyncio: real connections to the embedded server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runner.engine.check import run_check
+from runner.loader import load_scenario_text
+from runner.results import RunResult, StepResult
+
+Arun = Callable[[Callable[[], Any]], Any]
+
+
+def _run(arun: Arun, text: str, **kwargs: Any) -> RunResult:
+    scenario = load_scenario_text(text, "inline.yaml", **kwargs)
+    result: RunResult = arun(lambda: run_check(scenario, handle_signals=False))
+    return result
+
+
+def _step(result: RunResult, name: str) -> StepResult:
+    return next(s for s in result.steps if s.name == name)
+
+
+def test_two_connections_capture_and_variables(arun: Arun) -> None:
+    """Several connections per user; a capture from one read feeds a later write; --var overrides."""
+    result = _run(
+        arun,
+        """
+name: capture
+target: embedded
+variables: {who: file}
+connections:
+  rpc: {url: /rpc, timeout: 5s}
+  echo: {url: /echo, timeout: 5s}
+steps:
+  - open: rpc
+  - open: echo
+  - write: {connection: rpc, json: {method: m, id: 1, payload: "{{ who }}"}}
+  - read:
+      connection: rpc
+      timeout: 2s
+    expect: {json: {id: 1, result: {payload: cli}}}
+    capture: {sid: result.session}
+  - write: {connection: echo, text: "session {{ sid }} vu {{ vu }} it {{ iteration }}"}
+  - read:
+      connection: echo
+      timeout: 2s
+    expect: {regex: "^session \\\\d+ vu 1 it 0$"}
+  - close: rpc
+  - close: echo
+""",
+        variables={"who": "cli"},
+    )
+    assert result.passed, result.failures
+    assert [s.count for s in result.steps] == [1] * 8
+    assert result.exit_code == 0 and result.iterations == 1
+
+
+def test_repeat_counts_every_round(arun: Arun) -> None:
+    """A repeat block runs its steps N times; each inner step's row counts all N."""
+    result = _run(
+        arun,
+        """
+name: repeat
+target: embedded
+connections: {main: {url: /echo, timeout: 5s}}
+steps:
+  - open: main
+  - repeat:
+      times: 5
+      steps:
+        - write: {connection: main, text: x}
+        - read: main
+  - ping: main
+  - close: main
+""",
+    )
+    assert result.passed
+    assert _step(result, "write main").count == 5
+    read = _step(result, "read main")
+    assert read.count == 5 and read.ok == 5 and read.latency_ms is not None
+    assert _step(result, "ping main").latency_ms is not None
+
+
+def test_match_skips_messages_and_counts_them(arun: Arun) -> None:
+    """A read with match waits for the first matching message and counts those it skipped."""
+    result = _run(
+        arun,
+        """
+name: match
+target: embedded
+connections: {feed: {url: "/push?rate=200&count=50", timeout: 5s}}
+steps:
+  - open: feed
+  - read:
+      connection: feed
+      timeout: 3s
+      match: {that: seq == 5}
+    expect: {that: [seq == 5]}
+  - close: feed
+""",
+    )
+    assert result.passed
+    assert _step(result, "read feed").skipped_messages == 5
+
+
+def test_expected_failure_of_open_passes(arun: Arun) -> None:
+    """``expect: {rc: -1, error: ...}`` on an open to a rejecting route makes the failure the pass."""
+    result = _run(
+        arun,
+        """
+name: rejected
+target: embedded
+connections: {main: {url: /status/403, timeout: 5s}}
+steps:
+  - open: main
+    expect: {rc: -1, error: "HTTP 403"}
+""",
+    )
+    assert result.passed, result.failures
+    step = result.steps[0]
+    assert step.ok == 1 and step.rc == {"-1": 1}
+
+
+def test_failed_step_skips_rest_and_closes(arun: Arun) -> None:
+    """After a failed step the rest of the iteration is skipped and counted as skipped."""
+    result = _run(
+        arun,
+        """
+name: fail early
+target: embedded
+connections: {main: {url: /echo, timeout: 5s}}
+steps:
+  - open: main
+  - write: {connection: main, text: a}
+  - read:
+      connection: main
+      timeout: 2s
+    expect: {text: b}
+  - repeat:
+      times: 3
+      steps:
+        - write: {connection: main, text: c}
+  - close: main
+""",
+    )
+    assert not result.passed and result.exit_code == 1
+    assert _step(result, "read main").failures == 1
+    assert _step(result, "write main #2").skipped == 1 and _step(result, "write main #2").count == 0
+    assert _step(result, "close main").skipped == 1
+    assert result.failures[0].expected == "b" and result.failures[0].actual == "a"
+    assert result.iterations_failed == 1
+
+
+def test_latency_expectation(arun: Arun) -> None:
+    """``latency: < 20ms`` fails a read whose answer comes 100 ms after the write."""
+    result = _run(
+        arun,
+        """
+name: slow
+target: embedded
+connections: {main: {url: "/slow?delay=0.1", timeout: 5s}}
+steps:
+  - open: main
+  - write: {connection: main, text: a}
+  - read:
+      connection: main
+      timeout: 2s
+    expect: {latency: < 20ms}
+""",
+    )
+    read = _step(result, "read main")
+    assert read.failures == 1
+    assert read.latency_ms is not None and read.latency_ms.max >= 90  # timers may fire a ms early
+    assert "expected < 20.000ms" in read.errors[0].message
