@@ -1,0 +1,165 @@
+"""The embedded server's routes, its thread mode, and ``wsload serve`` as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import scaled
+from websockets.sync.client import connect
+
+from runner.client import ConnectOptions, ErrorKind, WebSocketClient
+from runner.server import EmbeddedServer
+
+Arun = Callable[[Callable[[], Any]], Any]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_rpc_answers_with_same_id(arun: Arun) -> None:
+    """/rpc answers each JSON request with its id, method, payload and a session number."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/rpc")
+            client.write(sock, json.dumps({"method": "dummy", "id": 7, "payload": [1, 2]}))
+            answer = json.loads((await client.read(sock, scaled(2))).data)  # type: ignore[arg-type]
+            assert answer["id"] == 7
+            assert answer["result"]["method"] == "dummy" and answer["result"]["payload"] == [1, 2]
+            assert isinstance(answer["result"]["session"], int)
+            client.write(sock, "not json")
+            assert json.loads((await client.read(sock, scaled(2))).data) == {"error": "invalid JSON"}  # type: ignore[arg-type]
+
+    arun(body)
+
+
+def test_push_rate_and_count(arun: Arun) -> None:
+    """/push sends count messages with increasing seq at about the given rate, and still echoes."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/push?rate=50&count=5")
+            start = time.monotonic()
+            seqs = [json.loads((await client.read(sock, scaled(2))).data)["seq"] for _ in range(5)]  # type: ignore[arg-type]
+            elapsed = time.monotonic() - start
+            assert seqs == [0, 1, 2, 3, 4]
+            assert 0.06 <= elapsed < scaled(1.0)  # 4 intervals of 20 ms
+            client.write(sock, "echo?")
+            assert (await client.read(sock, scaled(2))).data == "echo?"
+            assert (await client.read(sock, 0.1)).rc == -2  # no sixth push
+
+    arun(body)
+
+
+def test_slow_delays_answers(arun: Arun) -> None:
+    """/slow?delay=0.2 echoes after about 0.2 s, so a shorter read times out first."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/slow?delay=0.2")
+            client.write(sock, "late")
+            assert (await client.read(sock, 0.05)).rc == -2
+            assert (await client.read(sock, scaled(2))).data == "late"
+
+    arun(body)
+
+
+def test_close_at_once(arun: Arun) -> None:
+    """/close?after=0&code=4100 closes right after the upgrade with that code and reason."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/close?after=0&code=4100&reason=done")
+            result = await client.read(sock, scaled(2))
+            assert (result.rc, result.close_code) == (1, 4100)
+            assert "done" in str(client.last_error())
+
+    arun(body)
+
+
+def test_status_and_unknown_routes(arun: Arun) -> None:
+    """/status/NNN rejects the upgrade with NNN; an unknown path gets 404."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            assert await client.open(server.url + "/status/503") == -1
+            assert client.last_error().text.startswith("handshake rejected: HTTP 503")  # type: ignore[union-attr]
+            assert await client.open(server.url + "/nowhere") == -1
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.HANDSHAKE_REJECTED and "404" in err.text
+
+    arun(body)
+
+
+def test_tls_server_hang_port_times_out(arun: Arun) -> None:
+    """The TLS server's hang listener never completes the TLS handshake: -2 during TLS."""
+
+    async def body() -> None:
+        async with EmbeddedServer(tls=True) as server:
+            assert server.url.startswith("wss://") and server.ca_pem and "BEGIN CERTIFICATE" in server.ca_pem
+            client = WebSocketClient()
+            rc = await client.open(server.hang_url, ConnectOptions(timeout_s=scaled(0.3), ca_certificates=server.ca_pem))
+            assert rc == -2 and "TLS handshake" in str(client.last_error())
+
+    arun(body)
+
+
+def test_run_in_thread_serves_sync_clients() -> None:
+    """run_in_thread serves synchronous callers; stop_thread ends it."""
+    server = EmbeddedServer()
+    with server:
+        with connect(server.url + "/echo") as ws:
+            ws.send("sync")
+            assert ws.recv(timeout=scaled(2)) == "sync"
+    with pytest.raises(OSError):
+        connect(server.url + "/echo", open_timeout=1).close()
+
+
+SERVE = (
+    "import argparse, sys\n"
+    "from runner.commands import serve\n"
+    "p = argparse.ArgumentParser(); s = p.add_subparsers()\n"
+    "serve.add_parser(s)\n"
+    "a = p.parse_args(sys.argv[1:])\n"
+    "sys.exit(a.handler(a))\n"
+)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_command_prints_urls_and_stops_on_signal(stop: signal.Signals) -> None:
+    """`wsload serve --port 0 --tls` prints its wss URLs, serves them, and exits 0 on SIGINT/SIGTERM."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--port", "0", "--tls"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        while not (lines and lines[-1].startswith("serving on port")):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        echo = next(line.split()[1] for line in lines if line.startswith("/echo"))
+        assert echo.startswith("wss://127.0.0.1:")
+        import ssl
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with connect(echo, ssl=ctx) as ws:
+            ws.send("cli")
+            assert ws.recv(timeout=scaled(2)) == "cli"
+        proc.send_signal(stop)
+        assert proc.wait(timeout=scaled(10)) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
