@@ -94,12 +94,16 @@ def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
     return ExitCode.PASSED
 
 
-async def run_scenarios(scenarios: Sequence[Scenario], target: str | None) -> list[RunResult]:
+async def run_scenarios(
+    scenarios: Sequence[Scenario], target: str | None, *, verbose: bool = False
+) -> list[RunResult]:
     """Run each scenario once, in order; stop after one that was interrupted."""
     from runner.engine.check import run_check
 
     results: list[RunResult] = []
     for scenario in scenarios:
+        if verbose:
+            print(f"wsload: running {scenario.file}", file=sys.stderr, flush=True)
         result = await run_check(scenario, target=target)
         results.append(result)
         if result.interrupted:
@@ -172,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     masker = Masker(secrets)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     try:
-        results = _run_loop(run_scenarios(scenarios, args.target))
+        results = _run_loop(run_scenarios(scenarios, args.target, verbose=args.verbose))
     except RunError:
         raise
     except KeyboardInterrupt:  # a signal before the handlers were in place
@@ -192,5 +196,5 @@ def run(args: argparse.Namespace) -> int:
         return int(ExitCode.COULD_NOT_RUN)
     if args.verbose:
         for path in written:
-            print(f"report: {path}")
+            print(f"wsload: report {path}", file=sys.stderr)
     return int(exit_code_of(results))
