@@ -1,0 +1,803 @@
+"""Scenario files -> validated, frozen ``runner.model.Scenario``; every problem reported at once.
+
+Order: YAML with positions (``yamlsource``) -> ``${ENV}`` substitution -> JSON Schema
+(``validation``) -> the semantic checks a schema cannot express, done while building the model
+(undeclared or unopened connections, unknown template variables, thresholds naming no step,
+missing files, absurd values). Nothing downstream sees a raw dict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path as FsPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import jmespath
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from runner import model as m
+from runner.errors import Problem, ScenarioError
+from runner.templates import JsonTemplate, Template, TemplateError
+from runner.units import UnitError, parse_duration, parse_fraction, parse_rate, parse_size
+from runner.validation import closest, schema_problems
+from runner.yamlsource import Path, SourceMap, parse_yaml
+
+__all__ = [
+    "BUILTIN_VARIABLES",
+    "MAX_DURATION_S",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_VUS",
+    "is_sensitive_header",
+    "load_scenario",
+    "load_scenario_text",
+]
+
+#: Names every template may use without declaring them.
+BUILTIN_VARIABLES = frozenset({"vu", "iteration"})
+#: Limits beyond which a value is a mistake, not a plan.
+MAX_VUS = 1_000_000
+MAX_DURATION_S = 7 * 86400.0
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_REPEAT = 10_000_000
+
+_ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+_SENSITIVE_WORDS = ("token", "secret", "key", "auth", "password", "session")
+_GLOBAL_SUBJECTS = frozenset({"errors", "iterations", "checks"})
+_LATENCY_STATS = frozenset({"p50", "p90", "p95", "p99", "p999", "max", "mean", "min"})
+_THRESHOLD_RE = re.compile(
+    r"^\s*(?P<subject>.+?)\.(?P<stat>p50|p90|p95|p99|p999|max|mean|min|count|rate)"
+    r"\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\S.*?)\s*$"
+)
+_THAT_RE = re.compile(r"^\s*(?P<path>\S.*?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>[^<>=!]+?)\s*$")
+_PEM_MARK = "-----BEGIN "
+
+
+def is_sensitive_header(name: str) -> bool:
+    """Whether a header's value is a credential that outputs must mask."""
+    low = name.lower()
+    return low in _SENSITIVE_HEADERS or any(w in low for w in _SENSITIVE_WORDS)
+
+
+def load_scenario(
+    path: str | os.PathLike[str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    target: str | None = None,
+) -> m.Scenario:
+    """Load, validate and build the scenario in ``path``; ``ScenarioError`` lists every problem.
+
+    ``variables`` are ``--var`` values (they override the file's); ``target`` is ``--target``.
+    """
+    file = str(path)
+    try:
+        text = FsPath(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(file, 1, 1, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ScenarioError([Problem(file, 1, 1, "", "is a directory, not a scenario file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(file, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(file, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    return load_scenario_text(
+        text, file=file, variables=variables, target=target, base_dir=FsPath(path).parent
+    )
+
+
+def load_scenario_text(
+    text: str,
+    file: str = "<scenario>",
+    *,
+    variables: Mapping[str, str] | None = None,
+    target: str | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> m.Scenario:
+    """Like ``load_scenario`` for text in memory; files it names resolve against ``base_dir``.
+
+    ``environ`` replaces ``os.environ`` for ``${ENV}`` lookups (tests use it).
+    """
+    data, source = parse_yaml(text, file)
+    env = os.environ if environ is None else environ
+    secrets: set[str] = set()
+    problems: list[Problem] = []
+    data = _substitute_env(data, (), env, secrets, problems, source)
+    problems.extend(schema_problems(data, source))
+    if problems:
+        raise ScenarioError(problems)
+    assert isinstance(data, dict)  # the schema requires a mapping
+    builder = _Builder(source, data, dict(variables or {}), target, FsPath(base_dir or "."), secrets)
+    scenario = builder.build()
+    if builder.problems:
+        raise ScenarioError(builder.problems)
+    return scenario
+
+
+def _substitute_env(
+    value: object,
+    path: Path,
+    env: Mapping[str, str],
+    secrets: set[str],
+    problems: list[Problem],
+    source: SourceMap,
+) -> object:
+    """Replace ``${NAME}`` in every string by the environment's value (``$${NAME}`` stays literal)."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(1):
+                return match.group(0)[1:]
+            name = match.group(2)
+            if name not in env:
+                problems.append(source.problem(path, f"environment variable '{name}' is not set"))
+                return ""
+            if env[name]:
+                secrets.add(env[name])
+            return env[name]
+
+        return _ENV_RE.sub(replace, value)
+    if isinstance(value, list):
+        return [_substitute_env(v, (*path, i), env, secrets, problems, source) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _substitute_env(v, (*path, k), env, secrets, problems, source) for k, v in value.items()}
+    return value
+
+
+class _Builder:
+    """Builds the model from schema-valid data, collecting every semantic problem on the way."""
+
+    def __init__(
+        self,
+        source: SourceMap,
+        data: dict[str, Any],
+        cli_vars: dict[str, str],
+        target: str | None,
+        base_dir: FsPath,
+        secrets: set[str],
+    ) -> None:
+        self.source = source
+        self.data = data
+        self.cli_vars = cli_vars
+        self.target_override = target
+        self.base_dir = base_dir
+        self.secrets = secrets
+        self.problems: list[Problem] = []
+        variables = dict(data.get("variables") or {})
+        variables.update(cli_vars)
+        self.variables = variables
+        self.known: set[str] = set(variables) | BUILTIN_VARIABLES
+        self.all_captures = self._all_captures(data.get("steps") or [])
+        self.step_names: set[str] = set()
+        self.kinds_used: set[str] = set()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def problem(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.source.problem(path, message, key=key))
+
+    def location(self, path: Path) -> m.Location:
+        line, column = self.source.position(path)
+        return m.Location(self.source.file, line, column)
+
+    def duration(self, value: object, path: Path) -> float:
+        try:
+            seconds = parse_duration(value)
+        except UnitError as exc:
+            self.problem(path, str(exc))
+            return 0.0
+        if seconds > MAX_DURATION_S:
+            self.problem(path, f"{value!r} is longer than 7 days; is the unit right (ms, s, m, h)?")
+        return seconds
+
+    def size(self, value: object, path: Path) -> int:
+        try:
+            return parse_size(value)
+        except UnitError as exc:
+            self.problem(path, str(exc))
+            return 0
+
+    def template(self, text: str, path: Path, known: set[str]) -> Template:
+        try:
+            t = Template(text)
+        except TemplateError as exc:
+            self.problem(path, f"template error: {exc}")
+            return Template("")
+        self.check_names(t.names, path, known)
+        return t
+
+    def json_template(self, value: object, path: Path, known: set[str]) -> JsonTemplate:
+        try:
+            t = JsonTemplate(value)
+        except TemplateError as exc:
+            self.problem(path, f"template error: {exc}")
+            return JsonTemplate(None)
+        self.check_names(t.names, path, known)
+        return t
+
+    def check_names(self, names: frozenset[str], path: Path, known: set[str]) -> None:
+        for name in sorted(names - known):
+            hint = closest(name, known)
+            if hint:
+                self.problem(path, f"unknown variable '{name}', did you mean '{hint}'?")
+            elif name in self.all_captures:
+                self.problem(path, f"variable '{name}' is used before the read that captures it")
+            else:
+                self.problem(
+                    path,
+                    f"unknown variable '{name}' (declare it under 'variables', pass --var {name}=..., "
+                    "or capture it in an earlier read)",
+                )
+
+    def read_file(self, rel: str, path: Path, *, binary: bool = False) -> str | bytes | None:
+        full = self.base_dir / rel
+        try:
+            if full.stat().st_size > MAX_PAYLOAD_BYTES:
+                self.problem(path, f"file '{rel}' is larger than 16 MiB")
+                return None
+            return full.read_bytes() if binary else full.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.problem(path, f"file '{rel}' not found (looked in {full})")
+        except IsADirectoryError:
+            self.problem(path, f"'{rel}' is a directory, not a file")
+        except UnicodeDecodeError:
+            self.problem(path, f"file '{rel}' is not UTF-8 text")
+        except OSError as exc:
+            self.problem(path, f"cannot read file '{rel}': {exc.strerror}")
+        return None
+
+    def pem(self, value: object, path: Path, *, secret: bool = False) -> str:
+        if isinstance(value, dict):
+            text = self.read_file(str(value["file"]), (*path, "file"))
+            if text is None:
+                return ""
+            assert isinstance(text, str)
+        else:
+            text = str(value)
+        if _PEM_MARK not in text:
+            self.problem(path, "does not look like PEM text (no '-----BEGIN ...' line)")
+        if secret:
+            self.secrets.add(text)
+        return text
+
+    @staticmethod
+    def _all_captures(steps: list[Any]) -> set[str]:
+        found: set[str] = set()
+        for step in steps:
+            if not isinstance(step, dict):
+                continue
+            found.update((step.get("capture") or {}).keys())
+            inner = step.get("repeat")
+            if isinstance(inner, dict):
+                found |= _Builder._all_captures(inner.get("steps") or [])
+        return found
+
+    # --- the scenario -------------------------------------------------------------------------
+
+    def build(self) -> m.Scenario:
+        d = self.data
+        target = self.target_override if self.target_override is not None else d.get("target")
+        target_path: Path = () if self.target_override is not None else ("target",)
+        if target is not None:
+            self.check_target(target, target_path)
+        self.target = target
+        connections: dict[str, m.ConnectionSpec] = {
+            str(name): self.connection(str(name), spec, ("connections", name))
+            for name, spec in (d.get("connections") or {}).items()
+        }
+        self.connections = connections
+        self.explicit_names = self._explicit_names(d["steps"], ("steps",))
+        self.name_counts: dict[str, int] = {}
+        steps = self.steps(d["steps"], ("steps",), opened={})
+        defaults = d.get("defaults") or {}
+        read_timeout = self.duration(defaults.get("read_timeout", 10.0), ("defaults", "read_timeout"))
+        run_timeout = self.duration(defaults.get("run_timeout", 300.0), ("defaults", "run_timeout"))
+        load = self.load(d["load"], ("load",)) if "load" in d else None
+        thresholds = tuple(
+            t
+            for i, item in enumerate(d.get("thresholds") or [])
+            if (t := self.threshold(item, ("thresholds", i))) is not None
+        )
+        return m.Scenario(
+            name=d.get("name") or FsPath(self.source.file).stem,
+            file=self.source.file,
+            steps=steps,
+            connections=m.frozen_map(connections),  # type: ignore[arg-type]
+            description=d.get("description", ""),
+            tags=tuple(d.get("tags") or ()),
+            target=target,
+            variables=m.frozen_map(self.variables),
+            load=load,
+            thresholds=thresholds,
+            read_timeout_s=read_timeout,
+            run_timeout_s=run_timeout,
+            secrets=frozenset(s for s in self.secrets if s),
+            source=self.masked_source(),
+        )
+
+    def masked_source(self) -> str:
+        text = self.source.text
+        pieces: set[str] = set()
+        for secret in self.secrets:
+            pieces.add(secret)
+            pieces.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
+        for piece in sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True):
+            text = text.replace(piece, m.Secret.MASK)
+        return text
+
+    def check_target(self, target: str, path: Path) -> None:
+        if target in ("embedded", "embedded-tls"):
+            return
+        scheme = urlsplit(target).scheme.lower() if "://" in target else ""
+        if scheme in ("http", "https"):
+            fixed = "ws" + target[4:]
+            self.problem(path, f"target '{target}' uses {scheme}://; use ws:// or wss:// (e.g. '{fixed}')")
+        elif scheme not in ("ws", "wss"):
+            self.problem(
+                path, f"target '{target}' must be a ws:// or wss:// URL, 'embedded' or 'embedded-tls'"
+            )
+
+    # --- connections --------------------------------------------------------------------------
+
+    def connection(self, name: str, spec: dict[str, Any], path: Path) -> m.ConnectionSpec:
+        url_text = spec["url"]
+        url = self.template(url_text, (*path, "url"), self.known | self.all_captures)
+        self.check_url(url_text, (*path, "url"))
+        headers: list[tuple[str, Any]] = []
+        for hname, hvalue in (spec.get("headers") or {}).items():
+            text = hvalue if isinstance(hvalue, str) else json.dumps(hvalue)
+            hpath = (*path, "headers", hname)
+            if is_sensitive_header(hname):
+                self.secrets.add(text)
+                t = self.template(text, hpath, self.known | self.all_captures)
+                headers.append((hname, m.Secret(text) if t.is_static else t))
+            else:
+                headers.append((hname, self.template(text, hpath, self.known | self.all_captures)))
+        ignore: Any = None
+        if "ignoreSslErrors" in spec:
+            value = spec["ignoreSslErrors"]
+            if isinstance(value, list):
+                ignore = frozenset(value) if value else m.ALL_SSL_ERRORS
+            elif value is not False:  # `false` means verify; any other non-list ignores all
+                ignore = m.ALL_SSL_ERRORS
+        ssl_config = None
+        if "sslConfig" in spec:
+            cfg = spec["sslConfig"]
+            cpath = (*path, "sslConfig")
+            cert = self.pem(cfg["localCertificate"], (*cpath, "localCertificate"))
+            key = self.pem(cfg["privateKey"]["key"], (*cpath, "privateKey", "key"), secret=True)
+            ssl_config = m.ClientCertificate(cert, m.Secret(key), cfg["privateKey"]["algorithm"])
+        ca = self.pem(spec["caCertificates"], (*path, "caCertificates")) if "caCertificates" in spec else None
+        max_size: int | None = 1 << 20
+        if "maxMessageSize" in spec:
+            raw = spec["maxMessageSize"]
+            max_size = None if raw is None else self.size(raw, (*path, "maxMessageSize"))
+        return m.ConnectionSpec(
+            name=name,
+            url=url,
+            location=self.location(path),
+            headers=tuple(headers),
+            timeout_s=self.duration(spec["timeout"], (*path, "timeout")) if "timeout" in spec else None,
+            ignore_ssl_errors=ignore,
+            ssl_config=ssl_config,
+            ca_certificates=ca,
+            subprotocols=tuple(spec.get("subprotocols") or ()),
+            origin=spec.get("origin"),
+            compression=bool(spec.get("compression", False)),
+            max_message_size=max_size,
+            source_address=spec.get("sourceAddress"),
+        )
+
+    def check_url(self, url: str, path: Path) -> None:
+        if url.startswith("{{"):
+            return  # the whole URL comes from a variable: checked when it is opened
+        if "://" in url:
+            scheme = url.split("://", 1)[0].lower()
+            if scheme in ("http", "https"):
+                self.problem(path, f"'{url}' is an {scheme}:// URL; use ws:// or wss:// (e.g. 'ws{url[4:]}')")
+            elif scheme not in ("ws", "wss"):
+                self.problem(path, f"unsupported scheme '{scheme}://'; use ws:// or wss://")
+            elif not urlsplit(url).netloc:
+                self.problem(path, f"'{url}' has no host")
+        elif self.target is None:
+            self.problem(
+                path,
+                f"relative url '{url}' needs a target: set 'target' (or pass --target) or give a ws:// URL",
+            )
+        elif not url.startswith("/"):
+            self.problem(path, f"relative url '{url}' must start with '/' (or be a ws:// or wss:// URL)")
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def _explicit_names(self, steps: list[Any], path: Path) -> dict[str, int]:
+        names: dict[str, int] = {}
+
+        def walk(items: list[Any], p: Path) -> None:
+            for i, step in enumerate(items):
+                if "name" in step:
+                    name = step["name"]
+                    line = self.source.position((*p, i, "name"))[0]
+                    if name in names:
+                        self.problem(
+                            (*p, i, "name"),
+                            f"duplicate step name '{name}' (first used on line {names[name]})",
+                        )
+                    else:
+                        names[name] = line
+                if "repeat" in step:
+                    walk(step["repeat"]["steps"], (*p, i, "repeat", "steps"))
+
+        walk(steps, path)
+        return names
+
+    def default_name(self, base: str) -> str:
+        while True:
+            n = self.name_counts.get(base, 0) + 1
+            self.name_counts[base] = n
+            candidate = base if n == 1 else f"{base} #{n}"
+            if candidate not in self.explicit_names:
+                return candidate
+
+    def steps(self, items: list[Any], path: Path, opened: dict[str, int | None]) -> tuple[m.Step, ...]:
+        out: list[m.Step] = []
+        for i, raw in enumerate(items):
+            step = self.step(raw, (*path, i), opened)
+            if step is not None:
+                out.append(step)
+        return tuple(out)
+
+    def resolve_connection(self, body: Any, path: Path) -> str:
+        name: str | None = body if isinstance(body, str) else (body or {}).get("connection")
+        where = path if isinstance(body, str) or name is None else (*path, "connection")
+        declared = list(self.connections)
+        if name is None:
+            if len(declared) == 1:
+                return declared[0]
+            if not declared:
+                self.problem(path, "no connections are declared; add a 'connections' section")
+            else:
+                self.problem(path, f"which connection? add 'connection:' (one of: {', '.join(declared)})")
+            return ""
+        if name not in self.connections:
+            if not declared:
+                self.problem(where, f"connection '{name}' is not declared; add it under 'connections'")
+            else:
+                hint = closest(name, declared)
+                extra = f", did you mean '{hint}'?" if hint else f" (declared: {', '.join(declared)})"
+                self.problem(where, f"connection '{name}' is not declared{extra}")
+        return str(name)
+
+    def step(self, raw: dict[str, Any], path: Path, opened: dict[str, int | None]) -> m.Step | None:
+        kind = next(k for k in m.StepKind if k.value in raw)
+        self.kinds_used.add(kind.value)
+        body = raw[kind.value]
+        kpath = (*path, kind.value)
+        loc = self.location(path)
+        explicit = raw.get("name")
+        expect_raw = raw.get("expect") or {}
+        expect = self.expectation(expect_raw, (*path, "expect"), read=kind is m.StepKind.READ)
+        on_purpose = "rc" in expect_raw or "error" in expect_raw
+
+        if kind is m.StepKind.SLEEP:
+            name = explicit or self.default_name("sleep")
+            self.step_names.add(name)
+            return m.SleepStep(name=name, location=loc, expect=expect, duration_s=self.duration(body, kpath))
+        if kind is m.StepKind.REPEAT:
+            name = explicit or self.default_name("repeat")
+            self.step_names.add(name)
+            times = body["times"]
+            if times > MAX_REPEAT:
+                self.problem(
+                    (*kpath, "times"), f"{times} repetitions is more than {MAX_REPEAT}; use load.iterations"
+                )
+            inner = self.steps(body["steps"], (*kpath, "steps"), opened)
+            return m.RepeatStep(name=name, location=loc, expect=expect, times=times, steps=inner)
+
+        conn = self.resolve_connection(body, kpath)
+        name = explicit or self.default_name(f"{kind.value} {conn}".strip())
+        self.step_names.add(name)
+        opts = body if isinstance(body, dict) else {}
+        timeout = self.duration(opts["timeout"], (*kpath, "timeout")) if "timeout" in opts else None
+        if conn in self.connections and kind is not m.StepKind.OPEN and not on_purpose:
+            if conn not in opened:
+                self.problem(kpath, f"'{kind.value}' on connection '{conn}' before any 'open: {conn}'")
+            elif opened[conn] is not None:
+                self.problem(
+                    kpath, f"'{kind.value}' on connection '{conn}' after it was closed on line {opened[conn]}"
+                )
+        if kind is m.StepKind.OPEN:
+            opened[conn] = None
+            return m.OpenStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
+        if kind is m.StepKind.CLOSE:
+            if conn in opened and not on_purpose:
+                opened[conn] = loc.line
+            return m.CloseStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
+        if kind is m.StepKind.PING:
+            return m.PingStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
+        if kind is m.StepKind.WRITE:
+            payload = self.payload(body, kpath)
+            return m.WriteStep(name=name, location=loc, expect=expect, connection=conn, payload=payload)
+        match = self.content(opts["match"], (*kpath, "match")) if "match" in opts else None
+        captures = self.captures(raw.get("capture") or {}, (*path, "capture"))
+        return m.ReadStep(
+            name=name,
+            location=loc,
+            expect=expect,
+            connection=conn,
+            timeout_s=timeout,
+            match=match,
+            captures=captures,
+        )
+
+    def payload(self, body: dict[str, Any], path: Path) -> m.Payload | None:
+        if "text" in body:
+            text = body["text"]
+            if len(text.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
+                self.problem((*path, "text"), "inline text is larger than 16 MiB; use binary: {file: ...}")
+            return m.TextPayload(self.template(text, (*path, "text"), self.known))
+        if "json" in body:
+            value = self.json_template(body["json"], (*path, "json"), self.known)
+            if value.is_static and len(value.dumps({})) > MAX_PAYLOAD_BYTES:
+                self.problem((*path, "json"), "inline JSON is larger than 16 MiB")
+            return m.JsonPayload(value)
+        spec = body["binary"]
+        bpath = (*path, "binary")
+        data = b""
+        if "hex" in spec:
+            data = bytes.fromhex("".join(spec["hex"].split()))
+        elif "base64" in spec:
+            try:
+                data = base64.b64decode("".join(spec["base64"].split()), validate=True)
+            except (binascii.Error, ValueError):
+                self.problem((*bpath, "base64"), "not valid base64")
+        elif "file" in spec:
+            got = self.read_file(spec["file"], (*bpath, "file"), binary=True)
+            data = got if isinstance(got, bytes) else b""
+        else:
+            size = self.size(spec["size"], (*bpath, "size"))
+            if size > MAX_PAYLOAD_BYTES:
+                self.problem((*bpath, "size"), f"{spec['size']!r} is larger than the 16 MiB payload limit")
+            else:
+                data = (bytes(range(256)) * (size // 256 + 1))[:size]
+        if len(data) > MAX_PAYLOAD_BYTES:
+            self.problem(bpath, "binary payload is larger than 16 MiB")
+        return m.BinaryPayload(data)
+
+    # --- expectations and captures ------------------------------------------------------------
+
+    def expectation(self, raw: dict[str, Any], path: Path, *, read: bool) -> m.Expectation:
+        latency = None
+        if "latency" in raw:
+            text = str(raw["latency"]).strip().lstrip("<=").strip()
+            latency = self.duration(text, (*path, "latency"))
+        content = None
+        if read:
+            checks = {k: v for k, v in raw.items() if k not in ("rc", "error", "latency")}
+            content = self.content(checks, path) if checks else None
+        return m.Expectation(rc=raw.get("rc"), error=raw.get("error"), latency_lt_s=latency, content=content)
+
+    def content(self, raw: dict[str, Any], path: Path) -> m.ContentCheck:
+        known = self.known
+        regex = raw.get("regex")
+        if regex is not None:
+            self.compile_regex(regex, (*path, "regex"))
+        schema = None
+        if "json_schema" in raw:
+            schema = self.json_schema(raw["json_schema"], (*path, "json_schema"))
+        that_raw = raw.get("that", [])
+        that_list = [that_raw] if isinstance(that_raw, str) else that_raw
+        that = tuple(
+            c
+            for i, expr in enumerate(that_list)
+            if (c := self.comparison(expr, (*path, "that", i))) is not None
+        )
+        return m.ContentCheck(
+            text=self.template(raw["text"], (*path, "text"), known) if "text" in raw else None,
+            contains=self.template(raw["contains"], (*path, "contains"), known)
+            if "contains" in raw
+            else None,
+            regex=regex,
+            json=self.json_template(raw["json"], (*path, "json"), known) if "json" in raw else None,
+            json_schema=schema,
+            that=that,
+            binary=raw.get("binary"),
+            length=self.size(raw["length"], (*path, "length")) if "length" in raw else None,
+            sha256=raw["sha256"].lower() if "sha256" in raw else None,
+        )
+
+    def compile_regex(self, pattern: str, path: Path) -> re.Pattern[str] | None:
+        try:
+            return re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as exc:
+            self.problem(path, f"invalid regular expression: {exc}")
+            return None
+
+    def json_schema(self, raw: dict[str, Any], path: Path) -> Mapping[str, object] | None:
+        schema: Any = raw
+        if set(raw) == {"file"} and isinstance(raw["file"], str):
+            text = self.read_file(raw["file"], (*path, "file"))
+            if text is None:
+                return None
+            try:
+                schema = yaml.safe_load(text) if not raw["file"].endswith(".json") else json.loads(text)
+            except (ValueError, yaml.YAMLError) as exc:
+                self.problem(
+                    (*path, "file"), f"'{raw['file']}' is not valid JSON/YAML: {str(exc).splitlines()[0]}"
+                )
+                return None
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            self.problem(path, f"not a valid JSON Schema: {exc.message}")
+            return None
+        except Exception as exc:  # jsonschema may raise on exotic input (bad $ref, huge numbers)
+            self.problem(path, f"not a valid JSON Schema: {exc}")
+            return None
+        return m.frozen_map(schema) if isinstance(schema, dict) else None
+
+    def jmespath(self, expr: str, path: Path) -> bool:
+        try:
+            jmespath.compile(expr)
+        except Exception as exc:  # jmespath raises several unrelated error types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.problem(path, f"invalid JMESPath expression '{expr}': {first}")
+            return False
+        return True
+
+    def comparison(self, expr: str, path: Path) -> tuple[str, str, object] | None:
+        match = _THAT_RE.match(expr)
+        if match is None:
+            self.problem(path, f"'{expr}' is not 'PATH OP VALUE' (e.g. 'result.count >= 3')")
+            return None
+        jpath, op, lit = match.group("path"), match.group("op"), match.group("lit")
+        if not self.jmespath(jpath, path):
+            return None
+        return (jpath, op, _literal(lit))
+
+    def captures(self, raw: dict[str, Any], path: Path) -> tuple[m.Capture, ...]:
+        out: list[m.Capture] = []
+        for var, spec in raw.items():
+            cpath = (*path, var)
+            if isinstance(spec, str):
+                if self.jmespath(spec, cpath):
+                    out.append(m.Capture(var, path=spec))
+            else:
+                rx = self.compile_regex(spec["regex"], (*cpath, "regex"))
+                group = spec.get("group", 1)
+                if rx is not None:
+                    if isinstance(group, int) and group > rx.groups:
+                        self.problem((*cpath, "group"), f"the regex has {rx.groups} group(s), not {group}")
+                    elif isinstance(group, str) and group not in rx.groupindex:
+                        self.problem((*cpath, "group"), f"the regex has no group named '{group}'")
+                    index = group if isinstance(group, int) else rx.groupindex.get(group, 1)
+                    out.append(m.Capture(var, regex=spec["regex"], group=index))
+            self.known.add(var)
+        return tuple(out)
+
+    # --- load and thresholds ------------------------------------------------------------------
+
+    def load(self, raw: dict[str, Any], path: Path) -> m.LoadSpec:
+        def dur(key: str, default: float | None) -> float | None:
+            return self.duration(raw[key], (*path, key)) if key in raw else default
+
+        for key in ("vus", "max_vus"):
+            if raw.get(key, 0) > MAX_VUS:
+                self.problem((*path, key), f"{raw[key]} virtual users is more than {MAX_VUS:,}")
+        stages: list[m.Stage] = []
+        kinds: set[str] = set()
+        for i, st in enumerate(raw.get("stages") or []):
+            spath = (*path, "stages", i)
+            d = self.duration(st["duration"], (*spath, "duration"))
+            if "vus" in st:
+                kinds.add("vus")
+                if st["vus"] > MAX_VUS:
+                    self.problem((*spath, "vus"), f"{st['vus']} virtual users is more than {MAX_VUS:,}")
+                stages.append(m.Stage(d, float(st["vus"])))
+            else:
+                kinds.add("rate")
+                stages.append(m.Stage(d, self.rate(st["rate"], (*spath, "rate"))))
+        if len(kinds) > 1:
+            self.problem((*path, "stages"), "stages mix 'vus' and 'rate'; use one model for all stages")
+        rate = self.rate(raw["rate"], (*path, "rate")) if "rate" in raw else None
+        is_open = rate is not None or kinds == {"rate"}
+        if "vus" in raw and "rate" in raw:
+            self.problem((*path, "rate"), "give either 'vus' (closed model) or 'rate' (open model), not both")
+        if not ({"duration", "iterations", "stages"} & set(raw)):
+            self.problem(path, "load needs 'duration', 'iterations' or 'stages' to know when to stop")
+        return m.LoadSpec(
+            model="open" if is_open else "closed",
+            vus=int(raw.get("vus", 1)),
+            duration_s=dur("duration", None),
+            iterations=raw.get("iterations"),
+            ramp_up_s=dur("ramp_up", 0.0) or 0.0,
+            stages=tuple(stages),
+            rate=rate,
+            max_vus=raw.get("max_vus"),
+            workers=raw.get("workers"),
+            source_addresses=tuple(raw.get("source_addresses") or ()),
+            graceful_stop_s=dur("graceful_stop", 5.0) or 0.0,
+            think_time_s=dur("think_time", 0.0) or 0.0,
+        )
+
+    def rate(self, value: object, path: Path) -> float:
+        try:
+            return parse_rate(value)
+        except UnitError as exc:
+            self.problem(path, str(exc))
+            return 0.0
+
+    def threshold(self, item: str | dict[str, Any], path: Path) -> m.Threshold | None:
+        expr = item if isinstance(item, str) else item["threshold"]
+        epath = path if isinstance(item, str) else (*path, "threshold")
+        abort = False if isinstance(item, str) else bool(item.get("abort_on_fail", False))
+        match = _THRESHOLD_RE.match(expr)
+        if match is None:
+            self.problem(
+                epath,
+                f"'{expr}' is not 'SUBJECT.STAT OP VALUE' (e.g. 'read.p99 < 50ms', 'errors.rate < 0.1%'); "
+                "STAT is one of p50 p90 p95 p99 p999 max mean min count rate",
+            )
+            return None
+        subject, stat, op, raw_value = match.group("subject", "stat", "op", "value")
+        subjects = self.step_names | self.kinds_used | _GLOBAL_SUBJECTS
+        if subject not in subjects:
+            hint = closest(subject, subjects)
+            extra = f", did you mean '{hint}'?" if hint else f" (steps: {', '.join(sorted(self.step_names))})"
+            self.problem(epath, f"threshold '{expr}' names no step or metric '{subject}'{extra}")
+            return None
+        convert: Callable[[object], float]
+        if stat in _LATENCY_STATS:
+            convert = parse_duration
+        elif stat == "count":
+            convert = _count
+        elif subject in ("errors", "checks"):
+            convert = parse_fraction
+        else:
+            convert = parse_rate
+        try:
+            value = convert(raw_value)
+        except (UnitError, ValueError) as exc:
+            self.problem(epath, f"threshold value: {exc}")
+            return None
+        line, column = self.source.position(epath)
+        return m.Threshold(
+            expression=expr,
+            subject=subject,
+            stat=stat,
+            op=op,  # type: ignore[arg-type]
+            value=value,
+            location=m.Location(self.source.file, line, column),
+            abort_on_fail=abort,
+        )
+
+
+def _count(text: object) -> float:
+    """A plain non-negative number, for ``.count`` thresholds."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        raise UnitError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise UnitError(f"{text!r} is not a count")
+    return value
+
+
+def _literal(text: str) -> object:
+    """The right-hand side of a ``that`` comparison: JSON literal, quoted string or bare word."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,231 @@
+"""The scenario JSON Schema, and its errors turned into messages a user can act on.
+
+jsonschema reports *what* failed in schema terms ("is not valid under any of the given schemas");
+this module reports it in scenario terms: ``unknown key 'raed', did you mean 'read'?``, ``expected a
+duration such as 250ms``. Every error is kept (``iter_errors``), each becomes a ``Problem`` at the
+line and column the ``SourceMap`` recorded for its path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any, cast
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from runner.errors import Problem
+from runner.yamlsource import Path, SourceMap
+
+__all__ = ["closest", "scenario_schema", "schema_problems", "schema_text"]
+
+_TYPE_WORDS = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def schema_text() -> str:
+    """The scenario schema as shipped inside the package (works from a wheel, not only a checkout)."""
+    return resources.files("runner.schemas").joinpath("scenario.schema.json").read_text(encoding="utf-8")
+
+
+@cache
+def scenario_schema() -> Mapping[str, Any]:
+    """The parsed scenario schema, read once."""
+    return json.loads(schema_text())  # type: ignore[no-any-return]
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(scenario_schema())
+
+
+def closest(word: str, options: Iterable[str]) -> str | None:
+    """The option a misspelling most likely meant, or None."""
+    ordered = sorted(options)
+    found = difflib.get_close_matches(word, ordered, n=1, cutoff=0.6)
+    if found:
+        return found[0]
+    # A fragment of a long name ('Expired' for 'CertificateExpired') is a likely meaning too.
+    low = word.lower()
+    fragments = [o for o in ordered if len(low) >= 4 and low in o.lower()]
+    return fragments[0] if len(fragments) == 1 else None
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    guess = closest(word, options)
+    return f", did you mean '{guess}'?" if guess else ""
+
+
+def _yaml_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    text = str(value)
+    return f"the text {text[:40]!r}" + ("..." if len(text) > 40 else "")
+
+
+def _expected(schema: Mapping[str, Any]) -> str:
+    """Words for what a (sub)schema accepts: its errorMessage, or its types."""
+    if "errorMessage" in schema:
+        return str(schema["errorMessage"])
+    if "$ref" in schema:
+        ref = _resolve(schema["$ref"])
+        return _expected(ref)
+    types = schema.get("type")
+    if isinstance(types, str):
+        types = [types]
+    if types:
+        return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+    if "oneOf" in schema:
+        return " or ".join(_expected(s) for s in schema["oneOf"])
+    return "a valid value"
+
+
+def _resolve(ref: str) -> Mapping[str, Any]:
+    node: Any = scenario_schema()
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node  # type: ignore[no-any-return]
+
+
+def _required_choice(schema: Any) -> list[str] | None:
+    """The keys of a ``oneOf: [{required: [a]}, {required: [b]}]`` choice, else None."""
+    if not isinstance(schema, list) or not schema:
+        return None
+    keys = []
+    for sub in schema:
+        if not (isinstance(sub, dict) and set(sub) == {"required"} and len(sub["required"]) == 1):
+            return None
+        keys.append(sub["required"][0])
+    return keys
+
+
+class _Formatter:
+    """Turns jsonschema errors into ``Problem``s, deduplicated and in scenario terms."""
+
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.problems: dict[tuple[Path, str], Problem] = {}
+        self.choice_paths: set[Path] = set()
+
+    def add(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.problems.setdefault((path, message), self.source.problem(path, message, key=key))
+
+    def error(self, err: ValidationError, base: Path = ()) -> None:
+        path: Path = (*base, *err.relative_path) if base else tuple(err.absolute_path)
+        v, inst = err.validator, err.instance
+        schema: Any = err.schema
+        value: Any = err.validator_value
+        if v == "additionalProperties" and isinstance(inst, dict):
+            known = list(schema.get("properties", {}))
+            for extra in inst:
+                if extra in known:
+                    continue
+                if path in self.choice_paths and extra in _STEP_KINDS:
+                    continue
+                self.add((*path, extra), f"unknown key '{extra}'{_did_you_mean(extra, known)}", key=True)
+        elif v == "oneOf":
+            self._one_of(err, path)
+        elif v == "required":
+            missing = [k for k in value if isinstance(inst, dict) and k not in inst]
+            for k in missing:
+                self.add(path, f"missing required key '{k}'")
+        elif v == "type":
+            self.add(path, f"expected {_expected(schema)}, got {_yaml_kind(inst)}")
+        elif v == "pattern":
+            if "errorMessage" in schema:
+                self.add(path, f"{_yaml_kind(inst)} is not {schema['errorMessage']}")
+            else:
+                self.add(path, f"{inst!r} is not allowed here (must match {value})")
+        elif v == "propertyNames":
+            self.add(path, f"'{inst}' is not a valid name here (letters, digits and _ ; no spaces)")
+        elif v == "enum":
+            options = [str(o) for o in value]
+            hint = _did_you_mean(str(inst), options)
+            if not hint and len(options) <= 6:
+                hint = " (one of: " + ", ".join(options) + ")"
+            self.add(path, f"unknown value {inst!r}{hint}")
+        elif v in ("minItems", "minProperties", "minLength"):
+            self.add(
+                path, "must not be empty" if path != ("steps",) else "a scenario needs at least one step"
+            )
+        elif v == "minimum":
+            self.add(path, f"must be at least {value}, got {inst!r}")
+        elif v == "uniqueItems":
+            self.add(path, "has the same item twice")
+        else:
+            self.add(path, err.message)
+
+    def _one_of(self, err: ValidationError, path: Path) -> None:
+        inst = err.instance
+        keys = _required_choice(cast(Any, err.validator_value))
+        if keys is not None and isinstance(inst, dict):
+            present = [k for k in keys if k in inst]
+            what = "a step" if set(keys) == set(_STEP_KINDS) else "this"
+            if not present:
+                for extra in inst:
+                    guess = closest(extra, keys)
+                    if guess and extra not in _COMMON_KEYS:
+                        noun = "step kind" if what == "a step" else "key"
+                        self.add(
+                            (*path, extra), f"unknown {noun} '{extra}', did you mean '{guess}'?", key=True
+                        )
+                        return
+                self.add(path, f"{what} needs one of: {', '.join(keys)}")
+            else:
+                self.choice_paths.add(path)
+                listed = " and ".join(f"'{k}'" for k in present)
+                self.add(path, f"{listed} cannot be combined; {what} takes exactly one of: {', '.join(keys)}")
+            return
+        # A choice of shapes: report the errors of the alternative whose type fits, if one does.
+        by_alt: dict[int, list[ValidationError]] = {}
+        for sub in err.context or ():
+            by_alt.setdefault(int(sub.schema_path[0]), []).append(sub)
+        fitting = [
+            errs
+            for errs in by_alt.values()
+            if not any(e.validator == "type" and not e.relative_path for e in errs)
+        ]
+        alts: Any = err.validator_value
+        if len(fitting) == 1:
+            for sub in fitting[0]:
+                self.error(sub, path)
+            return
+        if len(by_alt) < len(alts):
+            self.add(path, err.message)  # valid under several: should not happen with our schema
+            return
+        expected = " or ".join(_expected(a) for a in alts)
+        self.add(path, f"expected {expected}, got {_yaml_kind(inst)}")
+
+
+_STEP_KINDS = ("open", "write", "read", "close", "sleep", "ping", "repeat")
+_COMMON_KEYS = ("name", "expect", "capture")
+
+
+def schema_problems(data: object, source: SourceMap) -> list[Problem]:
+    """Every schema violation of ``data`` as a ``Problem`` with position and excerpt."""
+    errors = sorted(
+        _validator().iter_errors(data), key=lambda e: (len(e.absolute_path), e.validator != "oneOf")
+    )
+    fmt = _Formatter(source)
+    for err in errors:
+        fmt.error(err)
+    return list(fmt.problems.values())

@@ -1,0 +1,351 @@
+"""The loader: YAML positions, model building, names, secrets, env, files, and every problem at once."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runner import model as m
+from runner.errors import ScenarioError
+from runner.loader import is_sensitive_header, load_scenario, load_scenario_text
+from runner.yamlsource import format_path, parse_yaml
+
+BASE = """\
+target: embedded
+connections:
+  main:
+    url: /echo
+"""
+
+
+def load(text: str, **kw: object) -> m.Scenario:
+    return load_scenario_text(textwrap.dedent(text), file="t.yaml", **kw)  # type: ignore[arg-type]
+
+
+def problems(text: str, **kw: object) -> list[str]:
+    with pytest.raises(ScenarioError) as info:
+        load(text, **kw)
+    return [str(p) for p in info.value.problems]
+
+
+def test_positions_keyed_by_path() -> None:
+    """Every value and key has a 1-based line and column in the side table."""
+    data, source = parse_yaml("a: 1\nsteps:\n  - open: main\n    expect: {rc: -2}\n", "f.yaml")
+    assert data == {"a": 1, "steps": [{"open": "main", "expect": {"rc": -2}}]}
+    assert source.values[("steps", 0, "expect", "rc")] == (4, 18)
+    assert source.keys[("steps", 0, "expect")] == (4, 5)
+    assert format_path(("steps", 0, "expect", "rc")) == "steps[0].expect.rc"
+
+
+def test_deep_nesting_is_a_problem_not_recursion_error() -> None:
+    """Ten thousand nested lists give a Problem, never a RecursionError."""
+    with pytest.raises(ScenarioError, match="nesting deeper"):
+        load_scenario_text("[" * 10000, file="deep.yaml")
+
+
+def test_merge_keys_supported() -> None:
+    """YAML merge keys (<<: *anchor) work for sharing connection options."""
+    s = load(
+        """\
+        target: embedded
+        connections:
+          a: &base {url: /echo, timeout: 3s}
+          b: {<<: *base, url: /rpc}
+        steps: [{open: a}, {open: b}]
+        """
+    )
+    assert s.connections["b"].timeout_s == 3.0 and s.connections["b"].url.source == "/rpc"
+
+
+def test_model_from_full_scenario() -> None:
+    """A scenario with every step kind builds the frozen model with converted units."""
+    s = load(
+        BASE
+        + """\
+    timeout: 2s
+    ignoreSslErrors: [HostNameMismatch]
+    subprotocols: [chat]
+    maxMessageSize: 64KiB
+defaults: {read_timeout: 3s, run_timeout: 1m}
+variables: {n: 3}
+steps:
+  - open: main
+  - write: {connection: main, json: {id: "{{ iteration }}", n: "{{ n }}"}}
+  - read:
+      connection: main
+      timeout: 500ms
+      match: {json: {id: "{{ iteration }}"}}
+    expect: {latency: "< 50ms", that: ["n >= 3", "name == 'x'"], length: 1KiB}
+    capture: {got: n, word: {regex: "(?P<w>[a-z]+)", group: w}}
+  - write: {connection: main, text: "{{ got }} {{ word }}"}
+  - write: {connection: main, binary: {hex: "00 ff"}}
+  - write: {connection: main, binary: {size: 1KiB}}
+  - ping: main
+  - sleep: 250ms
+  - repeat: {times: 2, steps: [{read: main}]}
+  - close: {connection: main, timeout: 1s}
+"""
+    )
+    conn = s.connections["main"]
+    assert conn.timeout_s == 2.0 and conn.ignore_ssl_errors == frozenset({"HostNameMismatch"})
+    assert conn.subprotocols == ("chat",) and conn.max_message_size == 65536
+    assert s.read_timeout_s == 3.0 and s.run_timeout_s == 60.0 and s.target == "embedded"
+    kinds = [type(step).__name__ for step in s.steps]
+    assert kinds == [
+        "OpenStep",
+        "WriteStep",
+        "ReadStep",
+        "WriteStep",
+        "WriteStep",
+        "WriteStep",
+        "PingStep",
+        "SleepStep",
+        "RepeatStep",
+        "CloseStep",
+    ]
+    read = s.steps[2]
+    assert isinstance(read, m.ReadStep) and read.timeout_s == 0.5
+    assert read.expect.latency_lt_s == pytest.approx(0.05)
+    assert read.expect.content is not None and read.expect.content.that == (
+        ("n", ">=", 3),
+        ("name", "==", "x"),
+    )
+    assert read.expect.content.length == 1024 and read.match is not None and read.match.needs_json
+    assert read.captures == (m.Capture("got", path="n"), m.Capture("word", regex="(?P<w>[a-z]+)", group=1))
+    assert read.location == m.Location("t.yaml", 14, 5)
+    bin_hex, bin_size = s.steps[4], s.steps[5]
+    assert isinstance(bin_hex, m.WriteStep) and bin_hex.payload == m.BinaryPayload(b"\x00\xff")
+    assert isinstance(bin_size, m.WriteStep) and isinstance(bin_size.payload, m.BinaryPayload)
+    assert len(bin_size.payload.data) == 1024
+    sleep = s.steps[7]
+    assert isinstance(sleep, m.SleepStep) and sleep.duration_s == 0.25
+
+
+def test_default_step_names_unique() -> None:
+    """Default names are '<kind> <connection>', numbered from the second, avoiding explicit names."""
+    s = load(
+        BASE
+        + """\
+steps:
+  - open: main
+  - read: main
+  - read: main
+  - name: "read main #3"
+    read: main
+  - read: main
+  - repeat: {times: 2, steps: [{sleep: 1s}, {sleep: 1s}]}
+"""
+    )
+    names = [step.name for step in s.steps]
+    assert names == ["open main", "read main", "read main #2", "read main #3", "read main #4", "repeat"]
+    inner = s.steps[-1]
+    assert isinstance(inner, m.RepeatStep) and [x.name for x in inner.steps] == ["sleep", "sleep #2"]
+
+
+def test_connection_may_be_omitted_with_one_connection() -> None:
+    """With exactly one declared connection, steps may leave 'connection' out."""
+    s = load(BASE + "steps:\n  - open: {}\n  - write: {text: hi}\n  - read: {timeout: 1s}\n")
+    assert [getattr(x, "connection", None) for x in s.steps] == ["main", "main", "main"]
+
+
+def test_expect_on_purpose_allows_read_after_close() -> None:
+    """A read after close that expects an error is a deliberate test, not a mistake."""
+    s = load(BASE + "steps:\n  - open: main\n  - close: main\n  - read: main\n    expect: {rc: -1}\n")
+    assert s.steps[2].expect.rc == -1
+
+
+def test_thresholds_parsed_to_base_units() -> None:
+    """Threshold values convert to seconds, fractions and per-second rates."""
+    s = load(
+        BASE
+        + """\
+steps: [{open: main}, {read: main}]
+thresholds:
+  - read.p99 < 50ms
+  - "read main.p95 <= 20ms"
+  - errors.rate < 0.1%
+  - iterations.rate >= 100/s
+  - {threshold: checks.rate > 99%, abort_on_fail: true}
+  - open main.count == 1
+"""
+    )
+    got = [(t.subject, t.stat, t.op, t.value, t.abort_on_fail) for t in s.thresholds]
+    assert got == [
+        ("read", "p99", "<", pytest.approx(0.05), False),
+        ("read main", "p95", "<=", pytest.approx(0.02), False),
+        ("errors", "rate", "<", pytest.approx(0.001), False),
+        ("iterations", "rate", ">=", 100.0, False),
+        ("checks", "rate", ">", pytest.approx(0.99), True),
+        ("open main", "count", "==", 1.0, False),
+    ]
+    assert s.thresholds[0].location.line == 7
+
+
+def test_load_models() -> None:
+    """'vus' gives the closed model, 'rate' or rate stages the open model, units converted."""
+    closed = load(
+        BASE + "steps: [{open: main}]\nload: {vus: 10, duration: 1m, ramp_up: 10s, think_time: 100ms}\n"
+    )
+    assert closed.load == m.LoadSpec(
+        model="closed", vus=10, duration_s=60.0, ramp_up_s=10.0, think_time_s=0.1
+    )
+    opened = load(BASE + "steps: [{open: main}]\nload: {rate: 50/s, duration: 10s, max_vus: 100}\n")
+    assert opened.load is not None and opened.load.model == "open" and opened.load.rate == 50.0
+    staged = load(
+        BASE
+        + "steps: [{open: main}]\nload:\n  stages: [{duration: 5s, rate: 10/s}, {duration: 5s, rate: 0}]\n"
+    )
+    assert staged.load is not None and staged.load.model == "open"
+    assert staged.load.stages == (m.Stage(5.0, 10.0), m.Stage(5.0, 0.0))
+
+
+def test_env_substitution_and_secrets() -> None:
+    """${ENV} is replaced at load and its value, sensitive headers and keys become secrets."""
+    s = load(
+        """\
+        target: embedded
+        connections:
+          main:
+            url: /echo
+            headers:
+              Authorization: "Bearer ${TOKEN}"
+              X-Trace: "${TRACE}"
+              Cookie: sid=hunter22
+              X-Plain: visible
+        steps: [{open: main}]
+        """,
+        environ={"TOKEN": "s3cr3t-token", "TRACE": "abc", "HOME": "/x"},
+    )
+    headers = dict(s.connections["main"].headers)
+    assert isinstance(headers["Authorization"], m.Secret)
+    assert headers["Authorization"].reveal() == "Bearer s3cr3t-token"
+    assert isinstance(headers["Cookie"], m.Secret) and not isinstance(headers["X-Plain"], m.Secret)
+    assert {"s3cr3t-token", "abc", "sid=hunter22", "Bearer s3cr3t-token"} <= s.secrets
+    assert "hunter22" not in s.source and "Cookie: ***" in s.source and "X-Plain: visible" in s.source
+    assert "s3cr3t-token" not in repr(s.connections["main"])
+
+
+def test_dollar_dollar_escapes_env() -> None:
+    """$${NAME} stays a literal ${NAME}."""
+    s = load(BASE + 'steps: [{open: main}, {write: {text: "$${HOME}"}}]\n', environ={})
+    payload = s.steps[1].payload  # type: ignore[union-attr]
+    assert isinstance(payload, m.TextPayload) and payload.template.source == "${HOME}"
+
+
+def test_sensitive_header_names() -> None:
+    """Credentials headers are recognised by name and by words in the name."""
+    for name in ("Authorization", "cookie", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token", "My-Secret"):
+        assert is_sensitive_header(name)
+    assert not is_sensitive_header("User-Agent")
+
+
+def test_files_relative_to_scenario(tmp_path: Path) -> None:
+    """PEM, binary and JSON Schema files resolve next to the scenario; the key is a Secret."""
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    key = "-----BEGIN PRIVATE KEY-----\nMIIBkey\n-----END PRIVATE KEY-----\n"
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "client.pem").write_text(pem)
+    (tmp_path / "certs" / "client.key").write_text(key)
+    (tmp_path / "blob.bin").write_bytes(b"\x01\x02")
+    (tmp_path / "answer.json").write_text('{"type": "object"}')
+    file = tmp_path / "s.yaml"
+    file.write_text(
+        textwrap.dedent(
+            """\
+            target: embedded-tls
+            connections:
+              main:
+                url: /echo
+                sslConfig:
+                  localCertificate: {file: certs/client.pem}
+                  privateKey: {key: {file: certs/client.key}, algorithm: EC}
+                caCertificates: {file: certs/client.pem}
+            steps:
+              - open: main
+              - write: {binary: {file: blob.bin}}
+              - read: main
+                expect: {json_schema: {file: answer.json}}
+            """
+        )
+    )
+    s = load_scenario(file)
+    cfg = s.connections["main"].ssl_config
+    assert (
+        cfg is not None
+        and cfg.certificate_pem == pem
+        and cfg.key_pem.reveal() == key
+        and cfg.algorithm == "EC"
+    )
+    assert s.connections["main"].ca_certificates == pem and key in s.secrets
+    assert s.steps[1].payload == m.BinaryPayload(b"\x01\x02")  # type: ignore[union-attr]
+    assert s.steps[2].expect.content.json_schema == {"type": "object"}  # type: ignore[union-attr]
+    assert "MIIBkey" not in s.source
+
+
+def test_target_override_allows_relative_urls() -> None:
+    """--target supplies the base for relative urls and replaces the file's target."""
+    text = "connections: {main: {url: /echo}}\nsteps: [{open: main}]\n"
+    assert "needs a target" in problems(text)[0]
+    assert load(text, target="ws://127.0.0.1:9").target == "ws://127.0.0.1:9"
+    assert "use ws:// or wss://" in problems(text, target="http://127.0.0.1:9")[0]
+
+
+def test_cli_variables_known_and_override() -> None:
+    """--var names count as known variables and override the file's values."""
+    text = BASE + "variables: {a: 1}\nsteps: [{open: main}, {write: {text: '{{ a }}{{ b }}'}}]\n"
+    assert "unknown variable 'b'" in " ".join(problems(text))
+    s = load(text, variables={"a": "x", "b": "y"})
+    assert dict(s.variables) == {"a": "x", "b": "y"}
+
+
+def test_all_problems_reported_sorted() -> None:
+    """Several mistakes are reported together, sorted by line."""
+    found = problems(
+        BASE
+        + """\
+steps:
+  - open: mian
+  - write: {connection: main, text: "{{ nope }}"}
+  - sleep: 10d
+thresholds: [nothing.p99 < 1s]
+"""
+    )
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines) and len(found) == 5, found
+
+
+def test_excerpt_has_caret() -> None:
+    """Each problem carries the offending line and a caret under the column."""
+    with pytest.raises(ScenarioError) as info:
+        load(BASE + "steps:\n  - sleep: soon\n")
+    problem = info.value.problems[0]
+    assert (problem.line, problem.column) == (6, 12)
+    assert problem.excerpt.splitlines()[-2].endswith("- sleep: soon")
+    assert problem.excerpt.splitlines()[-1].index("^") == problem.excerpt.splitlines()[-2].index("soon")
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    """A missing scenario file or a directory is a Problem, not an OSError."""
+    with pytest.raises(ScenarioError, match="no such file"):
+        load_scenario(tmp_path / "nope.yaml")
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(tmp_path)
+
+
+def test_ignore_ssl_errors_forms() -> None:
+    """true, "" and [] ignore every error; false verifies; a list ignores only its keywords."""
+
+    def ignore(value: str) -> object:
+        conn = f"{{main: {{url: /echo, ignoreSslErrors: {value}}}}}"
+        s = load(f"target: embedded-tls\nconnections: {conn}\nsteps: [{{open: main}}]\n")
+        return s.connections["main"].ignore_ssl_errors
+
+    assert (
+        ignore("true") is m.ALL_SSL_ERRORS
+        and ignore('""') is m.ALL_SSL_ERRORS
+        and ignore("[]") is m.ALL_SSL_ERRORS
+    )
+    assert ignore("false") is None
+    assert ignore("[SelfSignedCertificate]") == frozenset({"SelfSignedCertificate"})
