@@ -1,0 +1,88 @@
+"""Pure tests of frozen results (JSON round trip) and threshold evaluation (no event loop)."""
+
+from __future__ import annotations
+
+import json
+
+from runner.metrics import RunRecorder
+from runner.model import Location, Threshold
+from runner.results import RunResult, build_result
+from runner.thresholds import evaluate, observed
+
+LOC = Location("t.yaml", 7, 3)
+
+
+def _result(*, interrupted: bool = False) -> RunResult:
+    rec = RunRecorder()
+    rec.iterations = 4
+    read = rec.step("read main", "read", "main", 12)
+    read2 = rec.step("read other", "read", "other", 20)
+    for ms in range(1, 101):
+        read.record(ok=True, rc=0, rc_is_success=True, latency_ns=ms * 1_000_000)
+    for ms in (200, 300):
+        read2.record(ok=True, rc=0, rc_is_success=True, latency_ns=ms * 1_000_000)
+    read2.record(ok=False, rc=-2, rc_is_success=False, latency_ns=None, error="time-out")
+    rec.add_failure("read other", 20, "time-out", "rc 0", "rc -2")
+    opened = rec.step("open main", "open", "main", 9)
+    opened.record(ok=True, rc=0, rc_is_success=True, latency_ns=2_000_000)
+    opened.record_connect(500_000, 0, 1_500_000)
+    return build_result(rec, scenario_name="s", scenario_file="t.yaml", started_at="2026-01-01T00:00:00.000Z",
+                        duration_s=2.0, target="ws://x", interrupted=interrupted)
+
+
+def _th(expr: str, subject: str, stat: str, op: str, value: float) -> Threshold:
+    return Threshold(expr, subject, stat, op, value, LOC)  # type: ignore[arg-type]
+
+
+def test_build_result_verdict_and_exit_code() -> None:
+    """A failed step fails the run (exit 1); an interrupted run is exit 130 and not passed."""
+    result = _result()
+    assert not result.passed and result.exit_code == 1
+    assert result.steps[1].rc == {"-2": 1} and result.steps[1].errors[0].message == "time-out"
+    interrupted = _result(interrupted=True)
+    assert interrupted.interrupted and interrupted.exit_code == 130 and not interrupted.passed
+
+
+def test_json_round_trip() -> None:
+    """to_json -> JSON text -> from_json gives back an equal result."""
+    result = _result()
+    again = RunResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+
+
+def test_step_thresholds_from_histograms() -> None:
+    """Step-name thresholds read that step's histogram; step-kind ones merge all steps of the kind."""
+    result = _result()
+    p99 = observed(_th("read main.p99 < 1s", "read main", "p99", "<", 1.0), result)
+    assert p99 is not None and abs(p99 - 0.099) < 0.001
+    merged_max = observed(_th("read.max < 1s", "read", "max", "<", 1.0), result)
+    assert merged_max == 0.3
+    merged_p99 = observed(_th("read.p99 < 1s", "read", "p99", "<", 1.0), result)
+    assert merged_p99 is not None and abs(merged_p99 - 0.2) < 0.001  # 102 samples: p99 is the 101st
+
+
+def test_global_thresholds() -> None:
+    """errors.rate is the failed fraction, iterations.rate per second, checks.rate the passed fraction."""
+    result = _result()
+    assert observed(_th("e", "errors", "rate", "<", 0.1), result) == 1 / 104
+    assert observed(_th("e", "errors", "count", "<", 1), result) == 1.0
+    assert observed(_th("i", "iterations", "rate", ">", 1), result) == 2.0
+    assert observed(_th("c", "checks", "rate", ">", 0.9), result) == 103 / 104
+    assert observed(_th("r", "read main", "rate", ">", 1), result) == 50.0
+
+
+def test_evaluate_says_by_how_much() -> None:
+    """A lost threshold says the observed value, the limit and the distance; the result follows it."""
+    result = _result()
+    ths = (_th("read main.p50 < 10ms", "read main", "p50", "<", 0.01),
+           _th("open main.max < 1s", "open main", "max", "<", 1.0),
+           _th("nothing.p99 < 1s", "close main", "p99", "<", 1.0))
+    evaluated = evaluate(ths, result)
+    assert [t.passed for t in evaluated] == [False, True, False]  # p50: HDR equivalent value, 3 digits
+    assert evaluated[0].message == "read main.p50 was 50.015ms, limit < 10.000ms (off by 40.015ms)"
+    assert evaluated[0].line == 7 and evaluated[2].value is None and evaluated[2].message == "no data measured"
+    ok = build_result(RunRecorder(), scenario_name="s", scenario_file="f", started_at="x", duration_s=1,
+                      target="")
+    assert ok.passed
+    lost = ok.with_thresholds(evaluate((_th("e", "errors", "count", ">", 5),), ok))
+    assert not lost.passed and lost.exit_code == 1
