@@ -11,6 +11,7 @@ kept beside each histogram (the histogram's max is only "equivalent"), so means 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,16 +66,37 @@ def new_hdr() -> HdrHistogram:
 
 
 class LatencyHistogram:
-    """An HDR histogram in microseconds plus exact count/sum/min/max in nanoseconds."""
+    """An HDR histogram in microseconds plus exact count/sum/min/max in nanoseconds.
 
-    __slots__ = ("count", "hdr", "max_ns", "min_ns", "sum_ns")
+    Samples are buffered and added to the HDR histogram in batches (one ``record_value`` per
+    distinct value): the library's per-value call costs microseconds, a list append does not.
+    """
+
+    __slots__ = ("_hdr", "_pending", "count", "max_ns", "min_ns", "sum_ns")
+
+    #: Flush the buffer into the histogram at this many samples, bounding its memory.
+    FLUSH_AT = 8192
 
     def __init__(self) -> None:
-        self.hdr = new_hdr()
+        self._hdr = new_hdr()
+        self._pending: list[int] = []
         self.count = 0
         self.sum_ns = 0
         self.min_ns = 0
         self.max_ns = 0
+
+    @property
+    def hdr(self) -> HdrHistogram:
+        """The HDR histogram with every sample recorded so far."""
+        if self._pending:
+            self._flush()
+        return self._hdr
+
+    def _flush(self) -> None:
+        record = self._hdr.record_value
+        for value, n in Counter(self._pending).items():
+            record(value, n)
+        self._pending.clear()
 
     def record_ns(self, ns: int) -> None:
         if ns < 0:
@@ -84,7 +106,10 @@ class LatencyHistogram:
             us = LOWEST_US
         elif us > HIGHEST_US:
             us = HIGHEST_US
-        self.hdr.record_value(us)
+        pending = self._pending
+        pending.append(us)
+        if len(pending) >= self.FLUSH_AT:
+            self._flush()
         if self.count == 0 or ns < self.min_ns:
             self.min_ns = ns
         if ns > self.max_ns:
@@ -261,21 +286,31 @@ class StepRecorder:
 class TimeSeries:
     """Per second since the start: iterations started, step executions, errors by rc, read latency.
 
-    Each second keeps its own small HDR histogram of read round trips; ``serialize`` encodes them
-    compressed, so merging workers' series is exact per second too.
+    The histogram of the current and the previous second stay live; older seconds are kept only
+    as their compressed serialised form (a few hundred bytes, not the ~190 KB of a live HDR
+    histogram), so an hour-long run stays small. Merging workers' series is exact per second.
     """
 
-    __slots__ = ("seconds",)
+    __slots__ = ("_newest", "seconds")
 
     def __init__(self) -> None:
-        # second -> [starts, steps, failures, {rc: n}, LatencyHistogram]
+        # second -> [starts, steps, failures, {rc: n}, LatencyHistogram | serialised dict | None]
         self.seconds: dict[int, list[Any]] = {}
+        self._newest = -1
 
     def _bucket(self, second: int) -> list[Any]:
         bucket = self.seconds.get(second)
         if bucket is None:
             bucket = self.seconds[second] = [0, 0, 0, {}, None]
+            if second > self._newest:
+                self._newest = second
+                self._compact(second - 1)
         return bucket
+
+    def _compact(self, keep_from: int) -> None:
+        for second, bucket in self.seconds.items():
+            if second < keep_from and isinstance(bucket[4], LatencyHistogram):
+                bucket[4] = bucket[4].serialize()
 
     def start(self, second: int) -> None:
         self._bucket(second)[0] += 1
@@ -290,14 +325,17 @@ class TimeSeries:
             key = str(rc)
             errors[key] = errors.get(key, 0) + 1
         if read_latency_ns is not None:
-            if bucket[4] is None:
-                bucket[4] = LatencyHistogram()
-            bucket[4].record_ns(read_latency_ns)
+            hist = bucket[4]
+            if not isinstance(hist, LatencyHistogram):
+                hist = bucket[4] = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
+            hist.record_ns(read_latency_ns)
 
     def serialize(self) -> list[dict[str, Any]]:
         out = []
         for second in sorted(self.seconds):
             starts, steps, failures, errors, hist = self.seconds[second]
+            if isinstance(hist, LatencyHistogram):
+                hist = hist.serialize()
             out.append(
                 {
                     "t": second,
@@ -305,7 +343,7 @@ class TimeSeries:
                     "steps": steps,
                     "failures": failures,
                     "rc": dict(errors),
-                    "latency": hist.serialize() if hist is not None else None,
+                    "latency": hist,
                 }
             )
         return out
@@ -318,9 +356,12 @@ class TimeSeries:
             bucket[2] += entry["failures"]
             _add_counts(bucket[3], entry["rc"])
             if entry.get("latency"):
-                if bucket[4] is None:
-                    bucket[4] = LatencyHistogram()
-                bucket[4].merge(entry["latency"])
+                hist = bucket[4]
+                if not isinstance(hist, LatencyHistogram):
+                    hist = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
+                hist.merge(entry["latency"])
+                bucket[4] = hist
+        self._compact(self._newest - 1)
 
 
 class RunRecorder:

@@ -84,3 +84,32 @@ def test_connect_split_recorded_for_open() -> None:
     step.record_connect(100_000, 0, 300_000)
     assert step.connect is not None
     assert step.connect["tcp"].count == 1 and step.connect["tls"].count == 0
+
+
+def test_timeseries_keeps_old_seconds_compact() -> None:
+    """Only the newest two seconds keep a live histogram; older ones are serialised, still exact."""
+    from runner.metrics import TimeSeries
+
+    series = TimeSeries()
+    for second in range(10):
+        for ms in (1, 2, 3):
+            series.step(second, True, None, ms * 1_000_000)
+    live = [s for s, b in series.seconds.items() if isinstance(b[4], LatencyHistogram)]
+    assert live == [8, 9]
+    series.step(3, False, -2, 4_000_000)  # a late sample for an old second revives it exactly
+    entry = series.serialize()[3]
+    assert entry["steps"] == 4 and entry["rc"] == {"-2": 1} and entry["latency"]["count"] == 4
+
+
+def test_batched_samples_equal_one_by_one() -> None:
+    """Buffered recording gives the same histogram as the library's own per-value recording."""
+    from runner.metrics import new_hdr
+
+    hist = LatencyHistogram()
+    ref = new_hdr()
+    for i in range(20_000):
+        ns = (i * 7919 % 100_000) * 1000 + 1000
+        hist.record_ns(ns)
+        ref.record_value(ns // 1000)
+    assert hist.hdr.get_total_count() == ref.get_total_count()
+    assert all(hist.hdr.get_value_at_percentile(p) == ref.get_value_at_percentile(p) for p in (50, 99, 99.9))

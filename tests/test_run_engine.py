@@ -174,3 +174,22 @@ steps:
     assert read.failures == 1
     assert read.latency_ms is not None and read.latency_ms.max >= 90  # timers may fire a ms early
     assert "expected < 20.000ms" in read.errors[0].message
+
+
+def test_unexpected_error_is_stamped_with_step(arun: Arun) -> None:
+    """A client that raises inside a step ends the run with an error naming the step and its line."""
+    from runner.client import WebSocketClient
+
+    class Broken(WebSocketClient):
+        def write(self, socket: int, data: str | bytes) -> int:
+            raise RuntimeError("boom")
+
+    scenario = load_scenario_text(
+        "name: b\ntarget: embedded\nconnections: {main: {url: /echo, timeout: 5s}}\n"
+        "steps:\n  - open: main\n  - write: {connection: main, text: x}\n",
+        "inline.yaml",
+    )
+    result: RunResult = arun(lambda: run_check(scenario, client_factory=Broken, handle_signals=False))
+    assert not result.passed and result.exit_code == 1
+    assert result.error.startswith("internal error: inline.yaml:6:")
+    assert "step 'write main': RuntimeError: boom" in result.error

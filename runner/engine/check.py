@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.engine.embedded import resolved_target
+from runner.engine.steps.base import StepCrashed
 from runner.engine.vu import RunContext, VirtualUser
 from runner.metrics import RunRecorder
 from runner.model import ALL_SSL_ERRORS, Scenario
@@ -113,7 +114,9 @@ async def run_check(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            except Exception as exc:  # noqa: BLE001 - a bug must still leave a report
+            except StepCrashed as exc:  # a bug must still leave a report, naming the step
+                error = f"internal error: {exc}"
+            except Exception as exc:  # noqa: BLE001
                 error = f"internal error: {type(exc).__name__}: {exc}"
             finally:
                 await vu.close_all()

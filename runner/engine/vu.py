@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.steps import execute_step
-from runner.engine.steps.base import StepOutcome
+from runner.engine.steps.base import StepOutcome, step_context
 from runner.engine.vu_support import resolve_url
 from runner.metrics import RunRecorder, StepRecorder
 from runner.model import RepeatStep, Scenario, Step, StepKind
@@ -115,7 +115,8 @@ class VirtualUser:
         as skipped."""
         for index, step in enumerate(steps):
             self.current_step = step
-            outcome = await execute_step(step, self)
+            with step_context(step):
+                outcome = await execute_step(step, self)
             if outcome.record:
                 self._record(step, outcome)
             if outcome.failure is not None:

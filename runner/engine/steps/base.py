@@ -8,6 +8,8 @@ The virtual user records the outcome; step modules never touch recorders.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,7 +20,30 @@ if TYPE_CHECKING:
     from runner.client.codes import ConnectTiming
     from runner.engine.vu import VirtualUser
 
-__all__ = ["StepModule", "StepOutcome", "finish", "not_open"]
+__all__ = ["StepCrashed", "StepModule", "StepOutcome", "finish", "not_open", "step_context"]
+
+
+class StepCrashed(Exception):
+    """An unexpected exception inside a step, stamped with the step and its YAML location."""
+
+    def __init__(self, step: Step, cause: BaseException) -> None:
+        self.step = step
+        self.cause = cause
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.step.location}: step {self.step.name!r}: {type(self.cause).__name__}: {self.cause}"
+
+
+@contextlib.contextmanager
+def step_context(step: Step) -> Iterator[None]:
+    """Attach ``step`` (and its file:line) to any unexpected error raised inside, once, here."""
+    try:
+        yield
+    except StepCrashed:
+        raise
+    except Exception as exc:
+        raise StepCrashed(step, exc) from exc
 
 
 @dataclass(slots=True)
