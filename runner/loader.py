@@ -507,7 +507,13 @@ class _Builder:
         name = explicit or self.default_name(f"{kind.value} {conn}".strip())
         self.step_names.add(name)
         opts = body if isinstance(body, dict) else {}
-        timeout = self.duration(opts["timeout"], (*kpath, "timeout")) if "timeout" in opts else None
+        timeout = None
+        if "timeout" in opts and "timeout" in raw:
+            self.problem((*path, "timeout"), f"timeout given twice: here and under '{kind.value}'", key=True)
+        elif "timeout" in opts:
+            timeout = self.duration(opts["timeout"], (*kpath, "timeout"))
+        elif "timeout" in raw:
+            timeout = self.duration(raw["timeout"], (*path, "timeout"))
         if conn in self.connections and kind is not m.StepKind.OPEN and not on_purpose:
             if conn not in opened:
                 self.problem(kpath, f"'{kind.value}' on connection '{conn}' before any 'open: {conn}'")

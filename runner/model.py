@@ -135,14 +135,16 @@ class ClientCertificate:
 class ConnectionSpec:
     """A declared connection: what ``open`` passes to ``webSocketOpen(url, options)``.
 
-    ``url`` may be relative to the scenario's target and may hold templates; header values may
-    hold templates and are ``Secret``-wrapped templates' sources when sensitive (see loader).
+    ``url`` may be relative to the scenario's target and may hold templates. Header values are
+    templates; a sensitive header's value (Authorization, Cookie, ...) is a ``Secret`` when it
+    holds no ``{{ }}`` (the usual case, ``${ENV}`` is already resolved), else a ``Template`` whose
+    source is listed in ``Scenario.secrets``.
     """
 
     name: str
     url: Template
     location: Location
-    headers: tuple[tuple[str, Template], ...] = ()
+    headers: tuple[tuple[str, Template | Secret], ...] = ()
     timeout_s: float | None = None
     ignore_ssl_errors: IgnoreSslErrors = None
     ssl_config: ClientCertificate | None = None

@@ -141,7 +141,11 @@ class _Formatter:
                     continue
                 if path in self.choice_paths and extra in _STEP_KINDS:
                     continue
-                self.add((*path, extra), f"unknown key '{extra}'{_did_you_mean(extra, known)}", key=True)
+                hint = _did_you_mean(extra, known)
+                kinds = [k for k in known if k in _STEP_KINDS]
+                if not hint and len(kinds) == 1:
+                    hint = f" (a {kinds[0]} step takes: {', '.join(known)})"
+                self.add((*path, extra), f"unknown key '{extra}'{hint}", key=True)
         elif v == "oneOf":
             self._one_of(err, path)
         elif v == "required":

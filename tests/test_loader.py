@@ -349,3 +349,17 @@ def test_ignore_ssl_errors_forms() -> None:
     )
     assert ignore("false") is None
     assert ignore("[SelfSignedCertificate]") == frozenset({"SelfSignedCertificate"})
+
+
+def test_step_timeout_sibling_of_short_form() -> None:
+    """'timeout' beside a short form sets the step's time-out; given twice, it is a problem."""
+    s = load(BASE + "steps:\n  - open: main\n    timeout: 2s\n  - read: main\n    timeout: 250ms\n")
+    assert [getattr(x, "timeout_s", None) for x in s.steps] == [2.0, 0.25]
+    found = problems(BASE + "steps:\n  - open: main\n  - read: {timeout: 1s}\n    timeout: 2s\n")
+    assert found and "timeout given twice" in found[0] and ":8:5:" in found[0]
+
+
+def test_unknown_key_lists_what_the_step_takes() -> None:
+    """An unknown key on a step without a near name lists the keys that step kind accepts."""
+    found = problems(BASE + "steps:\n  - open: main\n  - write: {text: a}\n    capture: {x: y}\n")
+    assert "unknown key 'capture' (a write step takes: write, name, expect)" in found[0]

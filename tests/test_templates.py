@@ -6,6 +6,8 @@ import re
 import timeit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.templates import JsonTemplate, Template, TemplateError, to_text
 
@@ -103,3 +105,28 @@ def test_render_is_cheap() -> None:
     ctx = {"iteration": 1}
     per_call = min(timeit.repeat(lambda: t.render(ctx), number=20000, repeat=3)) / 20000
     assert per_call < 5e-6
+
+
+TEMPLATE_PIECES = st.sampled_from(
+    [*"{} ()',\"._-0123456789abxyz", "{{", "}}", "uuid", "now_ms", "random_int"]
+)
+TEMPLATE_TEXT = st.lists(TEMPLATE_PIECES, max_size=30).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEMPLATE_TEXT)
+def test_fuzz_compile_and_render(source: str) -> None:
+    """Any text compiles or raises TemplateError; a compiled template renders with its names bound."""
+    try:
+        t = Template(source)
+    except TemplateError:
+        return
+    ctx = {name: {"a": [1]} for name in t.names}
+    try:
+        text = t.render(ctx)
+    except TemplateError:
+        assert "." in source  # only dotted access into a value can miss at render time
+        return
+    assert isinstance(text, str)
+    if "{{" not in source:
+        assert t.is_static and text == source
