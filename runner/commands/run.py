@@ -14,7 +14,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,17 +94,31 @@ def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
     return ExitCode.PASSED
 
 
-async def run_scenarios(
-    scenarios: Sequence[Scenario], target: str | None, *, verbose: bool = False
-) -> list[RunResult]:
-    """Run each scenario once, in order; stop after one that was interrupted."""
+#: How one scenario is run: ``run_check`` (once, as a check); the load engine passes its own.
+ScenarioRunner = Callable[[Scenario, "str | None"], Awaitable[RunResult]]
+
+
+async def _check(scenario: Scenario, target: str | None) -> RunResult:
     from runner.engine.check import run_check
 
+    return await run_check(scenario, target=target)
+
+
+async def run_scenarios(
+    scenarios: Sequence[Scenario],
+    target: str | None,
+    *,
+    verbose: bool = False,
+    runner: ScenarioRunner | None = None,
+) -> list[RunResult]:
+    """Run each scenario in order (once as a check unless ``runner`` says otherwise); stop after
+    one that was interrupted."""
+    run_one = runner or _check
     results: list[RunResult] = []
     for scenario in scenarios:
         if verbose:
             print(f"wsload: running {scenario.file}", file=sys.stderr, flush=True)
-        result = await run_check(scenario, target=target)
+        result = await run_one(scenario, target)
         results.append(result)
         if result.interrupted:
             break

@@ -128,11 +128,13 @@ class VirtualUser:
         rec = self.ctx.step_recorder(step)
         rc_ok = is_default_success(step.kind, outcome.rc)
         failure = outcome.failure
+        # The time to an unexpected error (a connect time-out) is not a latency sample.
+        latency = outcome.latency_ns if (rc_ok or failure is None) else None
         rec.record(
             ok=failure is None,
             rc=outcome.rc,
             rc_is_success=rc_ok,
-            latency_ns=outcome.latency_ns,
+            latency_ns=latency,
             error=failure.message if failure is not None else None,
             skipped_messages=outcome.skipped_messages,
         )
@@ -144,7 +146,7 @@ class VirtualUser:
             run.second(time.monotonic_ns()),
             failure is None,
             None if rc_ok else outcome.rc,
-            outcome.latency_ns if step.kind is StepKind.READ else None,
+            latency if step.kind is StepKind.READ else None,
         )
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)
