@@ -46,6 +46,7 @@ BUILTIN_VARIABLES = frozenset({"vu", "iteration"})
 MAX_VUS = 1_000_000
 MAX_DURATION_S = 7 * 86400.0
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_SCENARIO_BYTES = 16 * 1024 * 1024
 MAX_REPEAT = 10_000_000
 
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -79,7 +80,9 @@ def load_scenario(
     """
     file = str(path)
     try:
-        text = FsPath(path).read_text(encoding="utf-8")
+        if FsPath(path).stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError([Problem(file, 1, 1, "", "larger than 16 MiB; is this a scenario file?")])
+        text = FsPath(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ScenarioError([Problem(file, 1, 1, "", "no such file")]) from None
     except IsADirectoryError:

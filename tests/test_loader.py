@@ -363,3 +363,14 @@ def test_unknown_key_lists_what_the_step_takes() -> None:
     """An unknown key on a step without a near name lists the keys that step kind accepts."""
     found = problems(BASE + "steps:\n  - open: main\n  - write: {text: a}\n    capture: {x: y}\n")
     assert "unknown key 'capture' (a write step takes: write, name, expect)" in found[0]
+
+
+def test_bom_and_binary_garbage(tmp_path: Path) -> None:
+    """A UTF-8 BOM is accepted; bytes that are not UTF-8 are a Problem, not a UnicodeDecodeError."""
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbf" + (BASE + "steps: [{open: main}]\n").encode())
+    assert load_scenario(bom).steps[0].name == "open main"
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(junk)
