@@ -195,7 +195,7 @@ def _plain(value: Any) -> Any:
 
 
 def _render(template: Any, ctx: Mapping[str, object]) -> str:
-    return template.render(ctx)
+    return str(template.render(ctx))
 
 
 def json_subset_problem(expected: Any, actual: Any, path: str = "$") -> str | None:

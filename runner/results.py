@@ -15,7 +15,6 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from runner import __version__
-
 from runner.metrics import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr
 
 __all__ = [
@@ -284,8 +283,12 @@ class RunResult:
             iterations_failed=d.get("iterations_failed", 0),
             thresholds=tuple(
                 ThresholdResult(
-                    t["expression"], t["value"], t["passed"], t.get("line", 0),
-                    t.get("limit", 0.0), t.get("message", ""),
+                    t["expression"],
+                    t["value"],
+                    t["passed"],
+                    t.get("line", 0),
+                    t.get("limit", 0.0),
+                    t.get("message", ""),
                 )
                 for t in d.get("thresholds", [])
             ),
@@ -332,10 +335,7 @@ def build_result(
         for (step, msg), (line, exp, act, n) in recorder.failures.items()
     )
     passed = not interrupted and not error and all(s.failures == 0 for s in steps)
-    if interrupted:
-        code = 130
-    else:
-        code = 0 if passed else 1
+    code = 130 if interrupted else 0 if passed else 1
     return RunResult(
         passed=passed,
         interrupted=interrupted,

@@ -22,7 +22,7 @@ from runner.metrics import new_hdr
 from runner.model import Threshold
 from runner.results import RunResult, StepResult, ThresholdResult
 
-__all__ = ["evaluate", "observed", "OPS"]
+__all__ = ["OPS", "evaluate", "observed"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -65,7 +65,7 @@ def _latency(stat: str, steps: Sequence[StepResult]) -> float | None:
             hist.add(s.hdr())
     if hist.get_total_count() == 0:
         return None
-    value_us = hist.get_value_at_percentile(_PERCENTILE[stat])
+    value_us = float(hist.get_value_at_percentile(_PERCENTILE[stat]))
     exact_max_s = max(s.latency_ms.max for s in timed if s.latency_ms) / 1000.0
     return min(value_us / 1e6, exact_max_s)
 

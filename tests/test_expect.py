@@ -43,7 +43,10 @@ def test_expected_error_keyword_or_substring() -> None:
     """``expect.error`` matches the Qt keyword exactly or a substring of the text, ignoring case."""
     exp = Expectation(rc=-1, error="CertificateUntrusted")
     assert check_error(exp, "SSL error: x", "CertificateUntrusted") is None
-    assert check_error(Expectation(error="connection REFUSED"), "network error: connection refused", None) is None
+    assert (
+        check_error(Expectation(error="connection REFUSED"), "network error: connection refused", None)
+        is None
+    )
     failure = check_error(exp, None, None)
     assert failure is not None and "no error" in failure.message
 
@@ -63,7 +66,7 @@ def test_exact_text_and_contains() -> None:
     failure = check_content(ContentCheck(text=Template("hello")), Message("hellx"), {})
     assert failure is not None
     assert failure.expected == "hello" and failure.actual == "hellx"
-    assert "expected text 'hello', got 'hellx'" == failure.message
+    assert failure.message == "expected text 'hello', got 'hellx'"
     assert matches(ContentCheck(contains=Template("ll")), Message("hello"), {})
     assert not matches(ContentCheck(contains=Template("zz")), Message("hello"), {})
 
@@ -105,7 +108,9 @@ def test_json_schema() -> None:
 def test_that_comparisons() -> None:
     """JMESPath comparisons: numbers, equality, missing paths and wrong types fail cleanly."""
     doc = Message('{"result": {"count": 3, "items": ["a", "b"], "name": "x"}}')
-    ok = ContentCheck(that=(("result.count", ">=", 3), ("result.name", "==", "x"), ("length(result.items)", "==", 2)))
+    ok = ContentCheck(
+        that=(("result.count", ">=", 3), ("result.name", "==", "x"), ("length(result.items)", "==", 2))
+    )
     assert check_content(ok, doc, {}) is None
     failure = check_content(ContentCheck(that=(("result.count", ">", 3),)), doc, {})
     assert failure is not None and failure.message == "expected result.count > 3, got 3"

@@ -12,8 +12,13 @@ def _fill(rec: RunRecorder, samples: list[int], *, fail_every: int = 0, offset: 
     step = rec.step("read main", "read", "main", 12)
     for i, ns in enumerate(samples, offset):
         bad = bool(fail_every) and i % fail_every == 0
-        step.record(ok=not bad, rc=-2 if bad else 0, rc_is_success=not bad, latency_ns=ns,
-                    error="time-out: no message within 1s" if bad else None)
+        step.record(
+            ok=not bad,
+            rc=-2 if bad else 0,
+            rc_is_success=not bad,
+            latency_ns=ns,
+            error="time-out: no message within 1s" if bad else None,
+        )
         rec.timeseries.step(i % 3, not bad, -2 if bad else None, ns)
 
 

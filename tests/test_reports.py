@@ -24,8 +24,19 @@ LATENCY_KEYS = {"p50", "p90", "p95", "p99", "p999", "max", "mean", "min"}
 
 
 def _run(tmp_path: Path, *files: str, extra: tuple[str, ...] = ()) -> int:
-    return main(["run", *files, "--report-dir", "", "--json", str(tmp_path / "r.json"),
-                 "--junit", str(tmp_path / "r.xml"), *extra])
+    return main(
+        [
+            "run",
+            *files,
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+            *extra,
+        ]
+    )
 
 
 def test_json_report_fields_of_a_passing_run(tmp_path: Path) -> None:
@@ -39,7 +50,13 @@ def test_json_report_fields_of_a_passing_run(tmp_path: Path) -> None:
     assert 0 < doc["duration_s"] < 10
     assert doc["tls"] == {"verified": True, "ignored_errors": []}
     assert [s["name"] for s in doc["steps"]] == [
-        "open rpc", "first request", "first answer", "second request", "second answer", "close rpc"]
+        "open rpc",
+        "first request",
+        "first answer",
+        "second request",
+        "second answer",
+        "close rpc",
+    ]
     assert [s["kind"] for s in doc["steps"]] == ["open", "write", "read", "write", "read", "close"]
     for step in doc["steps"]:
         assert step["connection"] == "rpc" and step["line"] > 0
@@ -75,8 +92,13 @@ def test_json_report_of_a_failing_run(tmp_path: Path) -> None:
     read = doc["steps"][2]
     assert read["rc"] == {"-2": 1} and read["count"] == 1 and read["ok"] == 0 and read["failures"] == 1
     assert read["latency_ms"] is None
-    assert read["errors"] == [{"rc": -2, "message": "read returned rc -2, expected rc 0: time-out: "
-                               "no message within 0.2s", "count": 1}]
+    assert read["errors"] == [
+        {
+            "rc": -2,
+            "message": "read returned rc -2, expected rc 0: time-out: no message within 0.2s",
+            "count": 1,
+        }
+    ]
     assert doc["steps"][3]["skipped"] == 1 and doc["steps"][3]["count"] == 0
     failure = doc["failures"][0]
     assert failure["step"] == "read slow" and failure["line"] == 13 and failure["expected"] == "rc 0"
@@ -98,7 +120,10 @@ def test_junit_one_testcase_per_scenario(tmp_path: Path) -> None:
     failure = cases[1].find("failure")
     assert failure is not None
     assert failure.get("message") == "step 'read main' (line 13): expected text 'goodbye', got 'hello'"
-    assert failure.text is not None and "wrong_text.yaml:13 step 'read main' (read): 1 of 1 failed" in failure.text
+    assert (
+        failure.text is not None
+        and "wrong_text.yaml:13 step 'read main' (read): 1 of 1 failed" in failure.text
+    )
     out = cases[1].find("system-out")
     assert out is not None and out.text is not None and "FAIL wrong expected text" in out.text
     # --json with several scenarios writes one file per scenario
@@ -110,16 +135,31 @@ def test_console_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     _run(tmp_path, str(FAILING / "server_closes.yaml"))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("server that closes (") and "against embedded (ws://127.0.0.1:" in lines[0]
-    assert lines[1].split() == ["step", "kind", "line", "count", "ok", "fail", "skip", "rc", "p50", "ms",
-                                "p99", "ms", "max", "ms"]
+    assert lines[1].split() == [
+        "step",
+        "kind",
+        "line",
+        "count",
+        "ok",
+        "fail",
+        "skip",
+        "rc",
+        "p50",
+        "ms",
+        "p99",
+        "ms",
+        "max",
+        "ms",
+    ]
     read = next(line for line in lines if line.strip().startswith("read main"))
     assert read.split()[2:9] == ["read", "13", "1", "0", "1", "0", "1:1"]
     assert any(re.search(r"server_closes\.yaml:13 read main: 1 x rc 1: .*code 4000", line) for line in lines)
     assert lines[-1].startswith("FAIL server that closes") and "1 failed, 2 skipped" in lines[-1]
 
 
-def test_secrets_masked_in_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_masked_in_every_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An ${ENV} token and a Cookie value echoed back by the server never appear in any report."""
     token = "tok-3f9a8c77e1d24b"
     monkeypatch.setenv("WSLOAD_TEST_TOKEN", token)

@@ -26,8 +26,15 @@ def _result(*, interrupted: bool = False) -> RunResult:
     opened = rec.step("open main", "open", "main", 9)
     opened.record(ok=True, rc=0, rc_is_success=True, latency_ns=2_000_000)
     opened.record_connect(500_000, 0, 1_500_000)
-    return build_result(rec, scenario_name="s", scenario_file="t.yaml", started_at="2026-01-01T00:00:00.000Z",
-                        duration_s=2.0, target="ws://x", interrupted=interrupted)
+    return build_result(
+        rec,
+        scenario_name="s",
+        scenario_file="t.yaml",
+        started_at="2026-01-01T00:00:00.000Z",
+        duration_s=2.0,
+        target="ws://x",
+        interrupted=interrupted,
+    )
 
 
 def _th(expr: str, subject: str, stat: str, op: str, value: float) -> Threshold:
@@ -74,15 +81,20 @@ def test_global_thresholds() -> None:
 def test_evaluate_says_by_how_much() -> None:
     """A lost threshold says the observed value, the limit and the distance; the result follows it."""
     result = _result()
-    ths = (_th("read main.p50 < 10ms", "read main", "p50", "<", 0.01),
-           _th("open main.max < 1s", "open main", "max", "<", 1.0),
-           _th("nothing.p99 < 1s", "close main", "p99", "<", 1.0))
+    ths = (
+        _th("read main.p50 < 10ms", "read main", "p50", "<", 0.01),
+        _th("open main.max < 1s", "open main", "max", "<", 1.0),
+        _th("nothing.p99 < 1s", "close main", "p99", "<", 1.0),
+    )
     evaluated = evaluate(ths, result)
     assert [t.passed for t in evaluated] == [False, True, False]  # p50: HDR equivalent value, 3 digits
     assert evaluated[0].message == "read main.p50 was 50.015ms, limit < 10.000ms (off by 40.015ms)"
-    assert evaluated[0].line == 7 and evaluated[2].value is None and evaluated[2].message == "no data measured"
-    ok = build_result(RunRecorder(), scenario_name="s", scenario_file="f", started_at="x", duration_s=1,
-                      target="")
+    assert (
+        evaluated[0].line == 7 and evaluated[2].value is None and evaluated[2].message == "no data measured"
+    )
+    ok = build_result(
+        RunRecorder(), scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target=""
+    )
     assert ok.passed
     lost = ok.with_thresholds(evaluate((_th("e", "errors", "count", ">", 5),), ok))
     assert not lost.passed and lost.exit_code == 1

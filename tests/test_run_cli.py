@@ -38,7 +38,9 @@ def test_bundled_scenario_passes(path: Path, tmp_path: Path, capsys: pytest.Capt
     Draft202012Validator(REPORT_SCHEMA).validate(doc)
     assert doc["passed"] is True and doc["exit_code"] == 0 and doc["interrupted"] is False
     reports = sorted(p.name for p in (tmp_path / "reports").iterdir())
-    assert len(reports) == 2 and reports[0].endswith(f"-{path.stem}.json") and reports[1].endswith(".junit.xml")
+    assert (
+        len(reports) == 2 and reports[0].endswith(f"-{path.stem}.json") and reports[1].endswith(".junit.xml")
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,8 +91,16 @@ def test_lost_threshold_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_several_files_worst_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Several files run in turn; one failure makes the exit 1 and a summary line lists it."""
-    code = main(["run", str(ROOT / "scenarios" / "smoke.yaml"), str(FAILING / "wrong_text.yaml"),
-                 "--report-dir", str(tmp_path), "--quiet"])
+    code = main(
+        [
+            "run",
+            str(ROOT / "scenarios" / "smoke.yaml"),
+            str(FAILING / "wrong_text.yaml"),
+            "--report-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     assert out[0].startswith("PASS echo smoke") and out[1].startswith("FAIL wrong expected text")
@@ -98,11 +108,15 @@ def test_several_files_worst_exit_code(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
-def test_invalid_scenario_exits_2_and_runs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_scenario_exits_2_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An invalid file exits 2 with its problems before any scenario runs or any report is written."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps: 3\n")
-    code = main(["run", str(ROOT / "scenarios" / "smoke.yaml"), str(bad), "--report-dir", str(tmp_path / "r")])
+    code = main(
+        ["run", str(ROOT / "scenarios" / "smoke.yaml"), str(bad), "--report-dir", str(tmp_path / "r")]
+    )
     assert code == 2
     assert "bad.yaml" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

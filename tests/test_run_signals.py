@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import scaled
 from jsonschema import Draft202012Validator
 
-from conftest import scaled
 from runner.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,12 +24,26 @@ SMOKE = ROOT / "scenarios" / "smoke.yaml"
 REPORT_SCHEMA = json.loads((ROOT / "runner" / "schemas" / "report.schema.json").read_text())
 
 
-def _start(tmp_path: Path, *extra: str, **kwargs: object) -> subprocess.Popen[str]:
+def _start(tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(LONG_SLEEP), "--verbose",
-         "--report-dir", str(tmp_path / "reports"), "--json", str(tmp_path / "r.json"),
-         "--junit", str(tmp_path / "r.xml"), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,  # type: ignore[call-overload]
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(LONG_SLEEP),
+            "--verbose",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -65,8 +79,22 @@ def test_report_write_failure_exits_3_without_partial_file(tmp_path: Path) -> No
     """When a report cannot be written (file size limit, like a full disk) the exit is 3 and no
     partial or temporary file is left behind."""
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", str(SMOKE), "--report-dir", "", "--json", str(tmp_path / "r.json")],
-        cwd=ROOT, capture_output=True, text=True, preexec_fn=_limit_file_size, timeout=scaled(30),
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(SMOKE),
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size,
+        timeout=scaled(30),
     )
     assert proc.returncode == 3, proc.stderr
     assert f"cannot write report {tmp_path / 'r.json'}: File too large" in proc.stderr

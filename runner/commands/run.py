@@ -45,7 +45,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(env WSLOAD_TARGET)",
     )
     parser.add_argument(
-        "--var", action="append", default=[], metavar="NAME=VALUE", help="set a scenario variable (repeatable)"
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a scenario variable (repeatable)",
     )
     out = parser.add_argument_group("reports")
     out.add_argument(
@@ -56,12 +60,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "'' for none",
     )
     out.add_argument("--json", dest="json_path", metavar="PATH", help="also write the JSON report here")
-    out.add_argument("--junit", dest="junit_path", metavar="PATH", help="also write the JUnit XML report here")
+    out.add_argument(
+        "--junit", dest="junit_path", metavar="PATH", help="also write the JUnit XML report here"
+    )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
-    noise.add_argument("-v", "--verbose", action="store_true", help="print every error group and failure detail")
+    noise.add_argument(
+        "-v", "--verbose", action="store_true", help="print every error group and failure detail"
+    )
     parser.set_defaults(handler=run)
-    return parser
+    return parser  # type: ignore[no-any-return]
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -141,7 +149,9 @@ def _explicit_json_paths(path: str, results: Sequence[RunResult]) -> list[str]:
     return [f"{base}-{Path(r.scenario_file).stem}{ext or '.json'}" for r in results]
 
 
-def write_reports(args: argparse.Namespace, results: Sequence[RunResult], masker: Masker, stamp: str) -> list[str]:
+def write_reports(
+    args: argparse.Namespace, results: Sequence[RunResult], masker: Masker, stamp: str
+) -> list[str]:
     """Write every report; the first failure raises ``ReportWriteError`` after trying the rest."""
     written: list[str] = []
     failure: ReportWriteError | None = None
@@ -181,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             problems.append(exc)
     if problems:
-        for exc in problems:
-            print(str(exc), file=sys.stderr)
+        for problem in problems:
+            print(str(problem), file=sys.stderr)
         return int(ExitCode.INVALID)
     secrets: set[str] = set()
     for s in scenarios:

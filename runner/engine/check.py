@@ -42,7 +42,7 @@ def tls_info(scenario: Scenario) -> TlsInfo:
             ignored.add("all")
         elif spec.ignore_ssl_errors:
             verified = False
-            ignored.update(spec.ignore_ssl_errors)  # type: ignore[arg-type]
+            ignored.update(spec.ignore_ssl_errors)
     return TlsInfo(verified=verified, ignored_errors=tuple(sorted(ignored)))
 
 
@@ -116,7 +116,7 @@ async def run_check(
                     await task
             except StepCrashed as exc:  # a bug must still leave a report, naming the step
                 error = f"internal error: {exc}"
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 error = f"internal error: {type(exc).__name__}: {exc}"
             finally:
                 await vu.close_all()

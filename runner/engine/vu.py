@@ -12,6 +12,7 @@ so each iteration starts from nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from runner.engine.steps import execute_step
 from runner.engine.steps.base import StepOutcome, step_context
 from runner.engine.vu_support import resolve_url
+from runner.expect import is_default_success
 from runner.metrics import RunRecorder, StepRecorder
 from runner.model import RepeatStep, Scenario, Step, StepKind
-from runner.expect import is_default_success
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient
@@ -54,10 +55,14 @@ class RunContext:
     def __post_init__(self) -> None:
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
-            self.recorder.step(step.name, step.kind.value, getattr(step, "connection", ""), step.location.line)
+            self.recorder.step(
+                step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
+            )
 
     def step_recorder(self, step: Step) -> StepRecorder:
-        return self.recorder.step(step.name, step.kind.value, getattr(step, "connection", ""), step.location.line)
+        return self.recorder.step(
+            step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
+        )
 
     def adjust_options(self, options: ConnectOptions) -> ConnectOptions:
         if self.extra_ca and options.ca_certificates is None:
@@ -162,10 +167,8 @@ class VirtualUser:
         sockets = list(self.sockets.values())
         self.sockets.clear()
         for sock in sockets:
-            try:
+            with contextlib.suppress(Exception):  # closing must never mask the run's result
                 await self.client.close(sock, 1.0)
-            except Exception:  # noqa: BLE001 - closing must never mask the run's result
-                pass
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -123,5 +123,7 @@ def summary_line(results: Sequence[RunResult]) -> str:
     if any(r.interrupted for r in results):
         return f"INTERRUPTED after {len(results)} scenario(s), {len(failed)} not passed"
     if failed:
-        return f"FAIL {len(failed)} of {len(results)} scenarios: " + ", ".join(r.scenario_name for r in failed)
+        return f"FAIL {len(failed)} of {len(results)} scenarios: " + ", ".join(
+            r.scenario_name for r in failed
+        )
     return f"PASS {len(results)} scenarios"

@@ -12,7 +12,10 @@ __all__ = ["document", "render"]
 
 def document(result: RunResult, masker: Masker | None = None) -> dict[str, object]:
     doc = result.to_json()
-    return masker.tree(doc) if masker is not None else doc  # type: ignore[no-any-return]
+    if masker is None:
+        return doc
+    masked: dict[str, object] = masker.tree(doc)
+    return masked
 
 
 def render(result: RunResult, masker: Masker | None = None) -> str:

@@ -27,7 +27,8 @@ def _failure_text(result: RunResult) -> str:
     lines = []
     for s in result.steps:
         if s.failures:
-            lines.append(f"{result.scenario_file}:{s.line} step {s.name!r} ({s.kind}): {s.failures} of {s.count} failed")
+            where = f"{result.scenario_file}:{s.line}"
+            lines.append(f"{where} step {s.name!r} ({s.kind}): {s.failures} of {s.count} failed")
             for e in s.errors:
                 lines.append(f"    {e.count} x rc {e.rc}: {e.message}")
     for f in result.failures:
@@ -57,16 +58,35 @@ def render(results: Sequence[RunResult], masker: Masker | None = None) -> str:
     total_time = sum(r.duration_s for r in results)
     failures = sum(1 for r in results if not r.passed and not r.interrupted and not r.error)
     errors = sum(1 for r in results if r.interrupted or (r.error and not r.passed))
-    root = ET.Element("testsuites", name="wsload", tests=str(len(results)), failures=str(failures),
-                      errors=str(errors), time=f"{total_time:.3f}")
-    suite = ET.SubElement(root, "testsuite", name="wsload run", tests=str(len(results)),
-                          failures=str(failures), errors=str(errors), skipped="0", time=f"{total_time:.3f}",
-                          timestamp=results[0].started_at if results else "")
+    root = ET.Element(
+        "testsuites",
+        name="wsload",
+        tests=str(len(results)),
+        failures=str(failures),
+        errors=str(errors),
+        time=f"{total_time:.3f}",
+    )
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name="wsload run",
+        tests=str(len(results)),
+        failures=str(failures),
+        errors=str(errors),
+        skipped="0",
+        time=f"{total_time:.3f}",
+        timestamp=results[0].started_at if results else "",
+    )
     for r in results:
         stem = PurePath(r.scenario_file).stem
-        case = ET.SubElement(suite, "testcase", classname=f"wsload.{_clean(stem, masker)}",
-                             name=_clean(r.scenario_name, masker), file=_clean(r.scenario_file, masker),
-                             time=f"{r.duration_s:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"wsload.{_clean(stem, masker)}",
+            name=_clean(r.scenario_name, masker),
+            file=_clean(r.scenario_file, masker),
+            time=f"{r.duration_s:.3f}",
+        )
         if r.interrupted:
             el = ET.SubElement(case, "error", message="interrupted", type="Interrupted")
             el.text = _clean(_failure_text(r) or "interrupted by a signal", masker)
@@ -74,7 +94,9 @@ def render(results: Sequence[RunResult], masker: Masker | None = None) -> str:
             el = ET.SubElement(case, "error", message=_clean(r.error, masker), type="RunError")
             el.text = _clean(_failure_text(r), masker)
         elif not r.passed:
-            el = ET.SubElement(case, "failure", message=_clean(_failure_message(r), masker), type="ScenarioFailed")
+            el = ET.SubElement(
+                case, "failure", message=_clean(_failure_message(r), masker), type="ScenarioFailed"
+            )
             el.text = _clean(_failure_text(r), masker)
         out = ET.SubElement(case, "system-out")
         out.text = _clean(console.render(r), masker)

@@ -16,11 +16,17 @@ MASK = "***"
 ELLIPSIS = "\u2026"  # how runner.expect.describe shortens long values
 #: Shorter values are not masked as substrings: masking every "1" would make reports unreadable.
 MIN_SECRET_LENGTH = 3
-SENSITIVE_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token")
-
-_HEADER_RE = re.compile(
-    r"""(?i)(\b(?:%s)\b["']?\s*[:=]\s*["']?)([^"'\r\n]+)""" % "|".join(re.escape(h) for h in SENSITIVE_HEADERS)
+SENSITIVE_HEADERS = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
 )
+
+_NAMES = "|".join(re.escape(h) for h in SENSITIVE_HEADERS)
+_HEADER_RE = re.compile(rf"""(?i)(\b(?:{_NAMES})\b["']?\s*[:=]\s*["']?)([^"'\r\n]+)""")
 
 
 class Masker:

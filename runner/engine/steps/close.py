@@ -23,6 +23,12 @@ async def execute(step: CloseStep, vu: VirtualUser) -> StepOutcome:
     latency = time.monotonic_ns() - started
     if rc != 0:
         err = client.last_error()
-        return finish(step, StepKind.CLOSE, rc, latency, err.text if err else "close failed",
-                      err.keyword if err else None)
+        return finish(
+            step,
+            StepKind.CLOSE,
+            rc,
+            latency,
+            err.text if err else "close failed",
+            err.keyword if err else None,
+        )
     return finish(step, StepKind.CLOSE, rc, latency)

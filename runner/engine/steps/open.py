@@ -22,7 +22,7 @@ async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
         options = ConnectOptions.from_spec(
             spec, url, ctx=vu.variables, timeout_s=step.timeout_s, source_address=vu.source_address
         )
-    except Exception as exc:  # noqa: BLE001 - a missing variable is the step's failure
+    except Exception as exc:
         return finish(step, StepKind.OPEN, -1, None, render_error(exc))
     options = ctx.adjust_options(options)
     old = vu.sockets.pop(step.connection, None)
@@ -39,6 +39,10 @@ async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
         return finish(step, StepKind.OPEN, rc, latency, timing=timing)
     err = client.last_error()
     return finish(
-        step, StepKind.OPEN, rc, elapsed,
-        err.text if err else f"open failed with rc {rc}", err.keyword if err else None,
+        step,
+        StepKind.OPEN,
+        rc,
+        elapsed,
+        err.text if err else f"open failed with rc {rc}",
+        err.keyword if err else None,
     )

@@ -44,16 +44,27 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
                 if skipped:
                     text += f" ({skipped} other messages skipped)"
             return finish(
-                step, StepKind.READ, result.rc, None, text or f"read failed with rc {result.rc}",
-                err.keyword if err else None, skipped_messages=skipped,
+                step,
+                StepKind.READ,
+                result.rc,
+                None,
+                text or f"read failed with rc {result.rc}",
+                err.keyword if err else None,
+                skipped_messages=skipped,
             )
         message = Message(result.data if result.data is not None else "")
         if step.match is not None:
             try:
                 hit = matches(step.match, message, variables)
-            except Exception as exc:  # noqa: BLE001 - a missing capture in a template
-                return finish(step, StepKind.READ, 0, None, content_failure=Failure(f"match: {exc}"),
-                              skipped_messages=skipped)
+            except Exception as exc:
+                return finish(
+                    step,
+                    StepKind.READ,
+                    0,
+                    None,
+                    content_failure=Failure(f"match: {exc}"),
+                    skipped_messages=skipped,
+                )
             if not hit:
                 skipped += 1
                 continue
@@ -65,7 +76,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
     if content is not None:
         try:
             failure = check_content(content, message, variables)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failure = Failure(f"expect: {exc}", "", describe(message.data))
     if failure is None and step.captures:
         values, failure = apply_captures(step.captures, message)

@@ -31,7 +31,7 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
         return not_open(step, StepKind.WRITE, step.connection)
     try:
         data = render_payload(step, vu.variables)
-    except Exception as exc:  # noqa: BLE001 - a missing capture is the step's failure
+    except Exception as exc:
         return finish(step, StepKind.WRITE, -1, None, render_error(exc))
     client = vu.client
     started = time.monotonic_ns()
@@ -39,7 +39,13 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
     latency = time.monotonic_ns() - started
     if rc < 0:
         err = client.last_error()
-        return finish(step, StepKind.WRITE, rc, latency, err.text if err else "write failed",
-                      err.keyword if err else None)
+        return finish(
+            step,
+            StepKind.WRITE,
+            rc,
+            latency,
+            err.text if err else "write failed",
+            err.keyword if err else None,
+        )
     await client.drain(sock)
     return finish(step, StepKind.WRITE, rc, latency)
