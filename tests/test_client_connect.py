@@ -303,3 +303,42 @@ def test_aclose_closes_everything(arun: Arun) -> None:
             assert client.open_sockets == 0 and client.write(socks[0], "x") == -1
 
     arun(body)
+
+
+def test_read_timeouts_after_longer_and_shorter_ones(arun: Arun) -> None:
+    """Each read keeps its own time-out although one timer per connection is reused."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/echo")
+            client.write(sock, "quick")
+            assert (await client.read(sock, scaled(5))).rc == 0  # leaves a timer armed far ahead
+            start = time.monotonic()
+            assert (await client.read(sock, 0.1)).rc == -2  # must not wait for the old timer
+            assert time.monotonic() - start < 0.1 + 0.3
+            start = time.monotonic()
+            assert (await client.read(sock, 0.3)).rc == -2  # a later deadline than the armed one
+            assert 0.3 - 0.005 <= time.monotonic() - start < 0.3 + 0.3
+
+    arun(body)
+
+
+def test_options_from_spec_render_headers() -> None:
+    """ConnectOptions.from_spec renders header templates, reveals secrets and applies overrides."""
+    from runner.model import ConnectionSpec, Location, Secret
+
+    class Rendered:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def render(self, ctx: dict[str, object]) -> str:
+            return self.text.replace("{{ vu }}", str(ctx.get("vu")))
+
+    spec = ConnectionSpec(name="main", url=Rendered("ws://x/"), location=Location("f.yaml", 1, 1),  # type: ignore[arg-type]
+                          headers=(("X-Vu", Rendered("vu-{{ vu }}")), ("Authorization", Secret("Bearer t"))),  # type: ignore[arg-type]
+                          timeout_s=3.0, compression=True)
+    opts = ConnectOptions.from_spec(spec, "ws://x/", ctx={"vu": 4}, timeout_s=1.5, source_address="127.0.0.3")
+    assert opts.headers == (("X-Vu", "vu-4"), ("Authorization", "Bearer t"))
+    assert (opts.timeout_s, opts.compression, opts.source_address) == (1.5, True, "127.0.0.3")
+    assert ConnectOptions.from_spec(spec).timeout_s == 3.0

@@ -308,12 +308,14 @@ class WebSocketClient:
             waiter = conn.waiter
             if waiter is None or waiter.done():
                 waiter = conn.waiter = loop.create_future()
-            handle = loop.call_later(timeout_s, _expire, waiter) if timeout_s is not None else None
+            if timeout_s is not None:
+                conn.arm(loop.time() + timeout_s)
+            else:
+                conn.deadline = None
             try:
                 await waiter
             finally:
-                if handle is not None:
-                    handle.cancel()
+                conn.deadline = None
                 if conn.waiter is waiter:
                     conn.waiter = None
             if messages:
@@ -441,11 +443,6 @@ class _OpenState:
             self.sock = None
         if self.conn is not None and self.conn.transport is not None:
             self.conn.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _tls_failure(exc: BaseException, host: str, port: int) -> LastError:

@@ -47,6 +47,10 @@ class WsConnection(asyncio.Protocol):
         self._frag_text = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
+        # Read time-outs: one lazily re-armed timer per connection instead of one per read.
+        self.deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # --- asyncio callbacks --------------------------------------------------------------------
 
@@ -155,6 +159,31 @@ class WsConnection(asyncio.Protocol):
                 transport.write_eof()
             else:
                 transport.close()
+
+    def arm(self, deadline: float) -> None:
+        """Make sure a timer fires no later than ``deadline`` (loop time) for the current waiter.
+        A timer armed for a later time is moved; an earlier one is kept and re-armed when it
+        fires, so a stream of quick reads creates no timer per read."""
+        self.deadline = deadline
+        timer = self._timer
+        if timer is None or self._timer_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self.deadline
+        waiter = self.waiter
+        if deadline is None or waiter is None or waiter.done():
+            return
+        if self.loop.time() + 0.0005 >= deadline:  # loops may fire a timer up to ~1 ms early
+            self.deadline = None
+            waiter.set_result(None)
+        else:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
 
     def _wake_drain(self) -> None:
         fut = self._drain

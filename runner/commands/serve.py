@@ -43,7 +43,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; exit code 0 on such a stop, 3 when the server cannot start."""
     try:
-        return asyncio.run(_serve(args))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+            return asyncio.run(_serve(args))
+        return uvloop.run(_serve(args))
     except OSError as exc:
         raise RunError(f"cannot start the server on {args.host}:{args.port}: {exc.strerror or exc}") from None
 
