@@ -371,7 +371,15 @@ class _Builder:
             value = spec["ignoreSslErrors"]
             if isinstance(value, list):
                 ignore = frozenset(value) if value else m.ALL_SSL_ERRORS
-            elif value is not False:  # `false` means verify; any other non-list ignores all
+            elif value is False:
+                # The manual's rule (any non-list value ignores all) would turn `false` into
+                # "ignore everything": refuse the trap instead of guessing either way.
+                self.problem(
+                    (*path, "ignoreSslErrors"),
+                    "false would ignore every certificate error (in webSocketOpen() any value that is "
+                    "not a list ignores all); leave ignoreSslErrors out to verify certificates",
+                )
+            else:
                 ignore = m.ALL_SSL_ERRORS
         ssl_config = None
         if "sslConfig" in spec:

@@ -335,7 +335,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 
 def test_ignore_ssl_errors_forms() -> None:
-    """true, "" and [] ignore every error; false verifies; a list ignores only its keywords."""
+    """true, "" and [] ignore every error; a list ignores only its keywords; false is refused."""
 
     def ignore(value: str) -> object:
         conn = f"{{main: {{url: /echo, ignoreSslErrors: {value}}}}}"
@@ -347,7 +347,8 @@ def test_ignore_ssl_errors_forms() -> None:
         and ignore('""') is m.ALL_SSL_ERRORS
         and ignore("[]") is m.ALL_SSL_ERRORS
     )
-    assert ignore("false") is None
+    with pytest.raises(ScenarioError, match="false would ignore every certificate error"):
+        ignore("false")
     assert ignore("[SelfSignedCertificate]") == frozenset({"SelfSignedCertificate"})
 
 
