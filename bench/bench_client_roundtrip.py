@@ -89,13 +89,14 @@ async def run_wsload(url: str, connections: int, warmup: float, seconds: float) 
                 raise RuntimeError(str(client.last_error()))
             counts[i] += 1
 
-    measured = await _measure(
-        [worker(i, s) for i, s in enumerate(socks)], counts, running, warmup, seconds)
+    measured = await _measure([worker(i, s) for i, s in enumerate(socks)], counts, running, warmup, seconds)
     await client.aclose()
     return measured
 
 
-async def run_websockets(url: str, connections: int, warmup: float, seconds: float) -> tuple[int, float, float]:
+async def run_websockets(
+    url: str, connections: int, warmup: float, seconds: float
+) -> tuple[int, float, float]:
     from websockets.asyncio.client import connect
 
     conns = [await connect(url, compression=None, max_size=1 << 20) for _ in range(connections)]
@@ -115,8 +116,9 @@ async def run_websockets(url: str, connections: int, warmup: float, seconds: flo
     return measured
 
 
-async def _measure(workers: list[Awaitable[None]], counts: list[int], running: list[bool], warmup: float,
-                   seconds: float) -> tuple[int, float, float]:
+async def _measure(
+    workers: list[Awaitable[None]], counts: list[int], running: list[bool], warmup: float, seconds: float
+) -> tuple[int, float, float]:
     tasks = [asyncio.ensure_future(w) for w in workers]
     await asyncio.sleep(warmup)
     start_n, start_cpu, start_t = sum(counts), time.process_time(), time.perf_counter()
@@ -141,7 +143,9 @@ def _cpu_of(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--server", choices=["picows", "embedded"], default="picows")
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per client (default 5)")
@@ -154,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve)
         return 0
-    server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", args.server],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", args.server],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         _, port, path = server.stdout.readline().split()
@@ -163,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         cores = sorted(os.sched_getaffinity(0))
         if len(cores) > 1:
             os.sched_setaffinity(0, {cores[0]})
-        print(f"server: {args.server} (own process, core {cores[-1]}); client core {cores[0]}; loop {args.loop}; "
-              f"{args.connections} connections; 64 B JSON text; {args.rounds} x {args.seconds:g} s each")
+        print(
+            f"server: {args.server} (own process, core {cores[-1]}); client core {cores[0]}; "
+            f"loop {args.loop}; "
+            f"{args.connections} connections; 64 B JSON text; {args.rounds} x {args.seconds:g} s each"
+        )
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in args.clients.split(",")}
         for round_ in range(args.rounds):  # alternate, so drift and noise hit both clients alike
             for name in results:
@@ -178,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                     n, cpu, wall = asyncio.run(coro)
                 server_busy = (_cpu_of(server.pid) - server_cpu0) / (time.perf_counter() - wall0)
                 results[name].append((n / wall, cpu / n * 1e6))
-                print(f"  round {round_ + 1} {name:>10}: {n / wall:9.0f} round trips/s  {cpu / n * 1e6:6.2f} us CPU/rt"
-                      f"  (client {cpu / wall:.0%} of a core, server ~{server_busy:.0%})", flush=True)
+                print(
+                    f"  round {round_ + 1} {name:>10}: {n / wall:9.0f} round trips/s  "
+                    f"{cpu / n * 1e6:6.2f} us CPU/rt"
+                    f"  (client {cpu / wall:.0%} of a core, server ~{server_busy:.0%})",
+                    flush=True,
+                )
         print("median of rounds:")
         for name, rows in results.items():
             rate = statistics.median(r for r, _ in rows)

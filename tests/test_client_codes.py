@@ -37,7 +37,10 @@ def test_verify_codes_map_to_qt_keywords() -> None:
     assert keywords_for_verify_code(18) == ("SelfSignedCertificate",)
     assert keywords_for_verify_code(10) == ("CertificateExpired",)
     assert keywords_for_verify_code(62) == ("HostNameMismatch",)
-    assert keywords_for_verify_code(20) == ("UnableToGetLocalIssuerCertificate", "UnableToVerifyFirstCertificate")
+    assert keywords_for_verify_code(20) == (
+        "UnableToGetLocalIssuerCertificate",
+        "UnableToVerifyFirstCertificate",
+    )
     assert keywords_for_verify_code(9999) == ("UnspecifiedError",)
     every = {k for code in range(100) for k in keywords_for_verify_code(code)}
     assert every <= SSL_ERROR_KEYWORDS
@@ -57,7 +60,11 @@ def test_decide_all_and_none_and_lists() -> None:
     found = ["SelfSignedCertificate", "CertificateExpired"]
     assert decide(found, ALL_SSL_ERRORS).ok
     partial = decide(found, frozenset({"SelfSignedCertificate"}))
-    assert (partial.ok, partial.refused, partial.ignored) == (False, "CertificateExpired", ("SelfSignedCertificate",))
+    assert (partial.ok, partial.refused, partial.ignored) == (
+        False,
+        "CertificateExpired",
+        ("SelfSignedCertificate",),
+    )
     assert decide(found, frozenset(found)).ignored == tuple(found)
     assert decide(found, None).refused == "SelfSignedCertificate"
     assert decide([], frozenset()).ok

@@ -216,8 +216,10 @@ def test_headers_overwrite_defaults(arun: Arun) -> None:
             plain = await client.open(server.url + "/headers")
             client.write(plain, "?")
             assert json.loads((await client.read(plain, scaled(2))).data)["User-Agent"] == USER_AGENT  # type: ignore[arg-type]
-            opts = ConnectOptions(headers=(("User-Agent", "my special user agent"), ("X-Token", "t1")),
-                                  origin="https://origin.example")
+            opts = ConnectOptions(
+                headers=(("User-Agent", "my special user agent"), ("X-Token", "t1")),
+                origin="https://origin.example",
+            )
             sock = await client.open(server.url + "/headers", opts)
             client.write(sock, "?")
             seen = json.loads((await client.read(sock, scaled(2))).data)  # type: ignore[arg-type]
@@ -256,7 +258,11 @@ def test_max_message_size(arun: Arun) -> None:
             client.write(sock, "b" * 200)
             assert (await client.read(sock, scaled(2))).rc == -1
             err = client.last_error()
-            assert err is not None and err.kind is ErrorKind.PROTOCOL and "exceeds limit of 100 bytes" in err.text
+            assert (
+                err is not None
+                and err.kind is ErrorKind.PROTOCOL
+                and "exceeds limit of 100 bytes" in err.text
+            )
 
     arun(body)
 
@@ -335,9 +341,14 @@ def test_options_from_spec_render_headers() -> None:
         def render(self, ctx: dict[str, object]) -> str:
             return self.text.replace("{{ vu }}", str(ctx.get("vu")))
 
-    spec = ConnectionSpec(name="main", url=Rendered("ws://x/"), location=Location("f.yaml", 1, 1),  # type: ignore[arg-type]
-                          headers=(("X-Vu", Rendered("vu-{{ vu }}")), ("Authorization", Secret("Bearer t"))),  # type: ignore[arg-type]
-                          timeout_s=3.0, compression=True)
+    spec = ConnectionSpec(
+        name="main",
+        url=Rendered("ws://x/"),
+        location=Location("f.yaml", 1, 1),  # type: ignore[arg-type]
+        headers=(("X-Vu", Rendered("vu-{{ vu }}")), ("Authorization", Secret("Bearer t"))),  # type: ignore[arg-type]
+        timeout_s=3.0,
+        compression=True,
+    )
     opts = ConnectOptions.from_spec(spec, "ws://x/", ctx={"vu": 4}, timeout_s=1.5, source_address="127.0.0.3")
     assert opts.headers == (("X-Vu", "vu-4"), ("Authorization", "Bearer t"))
     assert (opts.timeout_s, opts.compression, opts.source_address) == (1.5, True, "127.0.0.3")

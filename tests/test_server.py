@@ -109,7 +109,9 @@ def test_tls_server_hang_port_times_out(arun: Arun) -> None:
         async with EmbeddedServer(tls=True) as server:
             assert server.url.startswith("wss://") and server.ca_pem and "BEGIN CERTIFICATE" in server.ca_pem
             client = WebSocketClient()
-            rc = await client.open(server.hang_url, ConnectOptions(timeout_s=scaled(0.3), ca_certificates=server.ca_pem))
+            rc = await client.open(
+                server.hang_url, ConnectOptions(timeout_s=scaled(0.3), ca_certificates=server.ca_pem)
+            )
             assert rc == -2 and "TLS handshake" in str(client.last_error())
 
     arun(body)
@@ -118,10 +120,9 @@ def test_tls_server_hang_port_times_out(arun: Arun) -> None:
 def test_run_in_thread_serves_sync_clients() -> None:
     """run_in_thread serves synchronous callers; stop_thread ends it."""
     server = EmbeddedServer()
-    with server:
-        with connect(server.url + "/echo") as ws:
-            ws.send("sync")
-            assert ws.recv(timeout=scaled(2)) == "sync"
+    with server, connect(server.url + "/echo") as ws:
+        ws.send("sync")
+        assert ws.recv(timeout=scaled(2)) == "sync"
     with pytest.raises(OSError):
         connect(server.url + "/echo", open_timeout=1).close()
 
@@ -139,8 +140,13 @@ SERVE = (
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_command_prints_urls_and_stops_on_signal(stop: signal.Signals) -> None:
     """`wsload serve --port 0 --tls` prints its wss URLs, serves them, and exits 0 on SIGINT/SIGTERM."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--port", "0", "--tls"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "serve", "--port", "0", "--tls"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         assert proc.stdout is not None

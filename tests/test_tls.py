@@ -25,8 +25,10 @@ async def _open(cert: CertKey, opts: ConnectOptions, host: str = "127.0.0.1") ->
     """Open (and echo once over) a connection to a TLS server presenting ``cert``."""
     async with EmbeddedServer(certificate=cert) as server:
         client = WebSocketClient()
-        sock = await client.open(server.url.replace("127.0.0.1", host) + "/echo",
-                                 ConnectOptions(**{**_fields(opts), "timeout_s": scaled(5)}))
+        sock = await client.open(
+            server.url.replace("127.0.0.1", host) + "/echo",
+            ConnectOptions(**{**_fields(opts), "timeout_s": scaled(5)}),
+        )
         if sock >= 0:
             assert client.write(sock, "tls") == 3
             assert (await client.read(sock, scaled(2))).data == "tls"
@@ -100,7 +102,9 @@ def test_unknown_ca(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     """A chain to a CA nobody trusts fails with UnableToGetLocalIssuerCertificate, even with
     [SelfSignedCertificate] allowed."""
     _refused(arun, pki.good, ConnectOptions(), "UnableToGetLocalIssuerCertificate")
-    _refused(arun, pki.good, ConnectOptions(ignore_ssl_errors=SELF_SIGNED), "UnableToGetLocalIssuerCertificate")
+    _refused(
+        arun, pki.good, ConnectOptions(ignore_ssl_errors=SELF_SIGNED), "UnableToGetLocalIssuerCertificate"
+    )
 
 
 def test_root_in_chain_untrusted(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
@@ -113,17 +117,27 @@ def test_root_in_chain_untrusted(arun: Arun, pki: TestPKI) -> None:  # noqa: F81
 def test_expired(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     """An expired certificate fails with CertificateExpired unless that keyword is allowed."""
     _refused(arun, pki.expired, ConnectOptions(ca_certificates=pki.root_pem), "CertificateExpired")
-    _refused(arun, pki.expired, ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=SELF_SIGNED),
-             "CertificateExpired")
-    _accepted(arun, pki.expired, ConnectOptions(ca_certificates=pki.root_pem,
-                                                ignore_ssl_errors=frozenset({"CertificateExpired"})))
+    _refused(
+        arun,
+        pki.expired,
+        ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=SELF_SIGNED),
+        "CertificateExpired",
+    )
+    _accepted(
+        arun,
+        pki.expired,
+        ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=frozenset({"CertificateExpired"})),
+    )
 
 
 def test_not_yet_valid(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     """A certificate valid only from tomorrow fails with CertificateNotYetValid unless allowed."""
     _refused(arun, pki.not_yet_valid, ConnectOptions(ca_certificates=pki.root_pem), "CertificateNotYetValid")
-    _accepted(arun, pki.not_yet_valid, ConnectOptions(ca_certificates=pki.root_pem,
-                                                      ignore_ssl_errors=frozenset({"CertificateNotYetValid"})))
+    _accepted(
+        arun,
+        pki.not_yet_valid,
+        ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=frozenset({"CertificateNotYetValid"})),
+    )
 
 
 def test_wrong_host(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
@@ -132,8 +146,13 @@ def test_wrong_host(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     _refused(arun, pki.wrong_host, opts, "HostNameMismatch")
     _refused(arun, pki.wrong_host, opts, "HostNameMismatch", host="localhost")
     allowed = ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=frozenset({"HostNameMismatch"}))
-    _refused(arun, pki.wrong_host, ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=SELF_SIGNED),
-             "HostNameMismatch", host="localhost")
+    _refused(
+        arun,
+        pki.wrong_host,
+        ConnectOptions(ca_certificates=pki.root_pem, ignore_ssl_errors=SELF_SIGNED),
+        "HostNameMismatch",
+        host="localhost",
+    )
     _accepted(arun, pki.wrong_host, allowed, host="localhost")
 
 
@@ -142,26 +161,50 @@ def test_missing_intermediate(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     allowing it (and UnableToVerifyFirstCertificate, which Qt reports with it) lets it through."""
     opts = ConnectOptions(ca_certificates=pki.root_pem)
     _refused(arun, pki.missing_intermediate, opts, "UnableToGetLocalIssuerCertificate")
-    _refused(arun, pki.missing_intermediate,
-             ConnectOptions(ca_certificates=pki.root_pem,
-                            ignore_ssl_errors=frozenset({"UnableToGetLocalIssuerCertificate"})),
-             "UnableToVerifyFirstCertificate")
-    _accepted(arun, pki.missing_intermediate, ConnectOptions(
-        ca_certificates=pki.root_pem,
-        ignore_ssl_errors=frozenset({"UnableToGetLocalIssuerCertificate", "UnableToVerifyFirstCertificate"})))
+    _refused(
+        arun,
+        pki.missing_intermediate,
+        ConnectOptions(
+            ca_certificates=pki.root_pem, ignore_ssl_errors=frozenset({"UnableToGetLocalIssuerCertificate"})
+        ),
+        "UnableToVerifyFirstCertificate",
+    )
+    _accepted(
+        arun,
+        pki.missing_intermediate,
+        ConnectOptions(
+            ca_certificates=pki.root_pem,
+            ignore_ssl_errors=frozenset(
+                {"UnableToGetLocalIssuerCertificate", "UnableToVerifyFirstCertificate"}
+            ),
+        ),
+    )
 
 
 def test_several_errors_only_some_allowed(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     """Self-signed, expired and for another host: each error not in the list refuses the open, by name."""
     cert = pki.self_signed_expired_wrong_host
     _refused(arun, cert, ConnectOptions(ignore_ssl_errors=SELF_SIGNED), "CertificateExpired")
-    text = _refused(arun, cert, ConnectOptions(
-        ignore_ssl_errors=frozenset({"SelfSignedCertificate", "CertificateExpired"})), "HostNameMismatch")
+    text = _refused(
+        arun,
+        cert,
+        ConnectOptions(ignore_ssl_errors=frozenset({"SelfSignedCertificate", "CertificateExpired"})),
+        "HostNameMismatch",
+    )
     assert "127.0.0.1" in text
-    _refused(arun, cert, ConnectOptions(ignore_ssl_errors=frozenset({"HostNameMismatch", "CertificateExpired"})),
-             "SelfSignedCertificate")
-    client = _accepted(arun, cert, ConnectOptions(
-        ignore_ssl_errors=frozenset({"SelfSignedCertificate", "CertificateExpired", "HostNameMismatch"})))
+    _refused(
+        arun,
+        cert,
+        ConnectOptions(ignore_ssl_errors=frozenset({"HostNameMismatch", "CertificateExpired"})),
+        "SelfSignedCertificate",
+    )
+    client = _accepted(
+        arun,
+        cert,
+        ConnectOptions(
+            ignore_ssl_errors=frozenset({"SelfSignedCertificate", "CertificateExpired", "HostNameMismatch"})
+        ),
+    )
     assert client.last_error() is None
 
 
@@ -184,8 +227,10 @@ def test_certificate_changed_after_probe_fails_closed(arun: Arun, tmp_path: Path
             assert server.ssl_context is not None
             server.ssl_context.sni_callback = switch  # type: ignore[assignment]
             client = WebSocketClient()
-            rc = await client.open(f"wss://localhost:{server.port}/echo",
-                                   ConnectOptions(ignore_ssl_errors=SELF_SIGNED, timeout_s=scaled(5)))
+            rc = await client.open(
+                f"wss://localhost:{server.port}/echo",
+                ConnectOptions(ignore_ssl_errors=SELF_SIGNED, timeout_s=scaled(5)),
+            )
             assert names == ["localhost", "localhost"]
             assert rc == -1
             err = client.last_error()
@@ -205,8 +250,9 @@ def test_mtls_accepted(arun: Arun, pki: TestPKI, algorithm: str) -> None:  # noq
     async def body() -> None:
         async with EmbeddedServer(tls=True, client_ca=pki.root_pem, require_client_cert=True) as server:
             client = WebSocketClient()
-            opts = ConnectOptions(ssl_config=client_config(cert, algorithm), ca_certificates=server.ca_pem,
-                                  timeout_s=scaled(5))
+            opts = ConnectOptions(
+                ssl_config=client_config(cert, algorithm), ca_certificates=server.ca_pem, timeout_s=scaled(5)
+            )
             sock = await client.open(server.url + "/echo", opts)
             assert sock >= 0, client.last_error()
             client.write(sock, "mtls")
@@ -214,8 +260,12 @@ def test_mtls_accepted(arun: Arun, pki: TestPKI, algorithm: str) -> None:  # noq
             version = client._sockets[sock].transport.get_extra_info("ssl_object").version()  # type: ignore[union-attr]
             assert version == ("TLSv1.2" if algorithm == "DSA" else "TLSv1.3")
             # the probe path presents the certificate too
-            sock2 = await client.open(server.url + "/echo", ConnectOptions(**{**_fields(opts),
-                                      "ca_certificates": None, "ignore_ssl_errors": SELF_SIGNED}))
+            sock2 = await client.open(
+                server.url + "/echo",
+                ConnectOptions(
+                    **{**_fields(opts), "ca_certificates": None, "ignore_ssl_errors": SELF_SIGNED}
+                ),
+            )
             assert sock2 >= 0, client.last_error()
 
     arun(body)
@@ -227,8 +277,9 @@ def test_mtls_rejected_without_certificate(arun: Arun, pki: TestPKI) -> None:  #
     async def body() -> None:
         async with EmbeddedServer(tls=True, client_ca=pki.root_pem, require_client_cert=True) as server:
             client = WebSocketClient()
-            rc = await client.open(server.url + "/echo", ConnectOptions(ca_certificates=server.ca_pem,
-                                                                        timeout_s=scaled(5)))
+            rc = await client.open(
+                server.url + "/echo", ConnectOptions(ca_certificates=server.ca_pem, timeout_s=scaled(5))
+            )
             assert rc == -1
             err = client.last_error()
             assert err is not None and err.kind is ErrorKind.SSL and "client certificate" in err.text, err
@@ -243,8 +294,9 @@ def test_mtls_rejected_untrusted_client(arun: Arun, pki: TestPKI) -> None:  # no
     async def body() -> None:
         async with EmbeddedServer(tls=True, client_ca=pki.root_pem, require_client_cert=True) as server:
             client = WebSocketClient()
-            opts = ConnectOptions(ssl_config=client_config(stranger, "EC"), ca_certificates=server.ca_pem,
-                                  timeout_s=scaled(5))
+            opts = ConnectOptions(
+                ssl_config=client_config(stranger, "EC"), ca_certificates=server.ca_pem, timeout_s=scaled(5)
+            )
             assert await client.open(server.url + "/echo", opts) == -1
             err = client.last_error()
             assert err is not None and err.kind is ErrorKind.SSL, err
@@ -281,8 +333,17 @@ def test_key_not_matching_algorithm(arun: Arun, pki: TestPKI) -> None:  # noqa: 
 def test_garbage_key_and_certificate(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
     """A key or certificate that is not PEM is an argument error."""
     good = pki.client("EC")
-    _argument_error(arun, ClientCertificate(good.cert_pem, Secret("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n"
-                                                                  "-----END PRIVATE KEY-----\n"), "EC"),
-                    "not a PEM private key")
-    _argument_error(arun, ClientCertificate("-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n",
-                                            Secret(good.key_pem), "EC"), "not a PEM certificate")
+    _argument_error(
+        arun,
+        ClientCertificate(
+            good.cert_pem, Secret("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"), "EC"
+        ),
+        "not a PEM private key",
+    )
+    _argument_error(
+        arun,
+        ClientCertificate(
+            "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n", Secret(good.key_pem), "EC"
+        ),
+        "not a PEM certificate",
+    )

@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 from time import monotonic_ns
+from typing import Any
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI
@@ -48,7 +49,8 @@ _UNLIMITED_HANDSHAKE_S = 365 * 86400.0  # asyncio's own TLS handshake limit is 6
 
 
 _CHANGED_CERTIFICATE = LastError.of(
-    ErrorKind.SSL, "CertificateRejected (the server presented another certificate than in the probe)",
+    ErrorKind.SSL,
+    "CertificateRejected (the server presented another certificate than in the probe)",
     keyword="CertificateRejected",
 )
 
@@ -98,7 +100,9 @@ class WebSocketClient:
         if isinstance(uri, LastError):
             return self._fail(uri)
         if options.timeout_s is not None and options.timeout_s <= 0:
-            return self._fail(LastError.of(ErrorKind.ARGUMENT, f"timeout must be positive, got {options.timeout_s}"))
+            return self._fail(
+                LastError.of(ErrorKind.ARGUMENT, f"timeout must be positive, got {options.timeout_s}")
+            )
         state = _OpenState(start)
         try:
             async with asyncio.timeout(options.timeout_s):
@@ -110,8 +114,11 @@ class WebSocketClient:
             state.close()
             waited = f"{options.timeout_s:g} s"
             return self._fail(
-                LastError.of(ErrorKind.TIMEOUT, f"no connection to {uri.host}:{uri.port} within {waited} "
-                             f"(during {state.phase})", rc=RC_TIMEOUT)
+                LastError.of(
+                    ErrorKind.TIMEOUT,
+                    f"no connection to {uri.host}:{uri.port} within {waited} (during {state.phase})",
+                    rc=RC_TIMEOUT,
+                )
             )
         except BaseException:
             state.close()
@@ -163,8 +170,9 @@ class WebSocketClient:
             if not verdict.ok:
                 keyword = verdict.refused
                 assert keyword is not None
-                raise _OpenFailed(LastError.of(ErrorKind.SSL, f"{keyword} ({found.messages[keyword]})",
-                                               keyword=keyword))
+                raise _OpenFailed(
+                    LastError.of(ErrorKind.SSL, f"{keyword} ({found.messages[keyword]})", keyword=keyword)
+                )
             if verdict.ignored:
                 pinned = found.leaf_der
                 ctx = pinned_context(options, pinned)
@@ -188,7 +196,9 @@ class WebSocketClient:
         state.sock = sock
         try:
             await loop.create_connection(
-                lambda: conn, sock=sock, ssl=ctx,
+                lambda: conn,
+                sock=sock,
+                ssl=ctx,
                 server_hostname=host if ctx is not None else None,
                 ssl_handshake_timeout=_UNLIMITED_HANDSHAKE_S if ctx is not None else None,
             )
@@ -225,20 +235,31 @@ class WebSocketClient:
             raise _OpenFailed(_upgrade_failure(ws.handshake_exc, conn, host, port, uri.secure))
         return conn
 
-    async def _tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int, options: ConnectOptions,
-                   state: _OpenState) -> socket.socket:
+    async def _tcp(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        options: ConnectOptions,
+        state: _OpenState,
+    ) -> socket.socket:
         try:
             literal = ipaddress.ip_address(host)
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
-            infos = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
+            infos: list[tuple[Any, Any, int, str, Any]] | None = [
+                (family, socket.SOCK_STREAM, 0, "", (host, port))
+            ]
         except ValueError:
             infos = None
         try:
             if infos is None:  # a name: resolve (in the loop's executor)
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except socket.gaierror as exc:
-            raise _OpenFailed(LastError.of(ErrorKind.NETWORK, f"cannot resolve {host!r} ({exc.strerror})")) from None
+            raise _OpenFailed(
+                LastError.of(ErrorKind.NETWORK, f"cannot resolve {host!r} ({exc.strerror})")
+            ) from None
         last: OSError | None = None
+        assert infos is not None
         for family, kind, proto, _, address in infos:
             try:
                 sock = socket.socket(family, kind, proto)
@@ -254,9 +275,13 @@ class WebSocketClient:
                     except OSError as exc:
                         if exc.errno in (errno.EMFILE, errno.ENFILE, errno.EADDRINUSE):
                             raise _OpenFailed(os_error(exc, host, port)) from None
-                        raise _OpenFailed(LastError.of(
-                            ErrorKind.ARGUMENT, f"sourceAddress {options.source_address!r} cannot be used "
-                            f"({(exc.strerror or str(exc)).lower()})")) from None
+                        raise _OpenFailed(
+                            LastError.of(
+                                ErrorKind.ARGUMENT,
+                                f"sourceAddress {options.source_address!r} cannot be used "
+                                f"({(exc.strerror or str(exc)).lower()})",
+                            )
+                        ) from None
                 await loop.sock_connect(sock, address)
             except OSError as exc:
                 sock.close()
@@ -331,7 +356,9 @@ class WebSocketClient:
         if conn is None:
             return PingResult(self._unknown(socket))
         if not conn.is_open:
-            return PingResult(self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} is closed, cannot ping")))
+            return PingResult(
+                self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} is closed, cannot ping"))
+            )
         payload = os.urandom(4)
         fut: asyncio.Future[int] = conn.loop.create_future()
         conn.pings[payload] = (monotonic_ns(), fut)
@@ -342,10 +369,17 @@ class WebSocketClient:
                 rtt = await fut
         except TimeoutError:
             conn.pings.pop(payload, None)
-            return PingResult(self._fail(LastError.of(ErrorKind.TIMEOUT, f"no pong on socket {socket} within "
-                                                      f"{timeout_s:g} s", rc=RC_TIMEOUT)))
+            return PingResult(
+                self._fail(
+                    LastError.of(
+                        ErrorKind.TIMEOUT, f"no pong on socket {socket} within {timeout_s:g} s", rc=RC_TIMEOUT
+                    )
+                )
+            )
         if rtt < 0:
-            return PingResult(self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} closed before the pong")))
+            return PingResult(
+                self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} closed before the pong"))
+            )
         return PingResult(RC_OK, rtt)
 
     async def close(self, socket: int, timeout_s: float | None = 5.0) -> int:
@@ -402,8 +436,11 @@ class WebSocketClient:
         return self._fail(LastError.of(ErrorKind.UNKNOWN_SOCKET, f"no open socket {socket}"))
 
     def _read_timeout(self, socket: int, timeout_s: float | None) -> ReadResult:
-        self._fail(LastError.of(ErrorKind.TIMEOUT, f"no message on socket {socket} within {timeout_s:g} s",
-                                rc=RC_TIMEOUT))
+        self._fail(
+            LastError.of(
+                ErrorKind.TIMEOUT, f"no message on socket {socket} within {timeout_s:g} s", rc=RC_TIMEOUT
+            )
+        )
         return ReadResult(RC_TIMEOUT)
 
     def _peer_closed(self, socket: int, conn: WsConnection) -> ReadResult:
@@ -414,7 +451,9 @@ class WebSocketClient:
             return ReadResult(RC_ERROR)
         if rcvd is not None:
             code: int | None = int(rcvd.code)
-            detail = f"peer closed socket {socket} with code {code}" + (f" ({rcvd.reason})" if rcvd.reason else "")
+            detail = f"peer closed socket {socket} with code {code}" + (
+                f" ({rcvd.reason})" if rcvd.reason else ""
+            )
         else:
             code = None
             exc = conn.lost_exc
@@ -458,17 +497,24 @@ def _upgrade_failure(
 ) -> LastError:
     if isinstance(exc, InvalidStatus):
         response = exc.response
-        return LastError.of(ErrorKind.HANDSHAKE_REJECTED, f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
+        return LastError.of(
+            ErrorKind.HANDSHAKE_REJECTED, f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        )
     lost = conn.lost_exc
     if isinstance(lost, ssl.SSLError):  # e.g. a TLS 1.3 server refusing our client certificate
         return ssl_error(lost)
     if exc is None or isinstance(exc.__cause__, EOFError):  # closed before a whole HTTP response
         if secure:
-            return LastError.of(ErrorKind.SSL, f"{host}:{port} closed the connection after the TLS handshake "
-                                "without an HTTP response (a TLS 1.3 server does so when it refuses the client "
-                                "certificate)")
+            return LastError.of(
+                ErrorKind.SSL,
+                f"{host}:{port} closed the connection after the TLS handshake "
+                "without an HTTP response (a TLS 1.3 server does so when it refuses the client "
+                "certificate)",
+            )
         detail = f" ({lost})" if lost else ""
-        return LastError.of(ErrorKind.NETWORK, f"connection to {host}:{port} closed during the HTTP upgrade{detail}")
+        return LastError.of(
+            ErrorKind.NETWORK, f"connection to {host}:{port} closed during the HTTP upgrade{detail}"
+        )
     return LastError.of(ErrorKind.PROTOCOL, f"invalid handshake response ({exc})")
 
 
@@ -486,4 +532,3 @@ async def _shutdown(conn: WsConnection, timeout_s: float | None) -> None:
         except TimeoutError:
             pass
     transport.abort() if not conn.lost.done() else transport.close()
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 __all__ = [
@@ -33,7 +33,7 @@ RC_ERROR: Final = -1
 RC_TIMEOUT: Final = -2
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     """The class of an error, as webSocketOpen's manual page lists them (plus read/write ones)."""
 
     INVALID_URL = "invalid url"

@@ -9,7 +9,9 @@ waiting read uses one future per connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Sequence
 from time import monotonic_ns
 
 from websockets.client import ClientProtocol
@@ -78,10 +80,8 @@ class WsConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost_exc = exc
         if self.ws.state is not State.CLOSED:
-            try:
+            with contextlib.suppress(Exception):  # already at EOF
                 self.ws.receive_eof()
-            except Exception:  # already at EOF
-                pass
             self.ws.events_received()
         self._set_closed()
         if not self.handshake.done():
@@ -103,19 +103,19 @@ class WsConnection(asyncio.Protocol):
 
     # --- the work -----------------------------------------------------------------------------
 
-    def _handle(self, events: list[object], now: int) -> None:
+    def _handle(self, events: Sequence[object], now: int) -> None:
         for event in events:
             if type(event) is Frame:
                 opcode = event.opcode
                 if opcode is _TEXT or opcode is _BINARY:
+                    payload = bytes(event.data)  # no copy: the parser yields bytes
                     if event.fin:
-                        payload = event.data
-                        self._deliver(payload.decode() if opcode is _TEXT else bytes(payload), now)
+                        self._deliver(payload.decode() if opcode is _TEXT else payload, now)
                     else:
-                        self._frag = [event.data]
+                        self._frag = [payload]
                         self._frag_text = opcode is _TEXT
                 elif opcode is _CONT:
-                    self._frag.append(event.data)
+                    self._frag.append(bytes(event.data))
                     if event.fin:
                         payload = b"".join(self._frag)
                         self._frag = []
@@ -200,15 +200,16 @@ class WsConnection(asyncio.Protocol):
 
     def send(self, data: str | bytes) -> int:
         """Queue one message (text for str, binary for bytes) on the transport; bytes of payload."""
-        if type(data) is str:
-            payload = data.encode()
-            self.ws.send_text(payload)
+        if isinstance(data, str):
+            encoded = data.encode()
+            self.ws.send_text(encoded)
+            size = len(encoded)
         else:
-            payload = data
-            self.ws.send_binary(payload)
+            self.ws.send_binary(data)
+            size = len(data)
         self.last_write_ns = monotonic_ns()
         self._flush()
-        return len(payload)
+        return size
 
     async def drain(self) -> None:
         if self._paused and not self.lost.done():

@@ -18,6 +18,7 @@ The pure parts (``decide``, ``hostname_matches``) are unit-tested without socket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import socket
@@ -145,14 +146,18 @@ def _read_pem(value: str, what: str) -> str:
 def _load_client_cert(config: ClientCertificate) -> _LoadedClientCert:
     """Parse and cross-check ``sslConfig`` once: certificate, key, algorithm, key fits cert."""
     try:
-        certs = x509.load_pem_x509_certificates(_read_pem(config.certificate_pem, "localCertificate").encode())
+        certs = x509.load_pem_x509_certificates(
+            _read_pem(config.certificate_pem, "localCertificate").encode()
+        )
     except ValueError as exc:
         raise TlsArgumentError("sslConfig localCertificate is not a PEM certificate") from exc
     try:
-        key = serialization.load_pem_private_key(_read_pem(config.key_pem.reveal(), "privateKey").encode(), None)
+        key = serialization.load_pem_private_key(
+            _read_pem(config.key_pem.reveal(), "privateKey").encode(), None
+        )
     except TypeError as exc:
         raise TlsArgumentError("sslConfig privateKey is encrypted; give an unencrypted PEM key") from exc
-    except (ValueError, Exception) as exc:  # never chain the parser's text: it may quote the key
+    except (ValueError, Exception):  # never chain the parser's text: it may quote the key
         raise TlsArgumentError("sslConfig privateKey is not a PEM private key") from None
     algorithm = config.algorithm.upper()
     expected = _KEY_TYPES.get(algorithm)
@@ -210,37 +215,48 @@ def _load_cadata(ctx: ssl.SSLContext, ca_certificates: str) -> None:
 # --- contexts ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
 def client_context(options: ConnectOptions, verify: bool) -> ssl.SSLContext:
     """The context of the real connection: full verification (system CAs plus
-    ``ca_certificates``), or none at all (``ignoreSslErrors`` as a non-list). Cached per options."""
+    ``ca_certificates``), or none at all (``ignoreSslErrors`` as a non-list). Cached per TLS
+    options, so per-user headers do not cost a new context per open."""
+    return _client_context(options.ssl_config, options.ca_certificates, verify)
+
+
+@lru_cache(maxsize=64)
+def _client_context(
+    config: ClientCertificate | None, ca_certificates: str | None, verify: bool
+) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if options.ca_certificates:
-        _load_cadata(ctx, options.ca_certificates)
+    if ca_certificates:
+        _load_cadata(ctx, ca_certificates)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    _apply_client_cert(ctx, options)
+    _apply_client_cert(ctx, config)
     return ctx
 
 
-@lru_cache(maxsize=256)
 def pinned_context(options: ConnectOptions, leaf_der: bytes) -> ssl.SSLContext:
     """A context that accepts exactly the certificate ``leaf_der`` (the probe's), whatever its
     issuer, dates or names; the caller still compares the peer's DER after the handshake."""
+    return _pinned_context(options.ssl_config, leaf_der)
+
+
+@lru_cache(maxsize=256)
+def _pinned_context(config: ClientCertificate | None, leaf_der: bytes) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=leaf_der)
     ctx.verify_flags = ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN | _NO_CHECK_TIME
-    _apply_client_cert(ctx, options)
+    _apply_client_cert(ctx, config)
     return ctx
 
 
-def _apply_client_cert(ctx: ssl.SSLContext, options: ConnectOptions) -> None:
-    if options.ssl_config is None:
+def _apply_client_cert(ctx: ssl.SSLContext, config: ClientCertificate | None) -> None:
+    if config is None:
         return
-    loaded = _load_client_cert(options.ssl_config)
+    loaded = _load_client_cert(config)
     if loaded.algorithm == "DSA":  # DSA cannot sign in TLS 1.3
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -262,27 +278,29 @@ class ProbeResult:
     leaf_der: bytes
 
 
-@lru_cache(maxsize=64)
 def _probe_context(options: ConnectOptions) -> object:
+    return _probe_context_for(options.ssl_config, options.ca_certificates)
+
+
+@lru_cache(maxsize=64)
+def _probe_context_for(config: ClientCertificate | None, ca_certificates: str | None) -> object:
     from OpenSSL import SSL, crypto
 
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     paths = ssl.get_default_verify_paths()
     if paths.cafile or paths.capath:
-        try:
+        with contextlib.suppress(SSL.Error):  # a missing system bundle: only caCertificates count
             ctx.load_verify_locations(paths.cafile, paths.capath)
-        except SSL.Error:
-            pass
-    if options.ca_certificates:
+    if ca_certificates:
         store = ctx.get_cert_store()
         try:
-            bundle = x509.load_pem_x509_certificates(_read_pem(options.ca_certificates, "caCertificates").encode())
+            bundle = x509.load_pem_x509_certificates(_read_pem(ca_certificates, "caCertificates").encode())
         except ValueError as exc:
             raise TlsArgumentError("caCertificates holds no usable PEM certificate") from exc
         for cert in bundle:
             store.add_cert(crypto.X509.from_cryptography(cert))  # type: ignore[union-attr]
-    if options.ssl_config is not None:
-        loaded = _load_client_cert(options.ssl_config)
+    if config is not None:
+        loaded = _load_client_cert(config)
         ctx.use_certificate(loaded.cert)
         for extra in loaded.chain:
             ctx.add_extra_chain_cert(extra)
@@ -343,7 +361,9 @@ async def probe(sock: socket.socket, host: str, options: ConnectOptions) -> Prob
     if not hostname_matches(peer, host):
         keywords.append("HostNameMismatch")
         messages.setdefault("HostNameMismatch", f"hostname mismatch, certificate is not valid for {host!r}")
-    return ProbeResult(tuple(dict.fromkeys(keywords)), messages, peer.public_bytes(serialization.Encoding.DER))
+    return ProbeResult(
+        tuple(dict.fromkeys(keywords)), messages, peer.public_bytes(serialization.Encoding.DER)
+    )
 
 
 def _drain_bio(conn: object) -> bytes:
@@ -362,9 +382,9 @@ def _drain_bio(conn: object) -> bytes:
 
 
 def _verify_message(code: int) -> str:
-    from OpenSSL._util import ffi, lib  # type: ignore[import-untyped]
+    from OpenSSL._util import ffi, lib
 
-    return ffi.string(lib.X509_verify_cert_error_string(code)).decode(errors="replace")
+    return str(ffi.string(lib.X509_verify_cert_error_string(code)).decode(errors="replace"))
 
 
 def _pyopenssl_reason(exc: Exception) -> str:

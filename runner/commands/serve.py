@@ -30,13 +30,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default 0)")
     parser.add_argument("--tls", action="store_true", help="serve wss://")
-    parser.add_argument("--mtls", action="store_true",
-                        help="require a client certificate (implies --tls); with --client-ca, else a "
-                        "generated CA whose client certificate and key are printed")
+    parser.add_argument(
+        "--mtls",
+        action="store_true",
+        help="require a client certificate (implies --tls); with --client-ca, else a "
+        "generated CA whose client certificate and key are printed",
+    )
     parser.add_argument("--cert", help="server certificate chain PEM file (implies --tls)")
     parser.add_argument("--key", help="server private key PEM file")
     parser.add_argument("--client-ca", help="PEM file of CAs that client certificates must chain to")
     parser.set_defaults(handler=run)
+    assert isinstance(parser, argparse.ArgumentParser)
     return parser
 
 
@@ -62,8 +66,15 @@ async def _serve(args: argparse.Namespace) -> int:
         ca = make_ca("wsload serve client CA")
         client_ca = ca.cert_pem
         client_bundle = issue(ca, (), common_name="wsload client", client=True)
-    server = EmbeddedServer(args.host, args.port, tls=tls, certfile=args.cert, keyfile=args.key,
-                            client_ca=client_ca, require_client_cert=bool(args.mtls))
+    server = EmbeddedServer(
+        args.host,
+        args.port,
+        tls=tls,
+        certfile=args.cert,
+        keyfile=args.key,
+        client_ca=client_ca,
+        require_client_cert=bool(args.mtls),
+    )
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -75,14 +86,19 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"{route:12} {server.url}{shown}", file=out)
     print(f"{'hang':12} {server.hang_url}  (accepts TCP, never answers)", file=out)
     if tls and server.ca_pem and not args.cert:
-        print("certificate: self-signed for 127.0.0.1 and localhost; allow it with "
-              "ignoreSslErrors: [SelfSignedCertificate], or trust this PEM:", file=out)
+        print(
+            "certificate: self-signed for 127.0.0.1 and localhost; allow it with "
+            "ignoreSslErrors: [SelfSignedCertificate], or trust this PEM:",
+            file=out,
+        )
         print(server.ca_pem, end="", file=out)
     with tempfile.TemporaryDirectory(prefix="wsload-serve-") as directory:  # 0700, removed at exit
         if client_bundle is not None:  # the key goes to a 0600 file, never to the terminal
             cert_path = write_pem(directory, "client.pem", client_bundle.cert_pem)
             key_path = write_pem(directory, "client.key", client_bundle.key_pem)
-            print(f"client certificate for --mtls: {cert_path} (key: {key_path}, EC; removed at exit)", file=out)
+            print(
+                f"client certificate for --mtls: {cert_path} (key: {key_path}, EC; removed at exit)", file=out
+            )
         print(f"serving on port {server.port}; stop with Ctrl-C", file=out, flush=True)
         try:
             await stop.wait()

@@ -109,7 +109,7 @@ def _build(
     not_after: dt.datetime | None = None,
     path_length: int | None = None,
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     sign_key = issuer.key if issuer else key
     builder = (
         x509.CertificateBuilder()
@@ -160,7 +160,9 @@ def issue(
     misconfigured server does."""
     key = make_key(key_algorithm)
     cn = common_name or (hosts[0] if hosts else "wsload client")
-    cert = _build(cn, key, ca, ca=False, hosts=hosts, client=client, not_before=not_before, not_after=not_after)
+    cert = _build(
+        cn, key, ca, ca=False, hosts=hosts, client=client, not_before=not_before, not_after=not_after
+    )
     chain: tuple[x509.Certificate, ...] = ()
     if include_chain and ca.chain:  # ca is an intermediate: send it (not the root)
         chain = (ca.cert,)
@@ -176,8 +178,15 @@ def self_signed(
 ) -> CertKey:
     """A self-signed leaf (not a CA) for ``hosts``: exactly one verify error, SelfSignedCertificate."""
     key = make_key(key_algorithm)
-    cert = _build(hosts[0] if hosts else "wsload", key, None, ca=False, hosts=hosts,
-                  not_before=not_before, not_after=not_after)
+    cert = _build(
+        hosts[0] if hosts else "wsload",
+        key,
+        None,
+        ca=False,
+        hosts=hosts,
+        not_before=not_before,
+        not_after=not_after,
+    )
     return CertKey(cert, key)
 
 
@@ -205,7 +214,7 @@ class TestPKI:
         return self.root.cert_pem
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     @cached_property
     def good(self) -> CertKey:
@@ -244,5 +253,10 @@ class TestPKI:
 
     def client(self, key_algorithm: KeyAlgorithm = "EC") -> CertKey:
         """A client certificate signed by the intermediate (sent with it)."""
-        return issue(self.intermediate, (), common_name=f"wsload client {key_algorithm}", client=True,
-                     key_algorithm=key_algorithm)
+        return issue(
+            self.intermediate,
+            (),
+            common_name=f"wsload client {key_algorithm}",
+            client=True,
+            key_algorithm=key_algorithm,
+        )

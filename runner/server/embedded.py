@@ -12,6 +12,7 @@ every other check still applies; ``.ca_pem`` is that certificate, for clients th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import tempfile
@@ -50,10 +51,11 @@ def _number(params: dict[str, str], name: str, default: float) -> float:
 class _Silent(asyncio.Protocol):
     """Accepts a TCP connection and never says anything (the hang listener)."""
 
-    def __init__(self, held: set[asyncio.BaseTransport]) -> None:
+    def __init__(self, held: set[asyncio.Transport]) -> None:
         self.held = held
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.held.add(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,7 +93,7 @@ class EmbeddedServer:
         self.ssl_context: ssl.SSLContext | None = None  # set by start() when serving TLS
         self._server: Server | None = None
         self._hang: asyncio.AbstractServer | None = None
-        self._held: set[asyncio.BaseTransport] = set()
+        self._held: set[asyncio.Transport] = set()
         self._sessions = count(1)
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
@@ -204,7 +206,9 @@ class EmbeddedServer:
     def __enter__(self) -> EmbeddedServer:
         return self.run_in_thread()
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop_thread()
 
     # --- routing ------------------------------------------------------------------------------
@@ -224,10 +228,8 @@ class EmbeddedServer:
     async def _handle(self, ws: ServerConnection) -> None:
         path, params = _query(ws.request.path if ws.request else "/echo")
         handler = _HANDLERS[path]
-        try:
+        with contextlib.suppress(ConnectionClosed):
             await handler(self, ws, params)
-        except ConnectionClosed:
-            pass
 
     async def _echo(self, ws: ServerConnection, params: dict[str, str]) -> None:
         async for message in ws:
