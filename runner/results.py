@@ -187,7 +187,8 @@ class ThresholdResult:
 @dataclass(frozen=True, slots=True)
 class TlsInfo:
     verified: bool = True
-    ignored_errors: tuple[str, ...] = ()
+    ignored_errors: tuple[str, ...] = ()  # certificate errors met and ignored
+    allowed: tuple[str, ...] = ()  # what the scenario allows to ignore ("all": verification off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +234,11 @@ class RunResult:
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
             "target": self.target,
-            "tls": {"verified": self.tls.verified, "ignored_errors": list(self.tls.ignored_errors)},
+            "tls": {
+                "verified": self.tls.verified,
+                "ignored_errors": list(self.tls.ignored_errors),
+                "allowed": list(self.tls.allowed),
+            },
             "iterations": self.iterations,
             "iterations_failed": self.iterations_failed,
             "error": self.error,
@@ -297,7 +302,11 @@ class RunResult:
                 for f in d.get("failures", [])
             ),
             failures_dropped=d.get("failures_dropped", 0),
-            tls=TlsInfo(d["tls"]["verified"], tuple(d["tls"]["ignored_errors"])) if "tls" in d else TlsInfo(),
+            tls=(
+                TlsInfo(d["tls"]["verified"], tuple(d["tls"]["ignored_errors"]), tuple(d["tls"].get("allowed", [])))
+                if "tls" in d
+                else TlsInfo()
+            ),
             error=d.get("error", ""),
             timeseries=tuple(d.get("timeseries", [])),
             settings=dict(d.get("settings", {})),

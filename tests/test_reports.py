@@ -48,7 +48,7 @@ def test_json_report_fields_of_a_passing_run(tmp_path: Path) -> None:
     assert doc["scenario"] == {"name": "rpc request/response", "file": "scenarios/rpc.yaml"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", doc["started_at"])
     assert 0 < doc["duration_s"] < 10
-    assert doc["tls"] == {"verified": True, "ignored_errors": []}
+    assert doc["tls"] == {"verified": True, "ignored_errors": [], "allowed": []}
     assert [s["name"] for s in doc["steps"]] == [
         "open rpc",
         "first request",
@@ -81,7 +81,11 @@ def test_json_report_thresholds_and_tls(tmp_path: Path) -> None:
     assert p99["passed"] and 0 < p99["value"] < 0.05 and p99["line"] > 0 and p99["limit"] == 0.05
     assert _run(tmp_path, "scenarios/tls.yaml") == 0
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["tls"] == {"verified": False, "ignored_errors": ["SelfSignedCertificate"]}
+    assert doc["tls"] == {
+        "verified": False,
+        "ignored_errors": ["SelfSignedCertificate"],
+        "allowed": ["SelfSignedCertificate"],
+    }
     assert set(doc["steps"][0]["connect_ms"]) == {"tcp", "tls", "upgrade"}
 
 

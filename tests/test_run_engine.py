@@ -193,3 +193,16 @@ def test_unexpected_error_is_stamped_with_step(arun: Arun) -> None:
     assert not result.passed and result.exit_code == 1
     assert result.error.startswith("internal error: inline.yaml:6:")
     assert "step 'write main': RuntimeError: boom" in result.error
+
+
+def test_embedded_tls_is_verified_with_its_ca(arun: Arun) -> None:
+    """``target: embedded-tls`` trusts the generated CA, so a plain wss scenario verifies fully."""
+    result = _run(
+        arun,
+        "name: t\ntarget: embedded-tls\nconnections: {main: {url: /echo, timeout: 5s}}\n"
+        "steps:\n  - open: main\n  - ping: main\n  - close: main\n",
+    )
+    assert result.passed, result.failures
+    assert result.tls.verified and result.tls.ignored_errors == () and result.tls.allowed == ()
+    assert result.target.startswith("embedded (wss://127.0.0.1:")
+    assert result.steps[0].connect_ms is not None and "tls" in result.steps[0].connect_ms

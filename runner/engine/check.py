@@ -32,18 +32,23 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def tls_info(scenario: Scenario) -> TlsInfo:
-    """Whether certificates are fully verified, and which errors the scenario tells us to ignore."""
-    ignored: set[str] = set()
-    verified = True
+def tls_info(scenario: Scenario, ctx: RunContext | None = None) -> TlsInfo:
+    """How certificates were treated: ``verified`` is False when the scenario relaxes
+    verification (``ignoreSslErrors``) or an open ignored an error; ``ignored_errors`` are the
+    errors actually met and ignored; ``allowed`` what the scenario allows to ignore."""
+    allowed: set[str] = set()
     for spec in scenario.connections.values():
         if spec.ignore_ssl_errors is ALL_SSL_ERRORS:
-            verified = False
-            ignored.add("all")
+            allowed.add("all")
         elif spec.ignore_ssl_errors:
-            verified = False
-            ignored.update(spec.ignore_ssl_errors)
-    return TlsInfo(verified=verified, ignored_errors=tuple(sorted(ignored)))
+            allowed.update(spec.ignore_ssl_errors)
+    ignored = ctx.tls_ignored if ctx is not None else set()
+    unverified = ctx.tls_unverified if ctx is not None else False
+    return TlsInfo(
+        verified=not allowed and not ignored and not unverified,
+        ignored_errors=tuple(sorted(ignored)),
+        allowed=tuple(sorted(allowed)),
+    )
 
 
 @contextlib.contextmanager
@@ -135,7 +140,7 @@ async def run_check(
             target=resolved.label,
             interrupted=interrupted,
             error=error,
-            tls=tls_info(scenario),
+            tls=tls_info(scenario, ctx),
             settings={
                 "read_timeout_s": scenario.read_timeout_s,
                 "run_timeout_s": scenario.run_timeout_s,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.steps import execute_step
@@ -51,6 +51,9 @@ class RunContext:
     target: str | None = None
     extra_ca: str | None = None
     source_addresses: tuple[str, ...] = ()
+    #: What wss opens saw: any open that was not fully verified, and the errors ignored.
+    tls_unverified: bool = False
+    tls_ignored: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Rows in declaration order, present even for steps that never ran.
@@ -65,9 +68,19 @@ class RunContext:
         )
 
     def adjust_options(self, options: ConnectOptions) -> ConnectOptions:
-        if self.extra_ca and options.ca_certificates is None:
+        """Trust the embedded server's CA, unless the connection names its own CA or says which
+        certificate errors to ignore (then those errors must really be met and ignored)."""
+        if self.extra_ca and options.ca_certificates is None and options.ignore_ssl_errors is None:
             return replace(options, ca_certificates=self.extra_ca)
         return options
+
+    def note_tls(self, verified: bool, ignored: tuple[str, ...], all_ignored: bool) -> None:
+        """Remember how a wss open treated the certificate, for the report's ``tls``."""
+        if not verified:
+            self.tls_unverified = True
+        self.tls_ignored.update(ignored)
+        if all_ignored:
+            self.tls_ignored.add("all")
 
 
 class VirtualUser:

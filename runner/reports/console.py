@@ -103,8 +103,10 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
             lines.append(f"  {result.scenario_file}:{f.line} {f.step}: {f.message}")
             lines.append(f"      expected: {f.expected}")
             lines.append(f"      actual:   {f.actual}")
-    if result.tls.ignored_errors:
-        lines.append(f"TLS: certificate errors ignored: {', '.join(result.tls.ignored_errors)}")
+    if not result.tls.verified:
+        met = ", ".join(result.tls.ignored_errors) or "none met"
+        allowed = ", ".join(result.tls.allowed) or "-"
+        lines.append(f"TLS: certificate verification relaxed (allowed: {allowed}); ignored: {met}")
     if result.thresholds:
         lines.append("thresholds:")
         for t in result.thresholds:

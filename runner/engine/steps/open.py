@@ -35,6 +35,9 @@ async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
     if rc >= 0:
         vu.sockets[step.connection] = rc
         timing = client.timing(rc)
+        tls = client.tls_status(rc)
+        if tls is not None:
+            ctx.note_tls(tls.verified, tls.ignored_errors, tls.all_ignored)
         latency = timing.total_ns or elapsed
         return finish(step, StepKind.OPEN, rc, latency, timing=timing)
     err = client.last_error()
