@@ -302,16 +302,18 @@ class RunResult:
                 for f in d.get("failures", [])
             ),
             failures_dropped=d.get("failures_dropped", 0),
-            tls=(
-                TlsInfo(d["tls"]["verified"], tuple(d["tls"]["ignored_errors"]), tuple(d["tls"].get("allowed", [])))
-                if "tls" in d
-                else TlsInfo()
-            ),
+            tls=_tls_from_json(d.get("tls")),
             error=d.get("error", ""),
             timeseries=tuple(d.get("timeseries", [])),
             settings=dict(d.get("settings", {})),
             wsload_version=d.get("wsload_version", __version__),
         )
+
+
+def _tls_from_json(d: Mapping[str, Any] | None) -> TlsInfo:
+    if d is None:
+        return TlsInfo()
+    return TlsInfo(d["verified"], tuple(d["ignored_errors"]), tuple(d.get("allowed", [])))
 
 
 def _timeseries(recorder: RunRecorder) -> tuple[dict[str, Any], ...]:
