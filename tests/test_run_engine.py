@@ -206,3 +206,24 @@ def test_embedded_tls_is_verified_with_its_ca(arun: Arun) -> None:
     assert result.tls.verified and result.tls.ignored_errors == () and result.tls.allowed == ()
     assert result.target.startswith("embedded (wss://127.0.0.1:")
     assert result.steps[0].connect_ms is not None and "tls" in result.steps[0].connect_ms
+
+
+def test_expected_peer_close_then_close(arun: Arun) -> None:
+    """A read may expect the peer's close (rc 1); the connection can still be closed after it."""
+    result = _run(
+        arun,
+        """
+name: closes
+target: embedded
+connections: {main: {url: "/close?code=4001&after=0", timeout: 5s}}
+steps:
+  - open: main
+  - read:
+      connection: main
+      timeout: 2s
+    expect: {rc: 1}
+  - close: main
+""",
+    )
+    assert result.passed, result.failures
+    assert _step(result, "read main").rc == {"1": 1}

@@ -35,8 +35,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
         if result.rc != 0:
             err = client.last_error()
             text = err.text if err else None
-            if result.rc == 1:
-                vu.sockets.pop(step.connection, None)
+            if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
                 text = f"connection closed by peer (code {result.close_code})"
             elif result.rc == -2:
                 what = "matching message" if step.match is not None else "message"
