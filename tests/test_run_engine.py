@@ -227,3 +227,16 @@ steps:
     )
     assert result.passed, result.failures
     assert _step(result, "read main").rc == {"1": 1}
+
+
+def test_overall_run_bound(arun: Arun) -> None:
+    """``defaults.run_timeout`` bounds the whole check: the run fails with a run time-out."""
+    result = _run(
+        arun,
+        "name: bound\ntarget: embedded\ndefaults: {run_timeout: 300ms}\n"
+        "connections: {main: {url: /echo, timeout: 5s}}\n"
+        "steps:\n  - open: main\n  - sleep: 10s\n  - close: main\n",
+    )
+    assert not result.passed and result.exit_code == 1 and not result.interrupted
+    assert result.error == "run time-out: the scenario did not finish within 0.3s"
+    assert 0.25 < result.duration_s < 3
