@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from runner.engine.steps import execute_step
 from runner.engine.steps.base import StepOutcome, step_context
 from runner.engine.vu_support import resolve_url
-from runner.expect import is_default_success
 from runner.metrics import RunRecorder, StepRecorder
 from runner.model import RepeatStep, Scenario, Step, StepKind
 
@@ -55,17 +54,21 @@ class RunContext:
     tls_unverified: bool = False
     tls_ignored: set[str] = field(default_factory=set)
 
+    #: id(step) -> its recorder (steps live as long as the scenario; some are unhashable)
+    recorders: dict[int, StepRecorder] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
-            self.recorder.step(
-                step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
-            )
+            self.step_recorder(step)
 
     def step_recorder(self, step: Step) -> StepRecorder:
-        return self.recorder.step(
-            step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
-        )
+        rec = self.recorders.get(id(step))
+        if rec is None:
+            rec = self.recorders[id(step)] = self.recorder.step(
+                step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
+            )
+        return rec
 
     def adjust_options(self, options: ConnectOptions) -> ConnectOptions:
         """Trust the embedded server's CA, unless the connection names its own CA or says which
@@ -143,8 +146,9 @@ class VirtualUser:
         return True
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
-        rec = self.ctx.step_recorder(step)
-        rc_ok = is_default_success(step.kind, outcome.rc)
+        ctx = self.ctx
+        rec = ctx.recorders.get(id(step)) or ctx.step_recorder(step)
+        rc_ok = outcome.rc_ok
         failure = outcome.failure
         # The time to an unexpected error (a connect time-out) is not a latency sample.
         latency = outcome.latency_ns if (rc_ok or failure is None) else None
@@ -159,9 +163,9 @@ class VirtualUser:
         if outcome.timing is not None:
             t = outcome.timing
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
-        run = self.ctx.recorder
+        run = ctx.recorder
         run.timeseries.step(
-            run.second(time.monotonic_ns()),
+            (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
             failure is None,
             None if rc_ok else outcome.rc,
             latency if step.kind is StepKind.READ else None,

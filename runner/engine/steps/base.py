@@ -61,6 +61,7 @@ class StepOutcome:
     skipped_messages: int = 0
     timing: ConnectTiming | None = None
     record: bool = True
+    rc_ok: bool = True  # rc is the kind's default success (not counted in the report's rc)
 
     @property
     def ok(self) -> bool:
@@ -94,15 +95,15 @@ def finish(
         failure = content_failure
     if failure is None:
         failure = check_latency(expect, latency_ns)
-    if is_default_success(kind, rc):
-        error = None
+    rc_ok = is_default_success(kind, rc)
     return StepOutcome(
         rc=rc,
         latency_ns=latency_ns,
         failure=failure,
-        error=error,
+        error=None if rc_ok else error,
         skipped_messages=skipped_messages,
         timing=timing,
+        rc_ok=rc_ok,
     )
 
 
