@@ -240,3 +240,24 @@ def test_overall_run_bound(arun: Arun) -> None:
     assert not result.passed and result.exit_code == 1 and not result.interrupted
     assert result.error == "run time-out: the scenario did not finish within 0.3s"
     assert 0.25 < result.duration_s < 3
+
+
+def test_match_time_out_holds_on_a_busy_stream(arun: Arun) -> None:
+    """A matching read on a stream that never pauses still ends at its time-out, rc -2."""
+    result = _run(
+        arun,
+        """
+name: busy
+target: embedded
+connections: {feed: {url: "/push?rate=5000&count=100000", timeout: 5s}}
+steps:
+  - open: feed
+  - read:
+      connection: feed
+      timeout: 200ms
+      match: {that: seq == -1}
+""",
+    )
+    read = _step(result, "read feed")
+    assert read.rc == {"-2": 1} and read.skipped_messages > 10
+    assert result.duration_s < 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from runner.client.codes import ReadResult
 from runner.engine.steps.base import StepOutcome, finish, not_open
 from runner.expect import Failure, Message, apply_captures, check_content, describe, matches
 from runner.model import ReadStep, StepKind
@@ -30,10 +31,14 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
     variables = vu.variables
     skipped = 0
     while True:
-        remaining = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-        result = await client.read(sock, remaining)
+        now = time.monotonic_ns()
+        if skipped and now >= deadline:
+            # A busy stream keeps the buffer full: the time-out must still end the wait.
+            result = ReadResult(-2)
+        else:
+            result = await client.read(sock, max(0.0, (deadline - now) / 1e9))
         if result.rc != 0:
-            err = client.last_error()
+            err = client.last_error() if result.rc == -1 else None
             text = err.text if err else None
             if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
                 text = f"connection closed by peer (code {result.close_code})"
