@@ -1,0 +1,588 @@
+"""The HTML report: one self-contained file (uPlot, its CSS, our script and the chart data inlined)
+that opens offline and prints well. A pure function of finished results: one result gives a report
+of that run, two or more give a side-by-side comparison (e.g. before and after a change).
+
+What is decided lives here, in Python: tables, chart series, downsampling. The page's script only
+hands the prepared series to uPlot, so the report's content is testable without a browser.
+Long time series are downsampled to at most ``MAX_POINTS`` points per chart, keeping each bucket's
+worst latency, so an hour-long run stays a few hundred kilobytes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Any
+
+from runner import __version__
+from runner.reports import console
+from runner.reports.masking import Masker
+from runner.results import LatencySummary, RunResult, StepResult
+
+__all__ = ["MAX_POINTS", "PERCENTILES", "Chart", "charts", "downsample", "render"]
+
+#: At most this many points per time-series chart (a one-hour run has 3,600 seconds).
+MAX_POINTS = 1200
+#: Percentiles of the per-step latency distribution (HDR percentile spectrum).
+PERCENTILES = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999)
+#: Step kinds whose "latency" is not the server's (a sleep measures our own timer).
+_NOT_LATENCY = frozenset({"sleep"})
+#: Aliases for series the load engine may add to each time-series entry.
+_MESSAGES = ("messages", "msgs")
+_VUS = ("vus", "active_vus")
+_CONNECTIONS = ("connections", "open_connections")
+_LAT_ROWS = (("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One chart: x values (elapsed seconds or 1/(1-percentile)) and one y list per series."""
+
+    id: str
+    title: str
+    note: str
+    x: str  # "elapsed" or "percentile"
+    y: str  # the unit of the y axis
+    series: tuple[str, ...]
+    data: tuple[tuple[float | None, ...], ...]  # x first, then one list per series
+    ylog: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "x": self.x,
+            "y": self.y,
+            "ylog": self.ylog,
+            "series": list(self.series),
+            "data": [list(d) for d in self.data],
+        }
+
+
+# --- time series ------------------------------------------------------------------------------
+
+
+def _pick(entry: Mapping[str, Any], names: Sequence[str]) -> float | None:
+    for name in names:
+        value = entry.get(name)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def _dense(
+    timeseries: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float | None], fill: float | None
+) -> list[float | None]:
+    """One value per second from 0 to the last second; seconds absent from the series get ``fill``."""
+    if not timeseries:
+        return []
+    last = max(int(e.get("t", 0)) for e in timeseries)
+    out: list[float | None] = [fill] * (last + 1)
+    for e in timeseries:
+        t = int(e.get("t", 0))
+        if t >= 0:
+            v = value(e)
+            out[t] = v if v is not None else fill
+    return out
+
+
+def downsample(values: Sequence[float | None], bucket: int, how: str) -> list[float | None]:
+    """Values in buckets of ``bucket`` seconds: ``mean`` (rates per second) or ``max`` (latency, gauges).
+
+    A bucket without any value stays ``None`` (a gap in the chart, not a fake zero).
+    """
+    if bucket <= 1:
+        return list(values)
+    out: list[float | None] = []
+    for i in range(0, len(values), bucket):
+        chunk = [v for v in values[i : i + bucket] if v is not None]
+        if not chunk:
+            out.append(None)
+        elif how == "max":
+            out.append(max(chunk))
+        else:
+            out.append(round(sum(chunk) / len(chunk), 3))
+    return out
+
+
+def _bucket_size(seconds: int, max_points: int) -> int:
+    return max(1, math.ceil(seconds / max_points))
+
+
+def _lat(key: str) -> Callable[[Mapping[str, Any]], float | None]:
+    def get(e: Mapping[str, Any]) -> float | None:
+        lat = e.get("latency_ms")
+        if isinstance(lat, Mapping) and isinstance(lat.get(key), (int, float)):
+            return float(lat[key])
+        return None
+
+    return get
+
+
+def _field(names: Sequence[str]) -> Callable[[Mapping[str, Any]], float | None]:
+    return lambda e: _pick(e, names)
+
+
+def _rc_codes(timeseries: Sequence[Mapping[str, Any]]) -> list[str]:
+    codes = {str(code) for e in timeseries for code in (e.get("rc") or {})}
+    return sorted(codes, key=lambda c: (int(c) if c.lstrip("-").isdigit() else 0, c))
+
+
+def _rc(code: str) -> Callable[[Mapping[str, Any]], float | None]:
+    return lambda e: float((e.get("rc") or {}).get(code, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """How to read one series from a time-series entry, fill missing seconds, and downsample it."""
+
+    label: str
+    value: Callable[[Mapping[str, Any]], float | None]
+    fill: float | None
+    how: str
+
+
+def _has(timeseries: Sequence[Mapping[str, Any]], metric: _Metric) -> bool:
+    return any(metric.value(e) is not None for e in timeseries)
+
+
+def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, str, str, list[_Metric]]]:
+    """The time charts this series can fill: id -> (title, unit, note, metrics with data)."""
+    messages = _Metric("messages/s", _field(_MESSAGES), 0.0, "mean")
+    steps = _Metric("steps/s", _field(("steps",)), 0.0, "mean")
+    specs: dict[str, tuple[str, str, str, list[_Metric]]] = {
+        "latency": (
+            "Latency percentiles over time",
+            "ms",
+            "read round trips ended in each second",
+            [_Metric(label, _lat(key), None, "max") for label, key in _LAT_ROWS if label != "p95"],
+        ),
+        "throughput": (
+            "Messages and starts per second",
+            "/s",
+            "scenario iterations started and messages (or steps) per second",
+            [messages if _has(timeseries, messages) else steps, _Metric("starts/s", _field(("starts",)), 0.0, "mean")],
+        ),
+        "users": (
+            "Active virtual users and open connections",
+            "",
+            "",
+            [_Metric("active VUs", _field(_VUS), None, "max"), _Metric("open connections", _field(_CONNECTIONS), None, "max")],
+        ),
+        "errors": (
+            "Errors by return code over time",
+            "/s",
+            "failed steps and non-success return codes per second",
+            [_Metric("failed steps/s", _field(("failures",)), 0.0, "mean")]
+            + [_Metric(f"rc {c}/s", _rc(c), 0.0, "mean") for c in _rc_codes(timeseries)],
+        ),
+    }
+    return {k: (t, u, n, [m for m in ms if _has(timeseries, m)]) for k, (t, u, n, ms) in specs.items()}
+
+
+def _time_chart(
+    chart_id: str,
+    title: str,
+    unit: str,
+    note: str,
+    columns: Sequence[tuple[str, list[float | None], str]],
+    max_points: int,
+) -> Chart | None:
+    """A chart over elapsed seconds from full per-second columns (label, values, how)."""
+    columns = [c for c in columns if any(v is not None for v in c[1])]
+    if not columns:
+        return None
+    seconds = max(len(c[1]) for c in columns)
+    bucket = _bucket_size(seconds, max_points)
+    data: list[tuple[float | None, ...]] = [tuple(float(t) for t in range(0, seconds, bucket))]
+    for _, values, how in columns:
+        padded = list(values) + [None] * (seconds - len(values))
+        data.append(tuple(downsample(padded, bucket, how)))
+    if bucket > 1:
+        how = "highest" if columns[0][2] == "max" else "mean"
+        note = (note + "; " if note else "") + f"each point: the {how} of {bucket} seconds"
+    return Chart(chart_id, title, note, "elapsed", unit, tuple(c[0] for c in columns), tuple(data))
+
+
+def _distribution(chart_id: str, title: str, named: Sequence[tuple[str, StepResult]]) -> Chart | None:
+    """The HDR percentile spectrum: x = 1/(1-p) (log axis), y = latency in ms (log axis)."""
+    xs = tuple(1.0 / (1.0 - p / 100.0) for p in PERCENTILES)
+    labels: list[str] = []
+    data: list[tuple[float | None, ...]] = [xs]
+    for label, step in named:
+        if not step.histogram or step.kind in _NOT_LATENCY:
+            continue
+        hist = step.hdr()
+        if hist.get_total_count() == 0:
+            continue
+        labels.append(label)
+        data.append(tuple(max(hist.get_value_at_percentile(p), 1) / 1000.0 for p in PERCENTILES))
+    if not labels:
+        return None
+    note = "latency at each percentile, from the step's HDR histogram (log scales)"
+    return Chart(chart_id, title, note, "percentile", "ms", tuple(labels), tuple(data), ylog=True)
+
+
+def charts(results: Sequence[RunResult], masker: Masker | None = None, *, max_points: int = MAX_POINTS) -> list[Chart]:
+    """The charts of one run, or of several runs overlaid (one series per run)."""
+    text = masker.text if masker is not None else (lambda s: s)
+    out: list[Chart] = []
+    if len(results) == 1:
+        ts = results[0].timeseries
+        for chart_id, (title, unit, note, metrics) in _time_metrics(ts).items():
+            cols = [(m.label, _dense(ts, m.value, m.fill), m.how) for m in metrics]
+            if (chart := _time_chart(chart_id, title, unit, note, cols, max_points)) is not None:
+                out.append(chart)
+        named = [(text(s.name), s) for s in results[0].steps]
+        if (dist := _distribution("distribution", "Latency distribution per step", named)) is not None:
+            out.append(dist)
+        return out
+    labels = run_labels(results)
+    overlays = (
+        ("p99", "p99 latency over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
+        ("p50", "p50 latency over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
+        ("throughput", "Messages (or steps) per second", "/s",
+         lambda ts: _Metric("", _field(_MESSAGES if any(_pick(e, _MESSAGES) is not None for e in ts) else ("steps",)), 0.0, "mean")),
+        ("users", "Active virtual users", "", lambda ts: _Metric("", _field(_VUS), None, "max")),
+        ("errors", "Failed steps per second", "/s", lambda ts: _Metric("", _field(("failures",)), 0.0, "mean")),
+    )
+    for chart_id, title, unit, metric_of in overlays:
+        cols = []
+        for label, r in zip(labels, results, strict=True):
+            m = metric_of(r.timeseries)
+            if _has(r.timeseries, m):
+                cols.append((label, _dense(r.timeseries, m.value, m.fill), m.how))
+        if (chart := _time_chart(chart_id, title, unit, "one line per run, time since each run's start", cols, max_points)):
+            out.append(chart)
+    for i, name in enumerate(_step_names(results)):
+        named = [(label, s) for label, r in zip(labels, results, strict=True) for s in r.steps if s.name == name]
+        if (dist := _distribution(f"distribution-{i}", f"Latency distribution: {text(name)}", named)) is not None:
+            out.append(dist)
+    return out
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+
+def run_labels(results: Sequence[RunResult]) -> list[str]:
+    """Short names for runs in a comparison: ``#1 2026-11-25 20:33:01`` (plus the scenario when they differ)."""
+    names = {r.scenario_name for r in results}
+    out = []
+    for i, r in enumerate(results, 1):
+        when = r.started_at.replace("T", " ")[:19]
+        out.append(f"#{i} {when}" + (f" {r.scenario_name}" if len(names) > 1 else ""))
+    return out
+
+
+def _step_names(results: Sequence[RunResult]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in results:
+        for s in r.steps:
+            seen.setdefault(s.name, None)
+    return list(seen)
+
+
+class _Html:
+    """Escaping (and masking) of every text that goes into the page."""
+
+    def __init__(self, masker: Masker | None) -> None:
+        self.masker = masker
+
+    def __call__(self, value: object) -> str:
+        text = str(value)
+        if self.masker is not None:
+            text = self.masker.text(text)
+        return html.escape(text, quote=True)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+def _verdict(result: RunResult) -> str:
+    word = console.status_word(result)
+    return f'<span class="verdict {word.lower()}">{word}</span>'
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], text_cols: frozenset[int] = frozenset()) -> str:
+    """A table from already escaped cells; ``text_cols`` are left-aligned, wrapped text."""
+    ths = "".join(f'<th class="text">{h}</th>' if i in text_cols else f"<th>{h}</th>" for i, h in enumerate(head))
+    body = []
+    for row in rows:
+        tds = "".join(f'<td class="text">{c}</td>' if i in text_cols else f"<td>{c}</td>" for i, c in enumerate(row))
+        body.append(f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _rc_cell(step: StepResult) -> str:
+    return " ".join(f"{code}:{n}" for code, n in step.rc.items()) or "-"
+
+
+def _steps_table(result: RunResult, e: _Html) -> str:
+    head = ["step", "kind", "line", "count", "ok", "failures", "skipped", "rc", "p50", "p90", "p95", "p99",
+            "p99.9", "max", "mean"]
+    rows = []
+    for s in result.steps:
+        lat = s.latency_ms
+        values = [_ms(getattr(lat, key)) if lat else "-" for key in ("p50", "p90", "p95", "p99", "p999", "max", "mean")]
+        fail = f'<span class="fail-text">{s.failures}</span>' if s.failures else "0"
+        rows.append([e(s.name), e(s.kind), str(s.line), str(s.count), str(s.ok), fail, str(s.skipped),
+                     e(_rc_cell(s)), *values])
+    if not rows:
+        return '<p class="none">No steps ran.</p>'
+    return _table(head, rows, frozenset({0, 1, 7})) + '<p class="meta">Latency in milliseconds.</p>'
+
+
+def _connect_table(result: RunResult, e: _Html) -> str:
+    rows = []
+    for s in result.steps:
+        for phase, lat in (s.connect_ms or {}).items():
+            rows.append([e(s.name), e(phase), _ms(lat.p50), _ms(lat.p99), _ms(lat.max)])
+    if not rows:
+        return ""
+    return "<h3>Connection set-up</h3>" + _table(["step", "phase", "p50", "p99", "max"], rows, frozenset({0, 1}))
+
+
+def _thresholds_table(result: RunResult, e: _Html) -> str:
+    if not result.thresholds:
+        return '<p class="none">No thresholds in this scenario.</p>'
+    rows = []
+    for t in result.thresholds:
+        word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
+        value = "no data" if t.value is None else f"{t.value:g}"
+        rows.append([word, e(t.expression), e(value), str(t.line), e(t.message)])
+    return _table(["", "threshold", "observed", "line", "detail"], rows, frozenset({1, 4}))
+
+
+def _errors(result: RunResult, e: _Html) -> str:
+    parts = []
+    rows = [
+        [e(s.name), str(s.line), str(err.rc), str(err.count), e(err.message)]
+        for s in result.steps
+        for err in s.errors
+    ]
+    if rows:
+        parts.append(_table(["step", "line", "rc", "count", "message"], rows, frozenset({4})))
+    if result.failures:
+        frows = [[e(f.step), str(f.line), str(f.count), e(f.message), e(f.expected), e(f.actual)] for f in result.failures]
+        parts.append("<h3>Failed expectations</h3>")
+        parts.append(_table(["step", "line", "count", "message", "expected", "actual"], frows, frozenset({3, 4, 5})))
+        if result.failures_dropped:
+            parts.append(f'<p class="meta">{result.failures_dropped} more failures not kept.</p>')
+    return "".join(parts) or '<p class="none">No errors.</p>'
+
+
+def _settings(result: RunResult, e: _Html) -> str:
+    rows = [
+        ["scenario file", e(result.scenario_file)],
+        ["target", e(result.target or "-")],
+        ["started at (UTC)", e(result.started_at)],
+        ["duration", e(f"{result.duration_s:.3f} s")],
+        ["iterations", e(f"{result.iterations} ({result.iterations_failed} failed)")],
+        ["TLS", e("verified" if result.tls.verified else "not verified")
+         + (e(", ignored errors: " + ", ".join(result.tls.ignored_errors)) if result.tls.ignored_errors else "")],
+        ["wsload version", e(result.wsload_version)],
+    ]
+    for key, value in result.settings.items():
+        if key in ("source", "scenario_source"):
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        rows.append([e(key), e(shown)])
+    return _table(["setting", "value"], rows, frozenset({0, 1}))
+
+
+def _source(result: RunResult, source: str | None, e: _Html) -> str:
+    text = source or result.settings.get("source") or result.settings.get("scenario_source")
+    if not isinstance(text, str) or not text:
+        return f'<p class="none">The result does not carry the scenario text; it ran {e(result.scenario_file)}.</p>'
+    return f'<pre class="source">{e(text)}</pre>'
+
+
+def _charts_html(chart_list: Sequence[Chart], e: _Html, missing: Sequence[str] = ()) -> str:
+    boxes = []
+    for c in chart_list:
+        note = f'<p class="chart-note">{e(c.note)}</p>' if c.note else ""
+        boxes.append(f'<div class="chart-box"><h3>{e(c.title)}</h3>{note}<div class="chart" id="chart-{e(c.id)}"></div></div>')
+    if missing:
+        boxes.append(f'<p class="none">Not recorded in this run: {e(", ".join(missing))}.</p>')
+    if not boxes:
+        return '<p class="none">No time series in this result.</p>'
+    return f'<div class="charts">{"".join(boxes)}</div>'
+
+
+_TITLES = {
+    "latency": "latency over time",
+    "throughput": "messages per second",
+    "users": "active virtual users and connections",
+    "errors": "errors over time",
+    "distribution": "latency distribution (no latency histograms)",
+}
+
+
+def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], e: _Html) -> str:
+    present = {c.id for c in chart_list}
+    missing = [title for cid, title in _TITLES.items() if cid not in present]
+    error = f'<p class="error-box">{e(result.error)}</p>' if result.error else ""
+    interrupted = (
+        '<p class="error-box">Interrupted: the report holds what was measured until the signal.</p>'
+        if result.interrupted
+        else ""
+    )
+    return (
+        f"<h1>{_verdict(result)}{e(result.scenario_name)}</h1>"
+        f'<p class="meta">{e(console.verdict_line(result))}</p>'
+        f'<p class="meta">target <b>{e(result.target or "-")}</b> · started <b>{e(result.started_at)}</b> · '
+        f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{result.iterations}</b></p>"
+        f"{error}{interrupted}"
+        f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
+        f"<h2>Steps</h2>{_steps_table(result, e)}{_connect_table(result, e)}"
+        f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
+        f"<h2>Errors</h2>{_errors(result, e)}"
+        f"<h2>Scenario as it ran</h2>{_source(result, source, e)}"
+        f"<h2>Settings</h2>{_settings(result, e)}"
+    )
+
+
+def _change(first: float | None, last: float | None) -> str:
+    if first is None or last is None or first <= 0:
+        return "-"
+    pct = (last - first) / first * 100
+    css = "worse" if pct > 10 else "better" if pct < -10 else ""
+    return f'<span class="{css}">{pct:+.0f}%</span>' if css else f"{pct:+.0f}%"
+
+
+def _comparison(
+    results: Sequence[RunResult], sources: Sequence[str | None], chart_list: Sequence[Chart], e: _Html
+) -> str:
+    labels = run_labels(results)
+    head = ["", *(e(label) for label in labels)]
+
+    def row(name: str, cell: Callable[[RunResult], str]) -> list[str]:
+        return [name, *(cell(r) for r in results)]
+
+    runs = _table(head, [
+        row("verdict", _verdict),
+        row("scenario", lambda r: e(f"{r.scenario_name} ({r.scenario_file})")),
+        row("target", lambda r: e(r.target or "-")),
+        row("duration", lambda r: f"{r.duration_s:.3f} s"),
+        row("iterations", lambda r: f"{r.iterations} ({r.iterations_failed} failed)"),
+        row("steps run / failed", lambda r: f"{sum(s.count for s in r.steps)} / {sum(s.failures for s in r.steps)}"),
+        row("thresholds lost", lambda r: str(sum(1 for t in r.thresholds if not t.passed))),
+        row("error", lambda r: e(r.error or "-")),
+        row("wsload", lambda r: e(r.wsload_version)),
+    ], frozenset(range(len(head))))
+    step_rows: list[list[str]] = []
+    for name in _step_names(results):
+        steps = [next((s for s in r.steps if s.name == name), None) for r in results]
+        metrics: list[tuple[str, Callable[[StepResult], float | None]]] = [
+            ("count", lambda s: float(s.count)),
+            ("failures", lambda s: float(s.failures)),
+        ]
+        for label, key in _LAT_ROWS:
+            metrics.append((f"{label} ms", lambda s, k=key: _latency(s.latency_ms, k)))
+        for i, (metric, get) in enumerate(metrics):
+            values = [get(s) if s is not None else None for s in steps]
+            cells = [_ms(v) if "ms" in metric else ("-" if v is None else f"{v:.0f}") for v in values]
+            change = _change(values[0], values[-1]) if "ms" in metric else "-"
+            step_rows.append([e(name) if i == 0 else "", e(metric), *cells, change])
+    step_head = ["step", "", *(e(label) for label in labels), "last vs first"]
+    steps_html = _table(step_head, step_rows, frozenset({0, 1})) if step_rows else '<p class="none">No steps.</p>'
+    threshold_rows = []
+    for expr in dict.fromkeys(t.expression for r in results for t in r.thresholds):
+        cells = []
+        for r in results:
+            t = next((t for t in r.thresholds if t.expression == expr), None)
+            if t is None:
+                cells.append("-")
+            else:
+                word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
+                cells.append(word + ("" if t.value is None else f" {t.value:g}"))
+        threshold_rows.append([e(expr), *cells])
+    thresholds = (
+        _table(["threshold", *(e(label) for label in labels)], threshold_rows, frozenset({0}))
+        if threshold_rows
+        else '<p class="none">No thresholds.</p>'
+    )
+    details = []
+    for label, r, src in zip(labels, results, sources, strict=True):
+        details.append(
+            f"<h3>{_verdict(r)}{e(label)}: {e(r.scenario_name)}</h3>"
+            f"{_errors(r, e)}<h3>Settings</h3>{_settings(r, e)}<h3>Scenario as it ran</h3>{_source(r, src, e)}"
+        )
+    return (
+        f"<h1>Comparison of {len(results)} runs</h1>"
+        f'<p class="meta">Latency changes of more than 10% between the first and the last run are marked.</p>'
+        f"<h2>Runs</h2>{runs}"
+        f"<h2>Thresholds</h2>{thresholds}"
+        f"<h2>Steps</h2>{steps_html}"
+        f"<h2>Charts</h2>{_charts_html(chart_list, e)}"
+        f"<h2>Each run</h2>{''.join(details)}"
+    )
+
+
+def _latency(summary: LatencySummary | None, key: str) -> float | None:
+    return getattr(summary, key) if summary is not None else None
+
+
+@cache
+def _asset(*parts: str) -> str:
+    return resources.files("runner.reports").joinpath(*parts).read_text(encoding="utf-8")
+
+
+def _script_safe(code: str) -> str:
+    """Inline code cannot end its ``<script>``/``<style>`` element early."""
+    return code.replace("</script", "<\\/script").replace("</style", "<\\/style").replace("<!--", "<\\!--")
+
+
+def _json_safe(value: Any) -> str:
+    """JSON for a ``<script type="application/json">``: no ``<``, ``>`` or ``&`` can close it."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render(
+    results: RunResult | Sequence[RunResult],
+    masker: Masker | None = None,
+    *,
+    sources: Sequence[str | None] | None = None,
+    max_points: int = MAX_POINTS,
+) -> str:
+    """The HTML document of one run, or of two or more runs compared side by side.
+
+    ``sources``: the scenario text each run ran (already masked by the loader; masked again here),
+    for results that do not carry it.
+    """
+    runs = [results] if isinstance(results, RunResult) else list(results)
+    if not runs:
+        raise ValueError("no results to render")
+    srcs = list(sources) if sources is not None else [None] * len(runs)
+    if len(srcs) != len(runs):
+        raise ValueError("one source (or None) per result")
+    e = _Html(masker)
+    chart_list = charts(runs, masker, max_points=max_points)
+    if len(runs) == 1:
+        body = _single(runs[0], srcs[0], chart_list, e)
+        title = f"{console.status_word(runs[0])} {runs[0].scenario_name}: wsload report"
+    else:
+        body = _comparison(runs, srcs, chart_list, e)
+        title = f"wsload comparison of {len(runs)} runs"
+    data = {"charts": [c.to_json() for c in chart_list]}
+    return Template(_asset("templates", "report.html")).substitute(
+        version=html.escape(__version__),
+        title=e(title),
+        uplot_css=_script_safe(_asset("vendor", "uPlot.min.css")),
+        css=_script_safe(_asset("templates", "report.css")),
+        charts_expected=str(len(chart_list)),
+        body=body,
+        data=_json_safe(data),
+        uplot_js=_script_safe(_asset("vendor", "uPlot.iife.min.js")),
+        js=_script_safe(_asset("templates", "report.js")),
+    )
