@@ -214,3 +214,47 @@ def test_atomic_write_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ReportWriteError, match="cannot write report"):
         write_atomic(tmp_path / "file" / "r.json", "data")
     assert os.listdir(tmp_path) == ["file"]
+
+
+def test_real_report_reads_back(tmp_path: Path) -> None:
+    """A written JSON report reads back into a RunResult that writes the same document."""
+    from runner.results import RunResult
+
+    assert _run(tmp_path, str(FAILING / "no_match.yaml")) == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert RunResult.from_json(doc).to_json() == doc
+
+
+def test_private_key_masked_in_every_form() -> None:
+    """A PEM private key is masked whole, JSON-escaped, and line by line."""
+    body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg"
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+    masker = Masker([pem])
+    assert masker.text(f"key: {pem}") == f"key: {MASK}"
+    assert "MIGHAgEAMBMG" not in masker.text(json.dumps({"k": pem}))
+    assert "MIGHAgEAMBMG" not in masker.text("line MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg seen")
+
+
+def test_junit_survives_control_characters() -> None:
+    """Control characters from a received message never make the JUnit XML unparsable."""
+    from runner.reports import junit
+    from runner.results import FailureRecord, RunResult
+
+    result = RunResult(
+        passed=False,
+        interrupted=False,
+        exit_code=1,
+        scenario_name="ctl\x01",
+        scenario_file="f.yaml",
+        started_at="2026-01-01T00:00:00.000Z",
+        duration_s=0.1,
+        target="",
+        steps=(),
+        failures=(FailureRecord("read main", 3, "expected text 'a', got '\x00\x1b'", "a", "\x00\x1b"),),
+        error="",
+    )
+    root = ET.fromstring(junit.render([result]))
+    case = root.find("testsuite/testcase")
+    assert case is not None and case.get("name") == "ctl?"
+    failure = case.find("failure")
+    assert failure is not None and failure.text is not None and "f.yaml:3 read main" in failure.text
