@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import socket
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from certs_fixtures import closed_port
 from conftest import scaled
 
@@ -353,3 +355,21 @@ def test_options_from_spec_render_headers() -> None:
     assert opts.headers == (("X-Vu", "vu-4"), ("Authorization", "Bearer t"))
     assert (opts.timeout_s, opts.compression, opts.source_address) == (1.5, True, "127.0.0.3")
     assert ConnectOptions.from_spec(spec).timeout_s == 3.0
+
+
+def test_drain_waits_while_peer_does_not_read(arun: Arun) -> None:
+    """drain blocks while the send buffer is above its high-water mark (the peer is not reading)."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/slow?delay=30")
+            await client.drain(sock)  # nothing buffered yet: returns at once
+            chunk = b"\0" * (1 << 20)
+            for _ in range(48):
+                assert client.write(sock, chunk) == len(chunk)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.drain(sock), 0.2)
+            await client.close(sock, timeout_s=0.1)
+
+    arun(body)

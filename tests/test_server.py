@@ -169,3 +169,61 @@ def test_serve_command_prints_urls_and_stops_on_signal(stop: signal.Signals) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_mtls_writes_client_key_privately(arun: Arun) -> None:
+    """`wsload serve --mtls` keeps the generated client key out of its output, in a 0600 file
+    that works as sslConfig, and removes it at exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "serve", "--port", "0", "--mtls"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith("serving on port")):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        output = "".join(lines)
+        assert "PRIVATE KEY" not in output
+        info = next(line for line in lines if line.startswith("client certificate for --mtls:"))
+        cert_path = info.split(": ", 1)[1].split(" ", 1)[0]
+        key_path = info.split("(key: ", 1)[1].split(",", 1)[0]
+        assert os.stat(key_path).st_mode & 0o777 == 0o600
+        echo = next(line.split()[1] for line in lines if line.startswith("/echo"))
+        from runner.model import ClientCertificate, Secret
+
+        config = ClientCertificate(cert_path, Secret(key_path), "EC")
+
+        async def body() -> None:
+            client = WebSocketClient()
+            opts = ConnectOptions(
+                ssl_config=config, ignore_ssl_errors=frozenset({"SelfSignedCertificate"}), timeout_s=scaled(5)
+            )
+            sock = await client.open(echo, opts)
+            assert sock >= 0, client.last_error()
+            client.write(sock, "mtls")
+            assert (await client.read(sock, scaled(2))).data == "mtls"
+            await client.close(sock)
+            assert (
+                await client.open(
+                    echo,
+                    ConnectOptions(
+                        ignore_ssl_errors=frozenset({"SelfSignedCertificate"}), timeout_s=scaled(5)
+                    ),
+                )
+                == -1
+            )
+
+        arun(body)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=scaled(10)) == 0
+        assert not os.path.exists(key_path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -143,6 +143,7 @@ class EmbeddedServer:
             ssl=ctx,
             process_request=self._route,
             max_size=16 << 20,
+            close_timeout=1.0,  # a stop does not wait 10 s for a client that stopped reading
             server_header=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
@@ -273,9 +274,15 @@ class EmbeddedServer:
 
     async def _slow(self, ws: ServerConnection, params: dict[str, str]) -> None:
         delay = _number(params, "delay", 0.5)
-        async for message in ws:
-            await asyncio.sleep(delay)
-            await ws.send(message)
+        closed = asyncio.ensure_future(ws.wait_closed())  # so a stop never waits out a delay
+        try:
+            async for message in ws:
+                done, _ = await asyncio.wait({closed}, timeout=delay)
+                if done:
+                    return
+                await ws.send(message)
+        finally:
+            closed.cancel()
 
     async def _headers(self, ws: ServerConnection, params: dict[str, str]) -> None:
         headers: Headers = ws.request.headers if ws.request else Headers()
