@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     for s in scenarios:
         secrets.update(s.secrets)
     masker = Masker(secrets)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    now = time.time()  # milliseconds in the name: two runs in one second keep both reports
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
     try:
         results = _run_loop(run_scenarios(scenarios, args.target, verbose=args.verbose))
     except RunError:
