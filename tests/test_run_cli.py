@@ -140,3 +140,16 @@ def test_var_and_target_override(tmp_path: Path) -> None:
     code, doc = _run(tmp_path, str(f), "--var", "word=cli", "--target", "embedded")
     assert code == 0, doc
     assert str(doc["target"]).startswith("embedded (ws://127.0.0.1:")
+
+
+def test_same_file_twice_keeps_both_reports(tmp_path: Path) -> None:
+    """Two scenarios with the same file name get distinct report names, none overwritten."""
+    smoke = str(ROOT / "scenarios" / "smoke.yaml")
+    assert (
+        main(["run", smoke, smoke, "--report-dir", str(tmp_path), "--json", str(tmp_path / "x.json"), "-q"])
+        == 0
+    )
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "x-smoke.json" in names and "x-smoke-2.json" in names
+    assert sum(n.endswith("-smoke.json") for n in names if n.startswith("wsload-")) == 1
+    assert sum(n.endswith("-smoke-2.json") for n in names) == 2

@@ -133,11 +133,22 @@ async def run_scenarios(
     return results
 
 
+def _stems(files: Sequence[str]) -> list[str]:
+    """File stems for report names, made unique (``a/smoke.yaml b/smoke.yaml`` -> smoke, smoke-2)."""
+    seen: dict[str, int] = {}
+    stems = []
+    for f in files:
+        stem = Path(f).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
 def _report_paths(report_dir: str, files: Sequence[str], stamp: str) -> tuple[list[str], str | None]:
     """Timestamped names in ``report_dir``: one JSON per scenario, one JUnit for the run."""
     if not report_dir:
         return [], None
-    names = [f"wsload-{stamp}-{Path(f).stem}.json" for f in files]
+    names = [f"wsload-{stamp}-{stem}.json" for stem in _stems(files)]
     return [os.path.join(report_dir, n) for n in names], os.path.join(report_dir, f"wsload-{stamp}.junit.xml")
 
 
@@ -146,7 +157,7 @@ def _explicit_json_paths(path: str, results: Sequence[RunResult]) -> list[str]:
     if len(results) <= 1:
         return [path]
     base, ext = os.path.splitext(path)
-    return [f"{base}-{Path(r.scenario_file).stem}{ext or '.json'}" for r in results]
+    return [f"{base}-{stem}{ext or '.json'}" for stem in _stems([r.scenario_file for r in results])]
 
 
 def write_reports(
@@ -213,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(masker.text(console.verdict_line(result)) + "\n")
     if len(results) > 1 or len(results) < len(scenarios):
-        sys.stdout.write(console.summary_line(results) + "\n")
+        sys.stdout.write(masker.text(console.summary_line(results)) + "\n")
     sys.stdout.flush()
     try:
         written = write_reports(args, results, masker, stamp)
