@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MESSAGE = json.dumps({"method": "dummy", "id": 123456, "payload": "x" * 20, "ts": 1.5})[:64].ljust(64)
-MESSAGE = MESSAGE[:63] + "}" if MESSAGE.startswith("{") else MESSAGE
-assert len(MESSAGE.encode()) == 64
+_BARE = json.dumps({"method": "dummy", "id": 123456, "payload": ""})
+MESSAGE = json.dumps({"method": "dummy", "id": 123456, "payload": "x" * (64 - len(_BARE))})
+assert len(MESSAGE.encode()) == 64 and json.loads(MESSAGE)["id"] == 123456
 
 
 # --- the server process -----------------------------------------------------------------------
