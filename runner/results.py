@@ -211,6 +211,7 @@ class RunResult:
     error: str = ""  # a run-level problem, e.g. the overall time-out
     timeseries: tuple[Mapping[str, Any], ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    connect_ms: Mapping[str, LatencySummary] = field(default_factory=dict)  # all opens, merged
     wsload_version: str = __version__
 
     def with_thresholds(self, thresholds: tuple[ThresholdResult, ...]) -> RunResult:
@@ -222,10 +223,6 @@ class RunResult:
         return replace(self, thresholds=thresholds, passed=passed, exit_code=code)
 
     def to_json(self) -> dict[str, Any]:
-        connect: dict[str, Any] = {}
-        for step in self.steps:
-            if step.connect_ms:
-                connect[step.name] = {k: v.to_json() for k, v in step.connect_ms.items()}
         return {
             "passed": self.passed,
             "interrupted": self.interrupted,
@@ -243,7 +240,7 @@ class RunResult:
             "iterations_failed": self.iterations_failed,
             "error": self.error,
             "steps": [s.to_json() for s in self.steps],
-            "connect_ms": connect,
+            "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()},
             "thresholds": [
                 {
                     "expression": t.expression,
@@ -305,6 +302,11 @@ class RunResult:
             tls=_tls_from_json(d.get("tls")),
             error=d.get("error", ""),
             timeseries=tuple(d.get("timeseries", [])),
+            connect_ms={
+                k: s
+                for k, v in d.get("connect_ms", {}).items()
+                if (s := LatencySummary.from_json(v)) is not None
+            },
             settings=dict(d.get("settings", {})),
             wsload_version=d.get("wsload_version", __version__),
         )
@@ -314,6 +316,15 @@ def _tls_from_json(d: Mapping[str, Any] | None) -> TlsInfo:
     if d is None:
         return TlsInfo()
     return TlsInfo(d["verified"], tuple(d["ignored_errors"]), tuple(d.get("allowed", [])))
+
+
+def _connect(recorder: RunRecorder) -> dict[str, LatencySummary]:
+    """The connect split of every open step, histograms merged (phase -> summary)."""
+    merged: dict[str, LatencyHistogram] = {}
+    for rec in recorder.steps.values():
+        for phase, hist in (rec.connect or {}).items():
+            merged.setdefault(phase, LatencyHistogram()).merge(hist.serialize())
+    return {k: s for k, h in merged.items() if (s := LatencySummary.of(h.summary())) is not None}
 
 
 def _timeseries(recorder: RunRecorder) -> tuple[dict[str, Any], ...]:
@@ -364,5 +375,6 @@ def build_result(
         tls=tls or TlsInfo(),
         error=error,
         timeseries=_timeseries(recorder),
+        connect_ms=_connect(recorder),
         settings=dict(settings or {}),
     )

@@ -66,7 +66,8 @@ def test_json_report_fields_of_a_passing_run(tmp_path: Path) -> None:
         lat = step["latency_ms"]
         assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     assert set(doc["steps"][0]["connect_ms"]) == {"tcp", "upgrade"}
-    assert set(doc["connect_ms"]["open rpc"]) == {"tcp", "upgrade"}
+    assert set(doc["connect_ms"]) == {"tcp", "upgrade"}
+    assert doc["connect_ms"]["tcp"] == doc["steps"][0]["connect_ms"]["tcp"]
     assert doc["iterations"] == 1 and doc["failures"] == [] and doc["thresholds"] == []
     assert doc["timeseries"][0]["t"] == 0 and doc["timeseries"][0]["starts"] == 1
 

@@ -98,3 +98,15 @@ def test_evaluate_says_by_how_much() -> None:
     assert ok.passed
     lost = ok.with_thresholds(evaluate((_th("e", "errors", "count", ">", 5),), ok))
     assert not lost.passed and lost.exit_code == 1
+
+
+def test_connect_split_merged_over_open_steps() -> None:
+    """The run's connect_ms merges the tcp/tls/upgrade histograms of every open step."""
+    rec = RunRecorder()
+    for name, tcp_ms in (("open a", 1), ("open b", 3)):
+        step = rec.step(name, "open", name[-1], 1)
+        step.record(ok=True, rc=0, rc_is_success=True, latency_ns=5_000_000)
+        step.record_connect(tcp_ms * 1_000_000, 0, 2_000_000)
+    result = build_result(rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target="")
+    assert set(result.connect_ms) == {"tcp", "upgrade"}
+    assert result.connect_ms["tcp"].max == 3.0 and result.connect_ms["tcp"].mean == 2.0
