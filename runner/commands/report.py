@@ -1,0 +1,246 @@
+"""``wsload report RESULT.json [more.json ...] [-o PATH]``: the HTML report again from saved JSON
+reports; two or more give a side-by-side comparison (before and after a change).
+
+Also the output options ``wsload run`` borrows from here (``--html``, ``--prometheus-textfile``,
+``--pushgateway``) and its repeat loop (``--every 5m``, ``--rounds N``), so the run command only
+wires them in: ``add_output_options(parser)``, ``write_outputs(...)`` and ``repeating(run)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from runner.errors import ExitCode, ReportWriteError, UsageError
+from runner.reports import html, prometheus
+from runner.reports.atomic import write_atomic
+from runner.reports.masking import Masker
+from runner.results import RunResult
+from runner.units import parse_duration
+
+__all__ = ["add_output_options", "add_parser", "load_results", "repeating", "run", "write_outputs"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "report",
+        help="render the HTML report from saved JSON reports (two or more: compare them)",
+        description="Render the self-contained HTML report of a saved JSON report; with two or more, "
+        "a side-by-side comparison of the runs (in the order given, the last compared with the first).",
+    )
+    parser.add_argument("results", nargs="+", metavar="RESULT.json", help="JSON reports written by wsload run")
+    parser.add_argument(
+        "-o", "--output", metavar="PATH",
+        help="where the HTML goes (default: RESULT.html beside the first JSON; "
+        "FIRST-vs-LAST.html for a comparison)",
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def load_results(paths: Sequence[str]) -> list[RunResult]:
+    """Read saved JSON reports; ``UsageError`` (exit 2) naming the file for anything unreadable."""
+    results = []
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UsageError(f"{path}: {exc.strerror or exc}") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{path}: not a JSON file: {exc}") from exc
+        try:
+            results.append(RunResult.from_json(doc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(f"{path}: not a wsload JSON report (missing or wrong field {exc})") from exc
+    return results
+
+
+def _default_output(paths: Sequence[str]) -> str:
+    first = Path(paths[0])
+    if len(paths) == 1:
+        return str(first.with_suffix(".html"))
+    return str(first.with_name(f"{first.stem}-vs-{Path(paths[-1]).stem}.html"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``report`` command: read the JSON reports, write the HTML, print its path."""
+    results = load_results(args.results)
+    out = args.output or _default_output(args.results)
+    write_atomic(out, html.render(results, Masker()))
+    print(out)
+    return int(ExitCode.PASSED)
+
+
+# --- outputs of ``wsload run`` ----------------------------------------------------------------
+
+
+def _interval(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the interval must be more than 0")
+    return seconds
+
+
+def _rounds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of rounds, 1 or more")
+    return n
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--html``, ``--prometheus-textfile``, ``--pushgateway``, ``--every``, ``--rounds``."""
+    out = parser.add_argument_group("HTML report and monitoring")
+    out.add_argument("--html", dest="html_path", metavar="PATH",
+                     help="also write the self-contained HTML report here (PATH-<file>.html for several files)")
+    out.add_argument("--prometheus-textfile", metavar="PATH",
+                     default=os.environ.get("WSLOAD_PROMETHEUS_TEXTFILE"),
+                     help="write Prometheus metrics here for node_exporter's textfile collector "
+                     "(name it *.prom; env WSLOAD_PROMETHEUS_TEXTFILE)")
+    out.add_argument("--pushgateway", metavar="URL", default=os.environ.get("WSLOAD_PUSHGATEWAY"),
+                     help=f"push Prometheus metrics to this Pushgateway, job {prometheus.JOB!r} "
+                     "(env WSLOAD_PUSHGATEWAY)")
+    loop = parser.add_argument_group("repeat (a smoke-check loop without cron)")
+    loop.add_argument("--every", type=_interval, metavar="DURATION",
+                      help="run again every DURATION (e.g. 5m) until SIGTERM/SIGINT; each round writes "
+                      "its reports and updates the metrics")
+    loop.add_argument("--rounds", type=_rounds, metavar="N",
+                      help="stop after N rounds (with --every, or back to back without it)")
+
+
+def _html_paths(path: str, results: Sequence[RunResult]) -> list[str]:
+    if len(results) <= 1:
+        return [path]
+    base, ext = os.path.splitext(path)
+    return [f"{base}-{Path(r.scenario_file).stem}{ext or '.html'}" for r in results]
+
+
+def write_outputs(
+    args: argparse.Namespace, results: Sequence[RunResult], masker: Masker, sources: Sequence[str] = ()
+) -> list[str]:
+    """Write the HTML report(s), the textfile and the push; ``ReportWriteError`` after trying all.
+
+    ``sources``: each scenario's (masked) text, in the order of ``results``.
+    """
+    if not results:
+        return []
+    written: list[str] = []
+    failure: ReportWriteError | None = None
+
+    def attempt(target: str, job: Callable[[], None]) -> None:
+        nonlocal failure
+        try:
+            job()
+            written.append(target)
+        except ReportWriteError as exc:
+            failure = failure or exc
+            print(f"wsload: {exc}", file=sys.stderr)
+
+    srcs = list(sources)[: len(results)]
+    srcs += [""] * (len(results) - len(srcs))
+    if getattr(args, "html_path", None):
+        for path, result, src in zip(_html_paths(args.html_path, results), results, srcs, strict=True):
+            attempt(path, lambda p=path, r=result, s=src: write_atomic(p, html.render(r, masker, sources=[s or None])))
+    if getattr(args, "prometheus_textfile", None):
+        attempt(args.prometheus_textfile, lambda: prometheus.write_textfile(args.prometheus_textfile, results, masker))
+    if getattr(args, "pushgateway", None):
+        attempt(args.pushgateway, lambda: prometheus.push(args.pushgateway, results, masker))
+    if failure is not None:
+        raise failure
+    return written
+
+
+class _StopSignals:
+    """Remember a SIGINT/SIGTERM instead of dying, so the loop ends between rounds.
+
+    The engine installs its own handlers while a scenario runs (the round is then interrupted and
+    reported) and restores the defaults after; ``install`` puts ours back before each wait.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._saved: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._handle)
+            self._saved.setdefault(sig, previous)
+
+    def restore(self) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
+        self._saved.clear()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in short slices; True if a stop signal came."""
+        deadline = time.monotonic() + seconds
+        while self.received is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, 0.05))
+        return self.received is not None
+
+
+@contextmanager
+def _stop_signals() -> Iterator[_StopSignals]:
+    stop = _StopSignals()
+    stop.install()
+    try:
+        yield stop
+    finally:
+        stop.restore()
+
+
+def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``handler`` run once, or in rounds with ``--every``/``--rounds``.
+
+    A signal between rounds (or during one, after the engine has written that round's reports) ends
+    the loop with exit code 130; ``--rounds N`` ends it with the last round's code. Invalid input
+    (exit 2) ends it at once: waiting will not fix the file.
+    """
+
+    def run_rounds(args: argparse.Namespace) -> int:
+        every: float | None = getattr(args, "every", None)
+        rounds: int | None = getattr(args, "rounds", None)
+        if every is None and rounds is None:
+            return handler(args)
+        with _stop_signals() as stop:
+            n = 0
+            while True:
+                n += 1
+                code = handler(args)
+                stop.install()  # the engine's handlers left the defaults behind
+                if stop.received is not None or code == ExitCode.INTERRUPTED:
+                    return int(ExitCode.INTERRUPTED)
+                if code == ExitCode.INVALID or (rounds is not None and n >= rounds):
+                    return code
+                if getattr(args, "verbose", False):
+                    print(f"wsload: round {n} done (exit {code}); next in {every or 0:g}s", file=sys.stderr)
+                if every and stop.wait(every):
+                    return int(ExitCode.INTERRUPTED)
+
+    return run_rounds
