@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runner.commands import report as outputs
 from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
 from runner.model import Scenario
 from runner.reports import console, json_report, junit
@@ -63,12 +64,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument(
         "--junit", dest="junit_path", metavar="PATH", help="also write the JUnit XML report here"
     )
+    outputs.add_output_options(parser)  # --html, --prometheus-textfile, --pushgateway, --every, --rounds
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
     noise.add_argument(
         "-v", "--verbose", action="store_true", help="print every error group and failure detail"
     )
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=outputs.repeating(run))
     return parser  # type: ignore[no-any-return]
 
 
@@ -228,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     try:
         written = write_reports(args, results, masker, stamp)
+        written += outputs.write_outputs(args, results, masker, [s.source for s in scenarios])
     except ReportWriteError:
         return int(ExitCode.COULD_NOT_RUN)
     if args.verbose:
