@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from runner.errors import ExitCode, ReportWriteError, UsageError
-from runner.reports import html, prometheus
+from runner.reports import html
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
 from runner.results import RunResult
@@ -114,7 +114,7 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
                      help="write Prometheus metrics here for node_exporter's textfile collector "
                      "(name it *.prom; env WSLOAD_PROMETHEUS_TEXTFILE)")
     out.add_argument("--pushgateway", metavar="URL", default=os.environ.get("WSLOAD_PUSHGATEWAY"),
-                     help=f"push Prometheus metrics to this Pushgateway, job {prometheus.JOB!r} "
+                     help="push Prometheus metrics to this Pushgateway, job 'wsload' "
                      "(env WSLOAD_PUSHGATEWAY)")
     loop = parser.add_argument_group("repeat (a smoke-check loop without cron)")
     loop.add_argument("--every", type=_interval, metavar="DURATION",
@@ -157,6 +157,9 @@ def write_outputs(
     if getattr(args, "html_path", None):
         for path, result, src in zip(_html_paths(args.html_path, results), results, srcs, strict=True):
             attempt(path, lambda p=path, r=result, s=src: write_atomic(p, html.render(r, masker, sources=[s or None])))
+    if getattr(args, "prometheus_textfile", None) or getattr(args, "pushgateway", None):
+        # Imported here: prometheus_client is needed only when metrics are asked for.
+        from runner.reports import prometheus
     if getattr(args, "prometheus_textfile", None):
         attempt(args.prometheus_textfile, lambda: prometheus.write_textfile(args.prometheus_textfile, results, masker))
     if getattr(args, "pushgateway", None):
