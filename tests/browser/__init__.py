@@ -1,0 +1,1 @@
+"""Helpers for the report tests: headless Chromium and synthetic multi-second results."""

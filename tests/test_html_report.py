@@ -1,0 +1,154 @@
+"""The HTML report: one self-contained file, rendered in headless Chromium without script errors and
+with data in every chart (a real run and a synthetic hour-long one), escaped, masked, downsampled."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from browser.chromium import render_status, screenshot
+from browser.synthetic import HOSTILE, ramp
+
+from runner.cli import main
+from runner.reports import html
+from runner.reports.masking import Masker
+from runner.results import RunResult
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_CHARTS = ("latency", "throughput", "users", "errors")
+_DATA = re.compile(r'<script type="application/json" id="wsload-data">(.*?)</script>', re.S)
+
+
+def _data(page: str) -> dict[str, object]:
+    match = _DATA.search(page)
+    assert match is not None
+    return json.loads(match.group(1))  # type: ignore[no-any-return]
+
+
+def _assert_rendered(page: Path, expected: set[str]) -> None:
+    body, charts = render_status(page)
+    assert body.get("data-render") == "ok", body.get("data-error", body)
+    assert set(charts) == expected
+    assert body["data-charts"] == body["data-charts-expected"] == str(len(expected))
+    for chart_id, attrs in charts.items():
+        assert int(attrs.get("data-points", "0")) > 0, chart_id
+        assert attrs.get("data-drawn") == "1", chart_id
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``wsload run scenarios/load.yaml --html --json`` against the embedded server."""
+    out = tmp_path_factory.mktemp("real")
+    code = main(["run", "scenarios/load.yaml", "--report-dir", "", "--json", str(out / "r.json"),
+                 "--html", str(out / "r.html"), "-q"])
+    assert code == 0
+    return out / "r.html", out / "r.json"
+
+
+def test_real_run_renders_in_chromium_with_data_in_every_chart(real_run: tuple[Path, Path]) -> None:
+    """The report of a bundled scenario run renders in Chromium: no script error, every chart drawn with data."""
+    page, _ = real_run
+    # A check run has no virtual-user series: that chart is left out and said so, not drawn empty.
+    _assert_rendered(page, {"latency", "throughput", "errors", "distribution"})
+    text = page.read_text()
+    assert "Not recorded in this run: active virtual users and connections." in text
+    assert screenshot(page, "html-report-check-run.png").stat().st_size > 10_000
+
+
+def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:
+    """Verdict, thresholds, every step with its percentiles, the scenario text and settings are in the page."""
+    page, json_path = real_run
+    text = page.read_text()
+    result = RunResult.from_json(json.loads(json_path.read_text()))
+    assert '<span class="verdict pass">PASS</span>echo under load' in text
+    for t in result.thresholds:
+        assert html.html.escape(t.expression) in text
+    for step in result.steps:
+        assert f"<td>{html.html.escape(step.name)}</td>" in text.replace('<td class="text">', "<td>")
+    read = next(s for s in result.steps if s.kind == "read")
+    assert read.latency_ms is not None and f"<td>{read.latency_ms.p999:.3f}</td>" in text
+    assert "name: echo under load" in text  # the scenario as it ran
+    assert "read_timeout_s" in text and result.wsload_version in text
+    labels = {c["id"]: c["series"] for c in _data(text)["charts"]}  # type: ignore[union-attr]
+    assert labels["distribution"] == [s.name for s in result.steps if s.histogram and s.kind != "sleep"]
+
+
+def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> None:
+    """A synthetic 1-hour load run: all five charts drawn in Chromium, each series at most 1,200 points."""
+    result = ramp(3600)
+    page = tmp_path / "hour.html"
+    text = html.render(result)
+    page.write_text(text)
+    assert len(text.encode()) < 400_000
+    for chart in _data(text)["charts"]:  # type: ignore[union-attr]
+        assert all(len(column) <= html.MAX_POINTS for column in chart["data"])
+    _assert_rendered(page, {*TIME_CHARTS, "distribution"})
+    screenshot(page, "html-report-hour.png")
+
+
+def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
+    """Two runs side by side: one line per run in each chart, a distribution per step, all drawn."""
+    page = tmp_path / "cmp.html"
+    text = html.render([ramp(120), ramp(90, seed=2, started_at="2026-11-25T21:00:00.000Z")])
+    page.write_text(text)
+    charts = {c["id"]: c for c in _data(text)["charts"]}  # type: ignore[union-attr]
+    assert charts["p99"]["series"] == ["#1 2026-11-25 20:00:00", "#2 2026-11-25 21:00:00"]
+    assert len(charts["p99"]["data"][0]) == 120  # the longer run sets the time axis
+    _assert_rendered(page, {"p99", "p50", "throughput", "users", "errors", "distribution-0", "distribution-1"})
+    screenshot(page, "html-report-comparison.png")
+
+
+def test_report_is_one_file_without_external_references() -> None:
+    """No script, stylesheet, image or font is loaded from anywhere: the report opens offline."""
+    text = html.render(ramp(30))
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.I)
+    assert not re.search(r"""url\(\s*["']?\s*(?:https?:)?//""", text, re.I)
+    assert "<link" not in text and "@import" not in text
+    assert re.search(r"<script>\s*!?function|<script>[^<]*uPlot", text)  # uPlot inlined, not linked
+
+
+def test_hostile_text_is_escaped_everywhere() -> None:
+    """A step name and error text holding ``</script>`` and markup appear only escaped; the data block parses."""
+    text = html.render(ramp(30))
+    assert HOSTILE not in text and "<img" not in text
+    assert html.html.escape(HOSTILE) in text
+    labels = [c["series"] for c in _data(text)["charts"] if c["id"] == "distribution"]  # type: ignore[union-attr]
+    assert labels == [["open main", f"read {HOSTILE}"]]
+
+
+def test_secrets_are_masked() -> None:
+    """Text passed through the masker: a secret in the run's error, a step name and the source never shows."""
+    secret = "s3cr3t-t0ken"
+    result = ramp(30)
+    result = replace(result, error=f"rejected token {secret}",
+                     steps=(replace(result.steps[0], name=f"open with {secret}"), *result.steps[1:]))
+    text = html.render(result, Masker([secret]), sources=[f"token: {secret}"])
+    assert secret not in text
+    assert "rejected token ***" in text and "open with ***" in text and "token: ***" in text
+
+
+def test_downsample_keeps_rates_as_means_and_latency_as_worst() -> None:
+    """Buckets of seconds: rates become their mean, latency the worst second, empty buckets stay gaps."""
+    values: list[float | None] = [1.0, 3.0, None, 5.0, None, None]
+    assert html.downsample(values, 2, "mean") == [2.0, 5.0, None]
+    assert html.downsample(values, 2, "max") == [3.0, 5.0, None]
+    assert html.downsample(values, 1, "max") == values
+
+
+def test_gaps_and_missing_series_are_tolerated() -> None:
+    """Seconds missing from the series are zero rates and latency gaps; absent series make no chart."""
+    result = RunResult.from_json(
+        {**ramp(1).to_json(), "timeseries": [
+            {"t": 0, "starts": 1, "steps": 2, "failures": 0, "rc": {}, "latency_ms": {"p50": 1.0, "p99": 2.0}},
+            {"t": 3, "starts": 2, "steps": 4, "failures": 1, "rc": {"-1": 1}, "latency_ms": None},
+        ]}
+    )
+    charts = {c.id: c for c in html.charts([result])}
+    assert set(charts) == {"latency", "throughput", "errors", "distribution"}
+    assert charts["throughput"].data[1] == (2.0, 0.0, 0.0, 4.0)
+    assert charts["latency"].series == ("p50", "p99")
+    assert charts["latency"].data[1] == (1.0, None, None, None)
+    assert charts["errors"].series == ("failed steps/s", "rc -1/s")
