@@ -23,6 +23,7 @@ __all__ = [
     "MAX_FAILURE_GROUPS",
     "OTHER_ERRORS",
     "LatencyHistogram",
+    "LoadRecorder",
     "Percentiles",
     "RunRecorder",
     "StepRecorder",
@@ -228,6 +229,15 @@ class StepRecorder:
         if error is not None and not ok:
             self.add_error(rc, error)
 
+    def reset(self) -> None:
+        """Zero every count (identity, name and row order are kept); see ``take_interval``."""
+        self.count = self.ok = self.failures = self.skipped = self.skipped_messages = 0
+        self.rc = {}
+        self.errors = {}
+        self.latency = LatencyHistogram()
+        if self.connect is not None:
+            self.connect = {k: LatencyHistogram() for k in self.connect}
+
     def add_error(self, rc: int, message: str, count: int = 1) -> None:
         key = f"{rc}\x00{message}"
         if key not in self.errors and len(self.errors) >= MAX_ERROR_GROUPS:
@@ -284,24 +294,29 @@ class StepRecorder:
 
 
 class TimeSeries:
-    """Per second since the start: iterations started, step executions, errors by rc, read latency.
+    """Per second since the start: iterations started and ended, step executions, messages
+    (reads and writes that succeeded), errors by rc, read latency; and two gauges sampled by
+    whoever runs the load (active virtual users, open connections) plus open-model starts dropped.
 
     The histogram of the current and the previous second stay live; older seconds are kept only
     as their compressed serialised form (a few hundred bytes, not the ~190 KB of a live HDR
-    histogram), so an hour-long run stays small. Merging workers' series is exact per second.
+    histogram), so an hour-long run stays small. Merging workers' series is exact per second for
+    the counters; the gauges are set once per second by the coordinator (merge keeps the larger).
     """
 
     __slots__ = ("_newest", "seconds")
 
+    # bucket layout (a list, not an object: the hot path indexes it)
+    STARTS, STEPS, FAILURES, RC, HIST, ENDED, MESSAGES, VUS, CONNECTIONS, DROPPED = range(10)
+
     def __init__(self) -> None:
-        # second -> [starts, steps, failures, {rc: n}, LatencyHistogram | serialised dict | None]
         self.seconds: dict[int, list[Any]] = {}
         self._newest = -1
 
     def _bucket(self, second: int) -> list[Any]:
         bucket = self.seconds.get(second)
         if bucket is None:
-            bucket = self.seconds[second] = [0, 0, 0, {}, None]
+            bucket = self.seconds[second] = [0, 0, 0, {}, None, 0, 0, None, None, 0]
             if second > self._newest:
                 self._newest = second
                 self._compact(second - 1)
@@ -315,11 +330,30 @@ class TimeSeries:
     def start(self, second: int) -> None:
         self._bucket(second)[0] += 1
 
-    def step(self, second: int, ok: bool, rc: int | None, read_latency_ns: int | None) -> None:
+    def ended(self, second: int) -> None:
+        """An iteration ended (passed or not) in ``second``."""
+        self._bucket(second)[5] += 1
+
+    def dropped(self, second: int, n: int = 1) -> None:
+        """Open-model starts not made in ``second`` because ``max_vus`` users were all busy."""
+        self._bucket(second)[9] += n
+
+    def gauges(self, second: int, vus: int, connections: int) -> None:
+        """Active virtual users and open connections at a moment of ``second`` (the largest
+        sample of the second is kept)."""
+        bucket = self._bucket(second)
+        bucket[7] = vus if bucket[7] is None else max(bucket[7], vus)
+        bucket[8] = connections if bucket[8] is None else max(bucket[8], connections)
+
+    def step(
+        self, second: int, ok: bool, rc: int | None, read_latency_ns: int | None, message: bool = False
+    ) -> None:
         bucket = self._bucket(second)
         bucket[1] += 1
         if not ok:
             bucket[2] += 1
+        if message:
+            bucket[6] += 1
         if rc is not None:
             errors = bucket[3]
             key = str(rc)
@@ -333,19 +367,25 @@ class TimeSeries:
     def serialize(self) -> list[dict[str, Any]]:
         out = []
         for second in sorted(self.seconds):
-            starts, steps, failures, errors, hist = self.seconds[second]
+            starts, steps, failures, errors, hist, ended, messages, vus, conns, dropped = self.seconds[second]
             if isinstance(hist, LatencyHistogram):
                 hist = hist.serialize()
-            out.append(
-                {
-                    "t": second,
-                    "starts": starts,
-                    "steps": steps,
-                    "failures": failures,
-                    "rc": dict(errors),
-                    "latency": hist,
-                }
-            )
+            entry: dict[str, Any] = {
+                "t": second,
+                "starts": starts,
+                "iterations": ended,
+                "steps": steps,
+                "messages": messages,
+                "failures": failures,
+                "rc": dict(errors),
+                "latency": hist,
+            }
+            if vus is not None:
+                entry["vus"] = vus
+                entry["connections"] = conns
+            if dropped:
+                entry["dropped"] = dropped
+            out.append(entry)
         return out
 
     def merge(self, data: list[dict[str, Any]]) -> None:
@@ -355,6 +395,11 @@ class TimeSeries:
             bucket[1] += entry["steps"]
             bucket[2] += entry["failures"]
             _add_counts(bucket[3], entry["rc"])
+            bucket[5] += entry.get("iterations", 0)
+            bucket[6] += entry.get("messages", 0)
+            bucket[9] += entry.get("dropped", 0)
+            if "vus" in entry:
+                self.gauges(entry["t"], entry["vus"], entry.get("connections") or 0)
             if entry.get("latency"):
                 hist = bucket[4]
                 if not isinstance(hist, LatencyHistogram):
@@ -362,6 +407,46 @@ class TimeSeries:
                 hist.merge(entry["latency"])
                 bucket[4] = hist
         self._compact(self._newest - 1)
+
+    def latest_read_p99_ms(self, second: int) -> float | None:
+        """p99 of the reads that ended in ``second`` (for progress lines), or None."""
+        bucket = self.seconds.get(second)
+        if bucket is None or not bucket[4]:
+            return None
+        hist = bucket[4]
+        if not isinstance(hist, LatencyHistogram):
+            hist = LatencyHistogram.from_serialized(hist)
+        summary = hist.summary()
+        return summary.p99 if summary else None
+
+
+class LoadRecorder:
+    """What only a load run measures: starts made and dropped (open model), the schedule lag of
+    each start (actual - intended), and the iteration latency from the *intended* start to the
+    end (so a late start counts against latency: no coordinated omission). Mergeable like the rest.
+    """
+
+    __slots__ = ("dropped", "iteration", "lag", "started")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.dropped = 0
+        self.lag = LatencyHistogram()
+        self.iteration = LatencyHistogram()
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "dropped": self.dropped,
+            "lag": self.lag.serialize(),
+            "iteration": self.iteration.serialize(),
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        self.started += data["started"]
+        self.dropped += data["dropped"]
+        self.lag.merge(data["lag"])
+        self.iteration.merge(data["iteration"])
 
 
 class RunRecorder:
@@ -376,6 +461,7 @@ class RunRecorder:
         self.failures: dict[tuple[str, str], list[Any]] = {}
         self.failures_dropped = 0
         self.timeseries = TimeSeries()
+        self.load = LoadRecorder()
 
     def step(self, name: str, kind: str, connection: str = "", line: int = 0) -> StepRecorder:
         """The recorder of step ``name``, made on first use (declare steps up front to keep order)."""
@@ -410,6 +496,7 @@ class RunRecorder:
             ],
             "failures_dropped": self.failures_dropped,
             "timeseries": self.timeseries.serialize(),
+            "load": self.load.serialize(),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -422,6 +509,23 @@ class RunRecorder:
             self.add_failure(step, line, msg, exp, act, n)
         self.failures_dropped += data["failures_dropped"]
         self.timeseries.merge(data["timeseries"])
+        if data.get("load"):
+            self.load.merge(data["load"])
+
+    def take_interval(self) -> dict[str, Any]:
+        """Serialise what was recorded since the last call and start afresh, keeping each step's
+        row (and the ``StepRecorder`` objects that contexts hold): a worker sends these deltas,
+        and the parent's merge of all of them is exactly the run's total."""
+        data = self.serialize()
+        for rec in self.steps.values():
+            rec.reset()
+        self.iterations = 0
+        self.iterations_failed = 0
+        self.failures = {}
+        self.failures_dropped = 0
+        self.timeseries = TimeSeries()
+        self.load = LoadRecorder()
+        return data
 
     @classmethod
     def from_serialized(cls, data: dict[str, Any]) -> RunRecorder:

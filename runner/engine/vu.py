@@ -129,6 +129,7 @@ class VirtualUser:
         if not ok:
             rec.iterations_failed += 1
         await self.close_all()
+        rec.timeseries.ended(rec.second(time.monotonic_ns()))
         return ok
 
     async def run_steps(self, steps: Sequence[Step]) -> bool:
@@ -164,11 +165,13 @@ class VirtualUser:
             t = outcome.timing
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
         run = ctx.recorder
+        kind = step.kind
         run.timeseries.step(
             (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
             failure is None,
             None if rc_ok else outcome.rc,
-            latency if step.kind is StepKind.READ else None,
+            latency if kind is StepKind.READ else None,
+            rc_ok and (kind is StepKind.READ or kind is StepKind.WRITE),
         )
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)
