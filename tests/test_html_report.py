@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from html import escape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser.chromium import render_status, screenshot
@@ -22,10 +24,12 @@ TIME_CHARTS = ("latency", "throughput", "users", "errors")
 _DATA = re.compile(r'<script type="application/json" id="wsload-data">(.*?)</script>', re.S)
 
 
-def _data(page: str) -> dict[str, object]:
+def _charts(page: str) -> list[dict[str, Any]]:
+    """The chart specs embedded in the page's JSON data block."""
     match = _DATA.search(page)
     assert match is not None
-    return json.loads(match.group(1))  # type: ignore[no-any-return]
+    charts: list[dict[str, Any]] = json.loads(match.group(1))["charts"]
+    return charts
 
 
 def _assert_rendered(page: Path, expected: set[str]) -> None:
@@ -42,14 +46,25 @@ def _assert_rendered(page: Path, expected: set[str]) -> None:
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``wsload run scenarios/load.yaml --html --json`` against the embedded server."""
     out = tmp_path_factory.mktemp("real")
-    code = main(["run", "scenarios/load.yaml", "--report-dir", "", "--json", str(out / "r.json"),
-                 "--html", str(out / "r.html"), "-q"])
+    code = main(
+        [
+            "run",
+            "scenarios/load.yaml",
+            "--report-dir",
+            "",
+            "--json",
+            str(out / "r.json"),
+            "--html",
+            str(out / "r.html"),
+            "-q",
+        ]
+    )
     assert code == 0
     return out / "r.html", out / "r.json"
 
 
 def test_real_run_renders_in_chromium_with_data_in_every_chart(real_run: tuple[Path, Path]) -> None:
-    """The report of a bundled scenario run renders in Chromium: no script error, every chart drawn with data."""
+    """A bundled scenario's report renders in Chromium: no script error, every chart drawn with data."""
     page, _ = real_run
     # A check run has no virtual-user series: that chart is left out and said so, not drawn empty.
     _assert_rendered(page, {"latency", "throughput", "errors", "distribution"})
@@ -59,20 +74,20 @@ def test_real_run_renders_in_chromium_with_data_in_every_chart(real_run: tuple[P
 
 
 def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:
-    """Verdict, thresholds, every step with its percentiles, the scenario text and settings are in the page."""
+    """Verdict, thresholds, each step with its percentiles, the scenario text and settings are in the page."""
     page, json_path = real_run
     text = page.read_text()
     result = RunResult.from_json(json.loads(json_path.read_text()))
     assert '<span class="verdict pass">PASS</span>echo under load' in text
     for t in result.thresholds:
-        assert html.html.escape(t.expression) in text
+        assert escape(t.expression) in text
     for step in result.steps:
-        assert f"<td>{html.html.escape(step.name)}</td>" in text.replace('<td class="text">', "<td>")
+        assert f"<td>{escape(step.name)}</td>" in text.replace('<td class="text">', "<td>")
     read = next(s for s in result.steps if s.kind == "read")
     assert read.latency_ms is not None and f"<td>{read.latency_ms.p999:.3f}</td>" in text
     assert "name: echo under load" in text  # the scenario as it ran
     assert "read_timeout_s" in text and result.wsload_version in text
-    labels = {c["id"]: c["series"] for c in _data(text)["charts"]}  # type: ignore[union-attr]
+    labels = {c["id"]: c["series"] for c in _charts(text)}
     assert labels["distribution"] == [s.name for s in result.steps if s.histogram and s.kind != "sleep"]
 
 
@@ -83,7 +98,7 @@ def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> No
     text = html.render(result)
     page.write_text(text)
     assert len(text.encode()) < 400_000
-    for chart in _data(text)["charts"]:  # type: ignore[union-attr]
+    for chart in _charts(text):
         assert all(len(column) <= html.MAX_POINTS for column in chart["data"])
     _assert_rendered(page, {*TIME_CHARTS, "distribution"})
     screenshot(page, "html-report-hour.png")
@@ -94,10 +109,12 @@ def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
     page = tmp_path / "cmp.html"
     text = html.render([ramp(120), ramp(90, seed=2, started_at="2026-11-25T21:00:00.000Z")])
     page.write_text(text)
-    charts = {c["id"]: c for c in _data(text)["charts"]}  # type: ignore[union-attr]
+    charts = {c["id"]: c for c in _charts(text)}
     assert charts["p99"]["series"] == ["#1 2026-11-25 20:00:00", "#2 2026-11-25 21:00:00"]
     assert len(charts["p99"]["data"][0]) == 120  # the longer run sets the time axis
-    _assert_rendered(page, {"p99", "p50", "throughput", "users", "errors", "distribution-0", "distribution-1"})
+    _assert_rendered(
+        page, {"p99", "p50", "throughput", "users", "errors", "distribution-0", "distribution-1"}
+    )
     screenshot(page, "html-report-comparison.png")
 
 
@@ -111,11 +128,11 @@ def test_report_is_one_file_without_external_references() -> None:
 
 
 def test_hostile_text_is_escaped_everywhere() -> None:
-    """A step name and error text holding ``</script>`` and markup appear only escaped; the data block parses."""
+    """A step name and error holding ``</script>`` and markup appear only escaped; the data block parses."""
     text = html.render(ramp(30))
     assert HOSTILE not in text and "<img" not in text
-    assert html.html.escape(HOSTILE) in text
-    labels = [c["series"] for c in _data(text)["charts"] if c["id"] == "distribution"]  # type: ignore[union-attr]
+    assert escape(HOSTILE) in text
+    labels = [c["series"] for c in _charts(text) if c["id"] == "distribution"]
     assert labels == [["open main", f"read {HOSTILE}"]]
 
 
@@ -123,8 +140,11 @@ def test_secrets_are_masked() -> None:
     """Text passed through the masker: a secret in the run's error, a step name and the source never shows."""
     secret = "s3cr3t-t0ken"
     result = ramp(30)
-    result = replace(result, error=f"rejected token {secret}",
-                     steps=(replace(result.steps[0], name=f"open with {secret}"), *result.steps[1:]))
+    result = replace(
+        result,
+        error=f"rejected token {secret}",
+        steps=(replace(result.steps[0], name=f"open with {secret}"), *result.steps[1:]),
+    )
     text = html.render(result, Masker([secret]), sources=[f"token: {secret}"])
     assert secret not in text
     assert "rejected token ***" in text and "open with ***" in text and "token: ***" in text
@@ -141,10 +161,20 @@ def test_downsample_keeps_rates_as_means_and_latency_as_worst() -> None:
 def test_gaps_and_missing_series_are_tolerated() -> None:
     """Seconds missing from the series are zero rates and latency gaps; absent series make no chart."""
     result = RunResult.from_json(
-        {**ramp(1).to_json(), "timeseries": [
-            {"t": 0, "starts": 1, "steps": 2, "failures": 0, "rc": {}, "latency_ms": {"p50": 1.0, "p99": 2.0}},
-            {"t": 3, "starts": 2, "steps": 4, "failures": 1, "rc": {"-1": 1}, "latency_ms": None},
-        ]}
+        {
+            **ramp(1).to_json(),
+            "timeseries": [
+                {
+                    "t": 0,
+                    "starts": 1,
+                    "steps": 2,
+                    "failures": 0,
+                    "rc": {},
+                    "latency_ms": {"p50": 1.0, "p99": 2.0},
+                },
+                {"t": 3, "starts": 2, "steps": 4, "failures": 1, "rc": {"-1": 1}, "latency_ms": None},
+            ],
+        }
     )
     charts = {c.id: c for c in html.charts([result])}
     assert set(charts) == {"latency", "throughput", "errors", "distribution"}

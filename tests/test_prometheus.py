@@ -35,21 +35,30 @@ def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
 
 
 def test_textfile_of_a_passing_run(tmp_path: Path) -> None:
-    """``--prometheus-textfile`` after the load scenario: success, duration, quantiles, rc counts, timestamp."""
+    """``--prometheus-textfile`` after a load scenario: success, duration, quantiles, rc counts, timestamp."""
     path = tmp_path / "textfile" / "wsload.prom"
     before = time.time()
-    assert main(["run", "scenarios/load.yaml", "--report-dir", "", "-q", "--prometheus-textfile", str(path)]) == 0
+    assert (
+        main(["run", "scenarios/load.yaml", "--report-dir", "", "-q", "--prometheus-textfile", str(path)])
+        == 0
+    )
     samples = _samples(path.read_text())
     scenario = "echo under load"
     assert _get(samples, "wsload_scenario_success", scenario=scenario) == 1
     assert _get(samples, "wsload_scenario_exit_code", scenario=scenario) == 0
     assert 0 < _get(samples, "wsload_scenario_duration_seconds", scenario=scenario) < 10
-    assert before - 1 <= _get(samples, "wsload_scenario_last_run_timestamp_seconds", scenario=scenario) <= time.time() + 1
+    assert (
+        before - 1
+        <= _get(samples, "wsload_scenario_last_run_timestamp_seconds", scenario=scenario)
+        <= time.time() + 1
+    )
     assert _get(samples, "wsload_step_executions", scenario=scenario, step="read main") == 10
     assert _get(samples, "wsload_step_success", scenario=scenario, step="read main") == 1
     assert _get(samples, "wsload_step_return_codes", scenario=scenario, step="read main", rc="-2") == 0
-    quantiles = [_get(samples, "wsload_step_latency_seconds", scenario=scenario, step="read main", quantile=q)
-                 for q, _ in prometheus.QUANTILES]
+    quantiles = [
+        _get(samples, "wsload_step_latency_seconds", scenario=scenario, step="read main", quantile=q)
+        for q, _ in prometheus.QUANTILES
+    ]
     assert 0 < quantiles[0] <= quantiles[-1] < 1 and quantiles == sorted(quantiles)
     assert _get(samples, "wsload_threshold_success", scenario=scenario, threshold="read.p99 < 50ms") == 1
     assert {label for _, labels in samples for label, _ in labels} <= LABELS
@@ -59,13 +68,19 @@ def test_textfile_of_a_passing_run(tmp_path: Path) -> None:
 def test_textfile_of_a_failing_run(tmp_path: Path) -> None:
     """A read that timed out: success 0, exit code 1, the step's rc -2 counted once."""
     path = tmp_path / "wsload.prom"
-    code = main(["run", "tests/failing/timeout.yaml", "--report-dir", "", "-q", "--prometheus-textfile", str(path)])
+    code = main(
+        ["run", "tests/failing/timeout.yaml", "--report-dir", "", "-q", "--prometheus-textfile", str(path)]
+    )
     assert code == 1
     samples = _samples(path.read_text())
     [scenario] = {dict(labels)["scenario"] for name, labels in samples if name == "wsload_scenario_success"}
     assert _get(samples, "wsload_scenario_success", scenario=scenario) == 0
     assert _get(samples, "wsload_scenario_exit_code", scenario=scenario) == 1
-    failed = [dict(labels)["step"] for (name, labels), v in samples.items() if name == "wsload_step_success" and v == 0]
+    failed = [
+        dict(labels)["step"]
+        for (name, labels), v in samples.items()
+        if name == "wsload_step_success" and v == 0
+    ]
     assert len(failed) == 1
     assert _get(samples, "wsload_step_return_codes", scenario=scenario, step=failed[0], rc="-2") == 1
 
@@ -115,7 +130,9 @@ def test_pushgateway_receives_the_metrics(gateway: tuple[str, type[_Gateway]]) -
     assert _get(samples, "wsload_step_executions", scenario="echo smoke", step="read main") == 1
 
 
-def test_pushgateway_error_exits_3(gateway: tuple[str, type[_Gateway]], capsys: pytest.CaptureFixture[str]) -> None:
+def test_pushgateway_error_exits_3(
+    gateway: tuple[str, type[_Gateway]], capsys: pytest.CaptureFixture[str]
+) -> None:
     """A Pushgateway answering 500 is a report that could not be written: exit 3, the URL named."""
     url, handler = gateway
     handler.status = 500

@@ -28,7 +28,9 @@ def _saved_run(tmp_path: Path, name: str = "r.json") -> Path:
     return path
 
 
-def test_report_renders_the_same_page_from_saved_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_renders_the_same_page_from_saved_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``wsload report r.json`` writes r.html beside it, the same page as rendering the result directly."""
     saved = _saved_run(tmp_path)
     capsys.readouterr()
@@ -57,7 +59,11 @@ def test_report_compares_two_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "No such file"), ("{not json", "not a JSON file"), ('{"passed": true}', "not a wsload JSON report")],
+    [
+        (None, "No such file"),
+        ("{not json", "not a JSON file"),
+        ('{"passed": true}', "not a wsload JSON report"),
+    ],
     ids=["missing", "not-json", "not-a-report"],
 )
 def test_report_of_bad_input_exits_2(
@@ -77,9 +83,23 @@ def test_rounds_repeat_the_run_and_update_outputs(tmp_path: Path, capsys: pytest
     """``--every 0.2s --rounds 3``: three runs, each writing its HTML and metrics, exit of the last round."""
     prom = tmp_path / "m.prom"
     started = time.monotonic()
-    code = main(["run", "scenarios/smoke.yaml", "--report-dir", str(tmp_path / "reports"), "-q",
-                 "--every", "0.2s", "--rounds", "3", "--html", str(tmp_path / "r.html"),
-                 "--prometheus-textfile", str(prom)])
+    code = main(
+        [
+            "run",
+            "scenarios/smoke.yaml",
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "-q",
+            "--every",
+            "0.2s",
+            "--rounds",
+            "3",
+            "--html",
+            str(tmp_path / "r.html"),
+            "--prometheus-textfile",
+            str(prom),
+        ]
+    )
     assert code == 0
     assert time.monotonic() - started >= 0.4  # two waits between three rounds
     assert capsys.readouterr().out.count("PASS echo smoke") == 3
@@ -96,15 +116,32 @@ def test_every_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> Non
 
 def _loop(tmp_path: Path, scenario: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(scenario), "--report-dir", "", "--json",
-         str(tmp_path / "r.json"), "--prometheus-textfile", str(tmp_path / "m.prom"), "--every", "1h", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(scenario),
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--prometheus-textfile",
+            str(tmp_path / "m.prom"),
+            "--every",
+            "1h",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_between_rounds_stops_the_loop(tmp_path: Path, sig: signal.Signals) -> None:
-    """A signal while waiting for the next round ends the loop at once (exit 130), the round's outputs kept."""
+    """A signal while waiting for the next round ends the loop at once (exit 130); the outputs stay."""
     proc = _loop(tmp_path, ROOT / "scenarios" / "smoke.yaml", "-q")
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("PASS echo smoke")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,15 +33,19 @@ __all__ = ["add_output_options", "add_parser", "load_results", "repeating", "run
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "report",
         help="render the HTML report from saved JSON reports (two or more: compare them)",
         description="Render the self-contained HTML report of a saved JSON report; with two or more, "
         "a side-by-side comparison of the runs (in the order given, the last compared with the first).",
     )
-    parser.add_argument("results", nargs="+", metavar="RESULT.json", help="JSON reports written by wsload run")
     parser.add_argument(
-        "-o", "--output", metavar="PATH",
+        "results", nargs="+", metavar="RESULT.json", help="JSON reports written by wsload run"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
         help="where the HTML goes (default: RESULT.html beside the first JSON; "
         "FIRST-vs-LAST.html for a comparison)",
     )
@@ -107,21 +112,39 @@ def _rounds(text: str) -> int:
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     """``--html``, ``--prometheus-textfile``, ``--pushgateway``, ``--every``, ``--rounds``."""
     out = parser.add_argument_group("HTML report and monitoring")
-    out.add_argument("--html", dest="html_path", metavar="PATH",
-                     help="also write the self-contained HTML report here (PATH-<file>.html for several files)")
-    out.add_argument("--prometheus-textfile", metavar="PATH",
-                     default=os.environ.get("WSLOAD_PROMETHEUS_TEXTFILE"),
-                     help="write Prometheus metrics here for node_exporter's textfile collector "
-                     "(name it *.prom; env WSLOAD_PROMETHEUS_TEXTFILE)")
-    out.add_argument("--pushgateway", metavar="URL", default=os.environ.get("WSLOAD_PUSHGATEWAY"),
-                     help="push Prometheus metrics to this Pushgateway, job 'wsload' "
-                     "(env WSLOAD_PUSHGATEWAY)")
+    out.add_argument(
+        "--html",
+        dest="html_path",
+        metavar="PATH",
+        help="also write the self-contained HTML report here (PATH-<file>.html for several files)",
+    )
+    out.add_argument(
+        "--prometheus-textfile",
+        metavar="PATH",
+        default=os.environ.get("WSLOAD_PROMETHEUS_TEXTFILE"),
+        help="write Prometheus metrics here for node_exporter's textfile collector "
+        "(name it *.prom; env WSLOAD_PROMETHEUS_TEXTFILE)",
+    )
+    out.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        default=os.environ.get("WSLOAD_PUSHGATEWAY"),
+        help="push Prometheus metrics to this Pushgateway, job 'wsload' (env WSLOAD_PUSHGATEWAY)",
+    )
     loop = parser.add_argument_group("repeat (a smoke-check loop without cron)")
-    loop.add_argument("--every", type=_interval, metavar="DURATION",
-                      help="run again every DURATION (e.g. 5m) until SIGTERM/SIGINT; each round writes "
-                      "its reports and updates the metrics")
-    loop.add_argument("--rounds", type=_rounds, metavar="N",
-                      help="stop after N rounds (with --every, or back to back without it)")
+    loop.add_argument(
+        "--every",
+        type=_interval,
+        metavar="DURATION",
+        help="run again every DURATION (e.g. 5m) until SIGTERM/SIGINT; each round writes "
+        "its reports and updates the metrics",
+    )
+    loop.add_argument(
+        "--rounds",
+        type=_rounds,
+        metavar="N",
+        help="stop after N rounds (with --every, or back to back without it)",
+    )
 
 
 def _html_paths(path: str, results: Sequence[RunResult]) -> list[str]:
@@ -129,6 +152,10 @@ def _html_paths(path: str, results: Sequence[RunResult]) -> list[str]:
         return [path]
     base, ext = os.path.splitext(path)
     return [f"{base}-{Path(r.scenario_file).stem}{ext or '.html'}" for r in results]
+
+
+def _write_html(path: str, result: RunResult, masker: Masker, source: str) -> None:
+    write_atomic(path, html.render(result, masker, sources=[source or None]))
 
 
 def write_outputs(
@@ -156,12 +183,15 @@ def write_outputs(
     srcs += [""] * (len(results) - len(srcs))
     if getattr(args, "html_path", None):
         for path, result, src in zip(_html_paths(args.html_path, results), results, srcs, strict=True):
-            attempt(path, lambda p=path, r=result, s=src: write_atomic(p, html.render(r, masker, sources=[s or None])))
+            attempt(path, partial(_write_html, path, result, masker, src))
     if getattr(args, "prometheus_textfile", None) or getattr(args, "pushgateway", None):
         # Imported here: prometheus_client is needed only when metrics are asked for.
         from runner.reports import prometheus
     if getattr(args, "prometheus_textfile", None):
-        attempt(args.prometheus_textfile, lambda: prometheus.write_textfile(args.prometheus_textfile, results, masker))
+        attempt(
+            args.prometheus_textfile,
+            lambda: prometheus.write_textfile(args.prometheus_textfile, results, masker),
+        )
     if getattr(args, "pushgateway", None):
         attempt(args.pushgateway, lambda: prometheus.push(args.pushgateway, results, masker))
     if failure is not None:

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from string import Template
 from typing import Any
@@ -37,7 +37,14 @@ _NOT_LATENCY = frozenset({"sleep"})
 _MESSAGES = ("messages", "msgs")
 _VUS = ("vus", "active_vus")
 _CONNECTIONS = ("connections", "open_connections")
-_LAT_ROWS = (("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"), ("p99.9", "p999"), ("max", "max"))
+_LAT_ROWS = (
+    ("p50", "p50"),
+    ("p90", "p90"),
+    ("p95", "p95"),
+    ("p99", "p99"),
+    ("p99.9", "p999"),
+    ("max", "max"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,9 @@ def _pick(entry: Mapping[str, Any], names: Sequence[str]) -> float | None:
 
 
 def _dense(
-    timeseries: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float | None], fill: float | None
+    timeseries: Sequence[Mapping[str, Any]],
+    value: Callable[[Mapping[str, Any]], float | None],
+    fill: float | None,
 ) -> list[float | None]:
     """One value per second from 0 to the last second; seconds absent from the series get ``fill``."""
     if not timeseries:
@@ -167,13 +176,19 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             "Messages and starts per second",
             "/s",
             "scenario iterations started and messages (or steps) per second",
-            [messages if _has(timeseries, messages) else steps, _Metric("starts/s", _field(("starts",)), 0.0, "mean")],
+            [
+                messages if _has(timeseries, messages) else steps,
+                _Metric("starts/s", _field(("starts",)), 0.0, "mean"),
+            ],
         ),
         "users": (
             "Active virtual users and open connections",
             "",
             "",
-            [_Metric("active VUs", _field(_VUS), None, "max"), _Metric("open connections", _field(_CONNECTIONS), None, "max")],
+            [
+                _Metric("active VUs", _field(_VUS), None, "max"),
+                _Metric("open connections", _field(_CONNECTIONS), None, "max"),
+            ],
         ),
         "errors": (
             "Errors by return code over time",
@@ -229,7 +244,9 @@ def _distribution(chart_id: str, title: str, named: Sequence[tuple[str, StepResu
     return Chart(chart_id, title, note, "percentile", "ms", tuple(labels), tuple(data), ylog=True)
 
 
-def charts(results: Sequence[RunResult], masker: Masker | None = None, *, max_points: int = MAX_POINTS) -> list[Chart]:
+def charts(
+    results: Sequence[RunResult], masker: Masker | None = None, *, max_points: int = MAX_POINTS
+) -> list[Chart]:
     """The charts of one run, or of several runs overlaid (one series per run)."""
     text = masker.text if masker is not None else (lambda s: s)
     out: list[Chart] = []
@@ -244,13 +261,27 @@ def charts(results: Sequence[RunResult], masker: Masker | None = None, *, max_po
             out.append(dist)
         return out
     labels = run_labels(results)
-    overlays = (
+    overlays: tuple[tuple[str, str, str, Callable[[Sequence[Mapping[str, Any]]], _Metric]], ...] = (
         ("p99", "p99 latency over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
         ("p50", "p50 latency over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
-        ("throughput", "Messages (or steps) per second", "/s",
-         lambda ts: _Metric("", _field(_MESSAGES if any(_pick(e, _MESSAGES) is not None for e in ts) else ("steps",)), 0.0, "mean")),
+        (
+            "throughput",
+            "Messages (or steps) per second",
+            "/s",
+            lambda ts: _Metric(
+                "",
+                _field(_MESSAGES if any(_pick(e, _MESSAGES) is not None for e in ts) else ("steps",)),
+                0.0,
+                "mean",
+            ),
+        ),
         ("users", "Active virtual users", "", lambda ts: _Metric("", _field(_VUS), None, "max")),
-        ("errors", "Failed steps per second", "/s", lambda ts: _Metric("", _field(("failures",)), 0.0, "mean")),
+        (
+            "errors",
+            "Failed steps per second",
+            "/s",
+            lambda ts: _Metric("", _field(("failures",)), 0.0, "mean"),
+        ),
     )
     for chart_id, title, unit, metric_of in overlays:
         cols = []
@@ -258,11 +289,17 @@ def charts(results: Sequence[RunResult], masker: Masker | None = None, *, max_po
             m = metric_of(r.timeseries)
             if _has(r.timeseries, m):
                 cols.append((label, _dense(r.timeseries, m.value, m.fill), m.how))
-        if (chart := _time_chart(chart_id, title, unit, "one line per run, time since each run's start", cols, max_points)):
+        if chart := _time_chart(
+            chart_id, title, unit, "one line per run, time since each run's start", cols, max_points
+        ):
             out.append(chart)
     for i, name in enumerate(_step_names(results)):
-        named = [(label, s) for label, r in zip(labels, results, strict=True) for s in r.steps if s.name == name]
-        if (dist := _distribution(f"distribution-{i}", f"Latency distribution: {text(name)}", named)) is not None:
+        named = [
+            (label, s) for label, r in zip(labels, results, strict=True) for s in r.steps if s.name == name
+        ]
+        if (
+            dist := _distribution(f"distribution-{i}", f"Latency distribution: {text(name)}", named)
+        ) is not None:
             out.append(dist)
     return out
 
@@ -271,7 +308,7 @@ def charts(results: Sequence[RunResult], masker: Masker | None = None, *, max_po
 
 
 def run_labels(results: Sequence[RunResult]) -> list[str]:
-    """Short names for runs in a comparison: ``#1 2026-11-25 20:33:01`` (plus the scenario when they differ)."""
+    """Short names of runs in a comparison: ``#1 2026-11-25 20:33:01`` (plus the scenario if they differ)."""
     names = {r.scenario_name for r in results}
     out = []
     for i, r in enumerate(results, 1):
@@ -312,12 +349,18 @@ def _verdict(result: RunResult) -> str:
     return f'<span class="verdict {word.lower()}">{word}</span>'
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], text_cols: frozenset[int] = frozenset()) -> str:
+def _table(
+    head: Sequence[str], rows: Sequence[Sequence[str]], text_cols: frozenset[int] = frozenset()
+) -> str:
     """A table from already escaped cells; ``text_cols`` are left-aligned, wrapped text."""
-    ths = "".join(f'<th class="text">{h}</th>' if i in text_cols else f"<th>{h}</th>" for i, h in enumerate(head))
+    ths = "".join(
+        f'<th class="text">{h}</th>' if i in text_cols else f"<th>{h}</th>" for i, h in enumerate(head)
+    )
     body = []
     for row in rows:
-        tds = "".join(f'<td class="text">{c}</td>' if i in text_cols else f"<td>{c}</td>" for i, c in enumerate(row))
+        tds = "".join(
+            f'<td class="text">{c}</td>' if i in text_cols else f"<td>{c}</td>" for i, c in enumerate(row)
+        )
         body.append(f"<tr>{tds}</tr>")
     return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -327,15 +370,44 @@ def _rc_cell(step: StepResult) -> str:
 
 
 def _steps_table(result: RunResult, e: _Html) -> str:
-    head = ["step", "kind", "line", "count", "ok", "failures", "skipped", "rc", "p50", "p90", "p95", "p99",
-            "p99.9", "max", "mean"]
+    head = [
+        "step",
+        "kind",
+        "line",
+        "count",
+        "ok",
+        "failures",
+        "skipped",
+        "rc",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "p99.9",
+        "max",
+        "mean",
+    ]
     rows = []
     for s in result.steps:
         lat = s.latency_ms
-        values = [_ms(getattr(lat, key)) if lat else "-" for key in ("p50", "p90", "p95", "p99", "p999", "max", "mean")]
+        values = [
+            _ms(getattr(lat, key)) if lat else "-"
+            for key in ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+        ]
         fail = f'<span class="fail-text">{s.failures}</span>' if s.failures else "0"
-        rows.append([e(s.name), e(s.kind), str(s.line), str(s.count), str(s.ok), fail, str(s.skipped),
-                     e(_rc_cell(s)), *values])
+        rows.append(
+            [
+                e(s.name),
+                e(s.kind),
+                str(s.line),
+                str(s.count),
+                str(s.ok),
+                fail,
+                str(s.skipped),
+                e(_rc_cell(s)),
+                *values,
+            ]
+        )
     if not rows:
         return '<p class="none">No steps ran.</p>'
     return _table(head, rows, frozenset({0, 1, 7})) + '<p class="meta">Latency in milliseconds.</p>'
@@ -348,7 +420,9 @@ def _connect_table(result: RunResult, e: _Html) -> str:
             rows.append([e(s.name), e(phase), _ms(lat.p50), _ms(lat.p99), _ms(lat.max)])
     if not rows:
         return ""
-    return "<h3>Connection set-up</h3>" + _table(["step", "phase", "p50", "p99", "max"], rows, frozenset({0, 1}))
+    return "<h3>Connection set-up</h3>" + _table(
+        ["step", "phase", "p50", "p99", "max"], rows, frozenset({0, 1})
+    )
 
 
 def _thresholds_table(result: RunResult, e: _Html) -> str:
@@ -372,9 +446,14 @@ def _errors(result: RunResult, e: _Html) -> str:
     if rows:
         parts.append(_table(["step", "line", "rc", "count", "message"], rows, frozenset({4})))
     if result.failures:
-        frows = [[e(f.step), str(f.line), str(f.count), e(f.message), e(f.expected), e(f.actual)] for f in result.failures]
+        frows = [
+            [e(f.step), str(f.line), str(f.count), e(f.message), e(f.expected), e(f.actual)]
+            for f in result.failures
+        ]
         parts.append("<h3>Failed expectations</h3>")
-        parts.append(_table(["step", "line", "count", "message", "expected", "actual"], frows, frozenset({3, 4, 5})))
+        parts.append(
+            _table(["step", "line", "count", "message", "expected", "actual"], frows, frozenset({3, 4, 5}))
+        )
         if result.failures_dropped:
             parts.append(f'<p class="meta">{result.failures_dropped} more failures not kept.</p>')
     return "".join(parts) or '<p class="none">No errors.</p>'
@@ -387,8 +466,15 @@ def _settings(result: RunResult, e: _Html) -> str:
         ["started at (UTC)", e(result.started_at)],
         ["duration", e(f"{result.duration_s:.3f} s")],
         ["iterations", e(f"{result.iterations} ({result.iterations_failed} failed)")],
-        ["TLS", e("verified" if result.tls.verified else "not verified")
-         + (e(", ignored errors: " + ", ".join(result.tls.ignored_errors)) if result.tls.ignored_errors else "")],
+        [
+            "TLS",
+            e("verified" if result.tls.verified else "not verified")
+            + (
+                e(", ignored errors: " + ", ".join(result.tls.ignored_errors))
+                if result.tls.ignored_errors
+                else ""
+            ),
+        ],
         ["wsload version", e(result.wsload_version)],
     ]
     for key, value in result.settings.items():
@@ -402,7 +488,7 @@ def _settings(result: RunResult, e: _Html) -> str:
 def _source(result: RunResult, source: str | None, e: _Html) -> str:
     text = source or result.settings.get("source") or result.settings.get("scenario_source")
     if not isinstance(text, str) or not text:
-        return f'<p class="none">The result does not carry the scenario text; it ran {e(result.scenario_file)}.</p>'
+        return f'<p class="none">The result holds no scenario text; it ran {e(result.scenario_file)}.</p>'
     return f'<pre class="source">{e(text)}</pre>'
 
 
@@ -410,7 +496,10 @@ def _charts_html(chart_list: Sequence[Chart], e: _Html, missing: Sequence[str] =
     boxes = []
     for c in chart_list:
         note = f'<p class="chart-note">{e(c.note)}</p>' if c.note else ""
-        boxes.append(f'<div class="chart-box"><h3>{e(c.title)}</h3>{note}<div class="chart" id="chart-{e(c.id)}"></div></div>')
+        boxes.append(
+            f'<div class="chart-box"><h3>{e(c.title)}</h3>{note}'
+            f'<div class="chart" id="chart-{e(c.id)}"></div></div>'
+        )
     if missing:
         boxes.append(f'<p class="none">Not recorded in this run: {e(", ".join(missing))}.</p>')
     if not boxes:
@@ -468,17 +557,24 @@ def _comparison(
     def row(name: str, cell: Callable[[RunResult], str]) -> list[str]:
         return [name, *(cell(r) for r in results)]
 
-    runs = _table(head, [
-        row("verdict", _verdict),
-        row("scenario", lambda r: e(f"{r.scenario_name} ({r.scenario_file})")),
-        row("target", lambda r: e(r.target or "-")),
-        row("duration", lambda r: f"{r.duration_s:.3f} s"),
-        row("iterations", lambda r: f"{r.iterations} ({r.iterations_failed} failed)"),
-        row("steps run / failed", lambda r: f"{sum(s.count for s in r.steps)} / {sum(s.failures for s in r.steps)}"),
-        row("thresholds lost", lambda r: str(sum(1 for t in r.thresholds if not t.passed))),
-        row("error", lambda r: e(r.error or "-")),
-        row("wsload", lambda r: e(r.wsload_version)),
-    ], frozenset(range(len(head))))
+    runs = _table(
+        head,
+        [
+            row("verdict", _verdict),
+            row("scenario", lambda r: e(f"{r.scenario_name} ({r.scenario_file})")),
+            row("target", lambda r: e(r.target or "-")),
+            row("duration", lambda r: f"{r.duration_s:.3f} s"),
+            row("iterations", lambda r: f"{r.iterations} ({r.iterations_failed} failed)"),
+            row(
+                "steps run / failed",
+                lambda r: f"{sum(s.count for s in r.steps)} / {sum(s.failures for s in r.steps)}",
+            ),
+            row("thresholds lost", lambda r: str(sum(1 for t in r.thresholds if not t.passed))),
+            row("error", lambda r: e(r.error or "-")),
+            row("wsload", lambda r: e(r.wsload_version)),
+        ],
+        frozenset(range(len(head))),
+    )
     step_rows: list[list[str]] = []
     for name in _step_names(results):
         steps = [next((s for s in r.steps if s.name == name), None) for r in results]
@@ -487,14 +583,16 @@ def _comparison(
             ("failures", lambda s: float(s.failures)),
         ]
         for label, key in _LAT_ROWS:
-            metrics.append((f"{label} ms", lambda s, k=key: _latency(s.latency_ms, k)))
+            metrics.append((f"{label} ms", partial(_step_latency, key=key)))
         for i, (metric, get) in enumerate(metrics):
             values = [get(s) if s is not None else None for s in steps]
             cells = [_ms(v) if "ms" in metric else ("-" if v is None else f"{v:.0f}") for v in values]
             change = _change(values[0], values[-1]) if "ms" in metric else "-"
             step_rows.append([e(name) if i == 0 else "", e(metric), *cells, change])
     step_head = ["step", "", *(e(label) for label in labels), "last vs first"]
-    steps_html = _table(step_head, step_rows, frozenset({0, 1})) if step_rows else '<p class="none">No steps.</p>'
+    steps_html = (
+        _table(step_head, step_rows, frozenset({0, 1})) if step_rows else '<p class="none">No steps.</p>'
+    )
     threshold_rows = []
     for expr in dict.fromkeys(t.expression for r in results for t in r.thresholds):
         cells = []
@@ -503,7 +601,11 @@ def _comparison(
             if t is None:
                 cells.append("-")
             else:
-                word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
+                word = (
+                    '<span class="pass-text">pass</span>'
+                    if t.passed
+                    else '<span class="fail-text">LOST</span>'
+                )
                 cells.append(word + ("" if t.value is None else f" {t.value:g}"))
         threshold_rows.append([e(expr), *cells])
     thresholds = (
@@ -515,7 +617,8 @@ def _comparison(
     for label, r, src in zip(labels, results, sources, strict=True):
         details.append(
             f"<h3>{_verdict(r)}{e(label)}: {e(r.scenario_name)}</h3>"
-            f"{_errors(r, e)}<h3>Settings</h3>{_settings(r, e)}<h3>Scenario as it ran</h3>{_source(r, src, e)}"
+            f"{_errors(r, e)}<h3>Settings</h3>{_settings(r, e)}"
+            f"<h3>Scenario as it ran</h3>{_source(r, src, e)}"
         )
     return (
         f"<h1>Comparison of {len(results)} runs</h1>"
@@ -528,8 +631,9 @@ def _comparison(
     )
 
 
-def _latency(summary: LatencySummary | None, key: str) -> float | None:
-    return getattr(summary, key) if summary is not None else None
+def _step_latency(step: StepResult, key: str) -> float | None:
+    summary: LatencySummary | None = step.latency_ms
+    return float(getattr(summary, key)) if summary is not None else None
 
 
 @cache

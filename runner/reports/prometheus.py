@@ -27,7 +27,14 @@ __all__ = ["JOB", "QUANTILES", "push", "registry", "render", "write_textfile"]
 #: The Pushgateway job name.
 JOB = "wsload"
 #: quantile label -> LatencySummary field; 1 is the maximum.
-QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"), ("0.999", "p999"), ("1", "max"))
+QUANTILES = (
+    ("0.5", "p50"),
+    ("0.9", "p90"),
+    ("0.95", "p95"),
+    ("0.99", "p99"),
+    ("0.999", "p999"),
+    ("1", "max"),
+)
 #: Return codes always exported (0 when absent), so an alert on them has a series to look at.
 _STANDARD_RC = ("-2", "-1", "1")
 
@@ -65,19 +72,39 @@ class _Results(Collector):
         def gauge(name: str, doc: str, labels: Sequence[str], unit: str = "") -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
 
-        success = gauge("wsload_scenario_success", "1 if the scenario's last run passed, else 0.", ["scenario"])
+        success = gauge(
+            "wsload_scenario_success", "1 if the scenario's last run passed, else 0.", ["scenario"]
+        )
         code = gauge("wsload_scenario_exit_code", "Exit code of the scenario's last run.", ["scenario"])
         duration = gauge("wsload_scenario_duration_seconds", "Duration of the last run.", ["scenario"])
-        last = gauge("wsload_scenario_last_run_timestamp_seconds", "Unix time the last run ended.", ["scenario"])
+        last = gauge(
+            "wsload_scenario_last_run_timestamp_seconds", "Unix time the last run ended.", ["scenario"]
+        )
         iterations = gauge("wsload_scenario_iterations", "Scenario iterations in the last run.", ["scenario"])
-        threshold = gauge("wsload_threshold_success", "1 if the threshold held in the last run.", ["scenario", "threshold"])
-        step_ok = gauge("wsload_step_success", "1 if no execution of the step failed in the last run.", ["scenario", "step"])
-        runs = gauge("wsload_step_executions", "Executions of the step in the last run.", ["scenario", "step"])
-        fails = gauge("wsload_step_failures", "Failed executions of the step in the last run.", ["scenario", "step"])
-        rcs = gauge("wsload_step_return_codes", "Executions by non-success return code in the last run.",
-                    ["scenario", "step", "rc"])
-        latency = gauge("wsload_step_latency_seconds", "Step latency quantiles of the last run (1 = max).",
-                        ["scenario", "step", "quantile"])
+        threshold = gauge(
+            "wsload_threshold_success", "1 if the threshold held in the last run.", ["scenario", "threshold"]
+        )
+        step_ok = gauge(
+            "wsload_step_success",
+            "1 if no execution of the step failed in the last run.",
+            ["scenario", "step"],
+        )
+        runs = gauge(
+            "wsload_step_executions", "Executions of the step in the last run.", ["scenario", "step"]
+        )
+        fails = gauge(
+            "wsload_step_failures", "Failed executions of the step in the last run.", ["scenario", "step"]
+        )
+        rcs = gauge(
+            "wsload_step_return_codes",
+            "Executions by non-success return code in the last run.",
+            ["scenario", "step", "rc"],
+        )
+        latency = gauge(
+            "wsload_step_latency_seconds",
+            "Step latency quantiles of the last run (1 = max).",
+            ["scenario", "step", "quantile"],
+        )
         names = _unique([t(r.scenario_name) for r in self._results])
         for scenario, r in zip(names, self._results, strict=True):
             success.add_metric([scenario], 1.0 if r.passed else 0.0)
@@ -112,7 +139,9 @@ def render(results: Sequence[RunResult], masker: Masker | None = None) -> str:
     return generate_latest(registry(results, masker)).decode("utf-8")
 
 
-def write_textfile(path: str | os.PathLike[str], results: Sequence[RunResult], masker: Masker | None = None) -> None:
+def write_textfile(
+    path: str | os.PathLike[str], results: Sequence[RunResult], masker: Masker | None = None
+) -> None:
     """Write the metrics for node_exporter's textfile collector (the library writes, then renames)."""
     target = os.fspath(path)
     try:
@@ -123,7 +152,9 @@ def write_textfile(path: str | os.PathLike[str], results: Sequence[RunResult], m
         raise ReportWriteError(target, exc.strerror or str(exc)) from exc
 
 
-def push(url: str, results: Sequence[RunResult], masker: Masker | None = None, *, timeout_s: float = 10.0) -> None:
+def push(
+    url: str, results: Sequence[RunResult], masker: Masker | None = None, *, timeout_s: float = 10.0
+) -> None:
     """Replace this job's metrics on a Pushgateway (HTTP PUT); ``ReportWriteError`` if it fails."""
     try:
         push_to_gateway(url, job=JOB, registry=registry(results, masker), timeout=timeout_s)

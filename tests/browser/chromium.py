@@ -63,5 +63,7 @@ def screenshot(page: Path, name: str, height: int = 2400) -> Path:
     out = ARTIFACTS / name
     out.unlink(missing_ok=True)
     proc = _chromium(f"--window-size=1280,{height}", f"--screenshot={out}", page.resolve().as_uri())
-    assert out.exists() and out.stat().st_size > 10_000, f"no screenshot (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    assert out.exists() and out.stat().st_size > 10_000, (
+        f"no screenshot (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    )
     return out

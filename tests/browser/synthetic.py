@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 from runner.metrics import LatencyHistogram
 from runner.results import ErrorGroup, LatencySummary, RunResult, StepResult, ThresholdResult
@@ -13,27 +14,65 @@ from runner.results import ErrorGroup, LatencySummary, RunResult, StepResult, Th
 HOSTILE = '</script><img src=x onerror="alert(1)"> & <!--'
 
 
-def _step(name: str, kind: str, hist: LatencyHistogram, line: int, failures: int = 0,
-          errors: tuple[ErrorGroup, ...] = ()) -> StepResult:
+def _step(
+    name: str,
+    kind: str,
+    hist: LatencyHistogram,
+    line: int,
+    failures: int = 0,
+    errors: tuple[ErrorGroup, ...] = (),
+) -> StepResult:
     rc = {str(e.rc): e.count for e in errors}
-    return StepResult(name, kind, "main", line, hist.count, hist.count - failures, failures, 0, 0, rc,
-                      LatencySummary.of(hist.summary()), errors, None, hist.serialize()["hdr"])
+    return StepResult(
+        name,
+        kind,
+        "main",
+        line,
+        hist.count,
+        hist.count - failures,
+        failures,
+        0,
+        0,
+        rc,
+        LatencySummary.of(hist.summary()),
+        errors,
+        None,
+        hist.serialize()["hdr"],
+    )
 
 
 def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.000Z") -> RunResult:
     """``seconds`` of a ramp to 200 virtual users over the first half, then holding."""
     rnd = random.Random(seed)
     read, opened = LatencyHistogram(), LatencyHistogram()
-    series = []
+    series: list[dict[str, Any]] = []
     for t in range(seconds):
         vus = min(200, 1 + t * 200 // max(1, seconds // 2))
         base = 0.4 + max(0, vus - 150) * 0.05
         rc = {"-2": rnd.randint(1, 5)} if vus > 180 and t % 3 == 0 else {}
-        latency = {"p50": base, "p90": base * 1.6, "p95": base * 2, "p99": base * 3, "p999": base * 5,
-                   "max": base * 8, "mean": base * 1.1, "min": base / 2}
-        series.append({"t": t, "starts": vus, "steps": vus * 4, "messages": vus * 2,
-                       "failures": sum(rc.values()), "rc": rc, "latency_ms": latency,
-                       "vus": vus, "connections": vus})
+        latency = {
+            "p50": base,
+            "p90": base * 1.6,
+            "p95": base * 2,
+            "p99": base * 3,
+            "p999": base * 5,
+            "max": base * 8,
+            "mean": base * 1.1,
+            "min": base / 2,
+        }
+        series.append(
+            {
+                "t": t,
+                "starts": vus,
+                "steps": vus * 4,
+                "messages": vus * 2,
+                "failures": sum(rc.values()),
+                "rc": rc,
+                "latency_ms": latency,
+                "vus": vus,
+                "connections": vus,
+            }
+        )
         for _ in range(5):
             read.record_ns(int(rnd.lognormvariate(math.log(base * 1e6), 0.5)))
     for _ in range(50):
@@ -41,14 +80,28 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
     timeouts = sum(sum(e["rc"].values()) for e in series)
     steps = (
         _step("open main", "open", opened, 9),
-        _step(f"read {HOSTILE}", "read", read, 14, timeouts,
-              (ErrorGroup(-2, f"time-out: no message within 2s {HOSTILE}", timeouts),) if timeouts else ()),
+        _step(
+            f"read {HOSTILE}",
+            "read",
+            read,
+            14,
+            timeouts,
+            (ErrorGroup(-2, f"time-out: no message within 2s {HOSTILE}", timeouts),) if timeouts else (),
+        ),
     )
     return RunResult(
-        passed=False, interrupted=False, exit_code=1, scenario_name="synthetic ramp",
-        scenario_file="scenarios/ramp.yaml", started_at=started_at, duration_s=float(seconds),
-        target="ws://127.0.0.1:9", steps=steps, iterations=sum(e["starts"] for e in series),
+        passed=False,
+        interrupted=False,
+        exit_code=1,
+        scenario_name="synthetic ramp",
+        scenario_file="scenarios/ramp.yaml",
+        started_at=started_at,
+        duration_s=float(seconds),
+        target="ws://127.0.0.1:9",
+        steps=steps,
+        iterations=sum(e["starts"] for e in series),
         iterations_failed=timeouts,
         thresholds=(ThresholdResult("read.p99 < 5ms", 0.0091, False, 20, 0.005, "9.1ms is 4.1ms over 5ms"),),
-        timeseries=tuple(series), settings={"mode": "load", "workers": 2, "vus": 200},
+        timeseries=tuple(series),
+        settings={"mode": "load", "workers": 2, "vus": 200},
     )
