@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from browser.chromium import render_status, screenshot
 from browser.synthetic import HOSTILE, ramp
+from jsonschema import Draft202012Validator
 
 from runner.cli import main
 from runner.reports import html
@@ -20,6 +21,7 @@ from runner.reports.masking import Masker
 from runner.results import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORT_SCHEMA = json.loads((ROOT / "runner" / "schemas" / "report.schema.json").read_text())
 TIME_CHARTS = ("latency", "throughput", "users", "errors")
 _DATA = re.compile(r'<script type="application/json" id="wsload-data">(.*?)</script>', re.S)
 
@@ -94,6 +96,7 @@ def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:
 def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> None:
     """A synthetic 1-hour load run: all five charts drawn in Chromium, each series at most 1,200 points."""
     result = ramp(3600)
+    Draft202012Validator(REPORT_SCHEMA).validate(result.to_json())  # the synthetic run fits the contract
     page = tmp_path / "hour.html"
     text = html.render(result)
     page.write_text(text)
@@ -102,6 +105,9 @@ def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> No
         assert all(len(column) <= html.MAX_POINTS for column in chart["data"])
     _assert_rendered(page, {*TIME_CHARTS, "distribution"})
     screenshot(page, "html-report-hour.png")
+    series = {c["id"]: c["series"] for c in _charts(text)}
+    assert series["throughput"] == ["messages/s", "starts/s", "dropped starts/s"]
+    assert series["users"] == ["active VUs", "open connections"]
 
 
 def test_comparison_renders_in_chromium(tmp_path: Path) -> None:

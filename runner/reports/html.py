@@ -175,10 +175,11 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
         "throughput": (
             "Messages and starts per second",
             "/s",
-            "scenario iterations started and messages (or steps) per second",
+            "messages (or steps) per second, scenario iterations started, and open-model starts dropped",
             [
                 messages if _has(timeseries, messages) else steps,
                 _Metric("starts/s", _field(("starts",)), 0.0, "mean"),
+                _Metric("dropped starts/s", _field(("dropped",)), 0.0, "mean"),
             ],
         ),
         "users": (

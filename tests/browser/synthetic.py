@@ -71,8 +71,11 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
                 "latency_ms": latency,
                 "vus": vus,
                 "connections": vus,
+                "iterations": vus,
             }
         )
+        if vus > 190:
+            series[-1]["dropped"] = t % 7
         for _ in range(5):
             read.record_ns(int(rnd.lognormvariate(math.log(base * 1e6), 0.5)))
     for _ in range(50):
