@@ -12,9 +12,9 @@ step, shows its YAML lines, what was expected and what came, then the console re
 is attached to the item's ``user_properties`` (so ``--junitxml`` carries it) and, with
 ``--wsload-report-dir``, written as a file.
 
-Do not load the plugin twice: with the entry point installed, ``-p runner.pytest_plugin`` or
-``pytest_plugins = ["runner.pytest_plugin"]`` would register the same module under a second name,
-which pluggy refuses. ``-p no:wsload`` turns the installed plugin off.
+Loading it twice (the entry point and ``-p runner.pytest_plugin`` or ``pytest_plugins``) is harmless:
+once registered under one name, the module blocks the other (see ``pytest_plugin_registered``).
+``-p no:wsload`` turns the installed plugin off.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import inspect
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="args",
         default=[],
     )
+
+
+#: The names this module is registered under: the entry point's, and its own (``-p``, ``pytest_plugins``).
+_PLUGIN_NAMES = ("wsload", __name__)
+
+
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    """Guard against loading this module twice (the entry point plus ``-p runner.pytest_plugin`` or
+    ``pytest_plugins``): pluggy refuses a second name for one module with an error, but a blocked
+    name is skipped quietly, so once registered under one name, block the other."""
+    if plugin is not sys.modules[__name__]:
+        return
+    name = manager.get_name(plugin)
+    for other in _PLUGIN_NAMES:
+        if name in _PLUGIN_NAMES and other != name and manager.get_plugin(other) is None:
+            manager.set_blocked(other)
 
 
 def _settings(config: pytest.Config) -> WsloadSettings:

@@ -1,9 +1,9 @@
 """The pytest plugin, through pytest itself (pytester): scenario files collected, run against the
 embedded server, and reported as a CI log and ``--junitxml`` need them.
 
-Every run passes ``-p no:wsload -p runner.pytest_plugin``: the plugin from this tree is loaded
-explicitly, and the installed entry point (when the project is installed, as in CI) is blocked so
-the module is not registered twice. The tests hold whether or not the entry point is installed.
+Every run passes ``-p runner.pytest_plugin``, so the tests hold whether or not the ``pytest11``
+entry point is installed (CI installs the project, and the plugin then loads itself as well: the
+module blocks its second name, see the last test).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from runner.server import EmbeddedServer
 
 pytest_plugins = ["pytester"]
 
-PLUGIN = ("-p", "no:wsload", "-p", "runner.pytest_plugin")
+PLUGIN = ("-p", "runner.pytest_plugin")
 
 SMOKE = """\
 name: echo smoke
@@ -355,14 +355,17 @@ def test_server_fixtures_serve_echo_over_ws_and_wss(pytester: pytest.Pytester) -
     run(pytester).assert_outcomes(passed=2)
 
 
-def test_module_is_registered_once_when_the_entry_point_is_also_installed(pytester: pytest.Pytester) -> None:
-    """With the pytest11 entry point installed, the tests' plugin arguments still load the module once."""
+def test_entry_point_and_explicit_loading_together_register_the_module_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """With the pytest11 entry point installed, ``-p`` or ``pytest_plugins`` naming the module is harmless."""
     dist = pytester.path / "site" / "wsload_fake-0.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: wsload-fake\nVersion: 0.0\n")
     (dist / "entry_points.txt").write_text("[pytest11]\nwsload = runner.pytest_plugin\n")
-    pytester.makefile(".ws.yaml", smoke=SMOKE)
     pytester.syspathinsert(pytester.path / "site")
-    auto = pytester.runpytest_inprocess("--collect-only", "-q")
-    auto.stdout.fnmatch_lines(["smoke.ws.yaml::echo smoke"])
+    pytester.makefile(".ws.yaml", smoke=SMOKE)
+    pytester.runpytest_inprocess("--collect-only", "-q").stdout.fnmatch_lines(["smoke.ws.yaml::echo smoke"])
     run(pytester).assert_outcomes(passed=1)
+    pytester.makeconftest('pytest_plugins = ["runner.pytest_plugin"]')
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)
