@@ -1,0 +1,241 @@
+"""Row 2: idle connections held. RSS per connection of the client process, and a many-connection
+hold spread over client worker processes, source addresses and server ports.
+
+Each tool runs in a fresh client process pinned to the first core (the echo servers are other
+processes on the last core). The client process imports everything and warms up (opens and closes
+a few connections) first, then RSS is read before and after opening N connections (after a
+gc.collect), so the figure is the memory the connections themselves cost:
+
+- ``websockets``: websockets' asyncio ``connect`` objects held in a list;
+- ``client``: wsload's connection layer, ``WebSocketClient.open`` sockets held;
+- ``wsload``: the engine's path, one ``VirtualUser`` per connection running the scenario
+  bench/scenarios/idle.yaml (open, then a long sleep) as a task, as a load run holds them.
+
+    python bench/bench_idle.py                                  # 5,000 connections per tool
+    python bench/bench_idle.py --connections 50000 --workers 4 --tools wsload \\
+        --server-processes 4 --hold 10                          # the 50k hold
+
+With ``--workers W`` the connections are split over W client processes, each using its own
+source address 127.0.0.(2+i) (one source address reaches one server port through ~28,000
+ephemeral ports) and the server ports round-robin; the limits of this machine are 20,000 open
+files per process (so W >= N/19,000 and server processes >= N/19,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as h  # noqa: E402
+
+SCENARIO = os.path.join(h.BENCH_DIR, "scenarios", "idle.yaml")
+FD_PER_PROCESS = 19_000
+
+
+# --- the client process -----------------------------------------------------------------------
+
+
+async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurrency: int) -> None:
+    """Open n connections (warm up first), print RSS figures as JSON, hold until stdin closes."""
+    opened: list[Any] = []
+    holders: list[asyncio.Task[Any]] = []
+    if tool == "websockets":
+        from websockets.asyncio.client import connect
+
+        async def open_one(i: int) -> None:
+            kwargs: dict[str, Any] = {"compression": None, "open_timeout": 60, "ping_interval": None}
+            if source:
+                kwargs["local_addr"] = (source, 0)
+            opened.append(await connect(urls[i % len(urls)], **kwargs))
+
+        async def close_all() -> None:
+            await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+
+    elif tool == "client":
+        from runner.client import ConnectOptions, WebSocketClient
+
+        client = WebSocketClient()
+        options = ConnectOptions(timeout_s=60, source_address=source)
+
+        async def open_one(i: int) -> None:
+            sock = await client.open(urls[i % len(urls)], options)
+            if sock < 0:
+                raise RuntimeError(str(client.last_error()))
+            opened.append(sock)
+
+        async def close_all() -> None:
+            await client.aclose()
+
+    else:  # wsload: the engine's virtual users, each a task running the scenario
+        from runner.client import WebSocketClient
+        from runner.engine.vu import RunContext, VirtualUser
+        from runner.loader import load_scenario
+        from runner.metrics import RunRecorder
+
+        scenarios = [load_scenario(SCENARIO, target=u.rstrip("/")) for u in urls]
+        recorder = RunRecorder(time.monotonic_ns())
+        ctxs = [RunContext(s, recorder, s.target) for s in scenarios]
+        client = WebSocketClient()
+        open_rec = next(r for r in recorder.steps.values() if r.kind == "open")
+        vu_no = [0]
+
+        async def open_one(i: int) -> None:
+            vu_no[0] += 1
+            vu = VirtualUser(ctxs[i % len(ctxs)], client, vu_no[0], source_address=source)
+            before = open_rec.count
+            holders.append(asyncio.ensure_future(vu.run_iteration()))
+            while open_rec.count == before:  # bounded by the open step's own time-out (30 s)
+                await asyncio.sleep(0.005)
+                if holders[-1].done():
+                    break
+            if open_rec.failures or open_rec.ok != open_rec.count:
+                raise RuntimeError(f"open failed: {recorder.failures}")
+
+        async def close_all() -> None:
+            for t in holders:
+                t.cancel()
+            await asyncio.gather(*holders, return_exceptions=True)
+            await client.aclose()
+
+    async def open_many(count: int, offset: int) -> None:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await open_one(i)
+
+        await asyncio.gather(*(one(offset + i) for i in range(count)))
+
+    # warm up: imports, caches, the loop's own structures, then let go of them
+    await open_many(min(20, n), 0)
+    await close_all()
+    opened.clear()
+    holders.clear()
+    if tool == "client" or tool == "wsload":
+        client._next = 0  # noqa: SLF001  (counter only; the table is empty again)
+    await asyncio.sleep(0.2)
+    gc.collect()
+    rss0 = h.rss_kib()
+    t0 = time.perf_counter()
+    await open_many(n, 0)
+    open_s = time.perf_counter() - t0
+    await asyncio.sleep(0.5)
+    gc.collect()
+    rss1 = h.rss_kib()
+    print(json.dumps({"opened": n, "rss_before_kib": rss0, "rss_after_kib": rss1, "open_s": open_s,
+                      "cpu_s": time.process_time()}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # hold until the parent closes stdin
+    alive = sum(1 for t in holders if not t.done()) if holders else len(opened)
+    print(json.dumps({"alive_at_end": alive, "rss_end_kib": h.rss_kib()}), flush=True)
+    os._exit(0)
+
+
+def _client_main(args: argparse.Namespace) -> int:
+    os.sched_setaffinity(0, {h.cores()[0]})
+    h.raise_nofile()
+    import websockets  # noqa: F401  (import cost outside the measurement)
+
+    import runner.engine.vu  # noqa: F401
+    h.run_async(_hold(args.tool, args.urls.split(","), args.n, args.source or None, args.concurrency), args.loop)
+    return 0
+
+
+# --- the parent -------------------------------------------------------------------------------
+
+
+def _run_tool(args: argparse.Namespace, tool: str, servers: h.EchoServers) -> dict[str, Any]:
+    workers = max(args.workers, -(-args.connections // FD_PER_PROCESS))
+    share = [args.connections // workers + (1 if i < args.connections % workers else 0) for i in range(workers)]
+    procs = []
+    for i in range(workers):
+        source = f"127.0.0.{2 + i}" if workers > 1 else ""
+        # round-robin the server ports, each worker starting at a different one
+        urls = servers.urls[i % len(servers.urls):] + servers.urls[: i % len(servers.urls)]
+        cmd = [sys.executable, os.path.abspath(__file__), "--client-process", "--tool", tool, "--n", str(share[i]),
+               "--urls", ",".join(urls), "--source", source, "--concurrency", str(args.concurrency),
+               "--loop", args.loop]
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    meter = h.ServerMeter(servers)
+    srv_rss0 = servers.rss_kib()
+    t0 = time.perf_counter()
+    figures = []
+    for p in procs:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if not line:
+            p.wait()
+            raise RuntimeError(f"{tool} client process failed (exit {p.returncode})")
+        figures.append(json.loads(line))
+    all_open_s = time.perf_counter() - t0
+    time.sleep(args.hold)  # every connection is open now: hold them
+    srv_rss = servers.rss_kib()
+    ends = []
+    for p in procs:
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.close()
+        ends.append(json.loads(p.stdout.readline()))
+        p.wait(timeout=60)
+    opened = sum(f["opened"] for f in figures)
+    grown = sum(f["rss_after_kib"] - f["rss_before_kib"] for f in figures)
+    return {
+        "connections": opened,
+        "workers": workers,
+        "kib_per_conn": grown / opened,
+        "client_rss_mib_total": sum(f["rss_after_kib"] for f in figures) / 1024,
+        "alive_after_hold": sum(e["alive_at_end"] for e in ends),
+        "hold_s": args.hold,
+        "open_s": all_open_s,
+        "opens_per_s": opened / all_open_s,
+        "server_rss_grown_kib_per_conn": (srv_rss - srv_rss0) / opened,  # first tool only: RSS is kept
+        "server_cpu": meter.share(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=5000)
+    parser.add_argument("--tools", default="websockets,client,wsload")
+    parser.add_argument("--workers", type=int, default=1, help="client processes (default: as few as fit)")
+    parser.add_argument("--server-processes", type=int, default=0, help="default: as few as fit the files limit")
+    parser.add_argument("--ports", type=int, default=1, help="listening ports per server process")
+    parser.add_argument("--hold", type=float, default=2.0, help="seconds to hold all connections (default 2)")
+    parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tool", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client_process:
+        return _client_main(args)
+    tools = args.tools.split(",")
+    server_procs = args.server_processes or max(1, -(-args.connections // FD_PER_PROCESS))
+    info: dict[str, Any] = {"row": 2, "connections": args.connections, **h.machine()}
+    results: dict[str, Any] = {}
+    with h.EchoServers(processes=server_procs, ports=args.ports) as servers:
+        h.say(args, f"row 2: {args.connections} idle connections per tool; {server_procs} picows server process(es) "
+                    f"x {args.ports} port(s) on core {servers.core}; clients on core {h.cores()[0]}; hold {args.hold:g} s")
+        for tool in tools:
+            row = _run_tool(args, tool, servers)
+            results[tool] = row
+            h.say(args, f"  {tool:>10}: {row['kib_per_conn']:6.2f} KiB RSS/conn  ({row['connections']} conns in "
+                        f"{row['workers']} process(es), all open in {row['open_s']:.1f} s incl. process start, "
+                        f"{row['alive_after_hold']} alive after {row['hold_s']:g} s; client RSS total "
+                        f"{row['client_rss_mib_total']:.0f} MiB; server CPU {row['server_cpu']:.0%})")
+    h.emit(args, {**info, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

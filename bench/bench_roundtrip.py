@@ -1,0 +1,240 @@
+"""Row 1: closed loop, 100 connections, 64-byte JSON carrying a sequence number, each read waiting
+for the echo with that number. Round trips/s and client CPU per round trip, in one run:
+
+- ``websockets``: a plain loop on websockets' asyncio API (send json.dumps, recv, json.loads,
+  compare the sequence number) -- the baseline the target is set against (>= 1.5x);
+- ``client``: the same loop on wsload's connection layer (WebSocketClient.write/read);
+- ``wsload``: the scenario bench/scenarios/roundtrip.yaml run by wsload's engine: one virtual user
+  per connection, ``write json {seq: "{{ iteration }}", ...}`` + ``read match json {seq: ...}``,
+  with templates, matching, recorders and HDR histograms as in a real run. When the load engine
+  (``runner.load.run_load``) exists it drives the users (``--engine load``); otherwise the bench
+  drives ``VirtualUser.run_iteration()`` itself, as ``runner/engine/__init__.py`` describes
+  (``--engine vu``), which is the per-user path the load engine runs.
+
+The client runs pinned to the first core, the picows echo server in its own process on the last
+core; the server's CPU share is printed for every run. Tools alternate over ``--rounds``.
+
+    python bench/bench_roundtrip.py                       # 3 rounds x 3 s per tool
+    python bench/bench_roundtrip.py --seconds 10 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as h  # noqa: E402
+
+SCENARIO = os.path.join(h.BENCH_DIR, "scenarios", "roundtrip.yaml")
+
+
+async def _measure(
+    tasks_or_coros: list[Awaitable[None]],
+    count: Callable[[], int],
+    stop: Callable[[], None],
+    warmup: float,
+    seconds: float,
+    meter_of: Callable[[], h.ServerMeter],
+) -> dict[str, float]:
+    tasks = [asyncio.ensure_future(c) for c in tasks_or_coros]
+    await asyncio.sleep(warmup)
+    meter = meter_of()
+    n0, c0, t0 = count(), time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    n, cpu, wall = count() - n0, time.process_time() - c0, time.perf_counter() - t0
+    server = meter.share()
+    stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    return {"rt_per_s": n / wall, "us_cpu_per_rt": cpu / n * 1e6, "client_cpu": cpu / wall, "server_cpu": server}
+
+
+async def run_websockets(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
+    from websockets.asyncio.client import connect
+
+    conns = [await connect(url, compression=None, max_size=1 << 20) for _ in range(n)]
+    counts = [0] * n
+    running = [True]
+    dumps, loads = json.dumps, json.loads
+
+    async def user(i: int, ws: Any) -> None:
+        send, recv = ws.send, ws.recv
+        seq = 0
+        pad = "x" * 34
+        while running[0]:
+            seq += 1
+            await send(dumps({"seq": seq, "vu": i, "payload": pad}))
+            while loads(await recv())["seq"] != seq:
+                pass
+            counts[i] += 1
+
+    out = await _measure(
+        [user(i, c) for i, c in enumerate(conns)], lambda: sum(counts), lambda: running.__setitem__(0, False),
+        warmup, seconds, meter,
+    )
+    await asyncio.gather(*(ws.close() for ws in conns))
+    return out
+
+
+async def run_client(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
+    from runner.client import ConnectOptions, WebSocketClient
+
+    client = WebSocketClient()
+    socks = [await client.open(url, ConnectOptions(timeout_s=10)) for _ in range(n)]
+    assert all(s >= 0 for s in socks), client.last_error()
+    counts = [0] * n
+    running = [True]
+    dumps, loads = json.dumps, json.loads
+
+    async def user(i: int, sock: int) -> None:
+        write, read = client.write, client.read
+        seq = 0
+        pad = "x" * 34
+        while running[0]:
+            seq += 1
+            write(sock, dumps({"seq": seq, "vu": i, "payload": pad}))
+            while True:
+                result = await read(sock, 10.0)
+                if result.rc != 0:
+                    raise RuntimeError(str(client.last_error()))
+                if loads(result.data)["seq"] == seq:  # type: ignore[arg-type]
+                    break
+            counts[i] += 1
+
+    out = await _measure(
+        [user(i, s) for i, s in enumerate(socks)], lambda: sum(counts), lambda: running.__setitem__(0, False),
+        warmup, seconds, meter,
+    )
+    await client.aclose()
+    return out
+
+
+async def run_wsload_vu(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
+    """The engine's per-user path: RunContext + VirtualUser.run_iteration() in a loop per user."""
+    from runner.client import WebSocketClient
+    from runner.engine.vu import RunContext, VirtualUser
+    from runner.loader import load_scenario
+    from runner.metrics import RunRecorder
+
+    scenario = load_scenario(SCENARIO, target=url.rstrip("/"))
+    recorder = RunRecorder(time.monotonic_ns())
+    ctx = RunContext(scenario, recorder, scenario.target)
+    client = WebSocketClient()
+    running = [True]
+    reads = [rec for rec in recorder.steps.values() if rec.kind == "read"]
+    failed: list[str] = []
+
+    async def user(vu_id: int) -> None:
+        vu = VirtualUser(ctx, client, vu_id)
+        while running[0]:
+            if not await vu.run_iteration():
+                failed.append(str(recorder.failures)[:500])
+                return
+
+    out = await _measure(
+        [user(i + 1) for i in range(n)], lambda: sum(r.ok for r in reads), lambda: running.__setitem__(0, False),
+        warmup, seconds, meter,
+    )
+    if failed:
+        raise RuntimeError(f"wsload iterations failed: {failed[0]}")
+    await client.aclose()
+    return out
+
+
+def run_wsload_load(url: str, n: int, warmup: float, seconds: float, meter_of: Any, loop: str) -> dict[str, float]:
+    """Through the load engine's API: run_load(scenario, target=..., overrides=..., workers=1).
+
+    The whole run is measured (opening 100 connections included; warm-up is not separable), so
+    the duration is the warm-up plus the measured seconds."""
+    from runner.load import run_load  # type: ignore[attr-defined]
+    from runner.loader import load_scenario
+
+    scenario = load_scenario(SCENARIO, target=url.rstrip("/"))
+    meter = meter_of()
+    c0, t0 = _cpu_all(), time.perf_counter()
+    result = run_load(
+        scenario,
+        target=url.rstrip("/"),
+        overrides={"vus": n, "duration": warmup + seconds},
+        workers=1,
+    )
+    cpu, wall = _cpu_all() - c0, time.perf_counter() - t0
+    server = meter.share()
+    reads = sum(s.ok for s in result.steps if s.kind == "read")
+    if not reads:
+        raise RuntimeError(f"no reads measured: {result.error}")
+    busy = result.duration_s or wall
+    return {"rt_per_s": reads / busy, "us_cpu_per_rt": cpu / reads * 1e6, "client_cpu": cpu / wall, "server_cpu": server}
+
+
+def _cpu_all() -> float:
+    """CPU seconds of this process and its waited-for children (load workers)."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def engine_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    try:
+        from runner.load import run_load  # type: ignore[attr-defined]  # noqa: F401
+    except ImportError:
+        return "vu"
+    return "load"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    h.common_args(parser, seconds=3.0, rounds=3)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--tools", default="websockets,client,wsload")
+    parser.add_argument("--engine", choices=["auto", "vu", "load"], default="auto",
+                        help="how wsload runs the scenario (default: the load engine when present)")
+    parser.add_argument("--server", choices=["picows", "embedded"], default="picows")
+    args = parser.parse_args(argv)
+    engine = engine_mode(args.engine)
+    tools = args.tools.split(",")
+    client_core = h.pin_client()
+    info: dict[str, Any] = {"row": 1, "connections": args.connections, "seconds": args.seconds,
+                            "rounds": args.rounds, "loop": args.loop, "engine": engine, **h.machine()}
+    results: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
+    with h.EchoServers(impl=args.server) as servers:
+        url = servers.url
+        h.say(args, f"row 1: {args.connections} connections, 64 B JSON with seq, read match; server {args.server} "
+                    f"on core {servers.core}, client on core {client_core}; loop {args.loop}; wsload engine: {engine}; "
+                    f"{args.rounds} x {args.seconds:g} s per tool")
+        meter_of = lambda: h.ServerMeter(servers)  # noqa: E731
+        for round_ in range(args.rounds):
+            for tool in tools:
+                if tool == "wsload" and engine == "load":
+                    row = run_wsload_load(url, args.connections, args.warmup, args.seconds, meter_of, args.loop)
+                else:
+                    fn = {"websockets": run_websockets, "client": run_client, "wsload": run_wsload_vu}[tool]
+                    row = h.run_async(fn(url, args.connections, args.warmup, args.seconds, meter_of), args.loop)
+                results[tool].append(row)
+                h.say(args, f"  round {round_ + 1} {tool:>10}: {row['rt_per_s']:8.0f} rt/s  "
+                            f"{row['us_cpu_per_rt']:6.2f} us CPU/rt  (client {row['client_cpu']:.0%} of a core, "
+                            f"server {row['server_cpu']:.0%})")
+    medians = {t: h.median_rows(rows) for t, rows in results.items()}
+    base = medians.get("websockets", {}).get("rt_per_s")
+    h.say(args, "median of rounds:")
+    for tool, m in medians.items():
+        ratio = f"  {m['rt_per_s'] / base:4.2f}x websockets" if base else ""
+        h.say(args, f"  {tool:>10}: {m['rt_per_s']:8.0f} round trips/s  {m['us_cpu_per_rt']:6.2f} us CPU/rt  "
+                    f"server {m['server_cpu']:.0%}{ratio}")
+    h.emit(args, {**info, "median": medians, "rounds_data": results,
+                  "ratio_vs_websockets": {t: m["rt_per_s"] / base for t, m in medians.items()} if base else None})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
