@@ -432,9 +432,10 @@ def _thresholds_table(result: RunResult, e: _Html) -> str:
     rows = []
     for t in result.thresholds:
         word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
-        value = "no data" if t.value is None else f"{t.value:g}"
-        rows.append([word, e(t.expression), e(value), str(t.line), e(t.message)])
-    return _table(["", "threshold", "observed", "line", "detail"], rows, frozenset({1, 4}))
+        # The message states observed and limit in the threshold's own unit ("0.101ms < 50ms").
+        detail = t.message or ("no data" if t.value is None else f"observed {t.value:g}")
+        rows.append([word, e(t.expression), str(t.line), e(detail)])
+    return _table(["", "threshold", "line", "observed"], rows, frozenset({1, 3}))
 
 
 def _errors(result: RunResult, e: _Html) -> str:
@@ -607,10 +608,12 @@ def _comparison(
                     if t.passed
                     else '<span class="fail-text">LOST</span>'
                 )
-                cells.append(word + ("" if t.value is None else f" {t.value:g}"))
+                cells.append(f"{word} {e(t.message)}" if t.message else word)
         threshold_rows.append([e(expr), *cells])
     thresholds = (
-        _table(["threshold", *(e(label) for label in labels)], threshold_rows, frozenset({0}))
+        _table(
+            ["threshold", *(e(label) for label in labels)], threshold_rows, frozenset(range(len(labels) + 1))
+        )
         if threshold_rows
         else '<p class="none">No thresholds.</p>'
     )
