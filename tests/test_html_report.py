@@ -188,3 +188,10 @@ def test_gaps_and_missing_series_are_tolerated() -> None:
     assert charts["latency"].series == ("p50", "p99")
     assert charts["latency"].data[1] == (1.0, None, None, None)
     assert charts["errors"].series == ("failed steps/s", "rc -1/s")
+
+
+def test_a_one_second_run_gets_a_two_second_axis() -> None:
+    """A check run within one second: its single point sits on a 0-1 s axis (not an arbitrary range)."""
+    charts = {c.id: c for c in html.charts([ramp(1)])}
+    assert charts["throughput"].data[0] == (0.0, 1.0)
+    assert charts["throughput"].data[1] == (2.0, None)

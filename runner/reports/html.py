@@ -214,7 +214,8 @@ def _time_chart(
     columns = [c for c in columns if any(v is not None for v in c[1])]
     if not columns:
         return None
-    seconds = max(len(c[1]) for c in columns)
+    # At least two seconds on the axis: one point alone would get an arbitrary 0-100 s range.
+    seconds = max(2, *(len(c[1]) for c in columns))
     bucket = _bucket_size(seconds, max_points)
     data: list[tuple[float | None, ...]] = [tuple(float(t) for t in range(0, seconds, bucket))]
     for _, values, how in columns:
