@@ -107,6 +107,28 @@ def test_rounds_repeat_the_run_and_update_outputs(tmp_path: Path, capsys: pytest
     assert (tmp_path / "r.html").exists() and "wsload_scenario_success" in prom.read_text()
 
 
+def test_html_for_several_scenarios_gets_one_file_each(tmp_path: Path) -> None:
+    """``--html r.html`` with several files: r-<stem>.html each, a repeated stem numbered like ``--json``."""
+    code = main(
+        [
+            "run",
+            "scenarios/smoke.yaml",
+            "scenarios/rpc.yaml",
+            "scenarios/smoke.yaml",
+            "--report-dir",
+            "",
+            "-q",
+            "--html",
+            str(tmp_path / "r.html"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.glob("*.html")) == ["r-rpc.html", "r-smoke-2.html", "r-smoke.html"]
+    assert "rpc request/response" in (tmp_path / "r-rpc.html").read_text()
+
+
 def test_every_rejects_a_bad_interval(capsys: pytest.CaptureFixture[str]) -> None:
     """``--every soon`` and ``--rounds 0`` are usage errors (exit 2)."""
     assert main(["run", "scenarios/smoke.yaml", "--every", "soon"]) == 2

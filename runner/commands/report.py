@@ -148,10 +148,18 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _html_paths(path: str, results: Sequence[RunResult]) -> list[str]:
+    """``--html PATH``: that path for one scenario; ``PATH-<stem>.html`` (``-<stem>-2`` ...) for several,
+    named like ``--json``'s files."""
     if len(results) <= 1:
         return [path]
     base, ext = os.path.splitext(path)
-    return [f"{base}-{Path(r.scenario_file).stem}{ext or '.html'}" for r in results]
+    seen: dict[str, int] = {}
+    out = []
+    for r in results:
+        stem = Path(r.scenario_file).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(f"{base}-{stem if seen[stem] == 1 else f'{stem}-{seen[stem]}'}{ext or '.html'}")
+    return out
 
 
 def _write_html(path: str, result: RunResult, masker: Masker, source: str) -> None:
