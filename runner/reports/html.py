@@ -262,7 +262,7 @@ def charts(
         if (dist := _distribution("distribution", "Latency distribution per step", named)) is not None:
             out.append(dist)
         return out
-    labels = run_labels(results)
+    labels = [text(label) for label in run_labels(results)]
     overlays: tuple[tuple[str, str, str, Callable[[Sequence[Mapping[str, Any]]], _Metric]], ...] = (
         ("p99", "p99 latency over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
         ("p50", "p50 latency over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
