@@ -105,6 +105,8 @@ def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> No
         assert all(len(column) <= html.MAX_POINTS for column in chart["data"])
     _assert_rendered(page, {*TIME_CHARTS, "distribution"})
     screenshot(page, "html-report-hour.png")
+    assert "load: closed model · 2 worker(s) · max 200 VUs · max 200 connections" in text
+    assert "<td>load.iteration_ms</td><td>p50 1.2, p99 9.5</td>" in text.replace('<td class="text">', "<td>")
     series = {c["id"]: c["series"] for c in _charts(text)}
     assert series["throughput"] == ["messages/s", "starts/s", "dropped starts/s"]
     assert series["users"] == ["active VUs", "open connections"]

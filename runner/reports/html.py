@@ -483,9 +483,49 @@ def _settings(result: RunResult, e: _Html) -> str:
     for key, value in result.settings.items():
         if key in ("source", "scenario_source"):
             continue
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-        rows.append([e(key), e(shown)])
+        if isinstance(value, Mapping):  # e.g. the load figures: one row each, "load.workers"
+            rows += [[e(f"{key}.{k}"), e(_setting(v))] for k, v in value.items()]
+        else:
+            rows.append([e(key), e(_setting(value))])
     return _table(["setting", "value"], rows, frozenset({0, 1}))
+
+
+def _setting(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and all(isinstance(v, (int, float)) for v in value.values()):
+        return ", ".join(f"{k} {v:g}" for k, v in value.items())  # percentiles: "p50 0.1, p99 0.4"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _load_line(result: RunResult) -> str:
+    """The load figures at a glance (from ``settings["load"]`` of a load run), or ``""``."""
+    load = result.settings.get("load")
+    if not isinstance(load, Mapping):
+        return ""
+    parts = []
+    if load.get("model"):
+        parts.append(f"{load['model']} model")
+    if load.get("workers"):
+        parts.append(f"{load['workers']} worker(s)")
+    if isinstance(load.get("vus_max_active"), int):
+        parts.append(f"max {load['vus_max_active']:,} VUs")
+    if isinstance(load.get("connections_max"), int):
+        parts.append(f"max {load['connections_max']:,} connections")
+    if isinstance(load.get("achieved_rate"), (int, float)):
+        rate = load.get("rate")
+        of = f" of {rate:g}/s" if isinstance(rate, (int, float)) and rate else ""
+        parts.append(f"{load['achieved_rate']:g} iterations/s achieved{of}")
+    lag = load.get("lag_ms")
+    if isinstance(lag, Mapping) and isinstance(lag.get("p99"), (int, float)):
+        parts.append(f"schedule lag p99 {lag['p99']:g} ms")
+    if load.get("dropped"):
+        parts.append(f"{load['dropped']:,} starts dropped")
+    if load.get("stop_reason"):
+        parts.append(str(load["stop_reason"]))
+    return "load: " + " · ".join(parts) if parts else ""
 
 
 def _source(result: RunResult, source: str | None, e: _Html) -> str:
@@ -523,6 +563,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
     present = {c.id for c in chart_list}
     missing = [title for cid, title in _TITLES.items() if cid not in present]
     error = f'<p class="error-box">{e(result.error)}</p>' if result.error else ""
+    load = f'<p class="meta">{e(line)}</p>' if (line := _load_line(result)) else ""
     interrupted = (
         '<p class="error-box">Interrupted: the report holds what was measured until the signal.</p>'
         if result.interrupted
@@ -533,7 +574,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f'<p class="meta">{e(console.verdict_line(result))}</p>'
         f'<p class="meta">target <b>{e(result.target or "-")}</b> · started <b>{e(result.started_at)}</b> · '
         f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{result.iterations}</b></p>"
-        f"{error}{interrupted}"
+        f"{load}{error}{interrupted}"
         f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
         f"<h2>Steps</h2>{_steps_table(result, e)}{_connect_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
@@ -568,6 +609,7 @@ def _comparison(
             row("target", lambda r: e(r.target or "-")),
             row("duration", lambda r: f"{r.duration_s:.3f} s"),
             row("iterations", lambda r: f"{r.iterations} ({r.iterations_failed} failed)"),
+            row("load", lambda r: e(_load_line(r).removeprefix("load: ") or "-")),
             row(
                 "steps run / failed",
                 lambda r: f"{sum(s.count for s in r.steps)} / {sum(s.failures for s in r.steps)}",

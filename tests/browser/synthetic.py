@@ -106,5 +106,22 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
         iterations_failed=timeouts,
         thresholds=(ThresholdResult("read.p99 < 5ms", 0.0091, False, 20, 0.005, "9.1ms is 4.1ms over 5ms"),),
         timeseries=tuple(series),
-        settings={"mode": "load", "workers": 2, "vus": 200},
+        settings={
+            "mode": "load",
+            "read_timeout_s": 2.0,
+            "load": {
+                "model": "closed",
+                "workers": 2,
+                "vus": 200,
+                "vus_max_active": 200,
+                "connections_max": 200,
+                "achieved_rate": 150.5,
+                "rate": None,
+                "lag_ms": None,
+                "iteration_ms": {"p50": 1.2, "p99": 9.5},
+                "dropped": 0,
+                "stages": [{"duration_s": seconds / 2, "target": 200}],
+                "stop_reason": "",
+            },
+        },
     )
