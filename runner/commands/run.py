@@ -34,8 +34,9 @@ T = TypeVar("T")
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "run",
-        help="run scenarios once, as checks (smoke checks, CI gates)",
-        description="Run each scenario once and report; exit 0 passed, 1 failed, 2 invalid, "
+        help="run scenarios once as checks (smoke checks, CI gates), or as load tests",
+        description="Run each scenario once (or as a load test when it has a load: section or a "
+        "load option is given) and report; exit 0 passed, 1 failed, 2 invalid, "
         "3 could not run, 130 interrupted.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files")
@@ -65,6 +66,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--junit", dest="junit_path", metavar="PATH", help="also write the JUnit XML report here"
     )
     outputs.add_output_options(parser)  # --html, --prometheus-textfile, --pushgateway, --every, --rounds
+    add_load_options(parser)
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
     noise.add_argument(
@@ -72,6 +74,89 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=outputs.repeating(run))
     return parser  # type: ignore[no-any-return]
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """The load group: any of these (or a ``load:`` section) makes the run a load test."""
+    from runner.units import parse_duration, parse_rate
+
+    def duration(text: str) -> float:
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def rate(text: str) -> float:
+        try:
+            return parse_rate(text if "/" in text else f"{text}/s")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def positive(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+        return value
+
+    env = os.environ.get
+    load = parser.add_argument_group("load (a file's load: section, or any of these, makes a load run)")
+    load.add_argument("--vus", type=positive, help="closed model: concurrent virtual users")
+    load.add_argument("--duration", type=duration, metavar="DURATION",
+                      help="how long the load runs, e.g. 60s, 5m (replaces stages)")
+    load.add_argument("--rate", type=rate, metavar="RATE",
+                      help="open model: iteration starts per second, e.g. 500 or 500/s")
+    load.add_argument("--iterations", type=positive,
+                      help="iterations per virtual user (closed) or in total (open)")
+    load.add_argument("--max-vus", type=positive, help="open model: the most virtual users at once")
+    load.add_argument("--workers", type=positive, default=positive(env("WSLOAD_WORKERS", "")) if env("WSLOAD_WORKERS") else None,
+                      help="worker processes (default: one per core from 500 connections or "
+                      "starts/s, else 1; env WSLOAD_WORKERS)")
+    load.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                      help="an extra threshold, e.g. 'read.p99 < 50ms' (repeatable)")
+    load.add_argument("--source-address", action="append", default=[], metavar="ADDR",
+                      help="local address to connect from (repeatable; spreads connections)")
+    load.add_argument("--check", action="store_true",
+                      help="run once as a check even when the file has a load: section")
+
+
+def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
+    """The per-scenario runner: a load run where asked for, a check run otherwise."""
+    from runner.load import LoadOverrides, Progress, is_load_run, run_load
+
+    overrides = LoadOverrides(
+        vus=args.vus,
+        duration_s=args.duration,
+        rate=args.rate,
+        iterations=args.iterations,
+        max_vus=args.max_vus,
+        thresholds=tuple(args.threshold),
+        source_addresses=tuple(args.source_address),
+    )
+    variables = parse_vars(args.var)
+
+    async def run_one(scenario: Scenario, target: str | None) -> RunResult:
+        if args.check or not is_load_run(scenario, overrides, args.workers):
+            if overrides.thresholds:
+                from dataclasses import replace
+
+                from runner.load.settings import parse_threshold
+
+                extra = tuple(parse_threshold(t, scenario) for t in overrides.thresholds)
+                scenario = replace(scenario, thresholds=scenario.thresholds + extra)
+            return await _check(scenario, target)
+        return await run_load(
+            scenario,
+            target=target,
+            overrides=overrides,
+            workers=args.workers,
+            progress=None if args.quiet else Progress(),
+            variables=variables,
+        )
+
+    return run_one
 
 
 def parse_vars(items: Sequence[str]) -> dict[str, str]:
@@ -214,13 +299,19 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()  # milliseconds in the name: two runs in one second keep both reports
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
     try:
-        results = _run_loop(run_scenarios(scenarios, args.target, verbose=args.verbose))
+        results = _run_loop(
+            run_scenarios(scenarios, args.target, verbose=args.verbose, runner=_load_runner(args))
+        )
     except RunError:
         raise
     except KeyboardInterrupt:  # a signal before the handlers were in place
         print("wsload: interrupted before any scenario ran", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     for result in results:
+        if "load" in result.settings:  # before the report, whose last line is the verdict
+            from runner.load import load_summary_line
+
+            sys.stdout.write(masker.text(load_summary_line(result)) + "\n")
         if not args.quiet:
             sys.stdout.write(console.render(result, masker, verbose=args.verbose))
         else:

@@ -1,0 +1,270 @@
+"""One process's share of a load run: follows the pure plan (``runner.load.plan``) in time.
+
+``LoadEngine`` runs shard ``shard`` of ``shards`` on the running event loop:
+
+- closed model: the target VU count of ``closed_plan`` (this shard's share of it, ``shard_count``)
+  is met by starting and retiring user tasks; each user loops ``run_iteration`` (think time in
+  between) until the plan ends, the user is retired, or its ``iterations`` are done;
+- open model: one scheduler coroutine walks this shard's ``shard_starts`` of ``open_starts``,
+  sleeping until each intended time and batching starts already due; each start takes an idle
+  user from the pool (or creates one up to ``max_vus``) or is counted as dropped. The iteration
+  latency is measured from the *intended* start, so a late start is not hidden.
+
+The end is graceful: no new iterations, those in flight may finish within ``graceful_stop_s``,
+then they are cancelled and every connection is closed. ``stop(reason)`` does the same early
+(signals, a lost ``abort_on_fail`` threshold, the parent of a worker).
+
+VU numbers are global across shards (shard's j-th user is ``j * shards + shard + 1``), so
+``{{ vu }}`` is unique in a multi-process run and ``shards=1`` gives 1, 2, 3, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from runner.engine.vu import RunContext, VirtualUser
+from runner.load.limits import default_max_vus
+from runner.load.plan import closed_plan, open_starts, shard_count, shard_starts
+from runner.model import LoadSpec
+
+if TYPE_CHECKING:
+    from runner.client import WebSocketClient
+
+__all__ = ["LoadEngine"]
+
+#: Starts made in one go before yielding to the loop when the scheduler is behind.
+BATCH = 256
+#: A start due within this many nanoseconds is made now rather than after another sleep.
+EARLY_NS = 200_000
+
+
+class LoadEngine:
+    """Run this process's shard of ``ctx.scenario.load`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        *,
+        start_ns: int,
+        shard: int = 0,
+        shards: int = 1,
+        source_addresses: tuple[str, ...] = (),
+        client_factory: Callable[[], WebSocketClient] | None = None,
+    ) -> None:
+        load = ctx.scenario.load
+        assert load is not None
+        self.ctx = ctx
+        self.load: LoadSpec = load
+        self.start_ns = start_ns
+        self.shard = shard
+        self.shards = shards
+        self.addresses = source_addresses
+        if client_factory is None:
+            from runner.client import WebSocketClient
+
+            client_factory = WebSocketClient
+        self._client = client_factory
+        self.stop_reason = ""
+        self.stopping = False
+        self.max_active = 0
+        self.busy: set[VirtualUser] = set()  # users inside an iteration (open) / running (closed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._gauge_vus = 0
+        self._no_more_growth = False
+        self.max_vus_created = 0
+
+    # --- what progress and the coordinator read --------------------------------------------
+
+    def gauges(self) -> tuple[int, int]:
+        """(active virtual users, open connections) right now in this process."""
+        vus = self._gauge_vus if self.load.model == "closed" else len(self.busy)
+        conns = 0
+        for vu in self.busy:
+            conns += len(vu.sockets)
+        return vus, conns
+
+    # --- control -------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop starting iterations; in-flight ones get ``graceful_stop_s`` (idempotent)."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_reason = reason
+        if self._wake is not None:
+            self._wake.set()
+        if self._main is not None and self.load.model == "open":
+            self._main.cancel()
+
+    def _user(self, j: int) -> VirtualUser:
+        vu_id = j * self.shards + self.shard + 1
+        addr = self.addresses[(vu_id - 1) % len(self.addresses)] if self.addresses else None
+        return VirtualUser(self.ctx, self._client(), vu_id, source_address=addr)
+
+    async def run(self) -> None:
+        """Follow the plan from ``start_ns`` to its end (or ``stop``), then end gracefully."""
+        self._wake = asyncio.Event()
+        delay = (self.start_ns - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = self._closed() if self.load.model == "closed" else self._open()
+        self._main = asyncio.ensure_future(body)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._main
+        self.stopping = True
+        await self._graceful_end()
+
+    async def _graceful_end(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(self.load.graceful_stop_s, 0.0))
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for vu in list(self.busy):
+            await vu.close_all()
+        self.busy.clear()
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks and self._wake is not None:
+            self._wake.set()
+        if not task.cancelled() and task.exception() is not None and not self.stopping:
+            # A crash of the engine itself (not a step's failure): stop, keep what was measured.
+            self.stop(f"internal error: {task.exception()!r}")
+
+    async def _sleep_until(self, at_s: float) -> None:
+        """Sleep until ``at_s`` after the start, waking early on ``stop`` or when every user is
+        done (checked by the caller)."""
+        assert self._wake is not None
+        deadline = self.start_ns + int(at_s * 1e9)
+        while not self.stopping:
+            left = (deadline - time.monotonic_ns()) / 1e9
+            if left <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+            if self._all_done():
+                return
+
+    # --- closed model ---------------------------------------------------------------------------
+
+    def _all_done(self) -> bool:
+        return self.load.iterations is not None and not self._tasks and self._no_more_growth
+
+    async def _closed(self) -> None:
+        plan = closed_plan(self.load)
+        # slot j -> retire flag holder; slots started in order, retired from the top
+        slots: list[list[bool]] = []
+        self._no_more_growth = False
+        growth_after = [max((c.vus for c in plan[i + 1 :]), default=0) for i in range(len(plan))]
+        for i, change in enumerate(plan):
+            await self._sleep_until(change.at_s)
+            if self.stopping or self._all_done():
+                break
+            target = shard_count(change.vus, self.shard, self.shards)
+            while len(slots) < target:
+                flag = [False]
+                slots.append(flag)
+                self._spawn(self._user_loop(self._user(len(slots) - 1), flag))
+            while len(slots) > target:
+                slots.pop()[0] = True
+            self._no_more_growth = shard_count(growth_after[i], self.shard, self.shards) <= len(slots)
+        else:
+            if plan and plan[-1].vus != 0:  # bounded by iterations only: wait for the users
+                self._no_more_growth = True
+                while self._tasks and not self.stopping:
+                    assert self._wake is not None
+                    self._wake.clear()
+                    await self._wake.wait()
+
+    async def _user_loop(self, vu: VirtualUser, retired: list[bool]) -> None:
+        load = self.load
+        limit = load.iterations if load.iterations is not None else math.inf
+        rec = self.ctx.recorder
+        think = load.think_time_s
+        self.busy.add(vu)
+        self._gauge_vus += 1
+        self.max_active = max(self.max_active, self._gauge_vus)
+        try:
+            while not self.stopping and not retired[0] and vu.iteration < limit:
+                started = time.monotonic_ns()
+                await vu.run_iteration()
+                rec.load.iteration.record_ns(time.monotonic_ns() - started)
+                if think > 0 and not self.stopping and not retired[0]:
+                    await asyncio.sleep(think)
+        finally:
+            self._gauge_vus -= 1
+            self.busy.discard(vu)
+            await vu.close_all()
+
+    # --- open model -----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        load = self.load
+        rec = self.ctx.recorder
+        total_max = load.max_vus if load.max_vus is not None else default_max_vus(load)
+        cap = max(1, shard_count(total_max, self.shard, self.shards))
+        idle: list[VirtualUser] = []
+        created = 0
+        base = self.start_ns
+        batch = 0
+        lag = rec.load.lag
+        series = rec.timeseries
+        for t in shard_starts(open_starts(load), self.shard, self.shards):
+            intended = base + int(t * 1e9)
+            now = time.monotonic_ns()
+            if intended - now > EARLY_NS:
+                batch = 0
+                await asyncio.sleep((intended - now) / 1e9)
+                now = time.monotonic_ns()
+            elif batch >= BATCH:  # far behind: let in-flight iterations progress too
+                batch = 0
+                await asyncio.sleep(0)
+                now = time.monotonic_ns()
+            if self.stopping:
+                return
+            batch += 1
+            if idle:
+                vu = idle.pop()
+            elif created < cap:
+                vu = self._user(created)
+                created += 1
+            else:
+                rec.load.dropped += 1
+                series.dropped(rec.second(now))
+                continue
+            rec.load.started += 1
+            lag.record_ns(now - intended if now > intended else 0)
+            self.busy.add(vu)
+            if len(self.busy) > self.max_active:
+                self.max_active = len(self.busy)
+            self.max_vus_created = created
+            self._spawn(self._one(vu, intended, idle))
+
+    async def _one(self, vu: VirtualUser, intended_ns: int, idle: list[VirtualUser]) -> None:
+        try:
+            await vu.run_iteration()
+            self.ctx.recorder.load.iteration.record_ns(time.monotonic_ns() - intended_ns)
+        except asyncio.CancelledError:
+            await vu.close_all()
+            raise
+        finally:
+            self.busy.discard(vu)
+            idle.append(vu)

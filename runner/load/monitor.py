@@ -1,0 +1,123 @@
+"""Once a second during a load run: gauges into the time series, a progress line, and the
+``abort_on_fail`` thresholds evaluated on everything measured so far (all workers merged).
+
+The same ``Monitor`` serves a single process (it reads the live recorder) and the parent of
+workers (it reads the recorder their interval snapshots are merged into).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from runner.metrics import RunRecorder, TimeSeries
+from runner.model import Scenario, Threshold
+from runner.results import build_result
+from runner.thresholds import evaluate
+
+__all__ = ["Monitor", "Progress", "can_abort"]
+
+
+class Progress:
+    """Live progress on stderr: one refreshed line on a terminal, a plain line every
+    ``every_s`` seconds otherwise (CI logs stay readable)."""
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, every_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every_s = every_s
+        self._last = -1e9
+        self._shown = False
+
+    def update(self, elapsed_s: float, vus: int, conns: int, msgs_per_s: int, errors: int, p99_ms: float | None) -> None:
+        p99 = f"{p99_ms:.2f}ms" if p99_ms is not None else "-"
+        line = (
+            f"wsload: {elapsed_s:6.1f}s  vus {vus:,}  conns {conns:,}  msgs/s {msgs_per_s:,}  "
+            f"errors {errors:,}  read p99 {p99}"
+        )
+        if self.tty:
+            self.stream.write("\r" + line + "\x1b[K")
+            self._shown = True
+        elif elapsed_s - self._last >= self.every_s:
+            self.stream.write(line + "\n")
+            self._last = elapsed_s
+        else:
+            return
+        self.stream.flush()
+
+    def done(self) -> None:
+        """End the refreshed line so the report starts on its own line."""
+        if self.tty and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def can_abort(threshold: Threshold) -> bool:
+    """Whether failing now means the run is already lost: a count or rate that must still grow
+    past its limit (``iterations.count > 1000``) is not lost before the end."""
+    if not threshold.abort_on_fail:
+        return False
+    return not (threshold.stat in ("count", "rate") and threshold.op in (">", ">="))
+
+
+class Monitor:
+    """Called by whoever runs the load once a second (see the module docstring)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        total: RunRecorder,
+        *,
+        progress: Progress | None,
+        stop: Callable[[str], None],
+    ) -> None:
+        self.scenario = scenario
+        self.total = total
+        self.progress = progress
+        self.stop = stop
+        self.abort_thresholds = tuple(t for t in scenario.thresholds if can_abort(t))
+        self.aborted = ""
+        self.max_vus = 0
+        self.max_connections = 0
+
+    def tick(self, vus: int, conns: int) -> None:
+        total = self.total
+        now = time.monotonic_ns()
+        second = total.second(now)
+        total.timeseries.gauges(second, vus, conns)
+        self.max_vus = max(self.max_vus, vus)
+        self.max_connections = max(self.max_connections, conns)
+        if self.progress is not None:
+            previous = total.timeseries.seconds.get(second - 1)
+            msgs = previous[TimeSeries.MESSAGES] if previous else 0
+            errors = sum(rec.failures for rec in total.steps.values())
+            p99 = total.timeseries.latest_read_p99_ms(second - 1)
+            self.progress.update((now - total.start_ns) / 1e9, vus, conns, msgs, errors, p99)
+        if self.abort_thresholds and not self.aborted:
+            self.check_abort((now - total.start_ns) / 1e9)
+
+    def check_abort(self, elapsed_s: float) -> None:
+        """Stop the run when an ``abort_on_fail`` threshold is lost on the data so far."""
+        result = build_result(
+            self.total,
+            scenario_name=self.scenario.name,
+            scenario_file=self.scenario.file,
+            started_at="",
+            duration_s=max(elapsed_s, 1e-9),
+            target="",
+        )
+        for verdict in evaluate(self.abort_thresholds, result):
+            if not verdict.passed and verdict.value is not None:
+                self.aborted = (
+                    f"aborted after {elapsed_s:.1f}s: abort_on_fail threshold '{verdict.expression}' "
+                    f"lost ({verdict.message})"
+                )
+                self.stop(self.aborted)
+                return
+
+    def done(self) -> None:
+        if self.progress is not None:
+            self.progress.done()

@@ -1,0 +1,135 @@
+"""``run_load``: a load run in this process, or spread over worker processes.
+
+Single process: the live recorder *is* the total; a ticker calls the ``Monitor`` once a second
+(aligned to the run's seconds). With workers the parent only coordinates (``runner.load.workers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from runner.engine.check import on_stop_signals, tls_info, utc_now_iso
+from runner.engine.embedded import is_embedded, resolved_target
+from runner.engine.vu import RunContext
+from runner.load.engine import LoadEngine
+from runner.load.limits import LimitPlan, plan_limits
+from runner.load.monitor import Monitor, Progress
+from runner.load.result import load_result
+from runner.load.settings import LoadOverrides, apply_overrides
+from runner.metrics import RunRecorder
+from runner.model import Scenario
+from runner.results import RunResult
+
+if TYPE_CHECKING:
+    from runner.client import WebSocketClient
+
+__all__ = ["prepare", "run_load"]
+
+#: The first start is this far after setting up, so the first second is a full one.
+START_DELAY_NS = 20_000_000
+
+
+def prepare(
+    scenario: Scenario, overrides: LoadOverrides | None, workers: int | None, target: str | None
+) -> tuple[Scenario, LimitPlan]:
+    """The scenario with overrides applied, and the limits plan (``RunError`` before any run)."""
+    scenario = apply_overrides(scenario, overrides or LoadOverrides())
+    assert scenario.load is not None
+    if workers is None:
+        workers = scenario.load.workers
+    name = target or scenario.target
+    limits = plan_limits(
+        scenario, scenario.load, workers=workers, target=None if is_embedded(name) else name,
+        embedded=is_embedded(name),
+    )
+    if is_embedded(name):  # the embedded server listens on 127.0.0.1: loopback
+        limits = _loopback_addresses(scenario, limits)
+    return scenario, limits
+
+
+def _loopback_addresses(scenario: Scenario, limits: LimitPlan) -> LimitPlan:
+    from runner.load.limits import PORT_SHARE
+
+    usable = int(limits.ports_per_address * PORT_SHARE)
+    if limits.connections > usable and not limits.source_addresses:
+        n = -(-limits.connections // usable)
+        return replace(limits, source_addresses=tuple(f"127.0.0.{i}" for i in range(1, n + 1)))
+    return limits
+
+
+async def run_load(
+    scenario: Scenario,
+    *,
+    target: str | None = None,
+    overrides: LoadOverrides | None = None,
+    workers: int | None = 1,
+    progress: Progress | None = None,
+    variables: Mapping[str, str] | None = None,
+    handle_signals: bool = True,
+    client_factory: Callable[[], WebSocketClient] | None = None,
+) -> RunResult:
+    """Run ``scenario``'s load (see ``runner.load``); ``workers=None`` decides by the load's size."""
+    scenario, limits = prepare(scenario, overrides, workers, target)
+    if limits.workers > 1:
+        from runner.load.workers import run_workers
+
+        return await run_workers(
+            scenario, limits, target=target, overrides=overrides or LoadOverrides(),
+            variables=variables, progress=progress, handle_signals=handle_signals,
+        )
+    started_at = utc_now_iso()
+    interrupted = False
+    async with resolved_target(target or scenario.target) as resolved:
+        start_ns = time.monotonic_ns() + START_DELAY_NS
+        recorder = RunRecorder(start_ns)
+        ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
+        engine = LoadEngine(ctx, start_ns=start_ns, source_addresses=limits.source_addresses,
+                            client_factory=client_factory)
+        monitor = Monitor(scenario, recorder, progress=progress, stop=engine.stop)
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            interrupted = True
+            engine.stop(f"interrupted by signal {signum}")
+
+        ticker = asyncio.ensure_future(_tick(start_ns, engine, monitor))
+        guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
+        try:
+            with guard:
+                await engine.run()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            monitor.done()
+        duration_s = (time.monotonic_ns() - start_ns) / 1e9
+        return load_result(
+            scenario,
+            recorder,
+            started_at=started_at,
+            duration_s=duration_s,
+            target=resolved.label,
+            limits=limits,
+            max_vus=max(monitor.max_vus, engine.max_active),
+            max_connections=monitor.max_connections,
+            interrupted=interrupted,
+            stop_reason=engine.stop_reason,
+            tls=tls_info(scenario, ctx),
+        )
+
+
+async def _tick(start_ns: int, engine: LoadEngine, monitor: Monitor) -> None:
+    """Once a second, just after each second of the run ends."""
+    k = 1
+    while True:
+        delay = (start_ns + k * 1_000_000_000 + 5_000_000 - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        k = max(k + 1, (time.monotonic_ns() - start_ns) // 1_000_000_000 + 1)
+        vus, conns = engine.gauges()
+        monitor.tick(vus, conns)

@@ -1,0 +1,99 @@
+"""Command-line overrides of the ``load:`` section and ``--threshold`` expressions.
+
+The scenario model is frozen; overrides produce a new ``Scenario`` (``dataclasses.replace``) so the
+engine only ever reads one ``LoadSpec``. ``--threshold`` goes through the loader's own threshold
+parser, so a threshold means the same on the command line as in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from runner.errors import UsageError
+from runner.model import LoadSpec, RepeatStep, Scenario, Step, Threshold
+
+__all__ = ["LoadOverrides", "apply_overrides", "is_load_run", "parse_threshold"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOverrides:
+    """What ``--vus --duration --rate --iterations --max-vus --threshold --source-address`` say;
+    ``None``/empty means "as the file says". ``workers`` is handled by the runner, not the spec."""
+
+    vus: int | None = None
+    duration_s: float | None = None
+    rate: float | None = None
+    iterations: int | None = None
+    max_vus: int | None = None
+    thresholds: tuple[str, ...] = ()
+    source_addresses: tuple[str, ...] = ()
+
+    @property
+    def shape_given(self) -> bool:
+        """Whether anything on the command line asks for a load run by itself."""
+        return any(v is not None for v in (self.vus, self.duration_s, self.rate, self.iterations, self.max_vus))
+
+
+def is_load_run(scenario: Scenario, overrides: LoadOverrides, workers: int | None = None) -> bool:
+    """A load run when the file has ``load:`` or the command line shapes one (``--check`` aside)."""
+    return scenario.load is not None or overrides.shape_given or workers is not None
+
+
+def _all_steps(steps: Sequence[Step]) -> Iterator[Step]:
+    for step in steps:
+        yield step
+        if isinstance(step, RepeatStep):
+            yield from _all_steps(step.steps)
+
+
+def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
+    """One ``--threshold`` expression, parsed and checked against ``scenario``'s step names by the
+    loader's parser (the same messages as in a file); ``UsageError`` when it is wrong."""
+    from runner import loader
+    from runner.yamlsource import parse_yaml
+
+    _, source = parse_yaml("threshold: x\n", "--threshold")
+    builder = loader._Builder(source, {}, {}, None, Path("."), set())  # noqa: SLF001 - the one parser
+    for step in _all_steps(scenario.steps):
+        builder.step_names.add(step.name)
+        builder.kinds_used.add(step.kind.value)
+    threshold = builder.threshold(expression, ("threshold",))
+    if threshold is None or builder.problems:
+        text = "; ".join(p.message for p in builder.problems) or f"cannot parse {expression!r}"
+        raise UsageError(f"--threshold: {text}")
+    return replace(threshold, location=replace(threshold.location, file="--threshold", line=0, column=0))
+
+
+def apply_overrides(scenario: Scenario, overrides: LoadOverrides) -> Scenario:
+    """The scenario with the command line's load shape and extra thresholds.
+
+    ``--rate`` makes the model open (``--vus`` then caps the pool like ``--max-vus``); ``--vus``
+    alone makes it closed. ``--duration`` replaces stages. Without any bound a closed run does
+    one iteration per virtual user; an open run needs ``--duration`` or ``--iterations``.
+    """
+    load = scenario.load or LoadSpec()
+    o = overrides
+    if o.rate is not None:
+        load = replace(load, model="open", rate=o.rate, stages=() if load.model == "closed" else load.stages)
+        if o.vus is not None:
+            load = replace(load, max_vus=o.vus)
+    elif o.vus is not None:  # a flat closed shape: --vus replaces stages and a rate
+        load = replace(load, model="closed", rate=None, vus=o.vus, stages=())
+    if o.duration_s is not None:
+        load = replace(load, duration_s=o.duration_s, stages=())
+    if o.iterations is not None:
+        load = replace(load, iterations=o.iterations)
+    if o.max_vus is not None:
+        load = replace(load, max_vus=o.max_vus)
+    if o.source_addresses:
+        load = replace(load, source_addresses=o.source_addresses)
+    if load.ramp_up_s and load.duration_s is not None and load.ramp_up_s > load.duration_s:
+        load = replace(load, ramp_up_s=load.duration_s)
+    if load.duration_s is None and load.iterations is None and not load.stages:
+        if load.model == "open":
+            raise UsageError("an open-model run (--rate) needs --duration or --iterations to know when to stop")
+        load = replace(load, iterations=1)
+    thresholds = scenario.thresholds + tuple(parse_threshold(t, scenario) for t in o.thresholds)
+    return replace(scenario, load=load, thresholds=thresholds)
