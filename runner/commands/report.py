@@ -137,7 +137,8 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         type=_interval,
         metavar="DURATION",
         help="run again every DURATION (e.g. 5m) until SIGTERM/SIGINT; each round writes "
-        "its reports and updates the metrics",
+        "its reports and updates the metrics (--json/--html/--prometheus-textfile are replaced, "
+        "--report-dir gains timestamped files each round: '' turns them off)",
     )
     loop.add_argument(
         "--rounds",
