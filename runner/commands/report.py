@@ -258,7 +258,7 @@ def _stop_signals() -> Iterator[_StopSignals]:
 
 
 def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``handler`` run once, or in rounds with ``--every``/``--rounds``.
+    """``handler`` run once, or in rounds with ``--every``/``--rounds`` (rounds start ``--every`` apart).
 
     A signal between rounds (or during one, after the engine has written that round's reports) ends
     the loop with exit code 130; ``--rounds N`` ends it with the last round's code. Invalid input
@@ -274,15 +274,19 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
             n = 0
             while True:
                 n += 1
+                started = time.monotonic()
                 code = handler(args)
                 stop.install()  # the engine's handlers left the defaults behind
                 if stop.received is not None or code == ExitCode.INTERRUPTED:
                     return int(ExitCode.INTERRUPTED)
                 if code == ExitCode.INVALID or (rounds is not None and n >= rounds):
                     return code
+                # Start to start, like cron: a 5m interval means a round every 5 minutes however
+                # long each takes (a round longer than the interval is followed at once).
+                wait = max(0.0, started + (every or 0.0) - time.monotonic())
                 if getattr(args, "verbose", False):
-                    print(f"wsload: round {n} done (exit {code}); next in {every or 0:g}s", file=sys.stderr)
-                if every and stop.wait(every):
+                    print(f"wsload: round {n} done (exit {code}); next in {wait:.1f}s", file=sys.stderr)
+                if wait and stop.wait(wait):
                     return int(ExitCode.INTERRUPTED)
 
     return run_rounds
