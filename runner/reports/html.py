@@ -547,7 +547,13 @@ def _charts_html(chart_list: Sequence[Chart], e: _Html, missing: Sequence[str] =
         boxes.append(f'<p class="none">Not recorded in this run: {e(", ".join(missing))}.</p>')
     if not boxes:
         return '<p class="none">No time series in this result.</p>'
-    return f'<div class="charts">{"".join(boxes)}</div>'
+    hint = (
+        '<p class="meta screen-only">Hover to read values (the time charts follow together), click a '
+        "legend entry to hide or show its line, drag to zoom, double-click to zoom out.</p>"
+        if chart_list
+        else ""
+    )
+    return f'{hint}<div class="charts">{"".join(boxes)}</div>'
 
 
 _TITLES = {
