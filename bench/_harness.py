@@ -206,9 +206,13 @@ class ServerMeter:
 
 
 def common_args(parser: argparse.ArgumentParser, seconds: float = 3.0, rounds: int = 3) -> None:
-    parser.add_argument("--seconds", type=float, default=seconds, help=f"measured time per run (default {seconds:g})")
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help=f"measured time per run (default {seconds:g})"
+    )
     parser.add_argument("--warmup", type=float, default=0.5, help="warm-up before measuring (default 0.5)")
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"alternating rounds per tool (default {rounds})")
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help=f"alternating rounds per tool (default {rounds})"
+    )
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 

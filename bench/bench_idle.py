@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _harness as h  # noqa: E402
+import _harness as h
 
 SCENARIO = os.path.join(h.BENCH_DIR, "scenarios", "idle.yaml")
 FD_PER_PROCESS = 19_000
@@ -120,7 +120,7 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
     opened.clear()
     holders.clear()
     if tool == "client" or tool == "wsload":
-        client._next = 0  # noqa: SLF001  (counter only; the table is empty again)
+        client._next = 0
     await asyncio.sleep(0.2)
     gc.collect()
     rss0 = h.rss_kib()
@@ -130,8 +130,18 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
     await asyncio.sleep(0.5)
     gc.collect()
     rss1 = h.rss_kib()
-    print(json.dumps({"opened": n, "rss_before_kib": rss0, "rss_after_kib": rss1, "open_s": open_s,
-                      "cpu_s": time.process_time()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "opened": n,
+                "rss_before_kib": rss0,
+                "rss_after_kib": rss1,
+                "open_s": open_s,
+                "cpu_s": time.process_time(),
+            }
+        ),
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # hold until the parent closes stdin
     alive = sum(1 for t in holders if not t.done()) if holders else len(opened)
@@ -145,7 +155,10 @@ def _client_main(args: argparse.Namespace) -> int:
     import websockets  # noqa: F401  (import cost outside the measurement)
 
     import runner.engine.vu  # noqa: F401
-    h.run_async(_hold(args.tool, args.urls.split(","), args.n, args.source or None, args.concurrency), args.loop)
+
+    h.run_async(
+        _hold(args.tool, args.urls.split(","), args.n, args.source or None, args.concurrency), args.loop
+    )
     return 0
 
 
@@ -154,15 +167,31 @@ def _client_main(args: argparse.Namespace) -> int:
 
 def _run_tool(args: argparse.Namespace, tool: str, servers: h.EchoServers) -> dict[str, Any]:
     workers = max(args.workers, -(-args.connections // FD_PER_PROCESS))
-    share = [args.connections // workers + (1 if i < args.connections % workers else 0) for i in range(workers)]
+    share = [
+        args.connections // workers + (1 if i < args.connections % workers else 0) for i in range(workers)
+    ]
     procs = []
     for i in range(workers):
         source = f"127.0.0.{2 + i}" if workers > 1 else ""
         # round-robin the server ports, each worker starting at a different one
-        urls = servers.urls[i % len(servers.urls):] + servers.urls[: i % len(servers.urls)]
-        cmd = [sys.executable, os.path.abspath(__file__), "--client-process", "--tool", tool, "--n", str(share[i]),
-               "--urls", ",".join(urls), "--source", source, "--concurrency", str(args.concurrency),
-               "--loop", args.loop]
+        urls = servers.urls[i % len(servers.urls) :] + servers.urls[: i % len(servers.urls)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--client-process",
+            "--tool",
+            tool,
+            "--n",
+            str(share[i]),
+            "--urls",
+            ",".join(urls),
+            "--source",
+            source,
+            "--concurrency",
+            str(args.concurrency),
+            "--loop",
+            args.loop,
+        ]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     meter = h.ServerMeter(servers)
     srv_rss0 = servers.rss_kib()
@@ -201,11 +230,15 @@ def _run_tool(args: argparse.Namespace, tool: str, servers: h.EchoServers) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--tools", default="websockets,client,wsload")
     parser.add_argument("--workers", type=int, default=1, help="client processes (default: as few as fit)")
-    parser.add_argument("--server-processes", type=int, default=0, help="default: as few as fit the files limit")
+    parser.add_argument(
+        "--server-processes", type=int, default=0, help="default: as few as fit the files limit"
+    )
     parser.add_argument("--ports", type=int, default=1, help="listening ports per server process")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds to hold all connections (default 2)")
     parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
@@ -224,15 +257,22 @@ def main(argv: list[str] | None = None) -> int:
     info: dict[str, Any] = {"row": 2, "connections": args.connections, **h.machine()}
     results: dict[str, Any] = {}
     with h.EchoServers(processes=server_procs, ports=args.ports) as servers:
-        h.say(args, f"row 2: {args.connections} idle connections per tool; {server_procs} picows server process(es) "
-                    f"x {args.ports} port(s) on core {servers.core}; clients on core {h.cores()[0]}; hold {args.hold:g} s")
+        h.say(
+            args,
+            f"row 2: {args.connections} idle connections per tool; {server_procs} picows server process(es) "
+            f"x {args.ports} port(s) on core {servers.core}; "
+            f"clients on core {h.cores()[0]}; hold {args.hold:g} s",
+        )
         for tool in tools:
             row = _run_tool(args, tool, servers)
             results[tool] = row
-            h.say(args, f"  {tool:>10}: {row['kib_per_conn']:6.2f} KiB RSS/conn  ({row['connections']} conns in "
-                        f"{row['workers']} process(es), all open in {row['open_s']:.1f} s incl. process start, "
-                        f"{row['alive_after_hold']} alive after {row['hold_s']:g} s; client RSS total "
-                        f"{row['client_rss_mib_total']:.0f} MiB; server CPU {row['server_cpu']:.0%})")
+            h.say(
+                args,
+                f"  {tool:>10}: {row['kib_per_conn']:6.2f} KiB RSS/conn  ({row['connections']} conns in "
+                f"{row['workers']} process(es), all open in {row['open_s']:.1f} s incl. process start, "
+                f"{row['alive_after_hold']} alive after {row['hold_s']:g} s; client RSS total "
+                f"{row['client_rss_mib_total']:.0f} MiB; server CPU {row['server_cpu']:.0%})",
+            )
     h.emit(args, {**info, "results": results})
     return 0
 

@@ -7,7 +7,7 @@ for the echo with that number. Round trips/s and client CPU per round trip, in o
 - ``wsload``: the scenario bench/scenarios/roundtrip.yaml run by wsload's engine: one virtual user
   per connection, ``write json {seq: "{{ iteration }}", ...}`` + ``read match json {seq: ...}``,
   with templates, matching, recorders and HDR histograms as in a real run. When the load engine
-  (``runner.load.run_load``) exists it drives the users (``--engine load``); otherwise the bench
+  (``runner.load.run.run_load``) exists it drives the users (``--engine load``); otherwise the bench
   drives ``VirtualUser.run_iteration()`` itself, as ``runner/engine/__init__.py`` describes
   (``--engine vu``), which is the per-user path the load engine runs.
 
@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _harness as h  # noqa: E402
+import _harness as h
 
 SCENARIO = os.path.join(h.BENCH_DIR, "scenarios", "roundtrip.yaml")
 
@@ -52,7 +52,12 @@ async def _measure(
     server = meter.share()
     stop()
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
-    return {"rt_per_s": n / wall, "us_cpu_per_rt": cpu / n * 1e6, "client_cpu": cpu / wall, "server_cpu": server}
+    return {
+        "rt_per_s": n / wall,
+        "us_cpu_per_rt": cpu / n * 1e6,
+        "client_cpu": cpu / wall,
+        "server_cpu": server,
+    }
 
 
 async def run_websockets(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
@@ -75,8 +80,12 @@ async def run_websockets(url: str, n: int, warmup: float, seconds: float, meter:
             counts[i] += 1
 
     out = await _measure(
-        [user(i, c) for i, c in enumerate(conns)], lambda: sum(counts), lambda: running.__setitem__(0, False),
-        warmup, seconds, meter,
+        [user(i, c) for i, c in enumerate(conns)],
+        lambda: sum(counts),
+        lambda: running.__setitem__(0, False),
+        warmup,
+        seconds,
+        meter,
     )
     await asyncio.gather(*(ws.close() for ws in conns))
     return out
@@ -108,8 +117,12 @@ async def run_client(url: str, n: int, warmup: float, seconds: float, meter: Any
             counts[i] += 1
 
     out = await _measure(
-        [user(i, s) for i, s in enumerate(socks)], lambda: sum(counts), lambda: running.__setitem__(0, False),
-        warmup, seconds, meter,
+        [user(i, s) for i, s in enumerate(socks)],
+        lambda: sum(counts),
+        lambda: running.__setitem__(0, False),
+        warmup,
+        seconds,
+        meter,
     )
     await client.aclose()
     return out
@@ -138,8 +151,12 @@ async def run_wsload_vu(url: str, n: int, warmup: float, seconds: float, meter: 
                 return
 
     out = await _measure(
-        [user(i + 1) for i in range(n)], lambda: sum(r.ok for r in reads), lambda: running.__setitem__(0, False),
-        warmup, seconds, meter,
+        [user(i + 1) for i in range(n)],
+        lambda: sum(r.ok for r in reads),
+        lambda: running.__setitem__(0, False),
+        warmup,
+        seconds,
+        meter,
     )
     if failed:
         raise RuntimeError(f"wsload iterations failed: {failed[0]}")
@@ -147,30 +164,36 @@ async def run_wsload_vu(url: str, n: int, warmup: float, seconds: float, meter: 
     return out
 
 
-def run_wsload_load(url: str, n: int, warmup: float, seconds: float, meter_of: Any, loop: str) -> dict[str, float]:
-    """Through the load engine's API: run_load(scenario, target=..., overrides=..., workers=1).
-
-    The whole run is measured (opening 100 connections included; warm-up is not separable), so
-    the duration is the warm-up plus the measured seconds."""
-    from runner.load import run_load  # type: ignore[attr-defined]
+async def run_wsload_load(url: str, n: int, warmup: float, seconds: float, meter_of: Any) -> dict[str, float]:
+    """Through the load engine: ``await run_load(scenario, target=..., overrides=..., workers=1)``
+    in this (pinned) process. The whole run is measured, opening the connections included (the
+    warm-up cannot be cut out), for ``warmup + seconds``."""
+    from runner.load.run import run_load
+    from runner.load.settings import LoadOverrides
     from runner.loader import load_scenario
 
     scenario = load_scenario(SCENARIO, target=url.rstrip("/"))
     meter = meter_of()
     c0, t0 = _cpu_all(), time.perf_counter()
-    result = run_load(
+    result = await run_load(
         scenario,
         target=url.rstrip("/"),
-        overrides={"vus": n, "duration": warmup + seconds},
+        overrides=LoadOverrides(vus=n, duration_s=warmup + seconds),
         workers=1,
+        handle_signals=False,
     )
     cpu, wall = _cpu_all() - c0, time.perf_counter() - t0
     server = meter.share()
     reads = sum(s.ok for s in result.steps if s.kind == "read")
-    if not reads:
-        raise RuntimeError(f"no reads measured: {result.error}")
+    if not reads or result.error:
+        raise RuntimeError(f"wsload run: {reads} reads, error {result.error!r}")
     busy = result.duration_s or wall
-    return {"rt_per_s": reads / busy, "us_cpu_per_rt": cpu / reads * 1e6, "client_cpu": cpu / wall, "server_cpu": server}
+    return {
+        "rt_per_s": reads / busy,
+        "us_cpu_per_rt": cpu / reads * 1e6,
+        "client_cpu": cpu / wall,
+        "server_cpu": server,
+    }
 
 
 def _cpu_all() -> float:
@@ -183,56 +206,88 @@ def _cpu_all() -> float:
 
 
 def engine_mode(requested: str) -> str:
+    """``load`` when the load engine (runner.load.run.run_load) can be imported, else ``vu``."""
     if requested != "auto":
         return requested
     try:
-        from runner.load import run_load  # type: ignore[attr-defined]  # noqa: F401
+        from runner.load.run import run_load  # noqa: F401
     except ImportError:
         return "vu"
     return "load"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     h.common_args(parser, seconds=3.0, rounds=3)
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--tools", default="websockets,client,wsload")
-    parser.add_argument("--engine", choices=["auto", "vu", "load"], default="auto",
-                        help="how wsload runs the scenario (default: the load engine when present)")
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "vu", "load"],
+        default="auto",
+        help="how wsload runs the scenario (default: the load engine when present)",
+    )
     parser.add_argument("--server", choices=["picows", "embedded"], default="picows")
     args = parser.parse_args(argv)
     engine = engine_mode(args.engine)
     tools = args.tools.split(",")
     client_core = h.pin_client()
-    info: dict[str, Any] = {"row": 1, "connections": args.connections, "seconds": args.seconds,
-                            "rounds": args.rounds, "loop": args.loop, "engine": engine, **h.machine()}
+    info: dict[str, Any] = {
+        "row": 1,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "loop": args.loop,
+        "engine": engine,
+        **h.machine(),
+    }
     results: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
     with h.EchoServers(impl=args.server) as servers:
         url = servers.url
-        h.say(args, f"row 1: {args.connections} connections, 64 B JSON with seq, read match; server {args.server} "
-                    f"on core {servers.core}, client on core {client_core}; loop {args.loop}; wsload engine: {engine}; "
-                    f"{args.rounds} x {args.seconds:g} s per tool")
+        h.say(
+            args,
+            f"row 1: {args.connections} connections, 64 B JSON with seq, read match; server {args.server} "
+            f"on core {servers.core}, client on core {client_core}; loop {args.loop}; "
+            f"wsload engine: {engine}; "
+            f"{args.rounds} x {args.seconds:g} s per tool",
+        )
         meter_of = lambda: h.ServerMeter(servers)  # noqa: E731
         for round_ in range(args.rounds):
             for tool in tools:
-                if tool == "wsload" and engine == "load":
-                    row = run_wsload_load(url, args.connections, args.warmup, args.seconds, meter_of, args.loop)
-                else:
-                    fn = {"websockets": run_websockets, "client": run_client, "wsload": run_wsload_vu}[tool]
-                    row = h.run_async(fn(url, args.connections, args.warmup, args.seconds, meter_of), args.loop)
+                fn = {
+                    "websockets": run_websockets,
+                    "client": run_client,
+                    "wsload": run_wsload_load if engine == "load" else run_wsload_vu,
+                }[tool]
+                row = h.run_async(fn(url, args.connections, args.warmup, args.seconds, meter_of), args.loop)
                 results[tool].append(row)
-                h.say(args, f"  round {round_ + 1} {tool:>10}: {row['rt_per_s']:8.0f} rt/s  "
-                            f"{row['us_cpu_per_rt']:6.2f} us CPU/rt  (client {row['client_cpu']:.0%} of a core, "
-                            f"server {row['server_cpu']:.0%})")
+                h.say(
+                    args,
+                    f"  round {round_ + 1} {tool:>10}: {row['rt_per_s']:8.0f} rt/s  "
+                    f"{row['us_cpu_per_rt']:6.2f} us CPU/rt  (client {row['client_cpu']:.0%} of a core, "
+                    f"server {row['server_cpu']:.0%})",
+                )
     medians = {t: h.median_rows(rows) for t, rows in results.items()}
     base = medians.get("websockets", {}).get("rt_per_s")
     h.say(args, "median of rounds:")
     for tool, m in medians.items():
         ratio = f"  {m['rt_per_s'] / base:4.2f}x websockets" if base else ""
-        h.say(args, f"  {tool:>10}: {m['rt_per_s']:8.0f} round trips/s  {m['us_cpu_per_rt']:6.2f} us CPU/rt  "
-                    f"server {m['server_cpu']:.0%}{ratio}")
-    h.emit(args, {**info, "median": medians, "rounds_data": results,
-                  "ratio_vs_websockets": {t: m["rt_per_s"] / base for t, m in medians.items()} if base else None})
+        h.say(
+            args,
+            f"  {tool:>10}: {m['rt_per_s']:8.0f} round trips/s  {m['us_cpu_per_rt']:6.2f} us CPU/rt  "
+            f"server {m['server_cpu']:.0%}{ratio}",
+        )
+    h.emit(
+        args,
+        {
+            **info,
+            "median": medians,
+            "rounds_data": results,
+            "ratio_vs_websockets": {t: m["rt_per_s"] / base for t, m in medians.items()} if base else None,
+        },
+    )
     return 0
 
 

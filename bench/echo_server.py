@@ -73,7 +73,9 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--impl", choices=["picows", "embedded"], default="picows")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ports", type=int, default=1, help="listening ports in this process (default 1)")
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.core})
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     import uvloop
 
