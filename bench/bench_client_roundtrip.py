@@ -16,56 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _harness as h
 
-_BARE = json.dumps({"method": "dummy", "id": 123456, "payload": ""})
-MESSAGE = json.dumps({"method": "dummy", "id": 123456, "payload": "x" * (64 - len(_BARE))})
-assert len(MESSAGE.encode()) == 64 and json.loads(MESSAGE)["id"] == 123456
-
-
-# --- the server process -----------------------------------------------------------------------
-
-
-def serve(kind: str) -> None:
-    """Run an echo server on 127.0.0.1, print 'PORT <n>' and run until stdin closes."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) > 1:
-        os.sched_setaffinity(0, {cores[-1]})
-    import uvloop
-
-    async def main() -> None:
-        if kind == "picows":
-            from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
-
-            class Echo(WSListener):  # type: ignore[misc]
-                def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-                    if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                        transport.send(frame.msg_type, frame.get_payload_as_bytes())
-                    elif frame.msg_type == WSMsgType.CLOSE:
-                        transport.send_close(frame.get_close_code(), frame.get_close_message())
-                        transport.disconnect()
-
-            server = await ws_create_server(lambda _request: Echo(), "127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
-            path = "/"
-        else:
-            from runner.server import EmbeddedServer
-
-            embedded = await EmbeddedServer().start()
-            port, path = embedded.port, "/echo"
-        print(f"PORT {port} {path}", flush=True)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)
-
-    uvloop.run(main())
+MESSAGE = h.MESSAGE  # 64 bytes of JSON
 
 
 # --- the clients ------------------------------------------------------------------------------
@@ -135,13 +95,6 @@ CLIENTS: dict[str, Callable[[str, int, float, float], Awaitable[tuple[int, float
 }
 
 
-def _cpu_of(pid: int) -> float:
-    """User+system CPU seconds of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,26 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per client (default 3)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--clients", default="wsload,websockets")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.serve)
-        return 0
-    server = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--serve", args.server],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        _, port, path = server.stdout.readline().split()
-        url = f"ws://127.0.0.1:{port}{path}"
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) > 1:
-            os.sched_setaffinity(0, {cores[0]})
+    client_core = h.pin_client()
+    with h.EchoServers(impl=args.server) as servers:
+        url = servers.url
         print(
-            f"server: {args.server} (own process, core {cores[-1]}); client core {cores[0]}; "
+            f"server: {args.server} (own process, core {servers.core}); client core {client_core}; "
             f"loop {args.loop}; "
             f"{args.connections} connections; 64 B JSON text; {args.rounds} x {args.seconds:g} s each"
         )
@@ -180,14 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):  # alternate, so drift and noise hit both clients alike
             for name in results:
                 coro = CLIENTS[name](url, args.connections, args.warmup, args.seconds)
-                server_cpu0, wall0 = _cpu_of(server.pid), time.perf_counter()
-                if args.loop == "uvloop":
-                    import uvloop
-
-                    n, cpu, wall = uvloop.run(coro)
-                else:
-                    n, cpu, wall = asyncio.run(coro)
-                server_busy = (_cpu_of(server.pid) - server_cpu0) / (time.perf_counter() - wall0)
+                meter = h.ServerMeter(servers)
+                n, cpu, wall = h.run_async(coro, args.loop)
+                server_busy = meter.share()
                 results[name].append((n / wall, cpu / n * 1e6))
                 print(
                     f"  round {round_ + 1} {name:>10}: {n / wall:9.0f} round trips/s  "
@@ -200,10 +134,6 @@ def main(argv: list[str] | None = None) -> int:
             rate = statistics.median(r for r, _ in rows)
             us = statistics.median(u for _, u in rows)
             print(f"{name:>11}: {rate:9.0f} round trips/s   {us:6.2f} us CPU per round trip")
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(timeout=10)
     return 0
 
 
