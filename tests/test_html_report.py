@@ -46,12 +46,13 @@ def _assert_rendered(page: Path, expected: set[str]) -> None:
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``wsload run scenarios/load.yaml --html --json`` against the embedded server."""
+    """``wsload run scenarios/load.yaml --check --html --json``: one check run on the embedded server."""
     out = tmp_path_factory.mktemp("real")
     code = main(
         [
             "run",
             "scenarios/load.yaml",
+            "--check",
             "--report-dir",
             "",
             "--json",
@@ -73,6 +74,18 @@ def test_real_run_renders_in_chromium_with_data_in_every_chart(real_run: tuple[P
     text = page.read_text()
     assert "Not recorded in this run: active virtual users and connections." in text
     assert screenshot(page, "html-report-check-run.png").stat().st_size > 10_000
+
+
+def test_real_load_run_renders_every_chart(tmp_path: Path) -> None:
+    """A short real load run (4 VUs, 2 s): all five charts drawn in Chromium, the VU chart from the engine."""
+    page = tmp_path / "load.html"
+    argv = ["run", "scenarios/load.yaml", "--vus", "4", "--duration", "2s", "--report-dir", ""]
+    assert main([*argv, "-q", "--html", str(page)]) == 0
+    _assert_rendered(page, {*TIME_CHARTS, "distribution"})
+    users = next(c for c in _charts(page.read_text()) if c["id"] == "users")
+    assert max(v for v in users["data"][1] if v is not None) == 4
+    assert "load: closed model" in page.read_text()
+    screenshot(page, "html-report-load-run.png")
 
 
 def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:

@@ -35,11 +35,22 @@ def _get(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str
 
 
 def test_textfile_of_a_passing_run(tmp_path: Path) -> None:
-    """``--prometheus-textfile`` after a load scenario: success, duration, quantiles, rc counts, timestamp."""
+    """``--prometheus-textfile`` after a check run: success, duration, quantiles, rc counts, timestamp."""
     path = tmp_path / "textfile" / "wsload.prom"
     before = time.time()
     assert (
-        main(["run", "scenarios/load.yaml", "--report-dir", "", "-q", "--prometheus-textfile", str(path)])
+        main(
+            [
+                "run",
+                "scenarios/load.yaml",
+                "--check",
+                "--report-dir",
+                "",
+                "-q",
+                "--prometheus-textfile",
+                str(path),
+            ]
+        )
         == 0
     )
     samples = _samples(path.read_text())
@@ -109,7 +120,7 @@ def gateway() -> Iterator[tuple[str, type[_Gateway]]]:
     """A tiny HTTP server on 127.0.0.1, port 0, standing in for a Pushgateway."""
     handler = type("Gateway", (_Gateway,), {"received": [], "status": 200})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", handler
