@@ -8,8 +8,11 @@ gc.collect), so the figure is the memory the connections themselves cost:
 
 - ``websockets``: websockets' asyncio ``connect`` objects held in a list;
 - ``client``: wsload's connection layer, ``WebSocketClient.open`` sockets held;
-- ``wsload``: the engine's path, one ``VirtualUser`` per connection running the scenario
-  bench/scenarios/idle.yaml (open, then a long sleep) as a task, as a load run holds them.
+- ``wsload``: the load engine (``runner.load.run.run_load``, one worker per client process)
+  running bench/scenarios/idle.yaml (open, then a long sleep) with N users; RSS is read once all
+  N connections are open (counted on the engine's own clients);
+- ``wsload-vu``: the engine's per-user path without the load engine, one ``VirtualUser`` per
+  connection running the same scenario as a task (several server ports per client process).
 
     python bench/bench_idle.py                                  # 5,000 connections per tool
     python bench/bench_idle.py --connections 50000 --workers 4 --tools wsload \\
@@ -146,6 +149,74 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
     await loop.run_in_executor(None, sys.stdin.read)  # hold until the parent closes stdin
     alive = sum(1 for t in holders if not t.done()) if holders else len(opened)
     print(json.dumps({"alive_at_end": alive, "rss_end_kib": h.rss_kib()}), flush=True)
+    os._exit(0)
+
+
+async def _hold_engine(urls: list[str], n: int, source: str | None) -> None:
+    """wsload through the load engine: run_load (one worker, this process) with n users of the
+    idle scenario; RSS before (after a warm-up run) and once all n connections are open."""
+    import dataclasses
+
+    from runner.client import WebSocketClient
+    from runner.load.run import run_load
+    from runner.load.settings import LoadOverrides
+    from runner.loader import load_scenario
+
+    clients: list[WebSocketClient] = []
+
+    def factory() -> WebSocketClient:
+        client = WebSocketClient()
+        clients.append(client)
+        return client
+
+    def open_now() -> int:
+        return sum(c.open_sockets for c in clients)
+
+    scenario = load_scenario(SCENARIO, target=urls[0].rstrip("/"))
+    assert scenario.load is not None
+    scenario = dataclasses.replace(scenario, load=dataclasses.replace(scenario.load, graceful_stop_s=0.2))
+    sources = (source,) if source else ()
+
+    def run(vus: int, seconds: float) -> Any:
+        return run_load(
+            scenario,
+            target=urls[0].rstrip("/"),
+            workers=1,
+            handle_signals=False,
+            client_factory=factory,
+            overrides=LoadOverrides(vus=vus, duration_s=seconds, source_addresses=sources),
+        )
+
+    await run(min(20, n), 0.5)  # warm-up: imports, caches, then let go of them
+    clients.clear()
+    await asyncio.sleep(0.2)
+    gc.collect()
+    rss0 = h.rss_kib()
+    t0 = time.perf_counter()
+    task = asyncio.ensure_future(run(n, 3600))
+    deadline = time.monotonic() + 300
+    while open_now() < n and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.05)
+    open_s = time.perf_counter() - t0
+    opened = open_now()
+    await asyncio.sleep(0.5)
+    gc.collect()
+    rss1 = h.rss_kib()
+    print(
+        json.dumps(
+            {
+                "opened": opened,
+                "rss_before_kib": rss0,
+                "rss_after_kib": rss1,
+                "open_s": open_s,
+                "cpu_s": time.process_time(),
+            }
+        ),
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    print(json.dumps({"alive_at_end": open_now(), "rss_end_kib": h.rss_kib()}), flush=True)
     os._exit(0)
 
 
