@@ -38,11 +38,15 @@ from runner.client.codes import (
     os_error,
 )
 from runner.client.options import ConnectOptions
-from runner.client.protocol import WsConnection
+from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WsConnection
 from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
 from runner.model import ALL_SSL_ERRORS
 
-__all__ = ["USER_AGENT", "WebSocketClient", "parse_url"]
+__all__ = ["SEND_BUFFER_LIMIT", "USER_AGENT", "WebSocketClient", "parse_url"]
+
+#: A write is refused (-1) while this many bytes wait in the socket's send buffer: a peer that
+#: does not read cannot make us hold more than this plus one message.
+SEND_BUFFER_LIMIT = 8 << 20
 
 USER_AGENT = f"wsload/{__version__} websockets/{websockets_version}"
 _UNLIMITED_HANDSHAKE_S = 365 * 86400.0  # asyncio's own TLS handshake limit is 60 s; ours is the open's
@@ -83,7 +87,18 @@ class WebSocketClient:
     """A socket table with WinCC OA's functions. Socket numbers come from a counter and are
     never reused within one client."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+    ) -> None:
+        """The limits bound memory per socket against peers that do not read (``send_buffer_limit``)
+        or send faster than we read (the receive queue; reading pauses above it)."""
+        self.send_buffer_limit = send_buffer_limit
+        self.max_queued_messages = max_queued_messages
+        self.max_queued_bytes = max_queued_bytes
         self._sockets: dict[int, WsConnection] = {}
         self._timing: dict[int, ConnectTiming] = {}
         self._tls: dict[int, TlsStatus] = {}
@@ -191,7 +206,9 @@ class WebSocketClient:
             subprotocols=list(options.subprotocols) or None,  # type: ignore[arg-type]
             max_size=options.max_message_size,
         )
-        conn = WsConnection(ws, loop)
+        conn = WsConnection(
+            ws, loop, max_queued_messages=self.max_queued_messages, max_queued_bytes=self.max_queued_bytes
+        )
         state.phase = "TLS handshake" if ctx is not None else "HTTP upgrade"
         state.sock = sock
         try:
@@ -308,13 +325,40 @@ class WebSocketClient:
             return self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} is closed, cannot write"))
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             return self._fail(LastError.of(ErrorKind.ARGUMENT, f"cannot write a {type(data).__name__}"))
+        transport = conn.transport
+        waiting = transport.get_write_buffer_size() if transport is not None else 0
+        if waiting >= self.send_buffer_limit:
+            return self._fail(
+                LastError.of(
+                    ErrorKind.NETWORK,
+                    f"send buffer full: {waiting} bytes not yet sent on socket {socket} "
+                    "(the peer is not reading)",
+                )
+            )
         return conn.send(data)
 
-    async def drain(self, socket: int) -> None:
-        """Wait while the socket's send buffer is above its high-water mark."""
+    async def drain(self, socket: int, timeout_s: float | None = None) -> int:
+        """Wait while the socket's send buffer is above its high-water mark: 0 when it went
+        below (or the socket is gone: the next call says why), -2 when ``timeout_s`` passed
+        first (the peer is not reading)."""
         conn = self._sockets.get(socket)
-        if conn is not None:
-            await conn.drain()
+        if conn is None:
+            return RC_OK
+        try:
+            async with asyncio.timeout(timeout_s):
+                await conn.drain()
+        except TimeoutError:
+            transport = conn.transport
+            waiting = transport.get_write_buffer_size() if transport is not None else 0
+            return self._fail(
+                LastError.of(
+                    ErrorKind.TIMEOUT,
+                    f"{waiting} bytes still not sent on socket {socket} after {timeout_s:g} s "
+                    "(the peer is not reading)",
+                    rc=RC_TIMEOUT,
+                )
+            )
+        return RC_OK
 
     async def read(self, socket: int, timeout_s: float | None = None) -> ReadResult:
         """webSocketRead: rc 0 with a message (str for text, bytes for binary), 1 when the peer
@@ -324,7 +368,7 @@ class WebSocketClient:
             return ReadResult(self._unknown(socket))
         messages = conn.messages
         if messages:
-            data, received = messages.popleft()
+            data, received = conn.take()
             return ReadResult(RC_OK, data, received)
         if not conn.closed:
             if timeout_s is not None and timeout_s <= 0:
@@ -344,7 +388,7 @@ class WebSocketClient:
                 if conn.waiter is waiter:
                     conn.waiter = None
             if messages:
-                data, received = messages.popleft()
+                data, received = conn.take()
                 return ReadResult(RC_OK, data, received)
             if not conn.closed:
                 return self._read_timeout(socket, timeout_s)
@@ -418,6 +462,18 @@ class WebSocketClient:
         conn = self._sockets.get(socket)
         return conn.last_write_ns if conn is not None else 0
 
+    def queued(self, socket: int) -> tuple[int, int]:
+        """Unread messages and their bytes held for ``socket`` (bounded by the queue limits)."""
+        conn = self._sockets.get(socket)
+        return (len(conn.messages), conn.queued_bytes) if conn is not None else (0, 0)
+
+    def send_buffered(self, socket: int) -> int:
+        """Bytes written but not yet handed to the kernel (bounded by ``send_buffer_limit``
+        plus one message)."""
+        conn = self._sockets.get(socket)
+        transport = conn.transport if conn is not None else None
+        return transport.get_write_buffer_size() if transport is not None else 0
+
     def is_open(self, socket: int) -> bool:
         conn = self._sockets.get(socket)
         return conn is not None and conn.is_open
@@ -446,8 +502,11 @@ class WebSocketClient:
     def _peer_closed(self, socket: int, conn: WsConnection) -> ReadResult:
         rcvd = conn.ws.close_rcvd
         failure = conn.ws.parser_exc
+        if conn.invalid_utf8 is not None:
+            self._fail(LastError.of(ErrorKind.PROTOCOL, f"socket {socket}: {conn.invalid_utf8}"))
+            return ReadResult(RC_ERROR)
         if failure is not None and not isinstance(failure, EOFError):
-            self._fail(LastError.of(ErrorKind.PROTOCOL, f"socket {socket}: {failure}"))
+            self._fail(LastError.of(ErrorKind.PROTOCOL, f"socket {socket}: {_describe_failure(failure)}"))
             return ReadResult(RC_ERROR)
         if rcvd is not None:
             code: int | None = int(rcvd.code)
@@ -457,9 +516,31 @@ class WebSocketClient:
         else:
             code = None
             exc = conn.lost_exc
-            detail = f"peer closed socket {socket} without a close frame" + (f" ({exc})" if exc else "")
+            why = (
+                ((exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)) if exc else ""
+            )
+            detail = f"peer closed socket {socket} without a close frame" + (f" ({why})" if why else "")
+            if isinstance(failure, EOFError) and str(failure) != "unexpected end of stream":
+                detail += f", in the middle of a frame ({failure})"
         self._fail(LastError.of(ErrorKind.CLOSED, detail, rc=RC_CLOSED))
         return ReadResult(RC_CLOSED, None, 0, code)
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """The parser's failure in words a tester understands."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 in the close frame's reason ({exc.reason} at byte {exc.start})"
+    text = str(exc) or type(exc).__name__
+    if text == "invalid opcode":
+        return "invalid opcode (a reserved one: 3-7 and 11-15 are not defined in RFC 6455)"
+    if text == "incorrect masking":
+        return "incorrect masking (a server must not mask its frames)"
+    if "status code" in text:  # websockets: "invalid status code 1005"
+        return (
+            f"{text} in a close frame "
+            "(1005, 1006, 1015 and codes outside 1000-4999 are not allowed on the wire)"
+        )
+    return text
 
 
 class _OpenState:

@@ -4,6 +4,13 @@ Sans-I/O ``ClientProtocol``, and queues whole messages stamped with the time the
 Chosen over websockets' own asyncio API by benchmark (bench/bench_client_roundtrip.py): no task
 per connection or per message, a read of an already queued message creates no future, and a
 waiting read uses one future per connection.
+
+Memory stays bounded against a hostile peer. Received bytes are fed to the parser in slices of
+``FEED_CHUNK``; once the queue of unread messages holds more than ``max_queued_messages`` or
+``max_queued_bytes``, the rest of the chunk is kept aside and reading from the transport is paused
+(TCP flow control then slows the sender); it resumes when reads have taken the queue below half.
+A frame header announcing more than the message size limit fails at once (websockets checks the
+length before reading the payload). Sending is bounded by the client (``send_buffer_limit``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,14 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 
-__all__ = ["WsConnection"]
+__all__ = ["FEED_CHUNK", "MAX_QUEUED_BYTES", "MAX_QUEUED_MESSAGES", "WsConnection"]
+
+#: Unread messages (and their bytes) above which reading from the socket pauses.
+MAX_QUEUED_MESSAGES = 4096
+MAX_QUEUED_BYTES = 8 << 20
+#: Received data is parsed in slices of this size, so one large chunk of tiny frames cannot
+#: overshoot the queue limits by more than one slice's worth of messages.
+FEED_CHUNK = 16 << 10
 
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
@@ -33,11 +47,24 @@ class WsConnection(asyncio.Protocol):
     """One WebSocket connection. ``messages`` holds ``(data, received_ns)``; ``closed`` turns
     true when the peer's close frame or the end of the TCP stream has been seen."""
 
-    def __init__(self, ws: ClientProtocol, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        ws: ClientProtocol,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+    ) -> None:
         self.ws = ws
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.messages: deque[tuple[str | bytes, int]] = deque()
+        self.queued_bytes = 0
+        self.max_queued_messages = max_queued_messages
+        self.max_queued_bytes = max_queued_bytes
+        self.reading_paused = False
+        self._pending: bytes | None = None  # received, not yet parsed, while reading is paused
+        self.invalid_utf8: str | None = None  # set when a text frame was not UTF-8
         self.waiter: asyncio.Future[None] | None = None
         self.handshake: asyncio.Future[Response | None] = loop.create_future()
         self.closed = False
@@ -60,17 +87,42 @@ class WsConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._pending is not None:  # paused: a transport may still hand over what it had read
+            self._pending += data
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         now = monotonic_ns()
         ws = self.ws
-        ws.receive_data(data)
-        events = ws.events_received()
-        if events:
-            self._handle(events, now)
-        if ws.parser_exc is not None:  # a protocol error or a too big message: no more messages
-            self._set_closed()
+        size = len(data)
+        view = memoryview(data) if size > FEED_CHUNK else None
+        pos = 0
+        while True:
+            chunk = data if view is None else view[pos : pos + FEED_CHUNK]
+            pos += len(chunk)
+            ws.receive_data(chunk)  # type: ignore[arg-type]  # any bytes-like is accepted
+            events = ws.events_received()
+            if events:
+                self._handle(events, now)
+            if ws.parser_exc is not None or self.invalid_utf8 is not None:
+                self._set_closed()  # a protocol error or a too big message: no more messages
+                break
+            if pos >= size:
+                break
+            if self._over_limit():
+                assert view is not None
+                self._pending = bytes(view[pos:])
+                self._pause_reading()
+                break
+        if self._over_limit():
+            self._pause_reading()
         self._flush()
 
     def eof_received(self) -> bool | None:
+        if self.ws.parser_exc is not None or self.invalid_utf8 is not None:
+            self._set_closed()
+            return None
         self.ws.receive_eof()
         self._handle(self.ws.events_received(), monotonic_ns())
         self._flush()
@@ -79,6 +131,11 @@ class WsConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost_exc = exc
+        pending, self._pending = self._pending, None
+        if pending and self.ws.parser_exc is None and self.invalid_utf8 is None:
+            with contextlib.suppress(Exception):  # what was kept aside still counts
+                self.ws.receive_data(pending)
+                self._handle(self.ws.events_received(), monotonic_ns())
         if self.ws.state is not State.CLOSED:
             with contextlib.suppress(Exception):  # already at EOF
                 self.ws.receive_eof()
@@ -110,7 +167,10 @@ class WsConnection(asyncio.Protocol):
                 if opcode is _TEXT or opcode is _BINARY:
                     payload = bytes(event.data)  # no copy: the parser yields bytes
                     if event.fin:
-                        self._deliver(payload.decode() if opcode is _TEXT else payload, now)
+                        if opcode is _TEXT:
+                            self._deliver_text(payload, now)
+                        else:
+                            self._deliver(payload, now)
                     else:
                         self._frag = [payload]
                         self._frag_text = opcode is _TEXT
@@ -119,7 +179,10 @@ class WsConnection(asyncio.Protocol):
                     if event.fin:
                         payload = b"".join(self._frag)
                         self._frag = []
-                        self._deliver(payload.decode() if self._frag_text else payload, now)
+                        if self._frag_text:
+                            self._deliver_text(payload, now)
+                        else:
+                            self._deliver(payload, now)
                 elif opcode is _PONG:
                     entry = self.pings.pop(bytes(event.data), None)
                     if entry is not None and not entry[1].done():
@@ -129,8 +192,22 @@ class WsConnection(asyncio.Protocol):
             elif isinstance(event, Response) and not self.handshake.done():
                 self.handshake.set_result(event)
 
+    def _deliver_text(self, payload: bytes, now: int) -> None:
+        """A text message, or (not UTF-8) the end of the connection with close code 1007."""
+        if self.invalid_utf8 is not None:
+            return
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError as exc:
+            self.invalid_utf8 = f"invalid UTF-8 in a text message ({exc.reason} at byte {exc.start})"
+            self.ws.fail(1007, "invalid UTF-8")  # sends the close frame; the parser discards the rest
+            self._set_closed()
+            return
+        self._deliver(text, now)
+
     def _deliver(self, data: str | bytes, now: int) -> None:
         self.messages.append((data, now))
+        self.queued_bytes += len(data)
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -192,7 +269,43 @@ class WsConnection(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(None)
 
+    def _over_limit(self) -> bool:
+        return len(self.messages) > self.max_queued_messages or self.queued_bytes > self.max_queued_bytes
+
+    def _pause_reading(self) -> None:
+        transport = self.transport
+        if self.reading_paused or transport is None or transport.is_closing():
+            return
+        self.reading_paused = True
+        transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        """After a read: once the queue is below half its limits, parse what was kept aside and
+        read from the socket again."""
+        if (
+            len(self.messages) > self.max_queued_messages // 2
+            or self.queued_bytes > self.max_queued_bytes // 2
+        ):
+            return
+        pending, self._pending = self._pending, None
+        if pending:
+            self._feed(pending)
+            if self._pending is not None or self._over_limit():  # the queue filled up again
+                return
+        self.reading_paused = False
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
     # --- used by the client -------------------------------------------------------------------
+
+    def take(self) -> tuple[str | bytes, int]:
+        """The oldest unread message (the queue must not be empty)."""
+        item = self.messages.popleft()
+        self.queued_bytes -= len(item[0])
+        if self.reading_paused:
+            self._maybe_resume()
+        return item
 
     @property
     def is_open(self) -> bool:

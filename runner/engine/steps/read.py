@@ -42,6 +42,9 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
             text = err.text if err else None
             if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
                 text = f"connection closed by peer (code {result.close_code})"
+                last = client.last_error()
+                if result.close_code is None and last is not None:  # no close frame: say how it ended
+                    text = last.text
             elif result.rc == -2:
                 what = "matching message" if step.match is not None else "message"
                 text = f"time-out: no {what} within {timeout_s:g}s"

@@ -1,4 +1,9 @@
-"""``write``: webSocketWrite(socket, message); latency is the time of the write call."""
+"""``write``: webSocketWrite(socket, message); latency is the time of the write call.
+
+After the write the step waits while the send buffer is above its high-water mark, at most the
+scenario's read time-out (``defaults.read_timeout``); a peer that still has not read by then fails
+the step with -1 and a time-out text instead of holding it, or our memory, without bound.
+"""
 
 from __future__ import annotations
 
@@ -47,5 +52,10 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
             err.text if err else "write failed",
             err.keyword if err else None,
         )
-    await client.drain(sock)
+    # A peer that does not read must not hold the step forever: the drain is bounded by the
+    # scenario's read time-out, and a send buffer still full then fails the write with -1.
+    drained = await client.drain(sock, vu.ctx.scenario.read_timeout_s)
+    if drained is not None and drained < 0:
+        err = client.last_error()
+        return finish(step, StepKind.WRITE, -1, latency, err.text if err else "send buffer did not drain")
     return finish(step, StepKind.WRITE, rc, latency)

@@ -1,0 +1,483 @@
+"""The client and the engine against purpose-built broken servers (tests/hostile_servers.py): each
+fault gives the right return code and error text, in bounded time and bounded memory, and the
+other connections carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import scaled
+from hostile_servers import (
+    BEHAVIOURS,
+    HostileServer,
+    bad_utf8_text,
+    close_with,
+    flood,
+    html_200,
+    huge_frame,
+    masked_frame,
+    never_reads,
+    reserved_opcode,
+    reset_mid_message,
+    silent,
+    trickle,
+    wrong_accept,
+)
+
+from runner.client import ConnectOptions, ErrorKind, WebSocketClient
+from runner.client.protocol import FEED_CHUNK
+from runner.engine.check import run_check
+from runner.loader import load_scenario_text
+from runner.results import RunResult
+from runner.server import EmbeddedServer
+
+Arun = Callable[[Callable[[], Any]], Any]
+SHORT = scaled(0.3)  # the time-out of the operation under test
+SLACK = scaled(0.5)  # what "ends at its time-out" may take beyond it on a busy 2-core machine
+
+
+async def _open(client: WebSocketClient, server: HostileServer) -> int:
+    sock = await client.open(server.url, ConnectOptions(timeout_s=scaled(2)))
+    assert sock >= 0, client.last_error()
+    return sock
+
+
+def _error(client: WebSocketClient) -> str:
+    err = client.last_error()
+    assert err is not None
+    return err.text
+
+
+# --- the handshake ----------------------------------------------------------------------------
+
+
+def test_no_handshake_answer_times_out_at_the_open_timeout(arun: Arun) -> None:
+    """A server that never answers the upgrade: open gives -2 at its time-out, naming the phase."""
+
+    async def body() -> None:
+        async with HostileServer(silent) as server:
+            client = WebSocketClient()
+            start = time.monotonic()
+            assert await client.open(server.url, ConnectOptions(timeout_s=SHORT)) == -2
+            assert SHORT - 0.01 <= time.monotonic() - start < SHORT + SLACK
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.TIMEOUT
+            where = f"127.0.0.1:{server.port} within {SHORT:g} s (during HTTP upgrade)"
+            assert err.text == f"time-out: no connection to {where}"
+
+    arun(body)
+
+
+def _scenario(url: str, steps: str, defaults: str = "") -> Any:
+    text = f"name: hostile\nconnections:\n  main:\n    url: {url}\n{defaults}steps:\n{steps}"
+    return load_scenario_text(text, file="hostile.yaml")
+
+
+def test_no_handshake_answer_without_timeout_ends_at_the_run_bound(arun: Arun) -> None:
+    """An open without a time-out to a silent server ends at defaults.run_timeout with an honest report."""
+
+    async def body() -> RunResult:
+        async with HostileServer(silent) as server:
+            scenario = _scenario(server.url, "  - open: main\n", "defaults: {run_timeout: 0.5s}\n")
+            start = time.monotonic()
+            result = await run_check(scenario, handle_signals=False)
+            assert time.monotonic() - start < scaled(0.5) + scaled(2)
+            return result
+
+    result = arun(body)
+    assert result.passed is False and result.interrupted is False
+    assert result.error == "run time-out: the scenario did not finish within 0.5s"
+
+
+def test_web_page_instead_of_upgrade_is_rejected(arun: Arun) -> None:
+    """A 200 OK web page answering the upgrade: open gives -1 'handshake rejected: HTTP 200 OK'."""
+
+    async def body() -> None:
+        async with HostileServer(html_200) as server:
+            client = WebSocketClient()
+            assert await client.open(server.url, ConnectOptions(timeout_s=scaled(2))) == -1
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.HANDSHAKE_REJECTED
+            assert err.text == "handshake rejected: HTTP 200 OK"
+
+    arun(body)
+
+
+def test_wrong_accept_key_is_a_protocol_error(arun: Arun) -> None:
+    """A 101 whose Sec-WebSocket-Accept is wrong: open gives -1 with a protocol error naming the header."""
+
+    async def body() -> None:
+        async with HostileServer(wrong_accept) as server:
+            client = WebSocketClient()
+            assert await client.open(server.url, ConnectOptions(timeout_s=scaled(2))) == -1
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.PROTOCOL
+            assert err.text.startswith("protocol error: invalid handshake response")
+            assert "Sec-WebSocket-Accept" in err.text
+
+    arun(body)
+
+
+# --- invalid frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "text"),
+    [
+        (reserved_opcode, "invalid opcode (a reserved one: 3-7 and 11-15 are not defined in RFC 6455)"),
+        (masked_frame, "incorrect masking (a server must not mask its frames)"),
+        (bad_utf8_text, "invalid UTF-8 in a text message (invalid start byte at byte 3)"),
+    ],
+    ids=["reserved_opcode", "masked_from_server", "bad_utf8_text"],
+)
+def test_invalid_frame_fails_the_read(arun: Arun, behaviour: Any, text: str) -> None:
+    """An invalid frame (reserved opcode, masked by the server, text not UTF-8): read gives -1 at once
+    with a protocol error that says which, and the socket answers -1 from then on."""
+
+    async def body() -> None:
+        async with HostileServer(behaviour) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            start = time.monotonic()
+            assert (await client.read(sock, scaled(2))).rc == -1
+            assert time.monotonic() - start < SLACK
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.PROTOCOL
+            assert err.text == f"protocol error: socket {sock}: {text}"
+            assert (await client.read(sock, scaled(2))).rc == -1
+            assert client.write(sock, "after") == -1
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+def test_one_gigabyte_frame_header_fails_fast_without_allocating(arun: Arun) -> None:
+    """A header announcing 1 GiB fails the read at once (-1, over the size limit) and nothing near
+    that size is ever allocated."""
+
+    async def body() -> None:
+        async with HostileServer(huge_frame) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            tracemalloc.start()
+            try:
+                start = time.monotonic()
+                result = await client.read(sock, scaled(2))
+                elapsed = time.monotonic() - start
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert result.rc == -1 and elapsed < SLACK
+            assert peak < 4 << 20, peak
+            assert client.queued(sock) == (0, 0)
+            assert _error(client) == (
+                f"protocol error: socket {sock}: frame with 1073741824 bytes exceeds limit of 1048576 bytes"
+            )
+
+    arun(body)
+
+
+def test_trickled_frame_times_out_at_the_read_timeout(arun: Arun) -> None:
+    """A frame trickled a byte a second: read gives -2 at its time-out, not a hang; the socket stays open."""
+
+    async def body() -> None:
+        async with HostileServer(trickle(1.0)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            for _ in range(2):
+                start = time.monotonic()
+                assert (await client.read(sock, SHORT)).rc == -2
+                assert SHORT - 0.01 <= time.monotonic() - start < SHORT + SLACK
+                assert _error(client) == f"time-out: no message on socket {sock} within {SHORT:g} s"
+            assert client.is_open(sock)
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+MID_FRAME = (
+    "(connection reset by peer), in the middle of a frame (stream ends after 496 bytes, expected 1000 bytes)"
+)
+
+
+def test_reset_mid_message_after_a_whole_one(arun: Arun) -> None:
+    """A server resetting (RST) in the middle of a message: the whole message before it is read (0),
+    then read gives 1 'without a close frame (connection reset by peer), in the middle of a frame' at once."""
+
+    async def body() -> None:
+        async with HostileServer(reset_mid_message) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            first = await client.read(sock, scaled(2))
+            assert (first.rc, first.data) == (0, "first")
+            start = time.monotonic()
+            second = await client.read(sock, scaled(2))
+            assert second.rc == 1 and second.close_code is None
+            assert time.monotonic() - start < SLACK
+            text = _error(client)
+            assert text.startswith(f"connection closed: peer closed socket {sock} without a close frame")
+            assert text.endswith(MID_FRAME)
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+# --- a peer that does not read, a peer that floods --------------------------------------------
+
+
+def test_peer_that_never_reads_bounds_the_send_buffer(arun: Arun) -> None:
+    """Writes to a peer that never reads: the send buffer stays under its limit plus one message, a
+    write above it gives -1 'send buffer full', and drain gives -2 at its time-out."""
+
+    async def body() -> None:
+        async with HostileServer(never_reads, rcvbuf=4096) as server:
+            limit, size = 1 << 20, 256 << 10
+            client = WebSocketClient(send_buffer_limit=limit)
+            sock = await _open(client, server)
+            chunk = b"\0" * size
+            highest, refused = 0, None
+            for i in range(400):  # kernel buffers take a few MiB first
+                rc = client.write(sock, chunk)
+                highest = max(highest, client.send_buffered(sock))
+                if rc == -1:
+                    refused = i
+                    break
+                assert rc == size
+                await asyncio.sleep(0)
+            assert refused is not None, "writes never refused"
+            assert highest <= limit + size + 64, highest
+            assert _error(client).startswith("network error: send buffer full: ")
+            assert _error(client).endswith(f"bytes not yet sent on socket {sock} (the peer is not reading)")
+            start = time.monotonic()
+            assert await client.drain(sock, SHORT) == -2
+            assert SHORT - 0.01 <= time.monotonic() - start < SHORT + SLACK
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.TIMEOUT
+            assert f"still not sent on socket {sock} after {SHORT:g} s (the peer is not reading)" in err.text
+            start = time.monotonic()
+            assert await client.close(sock, SHORT) == 0
+            assert time.monotonic() - start < SHORT + SLACK
+
+    arun(body)
+
+
+def test_write_step_to_a_peer_that_never_reads_fails_in_time(arun: Arun) -> None:
+    """A write step to a peer that never reads ends after defaults.read_timeout with -1 and a clear text."""
+
+    async def body() -> RunResult:
+        async with HostileServer(never_reads, rcvbuf=4096) as server:
+            steps = (
+                "  - open: main\n"
+                "  - repeat:\n      times: 100\n      steps:\n"
+                "        - write: {binary: {size: 1MiB}}\n"
+                "  - close: main\n"
+            )
+            scenario = _scenario(server.url, steps, "defaults: {read_timeout: 0.3s, run_timeout: 20s}\n")
+            start = time.monotonic()
+            result = await run_check(scenario, handle_signals=False)
+            assert time.monotonic() - start < scaled(8)
+            return result
+
+    result = arun(body)
+    assert result.passed is False and result.error == ""
+    write = next(s for s in result.steps if s.kind == "write")
+    assert write.failures == 1 and write.rc == {"-1": 1}
+    assert "still not sent on socket 0 after 0.3 s (the peer is not reading)" in write.errors[0].message
+
+
+def test_flood_pauses_reading_and_bounds_the_queue(arun: Arun) -> None:
+    """A server sending faster than we read: the unread queue stays bounded (reading pauses), and
+    every message still arrives, in order, once we read."""
+
+    async def body() -> None:
+        async with HostileServer(flood) as server:
+            limit = 100
+            client = WebSocketClient(max_queued_messages=limit, max_queued_bytes=1 << 20)
+            sock = await _open(client, server)
+            bound = limit + FEED_CHUNK // 13  # 13 bytes: the smallest frame this server sends
+            await asyncio.sleep(SHORT)
+            first, _ = client.queued(sock)
+            assert limit < first <= bound
+            await asyncio.sleep(SHORT)
+            assert client.queued(sock)[0] == first, "reading did not pause"
+            for i in range(3000):  # several pause/resume cycles
+                result = await client.read(sock, scaled(2))
+                assert (result.rc, result.data) == (0, f"flood {i % 256:06d}")
+                assert client.queued(sock)[0] <= bound
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+# --- close frames -----------------------------------------------------------------------------
+
+
+BAD_CODE = (
+    "protocol error: socket 0: invalid status code in a close frame "
+    "(1005, 1006, 1015 and codes outside 1000-4999 are not allowed on the wire)"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "rc", "text"),
+    [
+        (1000, b"bye", 1, "connection closed: peer closed socket 0 with code 1000 (bye)"),
+        (4000, b"", 1, "connection closed: peer closed socket 0 with code 4000"),
+        (4999, b"app", 1, "connection closed: peer closed socket 0 with code 4999 (app)"),
+        (1005, b"", -1, BAD_CODE),
+        (1006, b"", -1, BAD_CODE),
+        (1015, b"", -1, BAD_CODE),
+        (999, b"", -1, BAD_CODE),
+        (5000, b"", -1, BAD_CODE),
+        (1000, b"\xff\xfe", -1, "protocol error: socket 0: invalid UTF-8 in the close frame's reason"),
+    ],
+    ids=["1000", "4000", "4999", "1005", "1006", "1015", "999", "5000", "reason_not_utf8"],
+)
+def test_close_frame_codes(arun: Arun, code: int, reason: bytes, rc: int, text: str) -> None:
+    """Close frames: 1000 and 4000-4999 end the read with 1 and the code; 1005, 1006, 1015, codes
+    out of range and a reason that is not UTF-8 are protocol errors (-1); the message before is read."""
+
+    async def body() -> None:
+        async with HostileServer(close_with(code, reason)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            before = await client.read(sock, scaled(2))
+            assert (before.rc, before.data) == (0, "before")
+            result = await client.read(sock, scaled(2))
+            assert result.rc == rc
+            assert result.close_code == (code if rc == 1 else None)
+            assert _error(client).startswith(text)
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+# --- everything at once, beside a healthy connection ------------------------------------------
+
+
+async def _exercise(name: str, client: WebSocketClient, url: str) -> tuple[str, int, str]:
+    """One hostile connection: open (0.5 s), then read once (0.5 s); the rc of what failed first."""
+    sock = await client.open(url, ConnectOptions(timeout_s=scaled(0.5)))
+    if sock < 0:
+        return name, sock, _error(client)
+    if name == "never_reads":
+        rc = 0
+        for _ in range(200):
+            rc = client.write(sock, b"\0" * (256 << 10))
+            if rc < 0 or await client.drain(sock, scaled(0.5)) < 0:
+                rc = -1
+                break
+        return name, rc, _error(client)
+    for _ in range(10):  # a flood would go on for ever: read a few, then leave
+        result = await client.read(sock, scaled(0.5))
+        if result.rc != 0:
+            return name, result.rc, _error(client)
+    await client.close(sock, scaled(0.5))
+    return name, 0, ""
+
+
+def test_every_fault_at_once_leaves_a_healthy_connection_alone(arun: Arun) -> None:
+    """All the faults at once on one client and loop: each ends in bounded time with its code, while
+    round trips on a healthy connection beside them keep working and stay fast."""
+
+    expected = {
+        "silent": -2,
+        "html_200": -1,
+        "wrong_accept": -1,
+        "reserved_opcode": -1,
+        "masked_frame": -1,
+        "bad_utf8_text": -1,
+        "huge_frame": -1,
+        "trickle": -2,
+        "reset_mid_message": 1,
+        "never_reads": -1,
+        "flood": 0,
+        "close_1005": -1,
+    }
+
+    async def body() -> None:
+        async with EmbeddedServer() as healthy, contextlib_servers() as servers:
+            client = WebSocketClient(send_buffer_limit=1 << 20, max_queued_messages=100)
+            echo = await client.open(healthy.url + "/echo", ConnectOptions(timeout_s=scaled(2)))
+            assert echo >= 0
+            done = asyncio.Event()
+            slowest = 0.0
+            trips = 0
+
+            async def round_trips() -> None:
+                nonlocal slowest, trips
+                while not done.is_set() and trips < 10_000:
+                    start = time.monotonic()
+                    assert client.write(echo, f"ping {trips}") > 0
+                    result = await client.read(echo, scaled(2))
+                    assert (result.rc, result.data) == (0, f"ping {trips}")
+                    slowest = max(slowest, time.monotonic() - start)
+                    trips += 1
+                    await asyncio.sleep(0.01)
+
+            beside = asyncio.create_task(round_trips())
+            start = time.monotonic()
+            outcomes = await asyncio.gather(*(_exercise(n, client, s.url) for n, s in servers.items()))
+            elapsed = time.monotonic() - start
+            done.set()
+            await beside
+            got = {name: rc for name, rc, _ in outcomes}
+            assert got == expected, outcomes
+            assert elapsed < scaled(5)
+            assert trips >= 10 and slowest < scaled(0.5), (trips, slowest)
+            await client.aclose()
+
+    arun(body)
+
+
+class contextlib_servers:
+    """Every behaviour of BEHAVIOURS on its own server, as one async context manager."""
+
+    def __init__(self) -> None:
+        self.servers = {
+            name: HostileServer(b, rcvbuf=4096 if name == "never_reads" else None)
+            for name, b in BEHAVIOURS.items()
+        }
+
+    async def __aenter__(self) -> dict[str, HostileServer]:
+        for server in self.servers.values():
+            await server.__aenter__()
+        return self.servers
+
+    async def __aexit__(self, *exc: object) -> None:
+        for server in self.servers.values():
+            await server.__aexit__(*exc)
+
+
+# --- a run against a server that dies mid-test ------------------------------------------------
+
+
+def test_run_against_server_dying_mid_test_ends_on_time_with_honest_report(arun: Arun) -> None:
+    """A check run whose server resets mid-message ends at once with a complete report: the steps
+    before passed, the read that met the reset failed with its text, the rest are shown skipped."""
+
+    async def body() -> RunResult:
+        async with HostileServer(reset_mid_message) as server:
+            steps = "  - open: main\n  - read: main\n  - name: second\n    read: main\n  - close: main\n"
+            scenario = _scenario(server.url, steps, "defaults: {read_timeout: 5s}\n")
+            start = time.monotonic()
+            result = await run_check(scenario, handle_signals=False)
+            assert time.monotonic() - start < scaled(2)
+            return result
+
+    result = arun(body)
+    assert result.passed is False and result.interrupted is False and result.error == ""
+    by_name = {s.name: s for s in result.steps}
+    assert (by_name["open main"].ok, by_name["read main"].ok) == (1, 1)
+    second = by_name["second"]
+    assert second.failures == 1 and second.rc == {"1": 1}
+    assert second.errors[0].message == (
+        "read returned rc 1, expected rc 0: connection closed: peer closed socket 0 without a close frame "
+        + MID_FRAME
+    )
+    assert by_name["close main"].count == 0
