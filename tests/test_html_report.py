@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.chromium import render_status, screenshot
+from browser.chromium import print_pdf, render_status, screenshot
 from browser.synthetic import HOSTILE, ramp
 from jsonschema import Draft202012Validator
 
@@ -118,6 +118,8 @@ def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> No
         assert all(len(column) <= html.MAX_POINTS for column in chart["data"])
     _assert_rendered(page, {*TIME_CHARTS, "distribution"})
     screenshot(page, "html-report-hour.png")
+    _, pages = print_pdf(page, "html-report-hour.pdf")
+    assert 1 <= pages <= 6  # A4 with the print styles: summary, tables and five charts
     assert "load: closed model · 2 worker(s) · max 200 VUs · max 200 connections" in text
     assert "<td>load.iteration_ms</td><td>p50 1.2, p99 9.5</td>" in text.replace('<td class="text">', "<td>")
     series = {c["id"]: c["series"] for c in _charts(text)}

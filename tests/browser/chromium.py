@@ -67,3 +67,15 @@ def screenshot(page: Path, name: str, height: int = 2400) -> Path:
         f"no screenshot (rc {proc.returncode}): {proc.stderr[-2000:]}"
     )
     return out
+
+
+def print_pdf(page: Path, name: str) -> tuple[Path, int]:
+    """Print ``page`` to a PDF under ``test-artifacts/`` (print styles apply); its path and page count."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = ARTIFACTS / name
+    out.unlink(missing_ok=True)
+    proc = _chromium("--no-pdf-header-footer", f"--print-to-pdf={out}", page.resolve().as_uri())
+    assert out.exists(), f"no PDF (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF"), data[:20]
+    return out, len(re.findall(rb"/Type\s*/Page\b", data))
