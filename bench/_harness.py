@@ -137,6 +137,7 @@ class EchoServers:
         impl: str = "picows",
         tls: TlsFiles | None = None,
         core: int | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.impl = impl
         self.core = cores()[1] if core is None else core
@@ -145,13 +146,15 @@ class EchoServers:
         cmd += ["--ports", str(ports), "--core", str(self.core)]
         if tls:
             cmd += ["--tls-cert", tls.cert, "--tls-key", tls.key]
-        self.procs = [
-            subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for _ in range(processes)
-        ]
+        if reuse_port:  # every process listens on the same port(s); the kernel spreads connections
+            cmd += ["--reuse-port"]
+        self.procs: list[subprocess.Popen[str]] = []
         self.urls: list[str] = []
         self.urls_by_process: list[list[str]] = []
-        for proc in self.procs:
+        for i in range(processes):
+            extra = ["--port", self.urls[0].rsplit(":", 1)[1].split("/")[0]] if reuse_port and i else []
+            proc = subprocess.Popen(cmd + extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.procs.append(proc)
             assert proc.stdout is not None
             mine = []
             for line in proc.stdout:
@@ -160,9 +163,11 @@ class EchoServers:
                 _, port, path = line.split()
                 mine.append(f"{scheme}://127.0.0.1:{port}{path}")
             if not mine:
+                self.close()
                 raise RuntimeError("the echo server did not start")
             self.urls_by_process.append(mine)
-            self.urls += mine
+            if not (reuse_port and i):
+                self.urls += mine
         self.url = self.urls[0]
 
     def cpu(self) -> float:

@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         "--server-processes", type=int, default=0, help="default: as few as fit the files limit"
     )
     parser.add_argument("--ports", type=int, default=1, help="listening ports per server process")
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="server processes share one port (SO_REUSEPORT): one target URL, as a load run has",
+    )
     parser.add_argument("--hold", type=float, default=2.0, help="seconds to hold all connections (default 2)")
     parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     server_procs = args.server_processes or max(1, -(-args.connections // FD_PER_PROCESS))
     info: dict[str, Any] = {"row": 2, "connections": args.connections, **h.machine()}
     results: dict[str, Any] = {}
-    with h.EchoServers(processes=server_procs, ports=args.ports) as servers:
+    with h.EchoServers(processes=server_procs, ports=args.ports, reuse_port=args.reuse_port) as servers:
         h.say(
             args,
             f"row 2: {args.connections} idle connections per tool; {server_procs} picows server process(es) "

@@ -6,6 +6,7 @@ frame is answered and the TCP connection ended by the server.
 
     python bench/echo_server.py --ports 2 --core 1            # two ports, pinned to core 1
     python bench/echo_server.py --tls-cert c.pem --tls-key k.pem
+    python bench/echo_server.py --reuse-port --port 9001    # several processes on one port
     python bench/echo_server.py --impl embedded                # wsload's own EmbeddedServer /echo
 
 The bench scripts start one or more of these through ``_harness.EchoServers``.
@@ -50,7 +51,8 @@ async def _main(args: argparse.Namespace) -> None:
             server = await ws_create_server(
                 lambda _request: Echo(),
                 args.host,
-                0,
+                args.port,
+                reuse_port=args.reuse_port or None,
                 ssl=ctx,
                 backlog=args.backlog,
                 websocket_handshake_timeout=30,
@@ -80,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--ports", type=int, default=1, help="listening ports in this process (default 1)")
     parser.add_argument("--core", type=int, help="pin this process to one CPU core")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    parser.add_argument(
+        "--reuse-port", action="store_true", help="SO_REUSEPORT: several processes share one port"
+    )
     parser.add_argument("--backlog", type=int, default=4096)
     parser.add_argument("--tls-cert", help="certificate chain PEM (serve wss://, TLS 1.3 only)")
     parser.add_argument("--tls-key", help="private key PEM")
