@@ -1,0 +1,212 @@
+"""The load engine in-process (``run_load``) against the embedded server: closed and open model
+counts, duration, stages, workers' exact merge, dead workers, limits, abort_on_fail."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_on, scaled
+
+from runner.errors import RunError
+from runner.load import LoadOverrides, run_load
+from runner.load.limits import raise_nofile
+from runner.loader import load_scenario
+from runner.results import RunResult
+
+ECHO = """\
+name: load echo
+target: embedded
+connections:
+  main: {url: /echo, timeout: 5s}
+steps:
+  - open: main
+  - write: {connection: main, text: "vu {{ vu }} it {{ iteration }}"}
+  - read: {connection: main, timeout: 5s}
+    expect: {text: "vu {{ vu }} it {{ iteration }}"}
+  - close: main
+"""
+
+SLOW = """\
+name: load slow
+target: embedded
+connections:
+  main: {url: "/slow?delay=0.3", timeout: 5s}
+steps:
+  - open: main
+  - write: {connection: main, text: x}
+  - read: {connection: main, timeout: 5s}
+  - close: main
+"""
+
+PACED = """\
+name: load paced
+target: embedded
+connections:
+  main: {url: /echo, timeout: 5s}
+steps:
+  - open: main
+  - write: {connection: main, text: x}
+  - read: main
+  - sleep: 50ms
+  - close: main
+"""
+
+
+def _file(tmp_path: Path, text: str, load: str = "", name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text + (f"load:\n{load}" if load else ""))
+    return path
+
+
+def _run(path: Path, overrides: LoadOverrides | None = None, workers: int | None = 1) -> RunResult:
+    scenario = load_scenario(path)
+
+    async def main() -> RunResult:
+        return await asyncio.wait_for(
+            run_load(scenario, overrides=overrides, workers=workers, handle_signals=False), scaled(60)
+        )
+
+    return run_on("uvloop", main())
+
+
+def _step(result: RunResult, name: str) -> tuple[int, int]:
+    step = next(s for s in result.steps if s.name == name)
+    return step.count, step.failures
+
+
+def test_closed_iterations_run_exactly(tmp_path: Path) -> None:
+    """Closed model with iterations: vus x iterations iterations, every step that many times."""
+    result = _run(_file(tmp_path, ECHO, "  vus: 7\n  iterations: 5\n"))
+    assert result.passed, result.error
+    assert result.iterations == 35
+    assert _step(result, "read main") == (35, 0)
+    assert result.settings["load"]["vus_max_active"] == 7
+
+
+def test_closed_duration_stops_on_time(tmp_path: Path) -> None:
+    """A duration-bounded run ends at its duration (plus at most the in-flight iterations)."""
+    started = time.monotonic()
+    result = _run(_file(tmp_path, PACED, "  vus: 5\n  duration: 1500ms\n  graceful_stop: 1s\n"))
+    elapsed = time.monotonic() - started
+    assert result.passed, result.error
+    assert 1.5 <= result.duration_s < 1.5 + 0.5, result.duration_s
+    assert elapsed < scaled(4)
+    # 5 users x 1.5 s / (50 ms sleep + a round trip): at most 5 x 31 iterations
+    assert 80 <= result.iterations <= 155, result.iterations
+
+
+def test_stages_are_followed(tmp_path: Path) -> None:
+    """Stages 0->4 over 1 s, hold 1 s, 4->0 over 1 s: active VUs per second follow the shape."""
+    stages = "  stages:\n    - {duration: 1s, vus: 4}\n    - {duration: 1s, vus: 4}\n    - {duration: 1s, vus: 0}\n"
+    result = _run(_file(tmp_path, PACED, stages + "  graceful_stop: 1s\n"))
+    assert result.passed, result.error
+    vus = {e["t"]: e.get("vus") for e in result.timeseries}
+    # Sampled just after each second: 1 s -> 4 (ramp done), 2 s -> 4 (hold), 3 s -> ramp down over
+    assert vus[0] is None or vus[0] <= 4
+    assert vus[1] == 4 and vus[2] == 4, vus
+    assert result.settings["load"]["vus_max_active"] == 4
+    assert vus.get(3) in (None, 0, 1), vus
+
+
+def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
+    """Open model at 40/s for 2 s: 80 starts (made or dropped), lag measured, none dropped."""
+    result = _run(_file(tmp_path, ECHO, "  rate: 40/s\n  duration: 2s\n  max_vus: 20\n"))
+    load = result.settings["load"]
+    assert result.passed, result.error
+    assert load["started"] + load["dropped"] == 80
+    assert load["dropped"] == 0 and result.iterations == 80
+    assert 39 <= load["achieved_rate"] <= 41
+    assert load["lag_ms"] is not None and load["lag_ms"]["max"] < 100
+    assert load["iteration_ms"]["p50"] > 0
+
+
+def test_open_model_drops_starts_at_max_vus(tmp_path: Path) -> None:
+    """Iterations of ~0.3 s at 20/s with max_vus 2: most starts are dropped and counted."""
+    result = _run(_file(tmp_path, SLOW, "  rate: 20/s\n  duration: 1s\n  max_vus: 2\n"))
+    load = result.settings["load"]
+    assert load["started"] + load["dropped"] == 20
+    assert 2 <= load["started"] <= 8, load
+    assert load["dropped"] >= 12
+    assert sum(e.get("dropped", 0) for e in result.timeseries) == load["dropped"]
+    # latency from the intended start covers at least the server's delay
+    assert load["iteration_ms"]["min"] >= 300
+
+
+def test_two_workers_merge_to_one_process_totals(tmp_path: Path) -> None:
+    """The same iteration-bounded work over 2 processes gives the counts of one process."""
+    path = _file(tmp_path, ECHO, "  vus: 6\n  iterations: 4\n")
+    one = _run(path, workers=1)
+    two = _run(path, workers=2)
+    assert two.passed and one.passed, (two.error, one.error)
+    assert two.settings["load"]["workers"] == 2
+    assert two.iterations == one.iterations == 24
+    assert [(s.name, s.count, s.ok) for s in two.steps] == [(s.name, s.count, s.ok) for s in one.steps]
+    read = next(s for s in two.steps if s.name == "read main")
+    assert read.hdr().get_total_count() == 24
+    assert sum(e["iterations"] for e in two.timeseries) == 24
+
+
+def _worker_pids(parent: int) -> list[int]:
+    pids = []
+    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in cmd:
+            pids.append(int(child))
+    return pids
+
+
+def test_killed_worker_is_reported_and_others_kept(tmp_path: Path) -> None:
+    """SIGKILL of one worker mid-run: the result names it incomplete; the other's work is kept."""
+    path = _file(tmp_path, PACED, "  vus: 4\n  duration: 3s\n  graceful_stop: 1s\n")
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + scaled(20)
+        while time.monotonic() < deadline:
+            pids = _worker_pids(os.getpid())
+            if len(pids) == 2:
+                time.sleep(1.5)  # into the run
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    result = _run(path, workers=2)
+    thread.join()
+    assert killed
+    load = result.settings["load"]
+    assert len(load["incomplete_workers"]) == 1
+    assert not result.passed and "incomplete" in result.error and "signal 9" in result.error
+    # the surviving worker ran 2 users for the whole 3 s (~55 ms per iteration)
+    assert result.iterations >= 60, result.iterations
+
+
+def test_too_many_vus_refused_before_the_run(tmp_path: Path) -> None:
+    """100,000 users in one process exceed the open-files limit: RunError naming the numbers, fast."""
+    limit = raise_nofile()
+    path = _file(tmp_path, ECHO, "  vus: 100000\n  duration: 10s\n")
+    started = time.monotonic()
+    with pytest.raises(RunError) as info:
+        _run(path, workers=1)
+    text = str(info.value)
+    assert "100,000" in text and f"{limit:,}" in text and "RLIMIT_NOFILE" in text
+    assert time.monotonic() - started < 2
+
+
+def test_abort_on_fail_stops_early(tmp_path: Path) -> None:
+    """An abort_on_fail threshold lost in the first second ends a 20 s run within a few seconds."""
+    text = ECHO + "thresholds:\n  - threshold: read.max < 1us\n    abort_on_fail: true\n"
+    started = time.monotonic()
+    result = _run(_file(tmp_path, text, "  vus: 2\n  duration: 20s\n  graceful_stop: 1s\n"))
+    assert time.monotonic() - started < scaled(5)
+    assert not result.passed and result.exit_code == 1
+    assert "aborted after" in result.error and "read.max < 1us" in result.error
+    assert result.thresholds[0].passed is False
