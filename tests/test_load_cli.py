@@ -63,8 +63,22 @@ def test_check_flag_runs_once(tmp_path: Path) -> None:
 def test_lost_threshold_exits_1_naming_it(tmp_path: Path, capsys: object) -> None:
     """A lost --threshold (read.p99 < 1us) fails the run with exit 1 and says which, by how much."""
     code = main(
-        ["run", str(_scenario(tmp_path)), "--report-dir", "", "--json", str(tmp_path / "r.json"),
-         "--vus", "2", "--iterations", "3", "--threshold", "read.p99 < 1us", "--threshold", "errors.rate < 1%"]
+        [
+            "run",
+            str(_scenario(tmp_path)),
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--vus",
+            "2",
+            "--iterations",
+            "3",
+            "--threshold",
+            "read.p99 < 1us",
+            "--threshold",
+            "errors.rate < 1%",
+        ]
     )
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -84,7 +98,9 @@ def test_bad_threshold_is_a_usage_error(tmp_path: Path, capsys: object) -> None:
 def test_limit_refused_before_the_run_exits_3(tmp_path: Path, capsys: object) -> None:
     """--vus 100000 --workers 1: a clear limit error, exit 3, before any connection is made."""
     started = time.monotonic()
-    code = main(_args(tmp_path, _scenario(tmp_path), "--vus", "100000", "--duration", "10s", "--workers", "1"))
+    code = main(
+        _args(tmp_path, _scenario(tmp_path), "--vus", "100000", "--duration", "10s", "--workers", "1")
+    )
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert code == 3 and "RLIMIT_NOFILE" in err and "100,000" in err
     assert time.monotonic() - started < 3
@@ -95,9 +111,23 @@ def test_sigint_mid_run_writes_complete_interrupted_report(tmp_path: Path) -> No
     """SIGINT during a 30 s load: in-flight iterations end, JSON/JUnit written, exit 130, quickly."""
     path = _scenario(tmp_path, "load:\n  vus: 4\n  duration: 30s\n  graceful_stop: 2s\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(path), "--report-dir", "", "--json",
-         str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(path),
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(scaled(2.0))
     proc.send_signal(signal.SIGINT)
@@ -120,9 +150,23 @@ def test_sigint_with_workers_collects_every_worker(tmp_path: Path) -> None:
     """SIGINT to a 2-worker run: the parent forwards the stop, both workers' results merge, exit 130."""
     path = _scenario(tmp_path, "load:\n  vus: 4\n  duration: 30s\n  graceful_stop: 2s\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(path), "--workers", "2", "--report-dir", "",
-         "--json", str(tmp_path / "r.json")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            str(path),
+            "--workers",
+            "2",
+            "--report-dir",
+            "",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(scaled(3.0))
     proc.send_signal(signal.SIGINT)

@@ -104,22 +104,43 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     load = parser.add_argument_group("load (a file's load: section, or any of these, makes a load run)")
     load.add_argument("--vus", type=positive, help="closed model: concurrent virtual users")
-    load.add_argument("--duration", type=duration, metavar="DURATION",
-                      help="how long the load runs, e.g. 60s, 5m (replaces stages)")
-    load.add_argument("--rate", type=rate, metavar="RATE",
-                      help="open model: iteration starts per second, e.g. 500 or 500/s")
-    load.add_argument("--iterations", type=positive,
-                      help="iterations per virtual user (closed) or in total (open)")
+    load.add_argument(
+        "--duration",
+        type=duration,
+        metavar="DURATION",
+        help="how long the load runs, e.g. 60s, 5m (replaces stages)",
+    )
+    load.add_argument(
+        "--rate", type=rate, metavar="RATE", help="open model: iteration starts per second, e.g. 500 or 500/s"
+    )
+    load.add_argument(
+        "--iterations", type=positive, help="iterations per virtual user (closed) or in total (open)"
+    )
     load.add_argument("--max-vus", type=positive, help="open model: the most virtual users at once")
-    load.add_argument("--workers", type=positive, default=positive(env("WSLOAD_WORKERS", "")) if env("WSLOAD_WORKERS") else None,
-                      help="worker processes (default: one per core from 500 connections or "
-                      "starts/s, else 1; env WSLOAD_WORKERS)")
-    load.add_argument("--threshold", action="append", default=[], metavar="EXPR",
-                      help="an extra threshold, e.g. 'read.p99 < 50ms' (repeatable)")
-    load.add_argument("--source-address", action="append", default=[], metavar="ADDR",
-                      help="local address to connect from (repeatable; spreads connections)")
-    load.add_argument("--check", action="store_true",
-                      help="run once as a check even when the file has a load: section")
+    load.add_argument(
+        "--workers",
+        type=positive,
+        default=positive(env("WSLOAD_WORKERS", "")) if env("WSLOAD_WORKERS") else None,
+        help="worker processes (default: one per core from 500 connections or "
+        "starts/s, else 1; env WSLOAD_WORKERS)",
+    )
+    load.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="an extra threshold, e.g. 'read.p99 < 50ms' (repeatable)",
+    )
+    load.add_argument(
+        "--source-address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="local address to connect from (repeatable; spreads connections)",
+    )
+    load.add_argument(
+        "--check", action="store_true", help="run once as a check even when the file has a load: section"
+    )
 
 
 def _load_runner(args: argparse.Namespace) -> ScenarioRunner:

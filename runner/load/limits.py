@@ -163,7 +163,9 @@ def plan_limits(
         if workers is None and wanted is not None:
             n = wanted
             need = math.ceil(conns / n)
-            reason = f"{n} processes so each holds at most {need:,} of {conns:,} connections (limit {nofile:,})"
+            reason = (
+                f"{n} processes so each holds at most {need:,} of {conns:,} connections (limit {nofile:,})"
+            )
         else:
             hint = (
                 f"use --workers {math.ceil(conns / budget)} or more"

@@ -24,14 +24,18 @@ class Progress:
     """Live progress on stderr: one refreshed line on a terminal, a plain line every
     ``every_s`` seconds otherwise (CI logs stay readable)."""
 
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, every_s: float = 5.0) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, tty: bool | None = None, every_s: float = 5.0
+    ) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.every_s = every_s
         self._last = -1e9
         self._shown = False
 
-    def update(self, elapsed_s: float, vus: int, conns: int, msgs_per_s: int, errors: int, p99_ms: float | None) -> None:
+    def update(
+        self, elapsed_s: float, vus: int, conns: int, msgs_per_s: int, errors: int, p99_ms: float | None
+    ) -> None:
         p99 = f"{p99_ms:.2f}ms" if p99_ms is not None else "-"
         line = (
             f"wsload: {elapsed_s:6.1f}s  vus {vus:,}  conns {conns:,}  msgs/s {msgs_per_s:,}  "

@@ -121,7 +121,9 @@ def load_summary_line(result: RunResult) -> str:
     ]
     if load["model"] == "open":
         lag = load.get("lag_ms") or {}
-        parts.append(f"lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms max {lag.get('max', 0):g}ms")
+        parts.append(
+            f"lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms max {lag.get('max', 0):g}ms"
+        )
         parts.append(f"{load['dropped']:,} dropped (max_vus)")
     if load.get("incomplete_workers"):
         parts.append("INCOMPLETE workers " + ", ".join(str(w) for w in load["incomplete_workers"]))

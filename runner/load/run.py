@@ -44,7 +44,10 @@ def prepare(
         workers = scenario.load.workers
     name = target or scenario.target
     limits = plan_limits(
-        scenario, scenario.load, workers=workers, target=None if is_embedded(name) else name,
+        scenario,
+        scenario.load,
+        workers=workers,
+        target=None if is_embedded(name) else name,
         embedded=is_embedded(name),
     )
     if is_embedded(name):  # the embedded server listens on 127.0.0.1: loopback
@@ -79,8 +82,13 @@ async def run_load(
         from runner.load.workers import run_workers
 
         return await run_workers(
-            scenario, limits, target=target, overrides=overrides or LoadOverrides(),
-            variables=variables, progress=progress, handle_signals=handle_signals,
+            scenario,
+            limits,
+            target=target,
+            overrides=overrides or LoadOverrides(),
+            variables=variables,
+            progress=progress,
+            handle_signals=handle_signals,
         )
     started_at = utc_now_iso()
     interrupted = False
@@ -88,8 +96,9 @@ async def run_load(
         start_ns = time.monotonic_ns() + START_DELAY_NS
         recorder = RunRecorder(start_ns)
         ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
-        engine = LoadEngine(ctx, start_ns=start_ns, source_addresses=limits.source_addresses,
-                            client_factory=client_factory)
+        engine = LoadEngine(
+            ctx, start_ns=start_ns, source_addresses=limits.source_addresses, client_factory=client_factory
+        )
         monitor = Monitor(scenario, recorder, progress=progress, stop=engine.stop)
 
         def on_signal(signum: int) -> None:

@@ -33,7 +33,9 @@ class LoadOverrides:
     @property
     def shape_given(self) -> bool:
         """Whether anything on the command line asks for a load run by itself."""
-        return any(v is not None for v in (self.vus, self.duration_s, self.rate, self.iterations, self.max_vus))
+        return any(
+            v is not None for v in (self.vus, self.duration_s, self.rate, self.iterations, self.max_vus)
+        )
 
 
 def is_load_run(scenario: Scenario, overrides: LoadOverrides, workers: int | None = None) -> bool:
@@ -55,7 +57,8 @@ def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
     from runner.yamlsource import parse_yaml
 
     _, source = parse_yaml("threshold: x\n", "--threshold")
-    builder = loader._Builder(source, {}, {}, None, Path("."), set())  # noqa: SLF001 - the one parser
+    # The loader's own parser (private, but the only one: a threshold must mean the same here).
+    builder = loader._Builder(source, {}, {}, None, Path("."), set())
     for step in _all_steps(scenario.steps):
         builder.step_names.add(step.name)
         builder.kinds_used.add(step.kind.value)
@@ -93,7 +96,9 @@ def apply_overrides(scenario: Scenario, overrides: LoadOverrides) -> Scenario:
         load = replace(load, ramp_up_s=load.duration_s)
     if load.duration_s is None and load.iterations is None and not load.stages:
         if load.model == "open":
-            raise UsageError("an open-model run (--rate) needs --duration or --iterations to know when to stop")
+            raise UsageError(
+                "an open-model run (--rate) needs --duration or --iterations to know when to stop"
+            )
         load = replace(load, iterations=1)
     thresholds = scenario.thresholds + tuple(parse_threshold(t, scenario) for t in o.thresholds)
     return replace(scenario, load=load, thresholds=thresholds)

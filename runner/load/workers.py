@@ -30,7 +30,7 @@ import multiprocessing
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -61,7 +61,7 @@ class WorkerJob:
     variables: dict[str, str]
     target: str | None  # the resolved URL (the embedded server's, when embedded)
     ca_pem: str | None
-    overrides: dict[str, Any]
+    overrides: LoadOverrides
     workers: int | None
     shard: int
     shards: int
@@ -107,15 +107,16 @@ async def run_workers(
                 variables=dict(variables or {}),
                 target=resolved.url,
                 ca_pem=resolved.ca_pem,
-                overrides=asdict(overrides),
+                overrides=overrides,
                 workers=limits.workers,
                 shard=shard,
                 shards=limits.workers,
                 source_addresses=limits.source_addresses,
             )
             parent_conn, child_conn = mp.Pipe(duplex=True)
-            process = mp.Process(target=worker_main, args=(child_conn, job), daemon=True,
-                                 name=f"wsload-worker-{shard + 1}")
+            process = mp.Process(
+                target=worker_main, args=(child_conn, job), daemon=True, name=f"wsload-worker-{shard + 1}"
+            )
             process.start()
             child_conn.close()
             workers.append(_Worker(shard + 1, process, parent_conn))
@@ -210,7 +211,8 @@ async def run_workers(
                     if interrupted:
                         raise KeyboardInterrupt
                     raise RunError(
-                        "; ".join(errors) or f"worker(s) {not_ready} did not start within {READY_TIMEOUT_S:g}s"
+                        "; ".join(errors)
+                        or f"worker(s) {not_ready} did not start within {READY_TIMEOUT_S:g}s"
                     )
                 start_ns = time.monotonic_ns() + 100_000_000
                 total.start_ns = start_ns
@@ -219,7 +221,11 @@ async def run_workers(
                         w.conn.send(("start", start_ns))
                 monitor = Monitor(scenario, total, progress=progress, stop=stop)
                 planned = _planned_s(scenario)
-                hard_end = None if planned is None else start_ns / 1e9 + planned + load.graceful_stop_s + END_MARGIN_S
+                hard_end = (
+                    None
+                    if planned is None
+                    else start_ns / 1e9 + planned + load.graceful_stop_s + END_MARGIN_S
+                )
                 k = 1
                 while not all(w.done or w.dead for w in workers):
                     next_tick = (start_ns + k * 1_000_000_000 + 200_000_000) / 1e9
@@ -342,9 +348,7 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
     raise_nofile()
     try:
         scenario = load_scenario(job.file, variables=job.variables, target=job.target)
-        scenario = apply_overrides(scenario, LoadOverrides(**{
-            k: tuple(v) if isinstance(v, list) else v for k, v in job.overrides.items()
-        }))
+        scenario = apply_overrides(scenario, job.overrides)
     except WsloadError as exc:
         conn.send(("error", str(exc)))
         return
@@ -367,8 +371,9 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
         return
     recorder = RunRecorder(start_ns)
     ctx = RunContext(scenario, recorder, job.target, job.ca_pem)
-    engine = LoadEngine(ctx, start_ns=start_ns, shard=job.shard, shards=job.shards,
-                        source_addresses=job.source_addresses)
+    engine = LoadEngine(
+        ctx, start_ns=start_ns, shard=job.shard, shards=job.shards, source_addresses=job.source_addresses
+    )
 
     async def listen() -> None:
         while True:
@@ -397,13 +402,18 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
             task.cancel()
         await asyncio.gather(ticker, listener, return_exceptions=True)
     tls = tls_info(scenario, ctx)
-    conn.send((
-        "done",
-        recorder.take_interval(),
-        {
-            "max_active": engine.max_active,
-            "stop_reason": engine.stop_reason,
-            "tls": {"verified": tls.verified, "ignored_errors": list(tls.ignored_errors),
-                    "allowed": list(tls.allowed)},
-        },
-    ))
+    conn.send(
+        (
+            "done",
+            recorder.take_interval(),
+            {
+                "max_active": engine.max_active,
+                "stop_reason": engine.stop_reason,
+                "tls": {
+                    "verified": tls.verified,
+                    "ignored_errors": list(tls.ignored_errors),
+                    "allowed": list(tls.allowed),
+                },
+            },
+        )
+    )
