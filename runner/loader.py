@@ -333,6 +333,7 @@ class _Builder:
         pieces: set[str] = set()
         for secret in self.secrets:
             pieces.add(secret)
+            pieces.add(json.dumps(secret)[1:-1])  # as written in a double-quoted YAML string
             pieces.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
         for piece in sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True):
             text = text.replace(piece, m.Secret.MASK)

@@ -6,6 +6,7 @@ Strings only are masked inside JSON trees, so numbers and structure stay valid.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,10 @@ class Masker:
             if not s or len(s) < MIN_SECRET_LENGTH:
                 continue
             values.add(s)
+            # A secret echoed inside a JSON message appears escaped (quotes, backslashes, non-ASCII),
+            # possibly twice (JSON text inside a JSON string).
+            once = json.dumps(s)[1:-1]
+            values.update((once, json.dumps(s, ensure_ascii=False)[1:-1], json.dumps(once)[1:-1]))
             # Multi-line secrets (PEM keys) also appear JSON- or repr-escaped.
             if "\n" in s:
                 values.add(s.replace("\n", "\\n"))
