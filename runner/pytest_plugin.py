@@ -3,8 +3,10 @@
 Registered as the ``pytest11`` entry point ``wsload``; without the installed entry point, load it with
 ``-p runner.pytest_plugin``. Files named ``*.ws.yaml`` / ``*.ws.yml`` (and files matching the ini
 option ``wsload_files``) become one test item each, whose id is the scenario's name and whose markers
-are the file's ``tags:``. Running an item loads (validates) the file, then runs it on a fresh event
-loop of its own, so it never touches the loop an asyncio-based suite (pytest-asyncio, anyio) keeps.
+are the file's ``tags:``. Running an item loads (validates) the file, then runs it as ``wsload run``
+would (once as a check, or as a load run when the file has a ``load:`` section; thresholds gate the
+test either way) on a fresh event loop of its own, so it never touches the loop an asyncio-based
+suite (pytest-asyncio, anyio) keeps.
 
 What a failure shows is decided here, not by a traceback: a schema problem prints exactly as
 ``wsload validate`` does (``FILE:LINE:COL: path: message`` plus an excerpt); a failing run names the
@@ -22,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import fnmatch
-import inspect
 import json
 import os
 import re
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -47,6 +48,7 @@ __all__ = [
     "ScenarioFile",
     "ScenarioItem",
     "WsloadSettings",
+    "console_report",
     "describe_failure",
     "run_on_fresh_loop",
     "step_excerpt",
@@ -259,31 +261,40 @@ def run_on_fresh_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(run).result()
 
 
-def _load_engine() -> Callable[..., Coroutine[Any, Any, RunResult]] | None:
-    """The load engine's entry point, if this installation has one (issue 5)."""
-    try:
-        from runner.load import run_load  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return run_load  # type: ignore[no-any-return]
+async def _run(scenario: Scenario, settings: WsloadSettings, path: Path) -> RunResult:
+    """A check run, or the load run a ``load:`` section asks for, as ``wsload run`` decides.
 
-
-async def _run(scenario: Scenario, target: str | None) -> tuple[RunResult, str]:
-    """Run a check, or the load a ``load:`` section asks for; the note says what was done instead."""
+    SIGINT is left to ``asyncio.Runner`` (the engines' own handlers would reset SIGTERM's handler
+    for the whole process afterwards): it cancels the run, a check keeps what it measured and marks
+    the result interrupted, and the item turns that into ``KeyboardInterrupt`` for pytest.
+    """
     from runner.engine.check import run_check
 
-    # SIGINT is left to asyncio.Runner: it cancels the run, the engine keeps what was measured and
-    # marks the result interrupted, and the item turns that into KeyboardInterrupt for pytest.
-    if scenario.load is not None:
-        run_load = _load_engine()
-        if run_load is not None:
-            options: dict[str, Any] = {"target": target}
-            if "handle_signals" in inspect.signature(run_load).parameters:
-                options["handle_signals"] = False
-            return await run_load(scenario, **options), ""
-        note = "no load engine in this wsload: the load section was not run, the scenario ran once as a check"
-        return await run_check(scenario, target=target, handle_signals=False), note
-    return await run_check(scenario, target=target, handle_signals=False), ""
+    if scenario.load is None:
+        return await run_check(scenario, target=settings.target, handle_signals=False)
+    from runner.load import run_load
+
+    # Worker processes load the file themselves: give them a path that holds from any directory,
+    # and give the result back the name the test's messages use.
+    result = await run_load(
+        replace(scenario, file=str(path)),
+        target=settings.target,
+        workers=None,  # the file's ``workers:``, else one process unless the load is large
+        variables=settings.variables,
+        handle_signals=False,
+    )
+    return replace(result, scenario_file=scenario.file)
+
+
+def console_report(result: RunResult, masker: Masker | None = None) -> str:
+    """The console report as ``wsload run`` prints it: a load run's figures first, then the table."""
+    text = console.render(result, masker)
+    if "load" in result.settings:
+        from runner.load import load_summary_line
+
+        summary = load_summary_line(result)
+        text = (masker.text(summary) if masker is not None else summary) + "\n" + text
+    return text
 
 
 class ScenarioFailed(Exception):
@@ -329,22 +340,19 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         settings = self.config.stash[_SETTINGS]
         scenario = self.load()
-        result, note = run_on_fresh_loop(lambda: _run(scenario, settings.target))
+        result = run_on_fresh_loop(lambda: _run(scenario, settings, self.path))
         masker = Masker(scenario.secrets)
-        self._attach(result, masker, note)
+        self._attach(result, masker)
         if result.interrupted:
             raise KeyboardInterrupt(f"wsload: {self.name}: {result.error or 'interrupted'}")
         if not result.passed:
             raise ScenarioFailed(scenario, result, masker)
-        self.add_report_section("call", "wsload", console.render(result, masker))
+        self.add_report_section("call", "wsload", console_report(result, masker))
 
-    def _attach(self, result: RunResult, masker: Masker, note: str) -> None:
+    def _attach(self, result: RunResult, masker: Masker) -> None:
         """The JSON report on the item (``--junitxml`` writes it as a property) and in the report dir."""
         document = json_report.document(result, masker)
         self.user_properties.append(("wsload_report", json.dumps(document, separators=(",", ":"))))
-        if note:
-            self.user_properties.append(("wsload_note", note))
-            self.warn(pytest.PytestWarning(f"wsload: {self.name}: {note}"))
         report_dir = self.config.stash[_SETTINGS].report_dir
         if report_dir is not None:
             from runner.reports.atomic import write_atomic
@@ -437,7 +445,7 @@ def describe_failure(scenario: Scenario, result: RunResult, masker: Masker | Non
         out += [f"{file}: run error: {result.error}", ""]
     if not out:
         out += [f"{file}: scenario {scenario.name!r} did not pass", ""]
-    out += ["----- wsload report -----", console.render(result, masker).rstrip("\n")]
+    out += ["----- wsload report -----", console_report(result, masker).rstrip("\n")]
     text = "\n".join(out)
     return masker.text(text) if masker is not None else text
 

@@ -296,17 +296,22 @@ def test_exitfirst_stops_after_the_first_failing_scenario(pytester: pytest.Pytes
     run(pytester, "-x").assert_outcomes(failed=1)
 
 
-def test_lost_threshold_of_a_load_file_fails_with_its_line(pytester: pytest.Pytester) -> None:
-    """A file with a load section has its thresholds honoured: a lost one fails, naming its line."""
+def test_load_file_runs_as_a_load_and_its_lost_threshold_fails(pytester: pytest.Pytester) -> None:
+    """A file with a load section runs every virtual user; a lost threshold fails, naming its line."""
     pytester.makefile(".ws.yaml", gate=LOAD_LOST_THRESHOLD)
     result = run(pytester, "--junitxml=out.xml")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["gate.ws.yaml:19: threshold lost: read main.p99 < 1ms*"])
-    props = {
-        p.get("name"): p.get("value") for p in ET.parse(pytester.path / "out.xml").getroot().iter("property")
-    }
-    thresholds = json.loads(props["wsload_report"] or "")["thresholds"]
-    assert [t["passed"] for t in thresholds] == [True, False]
+    result.stdout.fnmatch_lines(
+        [
+            "gate.ws.yaml:19: threshold lost: read main.p99 < 1ms*",
+            "load: closed model, 1 worker(s), max 2 VUs*",
+        ]
+    )
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    report = json.loads({p.get("name"): p.get("value") for p in root.iter("property")}["wsload_report"] or "")
+    assert report["scenario"]["file"] == "gate.ws.yaml"
+    assert report["steps"][0]["count"] == 2  # "open main", once per virtual user
+    assert [t["passed"] for t in report["thresholds"]] == [True, False]
 
 
 def test_scenarios_leave_an_asyncio_suites_event_loop_alone(pytester: pytest.Pytester) -> None:
