@@ -58,18 +58,23 @@ def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: list[tuple[signal.Signals, Any]] = []
     for sig in STOP_SIGNALS:
+        previous = signal.getsignal(sig)
         try:
             loop.add_signal_handler(sig, callback, sig)
-            installed.append(sig)
+            installed.append((sig, previous))
         except (NotImplementedError, RuntimeError, ValueError):
             pass
     try:
         yield
     finally:
-        for sig in installed:
+        for sig, previous in installed:
             loop.remove_signal_handler(sig)
+            # asyncio puts SIG_DFL back; restore what was there (e.g. the --every loop's handler),
+            # so a signal while reports are written does not kill the process outright.
+            if previous is not None:
+                signal.signal(sig, previous)
 
 
 async def run_check(
