@@ -31,15 +31,16 @@ import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import pytest
 
 from runner.errors import Problem, ScenarioError, UsageError, WsloadError
-from runner.model import Scenario
-from runner.reports import console, json_report
-from runner.reports.masking import Masker
-from runner.results import RunResult
+
+if TYPE_CHECKING:  # the rest is imported when a scenario runs: every pytest session loads this module
+    from runner.model import Scenario
+    from runner.reports.masking import Masker
+    from runner.results import RunResult
 
 __all__ = [
     "FILE_SUFFIXES",
@@ -288,6 +289,8 @@ async def _run(scenario: Scenario, settings: WsloadSettings, path: Path) -> RunR
 
 def console_report(result: RunResult, masker: Masker | None = None) -> str:
     """The console report as ``wsload run`` prints it: a load run's figures first, then the table."""
+    from runner.reports import console
+
     text = console.render(result, masker)
     if "load" in result.settings:
         from runner.load import load_summary_line
@@ -340,6 +343,8 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         settings = self.config.stash[_SETTINGS]
         scenario = self.load()
+        from runner.reports.masking import Masker
+
         result = run_on_fresh_loop(lambda: _run(scenario, settings, self.path))
         masker = Masker(scenario.secrets)
         self._attach(result, masker)
@@ -351,6 +356,8 @@ class ScenarioItem(pytest.Item):
 
     def _attach(self, result: RunResult, masker: Masker) -> None:
         """The JSON report on the item (``--junitxml`` writes it as a property) and in the report dir."""
+        from runner.reports import json_report
+
         document = json_report.document(result, masker)
         self.user_properties.append(("wsload_report", json.dumps(document, separators=(",", ":"))))
         report_dir = self.config.stash[_SETTINGS].report_dir
