@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from runner.engine.vu import RunContext, VirtualUser
@@ -43,6 +44,30 @@ BATCH = 256
 #: (Measured: sleeping on the loop's timer gives lag p50 0.04 ms / p99 0.9 ms on uvloop here;
 #: spinning on ``sleep(0)`` for the last 2 ms was worse under CPU contention, p99 4-7 ms.)
 EARLY_NS = 20_000
+
+
+#: Cyclic-GC thresholds during a load run (see ``quiet_gc``).
+GC_THRESHOLDS = (50_000, 20, 1000)
+
+
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Collect young objects rarely and old ones almost never while the load runs.
+
+    Thousands of users keep hundreds of thousands of long-lived objects (tasks, protocols,
+    buffers); with the default thresholds a full collection scans them all every few seconds.
+    Measured with 5,000 users holding connections on this machine: gen-2 pauses up to 486 ms
+    (2.3 s in 12 s), read p99 167 ms and 1 s sleeps ending after 1.62 s (p99); with these
+    thresholds: no gen-2 pause, read p99 47 ms. Young cycles are still collected; the old
+    thresholds come back after the run.
+    """
+    old = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 class LoadEngine:
@@ -118,10 +143,11 @@ class LoadEngine:
             await asyncio.sleep(delay)
         body = self._closed() if self.load.model == "closed" else self._open()
         self._main = asyncio.ensure_future(body)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._main
-        self.stopping = True
-        await self._graceful_end()
+        with quiet_gc():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+            self.stopping = True
+            await self._graceful_end()
 
     async def _graceful_end(self) -> None:
         tasks = [t for t in self._tasks if not t.done()]
