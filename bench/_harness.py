@@ -194,17 +194,47 @@ class EchoServers:
         self.close()
 
 
+def core_ticks() -> dict[int, tuple[int, int]]:
+    """Per core (busy, total) clock ticks since boot, from /proc/stat (every process's use)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *values = line.split()
+                ticks = [int(v) for v in values[:8]]
+                total = sum(ticks)
+                out[int(name[3:])] = (total - ticks[3] - ticks[4], total)
+    return out
+
+
 class ServerMeter:
-    """The servers' share of a core over an interval (1.0 = one core fully busy)."""
+    """The servers' share of a core over an interval (1.0 = one core fully busy), and how busy
+    each core was in total (everybody's processes): the machine's noise."""
 
     def __init__(self, servers: EchoServers) -> None:
         self.servers = servers
         self.cpu0 = servers.cpu()
+        self.ticks0 = core_ticks()
         self.t0 = time.perf_counter()
 
     def share(self) -> float:
         wall = time.perf_counter() - self.t0
         return (self.servers.cpu() - self.cpu0) / wall if wall > 0 else 0.0
+
+    def core_busy(self) -> dict[int, float]:
+        now = core_ticks()
+        return {
+            c: (now[c][0] - b0) / max(1, now[c][1] - t0) for c, (b0, t0) in self.ticks0.items() if c in now
+        }
+
+    def others(self, client_share: float) -> float:
+        """CPU share of both cores taken by processes other than the client and the servers (noise)."""
+        busy = self.core_busy()
+        client_core, server_core = cores()
+        used = busy.get(client_core, 0.0) + (
+            busy.get(server_core, 0.0) if server_core != client_core else 0.0
+        )
+        return max(0.0, used - client_share - self.share())
 
 
 # --- arguments and output ---------------------------------------------------------------------

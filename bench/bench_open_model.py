@@ -58,10 +58,13 @@ async def _run(url: str, sleep_s: float | None, overrides: Any) -> tuple[Any, di
         return client
 
     samples: list[int] = []
+    stalls: list[float] = []  # how late the sampler's own 20 ms sleeps wake: event-loop stalls
 
     async def sample() -> None:
         while True:
+            t = time.perf_counter()
             await asyncio.sleep(0.02)
+            stalls.append(time.perf_counter() - t - 0.02)
             samples.append(sum(c.open_sockets for c in clients))
 
     sampler = asyncio.ensure_future(sample())
@@ -78,6 +81,7 @@ async def _run(url: str, sleep_s: float | None, overrides: Any) -> tuple[Any, di
     finally:
         sampler.cancel()
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    stalls.sort()
     # the steady part: drop the first and last 10% of the samples (ramp-in, draining)
     k = len(samples) // 10
     steady = samples[k : len(samples) - k] or samples
@@ -86,6 +90,8 @@ async def _run(url: str, sleep_s: float | None, overrides: Any) -> tuple[Any, di
         "wall": wall,
         "mean_open_connections": sum(steady) / max(1, len(steady)),
         "max_open_connections": max(samples or [0]),
+        "loop_stall_p99_ms": stalls[int(len(stalls) * 0.99)] * 1000 if stalls else 0.0,
+        "loop_stall_max_ms": stalls[-1] * 1000 if stalls else 0.0,
     }
 
 
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             args.loop,
         )
         server_cpu = meter.share()
+        others_cpu = meter.others(m["cpu"] / m["wall"])
     load = result.settings["load"]
     achieved = load["achieved_rate"]
     lag = load.get("lag_ms") or {}
@@ -164,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         "mean_open_connections": m["mean_open_connections"],
         "max_open_connections": m["max_open_connections"],
         "vus_max_active": load.get("vus_max_active"),
+        "loop_stall_p99_ms": m["loop_stall_p99_ms"],
+        "loop_stall_max_ms": m["loop_stall_max_ms"],
         "little_error": little / m["mean_open_connections"] - 1 if m["mean_open_connections"] else None,
         "client_cpu": m["cpu"] / m["wall"],
+        "others_cpu": others_cpu,
         "server_cpu": server_cpu,
         "error": result.error,
         "read_p99_ms": next(
@@ -183,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         args,
         f"  Little's law: achieved rate x mean iteration ({row['iteration_mean_ms']} ms) = {little:.0f} vs "
         f"mean open connections {m['mean_open_connections']:.0f} (max {m['max_open_connections']}); "
-        f"client {row['client_cpu']:.0%} of a core, server {server_cpu:.0%}"
+        f"client {row['client_cpu']:.0%} of a core, server {server_cpu:.0%}, others {others_cpu:.0%}"
         + (f"; error: {result.error}" if result.error else ""),
+    )
+    h.say(
+        args,
+        f"  event loop stalls (a 20 ms sleep woken late): p99 {m['loop_stall_p99_ms']:.1f} ms, "
+        f"max {m['loop_stall_max_ms']:.1f} ms",
     )
     h.emit(args, out)
     return 0

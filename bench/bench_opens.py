@@ -56,6 +56,7 @@ async def _measure(
         "us_cpu_per_open": cpu / n * 1e6,
         "client_cpu": cpu / wall,
         "server_cpu": server,
+        "others_cpu": meter.others(cpu / wall),
     }
 
 
@@ -189,6 +190,7 @@ async def run_wsload_load(
         "us_cpu_per_open": cpu / n * 1e6,
         "client_cpu": cpu / wall,
         "server_cpu": meter.share(),
+        "others_cpu": meter.others(cpu / wall),
     }
 
 
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                             args,
                             f"  round {round_ + 1} {tool:>10}: {row['opens_per_s']:7.0f} opens/s  "
                             f"{row['opens_per_core_s']:7.0f} per client core  "
-                            f"(client {row['client_cpu']:.0%}, server {row['server_cpu']:.0%})",
+                            f"(client {row['client_cpu']:.0%}, server {row['server_cpu']:.0%}, "
+                            f"others {row['others_cpu']:.0%})",
                         )
             medians = {t: h.median_rows(rows) for t, rows in results.items()}
             base = medians.get("websockets", {}).get("opens_per_core_s")

@@ -57,6 +57,7 @@ async def _measure(
         "us_cpu_per_rt": cpu / n * 1e6,
         "client_cpu": cpu / wall,
         "server_cpu": server,
+        "others_cpu": meter.others(cpu / wall),
     }
 
 
@@ -193,6 +194,7 @@ async def run_wsload_load(url: str, n: int, warmup: float, seconds: float, meter
         "us_cpu_per_rt": cpu / reads * 1e6,
         "client_cpu": cpu / wall,
         "server_cpu": server,
+        "others_cpu": meter.others(cpu / wall),
     }
 
 
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                     args,
                     f"  round {round_ + 1} {tool:>10}: {row['rt_per_s']:8.0f} rt/s  "
                     f"{row['us_cpu_per_rt']:6.2f} us CPU/rt  (client {row['client_cpu']:.0%} of a core, "
-                    f"server {row['server_cpu']:.0%})",
+                    f"server {row['server_cpu']:.0%}, others {row['others_cpu']:.0%})",
                 )
     medians = {t: h.median_rows(rows) for t, rows in results.items()}
     base = medians.get("websockets", {}).get("rt_per_s")
