@@ -16,7 +16,9 @@ gc.collect), so the figure is the memory the connections themselves cost:
 
     python bench/bench_idle.py                                  # 5,000 connections per tool
     python bench/bench_idle.py --connections 50000 --workers 4 --tools wsload \\
-        --server-processes 4 --hold 10                          # the 50k hold
+        --server-processes 4 --reuse-port --hold 10             # the 50k hold
+    python bench/bench_idle.py --cli --connections 50000 --workers 4 \\
+        --server-processes 4 --reuse-port --hold 10             # the same through 'wsload run'
 
 With ``--workers W`` the connections are split over W client processes, each using its own
 source address 127.0.0.(2+i) (one source address reaches one server port through ~28,000
@@ -300,6 +302,125 @@ def _run_tool(args: argparse.Namespace, tool: str, servers: h.EchoServers) -> di
     }
 
 
+def _established_to(port: int) -> int:
+    """Client-side ESTABLISHED TCP connections to ``port`` on loopback, from /proc/net/tcp."""
+    want = f":{port:04X}"
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split(None, 4)
+            if parts[2].endswith(want) and parts[3] == "01":
+                n += 1
+    return n
+
+
+def _tree_rss_kib(pid: int) -> tuple[int, int]:
+    """(RSS in KiB, process count) of ``pid`` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, count, todo = 0, 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += h.rss_kib(p)
+            count += 1
+        except (OSError, RuntimeError):
+            pass
+        todo += children.get(p, [])
+    return total, count
+
+
+def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]:
+    """``wsload run bench/scenarios/idle.yaml --vus N --workers W`` as a user would run it, pinned
+    to the client core; connections counted in /proc/net/tcp, RSS of its process tree."""
+    import signal
+    import tempfile
+
+    url = servers.url
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    workers = max(args.workers, -(-args.connections // FD_PER_PROCESS))
+    sources = [f"127.0.0.{2 + i}" for i in range(max(1, -(-args.connections // 25_000)))]
+    fd, report = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        "run",
+        SCENARIO,
+        "--target",
+        url.rstrip("/"),
+        "--vus",
+        str(args.connections),
+        "--duration",
+        "600s",
+        "--workers",
+        str(workers),
+        "--json",
+        report,
+        "--report-dir",
+        "",
+        "-q",
+    ]
+    for src in sources:
+        cmd += ["--source-address", src]
+    h.say(args, "  " + " ".join(cmd[2:]))
+    meter = h.ServerMeter(servers)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=h.REPO, preexec_fn=lambda: os.sched_setaffinity(0, {h.cores()[0]}))
+    established = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        established = _established_to(port)
+        if established >= args.connections:
+            break
+        time.sleep(0.5)
+    open_s = time.perf_counter() - t0
+    time.sleep(args.hold)
+    held = _established_to(port)
+    rss, nproc = _tree_rss_kib(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    out: dict[str, Any] = {
+        "connections": args.connections,
+        "workers": workers,
+        "source_addresses": sources,
+        "established_reached": established,
+        "open_s": open_s,
+        "held_after_hold": held,
+        "hold_s": args.hold,
+        "rss_mib_total": rss / 1024,
+        "processes": nproc,
+        "kib_per_conn_incl_interpreters": rss / max(1, held),
+        "exit_code": code,
+        "server_cpu": meter.share(),
+    }
+    try:
+        with open(report) as f:
+            data = json.load(f)
+        opens = [s for s in data["steps"] if s["kind"] == "open"]
+        out["report_open_ok"] = sum(s["ok"] for s in opens)
+        out["report_open_rc"] = {k: v for s in opens for k, v in s["rc"].items()}
+        out["report_error"] = data.get("error", "")
+    except (OSError, ValueError, KeyError) as exc:
+        out["report_error"] = f"no report: {exc}"
+    finally:
+        os.unlink(report)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -320,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="hold through 'wsload run --vus N --workers W' (wsload only; count from /proc/net/tcp)",
+    )
     parser.add_argument("--client-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tool", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -339,6 +465,20 @@ def main(argv: list[str] | None = None) -> int:
             f"x {args.ports} port(s) on core {servers.core}; "
             f"clients on core {h.cores()[0]}; hold {args.hold:g} s",
         )
+        if args.cli:
+            row = _run_cli(args, servers)
+            results["wsload-cli"] = row
+            h.say(
+                args,
+                f"  wsload run: {row['established_reached']} established in {row['open_s']:.1f} s, "
+                f"{row['held_after_hold']} still after {row['hold_s']:g} s; {row['processes']} processes, "
+                f"RSS {row['rss_mib_total']:.0f} MiB "
+                f"({row['kib_per_conn_incl_interpreters']:.1f} KiB/conn with the interpreters); "
+                f"exit {row['exit_code']}; report: {row.get('report_open_ok')} opens ok, "
+                f"rc {row.get('report_open_rc')}, {row.get('report_error')!r}; "
+                f"server CPU {row['server_cpu']:.0%}",
+            )
+            tools = []
         for tool in tools:
             row = _run_tool(args, tool, servers)
             results[tool] = row
