@@ -33,8 +33,11 @@ from runner.yamlsource import Path, SourceMap, parse_yaml
 __all__ = [
     "BUILTIN_VARIABLES",
     "MAX_DURATION_S",
+    "MAX_ITERATIONS",
     "MAX_PAYLOAD_BYTES",
+    "MAX_REPEAT",
     "MAX_VUS",
+    "MAX_WORKERS",
     "is_sensitive_header",
     "load_scenario",
     "load_scenario_text",
@@ -48,6 +51,8 @@ MAX_DURATION_S = 7 * 86400.0
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_SCENARIO_BYTES = 16 * 1024 * 1024
 MAX_REPEAT = 10_000_000
+MAX_ITERATIONS = 1_000_000_000
+MAX_WORKERS = 1024
 
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
@@ -183,6 +188,7 @@ class _Builder:
         self.all_captures = self._all_captures(data.get("steps") or [])
         self.step_names: set[str] = set()
         self.kinds_used: set[str] = set()
+        self.repeat_factor = 1  # product of the enclosing repeat blocks' times
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -512,7 +518,18 @@ class _Builder:
                 self.problem(
                     (*kpath, "times"), f"{times} repetitions is more than {MAX_REPEAT}; use load.iterations"
                 )
-            inner = self.steps(body["steps"], (*kpath, "steps"), opened)
+            elif times * self.repeat_factor > MAX_REPEAT:  # nested blocks multiply
+                self.problem(
+                    (*kpath, "times"),
+                    f"nested repeats multiply to {times * self.repeat_factor} repetitions, more than "
+                    f"{MAX_REPEAT}; use load.iterations",
+                )
+            outer = self.repeat_factor
+            self.repeat_factor = min(outer * times, MAX_REPEAT + 1)
+            try:
+                inner = self.steps(body["steps"], (*kpath, "steps"), opened)
+            finally:
+                self.repeat_factor = outer
             return m.RepeatStep(name=name, location=loc, expect=expect, times=times, steps=inner)
 
         conn = self.resolve_connection(body, kpath)
@@ -711,6 +728,13 @@ class _Builder:
         for key in ("vus", "max_vus"):
             if raw.get(key, 0) > MAX_VUS:
                 self.problem((*path, key), f"{raw[key]} virtual users is more than {MAX_VUS:,}")
+        if raw.get("iterations", 0) > MAX_ITERATIONS:
+            self.problem(
+                (*path, "iterations"),
+                f"{raw['iterations']} iterations is more than {MAX_ITERATIONS:,}; use a duration",
+            )
+        if raw.get("workers", 0) > MAX_WORKERS:
+            self.problem((*path, "workers"), f"{raw['workers']} worker processes is more than {MAX_WORKERS}")
         stages: list[m.Stage] = []
         kinds: set[str] = set()
         for i, st in enumerate(raw.get("stages") or []):

@@ -76,7 +76,10 @@ def to_text(value: object) -> str:
 def _literal(text: str) -> object:
     if text[0] in "'\"":
         return text[1:-1]
-    return float(text) if "." in text else int(text)
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:  # more digits than Python converts (4300)
+        raise TemplateError(f"the number {text[:20]}... has too many digits") from None
 
 
 def _lookup(name: str) -> tuple[str, Render]:

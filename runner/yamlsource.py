@@ -19,7 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from runner.errors import Problem, ScenarioError
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "Path", "SourceMap", "format_path", "parse_yaml"]
+__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_VALUES", "Path", "SourceMap", "format_path", "parse_yaml"]
 
 Path = tuple[str | int, ...]
 
@@ -27,6 +27,9 @@ Path = tuple[str | int, ...]
 MAX_DEPTH = 64
 #: More values than this after alias expansion is refused (billion-laughs guard).
 MAX_VALUES = 200_000
+#: More text than this in all scalars after alias expansion is refused: a few aliases of one long
+#: string stay under MAX_VALUES yet would expand to gigabytes (a file itself is at most 16 MiB).
+MAX_CHARS = 32 * 1024 * 1024
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
@@ -126,6 +129,7 @@ class _Builder:
         self.source = source
         self.problems: list[Problem] = []
         self.count = 0
+        self.chars = 0
 
     def build(self, node: Node, path: Path, depth: int = 0) -> object:
         self.count += 1
@@ -134,9 +138,19 @@ class _Builder:
         mark = node.start_mark
         self.source.values.setdefault(path, (mark.line + 1, mark.column + 1))
         if isinstance(node, ScalarNode):
+            self.chars += len(node.value)
+            if self.chars > MAX_CHARS:
+                raise _TooLarge(path)
             if node.tag == _TIMESTAMP_TAG:
                 return node.value  # keep dates as the text the user wrote
-            value = self.loader.construct_object(node, deep=True)
+            try:
+                value = self.loader.construct_object(node, deep=True)
+            except (ValueError, OverflowError) as exc:  # e.g. an integer of 5000 digits
+                reason = str(exc).split(";")[0]
+                self.problems.append(
+                    self.source.at(mark.line + 1, mark.column + 1, f"value cannot be read: {reason}", path)
+                )
+                return None
             if isinstance(value, datetime.date | bytes | set):
                 return node.value
             return value
@@ -248,8 +262,8 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
             data = builder.build(node, ())
         except _TooLarge as big:
             message = (
-                f"document too large or too deep: more than {MAX_VALUES} values or {MAX_DEPTH} "
-                "levels after expanding aliases (an alias bomb?)"
+                f"document too large or too deep: more than {MAX_VALUES} values, {MAX_CHARS >> 20} MiB "
+                f"of text or {MAX_DEPTH} levels after expanding aliases (an alias bomb?)"
             )
             raise ScenarioError([source.problem(big.path[:1], message, key=bool(big.path))]) from None
     except yaml.YAMLError as exc:
