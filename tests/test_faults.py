@@ -133,3 +133,14 @@ def test_fd_limit_open_gives_no_free_sockets_and_run_reports_it(tmp_path: Path) 
     ), error
     assert "no more free sockets: Too many open files" in proc.stdout
     assert os.path.getsize(tmp_path / "r.json") > 0
+
+
+def test_faults_table_names_only_existing_tests() -> None:
+    """Every test docs/faults.md cites exists, so the table cannot drift from the tests that prove it."""
+    import re
+
+    table = (ROOT / "docs" / "faults.md").read_text()
+    cited = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)", table))
+    assert len(cited) >= 25
+    missing = [f"{f}::{name}" for f, name in sorted(cited) if f"def {name}(" not in (ROOT / f).read_text()]
+    assert missing == []
