@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 __all__ = [
     "BEHAVIOURS",
@@ -154,7 +155,7 @@ async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     """Upgrades and never reads again: what we send piles up in the kernel, then in our buffer."""
     writer.write(upgrade_response(key))
     await writer.drain()
-    writer.transport.pause_reading()
+    cast(asyncio.Transport, writer.transport).pause_reading()
     await _forever()
 
 

@@ -362,7 +362,7 @@ def test_drain_waits_while_peer_does_not_read(arun: Arun) -> None:
 
     async def body() -> None:
         async with EmbeddedServer() as server:
-            client = WebSocketClient(send_buffer_limit=1 << 30)  # the refusal is tested in test_hostile_servers
+            client = WebSocketClient(send_buffer_limit=1 << 30)  # refusal: test_hostile_servers
             sock = await client.open(server.url + "/slow?delay=30")
             await client.drain(sock)  # nothing buffered yet: returns at once
             chunk = b"\0" * (1 << 20)

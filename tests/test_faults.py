@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conftest import scaled
@@ -21,14 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "scenarios" / "smoke.yaml"
 
 
-def _wsload(*args: str, preexec_fn: object = None) -> subprocess.CompletedProcess[str]:
+def _wsload(*args: str, preexec_fn: Callable[[], object] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runner", "run", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=scaled(30),
-        preexec_fn=preexec_fn,  # type: ignore[arg-type]
+        preexec_fn=preexec_fn,
     )
 
 
@@ -137,8 +138,6 @@ def test_fd_limit_open_gives_no_free_sockets_and_run_reports_it(tmp_path: Path) 
 
 def test_faults_table_names_only_existing_tests() -> None:
     """Every test docs/faults.md cites exists, so the table cannot drift from the tests that prove it."""
-    import re
-
     table = (ROOT / "docs" / "faults.md").read_text()
     cited = set(re.findall(r"`(tests/[\w/]+\.py)::(\w+)", table))
     assert len(cited) >= 25

@@ -401,7 +401,7 @@ def test_every_fault_at_once_leaves_a_healthy_connection_alone(arun: Arun) -> No
     }
 
     async def body() -> None:
-        async with EmbeddedServer() as healthy, contextlib_servers() as servers:
+        async with EmbeddedServer() as healthy, all_hostile_servers() as servers:
             client = WebSocketClient(send_buffer_limit=1 << 20, max_queued_messages=100)
             echo = await client.open(healthy.url + "/echo", ConnectOptions(timeout_s=scaled(2)))
             assert echo >= 0
@@ -435,7 +435,7 @@ def test_every_fault_at_once_leaves_a_healthy_connection_alone(arun: Arun) -> No
     arun(body)
 
 
-class contextlib_servers:
+class all_hostile_servers:
     """Every behaviour of BEHAVIOURS on its own server, as one async context manager."""
 
     def __init__(self) -> None:
