@@ -101,7 +101,6 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(f"{value} is not at least 1")
         return value
 
-    env = os.environ.get
     load = parser.add_argument_group("load (a file's load: section, or any of these, makes a load run)")
     load.add_argument("--vus", type=positive, help="closed model: concurrent virtual users")
     load.add_argument(
@@ -120,9 +119,8 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--workers",
         type=positive,
-        default=positive(env("WSLOAD_WORKERS", "")) if env("WSLOAD_WORKERS") else None,
-        help="worker processes (default: one per core from 500 connections or "
-        "starts/s, else 1; env WSLOAD_WORKERS)",
+        help="worker processes (default: env WSLOAD_WORKERS, else one per core from 500 "
+        "connections or starts/s, else 1); given alone it makes a load run",
     )
     load.add_argument(
         "--threshold",
@@ -168,11 +166,14 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
                 extra = tuple(parse_threshold(t, scenario) for t in overrides.thresholds)
                 scenario = replace(scenario, thresholds=scenario.thresholds + extra)
             return await _check(scenario, target)
+        workers = args.workers
+        if workers is None and os.environ.get("WSLOAD_WORKERS", "").strip().isdigit():
+            workers = max(1, int(os.environ["WSLOAD_WORKERS"]))  # a default, not a load trigger
         return await run_load(
             scenario,
             target=target,
             overrides=overrides,
-            workers=args.workers,
+            workers=workers,
             progress=None if args.quiet else Progress(),
             variables=variables,
         )

@@ -7,6 +7,7 @@ In-process API (what ``wsload run`` and the benchmarks call)::
     result: RunResult = await run_load(
         scenario,                      # runner.loader.load_scenario(path, variables=..., target=...)
         target=None,                   # overrides scenario.target; "embedded" starts the test server
+                                       # (in this process; with workers, one in each worker)
         overrides=LoadOverrides(vus=2000, duration_s=20.0),   # --vus --duration --rate --iterations
                                        # --max-vus --threshold --source-address; None: as the file says
         workers=1,                     # 1: this process, on the running loop; N > 1: N spawned
@@ -17,6 +18,10 @@ In-process API (what ``wsload run`` and the benchmarks call)::
         handle_signals=True,           # SIGINT/SIGTERM stop gracefully (main thread only)
         client_factory=None,           # one WebSocketClient per virtual user by default
     )
+
+Workers load ``scenario.file`` themselves (a scenario built from text in memory runs with
+``workers=1`` only); ``start_ns`` is shared on the monotonic clock; each sends a per-second delta
+of its recorder, which the parent merges exactly (``RunRecorder.merge``).
 
 ``run_load`` raises ``RunError`` before anything runs when a limit (open files, ephemeral ports)
 would be hit; ``UsageError`` for bad overrides. The result's ``settings["load"]`` holds the load

@@ -120,8 +120,12 @@ class LoadEngine:
     # --- control -------------------------------------------------------------------------------
 
     def stop(self, reason: str = "stopped") -> None:
-        """Stop starting iterations; in-flight ones get ``graceful_stop_s`` (idempotent)."""
+        """Stop starting iterations; in-flight ones get ``graceful_stop_s``. A second stop
+        after the first (a second Ctrl-C) cancels them at once."""
         if self.stopping:
+            if reason.startswith("interrupted") and self.stop_reason.startswith("interrupted"):
+                for task in self._tasks:
+                    task.cancel()
             return
         self.stopping = True
         self.stop_reason = reason

@@ -5,9 +5,10 @@ worst way (thousands of ``no more free sockets`` errors mixed into real results)
 are worked out up front: how many connections at most, how many processes, how many source
 addresses, and a ``RunError`` naming the numbers when no plan fits.
 
-Facts this relies on: one connection is one file descriptor in the process that holds it (two when
-the embedded server runs in the same process); a source address reaches one server ``host:port``
-through the ephemeral port range (``/proc/sys/net/ipv4/ip_local_port_range``, about 28,000).
+Facts this relies on: one connection is one file descriptor in the process that holds it (two
+when the embedded server runs in the same process, as it does in every worker); a source address
+reaches one server ``host:port`` through the ephemeral port range
+(``/proc/sys/net/ipv4/ip_local_port_range``, about 28,000).
 """
 
 from __future__ import annotations
@@ -147,36 +148,26 @@ def plan_limits(
         n = 1
         reason = f"one process: {conns:,} connections are few"
     n = max(1, min(n, max(vus, 1)))
-    # The embedded server holds one descriptor per connection: in the single process, or in the
-    # parent of workers (it is started once there).
-    if embedded and conns + FD_RESERVE > nofile:
-        raise RunError(
-            f"limit: {vus:,} virtual users x {per_vu} connection(s) = {conns:,} connections, and the "
-            f"embedded server holds one open file per connection in one process; the open-files limit "
-            f"is {nofile:,} per process (RLIMIT_NOFILE hard limit). Start `wsload serve` with several "
-            f"processes or ports and run with --target, or use at most {budget // per_vu:,} virtual users"
-        )
-    server_side = conns if embedded and n == 1 else 0
-    need = math.ceil(conns / n) + server_side
+    # The embedded server runs in each process that runs users (one per worker), so it holds
+    # one more descriptor per connection of that process.
+    fds_per_conn = 2 if embedded else 1
+    need = math.ceil(conns / n) * fds_per_conn
     if need > budget:
-        wanted = math.ceil(conns / budget) if not server_side else None
-        if workers is None and wanted is not None:
+        wanted = math.ceil(conns * fds_per_conn / budget)
+        if workers is None:
             n = wanted
-            need = math.ceil(conns / n)
+            need = math.ceil(conns / n) * fds_per_conn
             reason = (
-                f"{n} processes so each holds at most {need:,} of {conns:,} connections (limit {nofile:,})"
+                f"{n} processes so each holds at most {need:,} descriptors for {conns:,} connections "
+                f"(limit {nofile:,})"
             )
         else:
-            hint = (
-                f"use --workers {math.ceil(conns / budget)} or more"
-                if not server_side
-                else "the embedded server shares the process: use --workers 2 or more"
-            )
             raise RunError(
                 f"limit: {vus:,} virtual users x {per_vu} connection(s) = {conns:,} connections need "
                 f"{need + FD_RESERVE:,} open files in each of {n} process(es)"
-                + (" (the embedded server's side included)" if server_side else "")
-                + f"; the limit is {nofile:,} per process (RLIMIT_NOFILE hard limit, not raisable): {hint}"
+                + (" (the embedded server's side included)" if embedded else "")
+                + f"; the limit is {nofile:,} per process (RLIMIT_NOFILE hard limit, not raisable): "
+                f"use --workers {wanted} or more"
             )
     ports = ephemeral_ports()
     usable = int(ports * PORT_SHARE)

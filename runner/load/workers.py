@@ -17,9 +17,10 @@ Deltas, not cumulative snapshots: the parent adds each delta to its total (exact
 HDR histograms add), so the cost per second does not grow with the run's length, and a worker
 killed mid-run loses at most its last second; the run then says which worker is incomplete.
 
-The embedded target (``target: embedded``) is started once, in the parent, which otherwise only
-coordinates: every worker connects to that one URL (so a worker's descriptors are its client
-sockets only; the server side of every connection is in the parent, which the limits check).
+The embedded target (``target: embedded``) is started once per worker, inside the worker: the
+server's work then spreads over the cores with the users' (one server in the parent was the
+bottleneck at 5,000 users), and no process holds more than its own share of descriptors
+(its users' sockets and their server side, which the limits check counts twice).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from runner.engine.check import on_stop_signals, utc_now_iso
-from runner.engine.embedded import resolved_target
+from runner.engine.embedded import is_embedded, resolved_target
 from runner.errors import RunError
 from runner.load.limits import LimitPlan
 from runner.load.monitor import Monitor, Progress
@@ -59,8 +60,7 @@ class WorkerJob:
 
     file: str
     variables: dict[str, str]
-    target: str | None  # the resolved URL (the embedded server's, when embedded)
-    ca_pem: str | None
+    target: str | None  # a URL, or "embedded" / "embedded-tls": the worker starts its own server
     overrides: LoadOverrides
     workers: int | None
     shard: int
@@ -99,14 +99,16 @@ async def run_workers(
     mp = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
     interrupted = False
-    async with resolved_target(target or scenario.target) as resolved:
+    name = target or scenario.target
+    # Embedded: each worker starts its own server (see the module docstring); else the URL as is.
+    async with resolved_target(None if is_embedded(name) else name) as resolved:
+        label = f"{name} (one server per worker)" if is_embedded(name) else resolved.label
         workers: list[_Worker] = []
         for shard in range(limits.workers):
             job = WorkerJob(
                 file=scenario.file,
                 variables=dict(variables or {}),
-                target=resolved.url,
-                ca_pem=resolved.ca_pem,
+                target=name,
                 overrides=overrides,
                 workers=limits.workers,
                 shard=shard,
@@ -130,6 +132,7 @@ async def run_workers(
             if not stop_reason:
                 stop_reason = reason
                 stop_deadline = time.monotonic() + load.graceful_stop_s + END_MARGIN_S
+            # (sent again on a second signal: workers then cancel in-flight iterations at once)
             for w in workers:
                 if not w.done and not w.dead:
                     with contextlib.suppress(OSError, ValueError):
@@ -278,7 +281,7 @@ async def run_workers(
             total,
             started_at=started_at,
             duration_s=duration_s,
-            target=resolved.label,
+            target=label,
             limits=limits,
             max_vus=monitor.max_vus or sum(w.info.get("max_active", 0) for w in workers),
             max_connections=monitor.max_connections,
@@ -337,10 +340,7 @@ def worker_main(conn: Connection, job: WorkerJob) -> None:
 
 
 async def _worker(conn: Connection, job: WorkerJob) -> None:
-    from runner.engine.check import tls_info
-    from runner.engine.vu import RunContext
     from runner.errors import WsloadError
-    from runner.load.engine import LoadEngine
     from runner.load.limits import raise_nofile
     from runner.load.settings import apply_overrides
     from runner.loader import load_scenario
@@ -352,6 +352,20 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
     except WsloadError as exc:
         conn.send(("error", str(exc)))
         return
+    try:
+        async with resolved_target(job.target) as resolved:
+            await _run_shard(conn, job, scenario, resolved.url, resolved.ca_pem)
+    except WsloadError as exc:  # the embedded server could not start
+        conn.send(("error", str(exc)))
+
+
+async def _run_shard(
+    conn: Connection, job: WorkerJob, scenario: Scenario, target_url: str | None, ca_pem: str | None
+) -> None:
+    from runner.engine.check import tls_info
+    from runner.engine.vu import RunContext
+    from runner.load.engine import LoadEngine
+
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -370,7 +384,7 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
         conn.send(("done", RunRecorder(0).take_interval(), {"stop_reason": str(start_ns)}))
         return
     recorder = RunRecorder(start_ns)
-    ctx = RunContext(scenario, recorder, job.target, job.ca_pem)
+    ctx = RunContext(scenario, recorder, target_url, ca_pem)
     engine = LoadEngine(
         ctx, start_ns=start_ns, shard=job.shard, shards=job.shards, source_addresses=job.source_addresses
     )
