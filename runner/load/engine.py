@@ -205,7 +205,11 @@ class LoadEngine:
         # slot j -> retire flag holder; slots started in order, retired from the top
         slots: list[list[bool]] = []
         self._no_more_growth = False
-        growth_after = [max((c.vus for c in plan[i + 1 :]), default=0) for i in range(len(plan))]
+        # growth_after[i]: the largest target after change i (a suffix maximum, O(n): a ramp to
+        # 20,000 users is 20,000 changes)
+        growth_after = [0] * len(plan)
+        for i in range(len(plan) - 2, -1, -1):
+            growth_after[i] = max(growth_after[i + 1], plan[i + 1].vus)
         for i, change in enumerate(plan):
             await self._sleep_until(change.at_s)
             if self.stopping or self._all_done():
