@@ -326,7 +326,8 @@ class WebSocketClient:
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             return self._fail(LastError.of(ErrorKind.ARGUMENT, f"cannot write a {type(data).__name__}"))
         transport = conn.transport
-        waiting = transport.get_write_buffer_size() if transport is not None else 0
+        # Above the high-water mark (pause_writing was called) only: no cost on the usual path.
+        waiting = transport.get_write_buffer_size() if conn.write_paused and transport is not None else 0
         if waiting >= self.send_buffer_limit:
             return self._fail(
                 LastError.of(
@@ -367,8 +368,11 @@ class WebSocketClient:
         if conn is None:
             return ReadResult(self._unknown(socket))
         messages = conn.messages
-        if messages:
-            data, received = conn.take()
+        if messages:  # the hot path of a load run: no call that is not needed
+            data, received = messages.popleft()
+            conn.queued_bytes -= len(data)
+            if conn.reading_paused:
+                conn.resume_if_drained()
             return ReadResult(RC_OK, data, received)
         if not conn.closed:
             if timeout_s is not None and timeout_s <= 0:
@@ -388,7 +392,10 @@ class WebSocketClient:
                 if conn.waiter is waiter:
                     conn.waiter = None
             if messages:
-                data, received = conn.take()
+                data, received = messages.popleft()
+                conn.queued_bytes -= len(data)
+                if conn.reading_paused:
+                    conn.resume_if_drained()
                 return ReadResult(RC_OK, data, received)
             if not conn.closed:
                 return self._read_timeout(socket, timeout_s)

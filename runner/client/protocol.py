@@ -74,7 +74,7 @@ class WsConnection(asyncio.Protocol):
         self.last_write_ns = 0
         self._frag: list[bytes] = []
         self._frag_text = False
-        self._paused = False
+        self.write_paused = False  # the send buffer is above its high-water mark
         self._drain: asyncio.Future[None] | None = None
         # Read time-outs: one lazily re-armed timer per connection instead of one per read.
         self.deadline: float | None = None
@@ -90,7 +90,20 @@ class WsConnection(asyncio.Protocol):
         if self._pending is not None:  # paused: a transport may still hand over what it had read
             self._pending += data
             return
-        self._feed(data)
+        if len(data) > FEED_CHUNK:
+            self._feed(data)
+            return
+        # The common case, kept short: one small chunk, parsed at once.
+        ws = self.ws
+        ws.receive_data(data)
+        events = ws.events_received()
+        if events:
+            self._handle(events, monotonic_ns())
+        if ws.parser_exc is not None or self.invalid_utf8 is not None:
+            self._set_closed()  # a protocol error or a too big message: no more messages
+        elif len(self.messages) > self.max_queued_messages or self.queued_bytes > self.max_queued_bytes:
+            self._pause_reading()
+        self._flush()
 
     def _feed(self, data: bytes) -> None:
         now = monotonic_ns()
@@ -152,10 +165,10 @@ class WsConnection(asyncio.Protocol):
         self._wake_drain()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.write_paused = False
         self._wake_drain()
 
     # --- the work -----------------------------------------------------------------------------
@@ -279,7 +292,7 @@ class WsConnection(asyncio.Protocol):
         self.reading_paused = True
         transport.pause_reading()
 
-    def _maybe_resume(self) -> None:
+    def resume_if_drained(self) -> None:
         """After a read: once the queue is below half its limits, parse what was kept aside and
         read from the socket again."""
         if (
@@ -299,14 +312,6 @@ class WsConnection(asyncio.Protocol):
 
     # --- used by the client -------------------------------------------------------------------
 
-    def take(self) -> tuple[str | bytes, int]:
-        """The oldest unread message (the queue must not be empty)."""
-        item = self.messages.popleft()
-        self.queued_bytes -= len(item[0])
-        if self.reading_paused:
-            self._maybe_resume()
-        return item
-
     @property
     def is_open(self) -> bool:
         return self.ws.state is _OPEN and not self.lost.done()
@@ -325,7 +330,7 @@ class WsConnection(asyncio.Protocol):
         return size
 
     async def drain(self) -> None:
-        if self._paused and not self.lost.done():
+        if self.write_paused and not self.lost.done():
             if self._drain is None:
                 self._drain = self.loop.create_future()
             await self._drain
