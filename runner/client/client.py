@@ -94,8 +94,9 @@ class WebSocketClient:
         max_queued_messages: int = MAX_QUEUED_MESSAGES,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
-        """The limits bound memory per socket against peers that do not read (``send_buffer_limit``)
-        or send faster than we read (the receive queue; reading pauses above it)."""
+        """The limits bound memory per socket against peers that do not read (``send_buffer_limit``,
+        checked once the transport is above its high-water mark, 64 KiB by default) or send faster
+        than we read (the receive queue; reading pauses above it)."""
         self.send_buffer_limit = send_buffer_limit
         self.max_queued_messages = max_queued_messages
         self.max_queued_bytes = max_queued_bytes
