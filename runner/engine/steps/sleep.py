@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -14,5 +15,5 @@ if TYPE_CHECKING:
 
 async def execute(step: SleepStep, vu: VirtualUser) -> StepOutcome:
     started = time.monotonic_ns()
-    await vu.sleep(step.duration_s)
+    await asyncio.sleep(step.duration_s)  # (not vu.sleep: one coroutine frame less per user)
     return finish(step, StepKind.SLEEP, 0, time.monotonic_ns() - started)
