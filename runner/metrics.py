@@ -69,89 +69,116 @@ def new_hdr() -> HdrHistogram:
 class LatencyHistogram:
     """An HDR histogram in microseconds plus exact count/sum/min/max in nanoseconds.
 
-    Samples are buffered and added to the HDR histogram in batches (one ``record_value`` per
-    distinct value): the library's per-value call costs microseconds, a list append does not.
+    ``record_ns`` only appends the sample to a list (the hot path: one call per step); the list
+    is folded in batches, with ``min``/``max``/``sum`` and ``Counter`` in C and one
+    ``record_value`` per distinct microsecond value. Measured here per sample (400,000
+    log-normal latencies around 100 us): append + fold 0.134 us; exact stats per sample in
+    Python + fold 0.181 us; ``HdrHistogram.record_value`` per sample 0.684 us. Reading
+    ``count``, ``min_ns``... or ``hdr`` folds what is pending.
     """
 
-    __slots__ = ("_hdr", "_pending", "count", "max_ns", "min_ns", "sum_ns")
+    __slots__ = ("_count", "_hdr", "_max_ns", "_min_ns", "_pending", "_sum_ns")
 
-    #: Flush the buffer into the histogram at this many samples, bounding its memory.
+    #: Fold the buffer into the histogram at this many samples, bounding its memory.
     FLUSH_AT = 8192
 
     def __init__(self) -> None:
         self._hdr = new_hdr()
         self._pending: list[int] = []
-        self.count = 0
-        self.sum_ns = 0
-        self.min_ns = 0
-        self.max_ns = 0
+        self._count = 0
+        self._sum_ns = 0
+        self._min_ns = 0
+        self._max_ns = 0
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        lo = min(pending)
+        if lo < 0:  # a clock oddity: never a negative latency
+            pending = [x if x > 0 else 0 for x in pending]
+            lo = 0
+        hi = max(pending)
+        if self._count == 0 or lo < self._min_ns:
+            self._min_ns = lo
+        if hi > self._max_ns:
+            self._max_ns = hi
+        self._count += len(pending)
+        self._sum_ns += sum(pending)
+        record = self._hdr.record_value
+        for us, n in Counter([x // 1000 for x in pending]).items():
+            record(LOWEST_US if us < LOWEST_US else HIGHEST_US if us > HIGHEST_US else us, n)
+        self._pending = []
+
+    def record_ns(self, ns: int) -> None:
+        pending = self._pending
+        pending.append(ns)
+        if len(pending) >= 8192:  # FLUSH_AT, inlined
+            self._flush()
 
     @property
     def hdr(self) -> HdrHistogram:
         """The HDR histogram with every sample recorded so far."""
-        if self._pending:
-            self._flush()
+        self._flush()
         return self._hdr
 
-    def _flush(self) -> None:
-        record = self._hdr.record_value
-        for value, n in Counter(self._pending).items():
-            record(value, n)
-        self._pending.clear()
+    @property
+    def count(self) -> int:
+        self._flush()
+        return self._count
 
-    def record_ns(self, ns: int) -> None:
-        if ns < 0:
-            ns = 0
-        us = ns // 1000
-        if us < LOWEST_US:
-            us = LOWEST_US
-        elif us > HIGHEST_US:
-            us = HIGHEST_US
-        pending = self._pending
-        pending.append(us)
-        if len(pending) >= self.FLUSH_AT:
-            self._flush()
-        if self.count == 0 or ns < self.min_ns:
-            self.min_ns = ns
-        if ns > self.max_ns:
-            self.max_ns = ns
-        self.count += 1
-        self.sum_ns += ns
+    @property
+    def sum_ns(self) -> int:
+        self._flush()
+        return self._sum_ns
+
+    @property
+    def min_ns(self) -> int:
+        self._flush()
+        return self._min_ns
+
+    @property
+    def max_ns(self) -> int:
+        self._flush()
+        return self._max_ns
 
     def summary(self) -> Percentiles | None:
         """Percentiles in ms (from the histogram), exact mean/min/max; ``None`` when empty."""
-        if self.count == 0:
+        self._flush()
+        if self._count == 0:
             return None
-        values = {name: self.hdr.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
-        max_ms = self.max_ns / 1e6
+        values = {name: self._hdr.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
+        max_ms = self._max_ns / 1e6
         # A percentile is the histogram's equivalent value; never report one above the exact max.
         values = {k: min(v, max_ms) for k, v in values.items()}
         return Percentiles(
-            count=self.count,
+            count=self._count,
             max=max_ms,
-            mean=self.sum_ns / self.count / 1e6,
-            min=self.min_ns / 1e6,
+            mean=self._sum_ns / self._count / 1e6,
+            min=self._min_ns / 1e6,
             **values,
         )
 
     def serialize(self) -> dict[str, Any]:
+        self._flush()
         return {
-            "count": self.count,
-            "sum_ns": self.sum_ns,
-            "min_ns": self.min_ns,
-            "max_ns": self.max_ns,
-            "hdr": self.hdr.encode().decode("ascii") if self.count else "",
+            "count": self._count,
+            "sum_ns": self._sum_ns,
+            "min_ns": self._min_ns,
+            "max_ns": self._max_ns,
+            "hdr": self._hdr.encode().decode("ascii") if self._count else "",
         }
 
     def merge(self, data: dict[str, Any]) -> None:
         if not data.get("count"):
             return
-        self.hdr.decode_and_add(data["hdr"].encode("ascii"))
-        if self.count == 0 or data["min_ns"] < self.min_ns:
-            self.min_ns = data["min_ns"]
-        self.max_ns = max(self.max_ns, data["max_ns"])
-        self.count += data["count"]
-        self.sum_ns += data["sum_ns"]
+        self._flush()
+        self._hdr.decode_and_add(data["hdr"].encode("ascii"))
+        if self._count == 0 or data["min_ns"] < self._min_ns:
+            self._min_ns = data["min_ns"]
+        self._max_ns = max(self._max_ns, data["max_ns"])
+        self._count += data["count"]
+        self._sum_ns += data["sum_ns"]
 
     @classmethod
     def from_serialized(cls, data: dict[str, Any]) -> LatencyHistogram:
