@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runner.load.limits import LimitPlan
+from runner.load.limits import LimitPlan, default_max_vus
 from runner.load.plan import plan_duration
 from runner.metrics import LatencyHistogram, RunRecorder
 from runner.model import Scenario
@@ -57,7 +57,7 @@ def load_result(
         "workers": limits.workers,
         "workers_reason": limits.reason,
         "vus": load.vus if load.model == "closed" else None,
-        "max_vus": load.max_vus,
+        "max_vus": (load.max_vus or default_max_vus(load)) if load.model == "open" else None,
         "vus_max_active": max_vus,
         "connections_max": max_connections,
         "planned_duration_s": planned,
