@@ -273,13 +273,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
     medians = {t: h.median_rows(rows) for t, rows in results.items()}
     base = medians.get("websockets", {}).get("rt_per_s")
-    h.say(args, "median of rounds:")
+    base_us = medians.get("websockets", {}).get("us_cpu_per_rt")
+    h.say(args, "median of rounds (x websockets: by round trips/s, and by CPU per round trip):")
     for tool, m in medians.items():
-        ratio = f"  {m['rt_per_s'] / base:4.2f}x websockets" if base else ""
+        ratio = (
+            f"  {m['rt_per_s'] / base:4.2f}x / {base_us / m['us_cpu_per_rt']:4.2f}x websockets"
+            if base and base_us
+            else ""
+        )
         h.say(
             args,
             f"  {tool:>10}: {m['rt_per_s']:8.0f} round trips/s  {m['us_cpu_per_rt']:6.2f} us CPU/rt  "
-            f"server {m['server_cpu']:.0%}{ratio}",
+            f"server {m['server_cpu']:.0%} others {m['others_cpu']:.0%}{ratio}",
         )
     h.emit(
         args,
@@ -288,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             "median": medians,
             "rounds_data": results,
             "ratio_vs_websockets": {t: m["rt_per_s"] / base for t, m in medians.items()} if base else None,
+            "cpu_ratio_vs_websockets": (
+                {t: base_us / m["us_cpu_per_rt"] for t, m in medians.items()} if base_us else None
+            ),
         },
     )
     return 0
