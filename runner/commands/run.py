@@ -67,6 +67,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     outputs.add_output_options(parser)  # --html, --prometheus-textfile, --pushgateway, --every, --rounds
     add_load_options(parser)
+    from runner.cluster.cli import add_cluster_options  # --shard K/N, --start-at, --cluster
+
+    add_cluster_options(parser)
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
     noise.add_argument(
@@ -166,6 +169,11 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
                 extra = tuple(parse_threshold(t, scenario) for t in overrides.thresholds)
                 scenario = replace(scenario, thresholds=scenario.thresholds + extra)
             return await _check(scenario, target)
+        from runner.cluster.cli import run_beyond, wants_beyond
+
+        if wants_beyond(args):
+            progress = None if args.quiet else Progress()
+            return await run_beyond(args, scenario, target, overrides, variables, progress)
         workers = args.workers
         if workers is None and os.environ.get("WSLOAD_WORKERS", "").strip().isdigit():
             workers = max(1, int(os.environ["WSLOAD_WORKERS"]))  # a default, not a load trigger

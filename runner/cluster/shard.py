@@ -1,0 +1,214 @@
+"""One shard of a load plan in this process: ``wsload run FILE --shard K/N``, and what each Dask
+worker runs for ``--cluster``.
+
+The same engine as a local run (``LoadEngine`` with ``shard=K-1, shards=N``: VUs split with
+``shard_count``, open-model starts interleaved with ``shard_starts``, total iterations with them),
+started at a shared *wall-clock* instant: machines do not share a monotonic clock, so each shard
+turns ``start_unix_ns`` into its own monotonic start. Once a second the recorder's interval
+(``take_interval``) is added to this shard's total and, for Dask, handed to ``on_tick`` to stream
+back; the report carries the total recorder in ``settings["shard"]`` so ``wsload merge`` is exact.
+
+A shard runs in one process (one event loop): for more cores, use more shards (N = machines x
+cores); shards compose exactly, sub-shards of a shard would not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.engine.check import on_stop_signals, tls_info
+from runner.engine.embedded import is_embedded, resolved_target
+from runner.engine.vu import RunContext
+from runner.errors import UsageError
+from runner.load.engine import LoadEngine
+from runner.load.limits import LimitPlan, default_max_vus, plan_limits
+from runner.load.monitor import Monitor, Progress
+from runner.load.plan import shard_count
+from runner.load.result import load_result
+from runner.load.settings import LoadOverrides, apply_overrides
+from runner.merge import SHARD_KEY, shard_settings
+from runner.metrics import RunRecorder
+from runner.model import LoadSpec, Scenario, Stage
+from runner.results import RunResult
+
+__all__ = ["START_MARGIN_S", "parse_shard_arg", "parse_start_at", "run_shard", "shard_share"]
+
+#: Without ``--start-at`` the plan starts this long after the shard is ready.
+START_MARGIN_S = 0.05
+
+#: Called once a second with (interval delta, active VUs, connections); for streaming progress.
+TickSink = Callable[[dict[str, Any], int, int], None]
+
+
+def parse_shard_arg(text: str) -> tuple[int, int]:
+    """``K/N`` (1-based K) -> (K, N); ``UsageError`` otherwise."""
+    k, sep, n = text.partition("/")
+    try:
+        index, count = int(k), int(n)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise UsageError(f"--shard {text!r}: expected K/N with 1 <= K <= N, e.g. 2/8")
+    return index, count
+
+
+def parse_start_at(text: str) -> int:
+    """``--start-at`` (ISO 8601, UTC when no offset is given) -> Unix nanoseconds."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--start-at {text!r}: expected an ISO 8601 time, e.g. 2026-11-25T21:30:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def shard_share(load: LoadSpec, index: int, count: int) -> LoadSpec:
+    """The part of ``load`` one shard holds at most, for the limits check (not what it runs:
+    the engine takes its share of the full plan itself)."""
+    k = index - 1
+    if load.model == "open":
+        cap = load.max_vus if load.max_vus is not None else default_max_vus(load)
+        return replace(
+            load,
+            rate=None if load.rate is None else load.rate / count,
+            stages=tuple(Stage(s.duration_s, s.target / count) for s in load.stages),
+            max_vus=max(1, shard_count(cap, k, count)),
+        )
+    return replace(
+        load,
+        vus=max(1, shard_count(load.vus, k, count)),
+        stages=tuple(Stage(s.duration_s, float(shard_count(round(s.target), k, count))) for s in load.stages),
+    )
+
+
+def _limits(scenario: Scenario, index: int, count: int, target: str | None) -> LimitPlan:
+    assert scenario.load is not None
+    name = target or scenario.target
+    limits = plan_limits(
+        scenario,
+        shard_share(scenario.load, index, count),
+        workers=1,
+        target=None if is_embedded(name) else name,
+        embedded=is_embedded(name),
+    )
+    if is_embedded(name):
+        from runner.load.run import _loopback_addresses  # many loopback connections: 127.0.0.x
+
+        limits = _loopback_addresses(scenario, limits)
+    return limits
+
+
+async def run_shard(
+    scenario: Scenario,
+    *,
+    index: int,
+    count: int,
+    target: str | None = None,
+    overrides: LoadOverrides | None = None,
+    start_unix_ns: int | None = None,
+    progress: Progress | None = None,
+    handle_signals: bool = True,
+    on_tick: TickSink | None = None,
+    should_stop: Callable[[], str] | None = None,
+) -> RunResult:
+    """Run shard ``index`` (1-based) of ``count`` of ``scenario``'s load; the report is marked as
+    a shard (``settings["shard"]``). ``should_stop()`` is polled once a second: a non-empty reason
+    stops the shard gracefully (how a Dask client stops every shard together)."""
+    scenario = apply_overrides(scenario, overrides or LoadOverrides())
+    assert scenario.load is not None
+    limits = _limits(scenario, index, count, target)
+    interrupted = False
+    async with resolved_target(target or scenario.target) as resolved:
+        now_unix, now_mono = time.time_ns(), time.monotonic_ns()
+        if start_unix_ns is None:
+            start_unix_ns = now_unix + int(START_MARGIN_S * 1e9)
+        late_s = (now_unix - start_unix_ns) / 1e9
+        if late_s > 1.0:
+            print(
+                f"wsload: shard {index}/{count} starts {late_s:.1f}s after the shared start time; "
+                "it follows the shared plan clock (what was due is started at once)",
+                file=sys.stderr,
+            )
+        start_ns = now_mono + (start_unix_ns - now_unix)
+        live = RunRecorder(start_ns)
+        total = RunRecorder(start_ns)
+        ctx = RunContext(scenario, live, resolved.url, resolved.ca_pem)
+        engine = LoadEngine(
+            ctx, start_ns=start_ns, shard=index - 1, shards=count, source_addresses=limits.source_addresses
+        )
+        monitor = Monitor(scenario, total, progress=progress, stop=engine.stop)
+
+        def collect() -> tuple[dict[str, Any], int, int]:
+            delta = live.take_interval()
+            total.merge(delta)
+            vus, conns = engine.gauges()
+            return delta, vus, conns
+
+        async def tick() -> None:
+            k = 1
+            while True:
+                delay = (start_ns + k * 1_000_000_000 + 5_000_000 - time.monotonic_ns()) / 1e9
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                k = max(k + 1, (time.monotonic_ns() - start_ns) // 1_000_000_000 + 1)
+                if time.monotonic_ns() < start_ns:
+                    continue
+                delta, vus, conns = collect()
+                monitor.tick(vus, conns)
+                if on_tick is not None:
+                    on_tick(delta, vus, conns)
+                if should_stop is not None and (reason := should_stop()):
+                    engine.stop(reason)
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            interrupted = True
+            engine.stop(f"interrupted by signal {signum}")
+
+        ticker = asyncio.ensure_future(tick())
+        guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
+        try:
+            with guard:
+                await engine.run()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            monitor.done()
+        delta, _, _ = collect()
+        if on_tick is not None:
+            on_tick(delta, 0, 0)
+        duration_s = (time.monotonic_ns() - start_ns) / 1e9
+        result = load_result(
+            scenario,
+            total,
+            started_at=datetime.fromtimestamp(start_unix_ns / 1e9, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            duration_s=duration_s,
+            target=resolved.label,
+            limits=limits,
+            max_vus=max(monitor.max_vus, engine.max_active),
+            max_connections=monitor.max_connections,
+            interrupted=interrupted or engine.stop_reason.startswith("interrupted"),
+            stop_reason=engine.stop_reason,
+            tls=tls_info(scenario, ctx),
+        )
+    shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=total)
+    return replace(result, settings={**result.settings, SHARD_KEY: shard})
+
+
+def shard_result_settings(result: RunResult) -> Mapping[str, Any] | None:
+    """``settings["shard"]`` of a result, or None for a result that is not a shard's."""
+    shard = result.settings.get(SHARD_KEY)
+    return shard if isinstance(shard, Mapping) else None
