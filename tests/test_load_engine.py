@@ -125,7 +125,8 @@ def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
     assert load["started"] + load["dropped"] == 80
     assert load["dropped"] == 0 and result.iterations == 80
     assert 39 <= load["achieved_rate"] <= 41
-    assert load["lag_ms"] is not None and load["lag_ms"]["max"] < 100
+    lag = load["lag_ms"]
+    assert lag is not None and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
     assert load["iteration_ms"]["p50"] > 0
 
 
