@@ -263,7 +263,9 @@ def _load_summary(
     """``settings["load"]`` of the merged run: the plan's figures from the first shard, counts
     summed, gauges and histograms from the merged recorder."""
     loads = [s.result.settings.get("load") or {} for s in shards]
-    summary = dict(loads[0])
+    # The plan's figures from a shard that ran to its end (a lost one's report is built from
+    # what it streamed and lacks them).
+    summary = dict(next((x for s, x in zip(shards, loads, strict=True) if not s.lost), loads[0]))
     model = summary.get("model", "closed")
     vus_series = [e[TS_VUS] for e in total.timeseries.seconds.values() if e[TS_VUS] is not None]
     conns_series = [e[TS_CONNS] for e in total.timeseries.seconds.values() if e[TS_CONNS] is not None]
