@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
+import functools
 import os
 import statistics
 import sys
@@ -106,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per client (default 3)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--clients", default="wsload,websockets")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (text goes to stderr)")
     args = parser.parse_args(argv)
+    print = functools.partial(builtins.print, file=sys.stderr if args.json else sys.stdout)
     client_core = h.pin_client()
     with h.EchoServers(impl=args.server) as servers:
         url = servers.url
@@ -130,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         print("median of rounds:")
+        medians: dict[str, dict[str, float]] = {}
         for name, rows in results.items():
             rate = statistics.median(r for r, _ in rows)
             us = statistics.median(u for _, u in rows)
             print(f"{name:>11}: {rate:9.0f} round trips/s   {us:6.2f} us CPU per round trip")
+            medians[name] = {"rt_per_s": rate, "us_cpu_per_rt": us}
+    h.emit(args, {"connections": args.connections, "seconds": args.seconds, "median": medians, **h.machine()})
     return 0
 
 

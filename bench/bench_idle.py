@@ -437,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="server processes share one port (SO_REUSEPORT): one target URL, as a load run has",
     )
-    parser.add_argument("--hold", type=float, default=2.0, help="seconds to hold all connections (default 2)")
+    parser.add_argument(
+        "--hold", "--seconds", type=float, default=2.0, help="seconds to hold all connections (default 2)"
+    )
     parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--json", action="store_true")
