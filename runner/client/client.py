@@ -344,8 +344,8 @@ class WebSocketClient:
         below (or the socket is gone: the next call says why), -2 when ``timeout_s`` passed
         first (the peer is not reading)."""
         conn = self._sockets.get(socket)
-        if conn is None:
-            return RC_OK
+        if conn is None or not conn.write_paused:
+            return RC_OK  # the common case: no timer, no await
         try:
             async with asyncio.timeout(timeout_s):
                 await conn.drain()
