@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import scaled
+import pytest
 from jsonschema import Draft202012Validator
 
 from runner.cli import main
@@ -176,3 +177,20 @@ def test_sigint_with_workers_collects_every_worker(tmp_path: Path) -> None:
     load = doc["settings"]["load"]
     assert doc["interrupted"] is True and load["workers"] == 2 and load["incomplete_workers"] == []
     assert doc["iterations"] > 10 and load["vus_max_active"] == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--duration", "87600h", "longer than 7 days"),
+        ("--vus", "10000000", "not between 1 and 1,000,000"),
+        ("--iterations", "0", "not between 1"),
+        ("--workers", "5000", "not between 1 and 1,024"),
+    ],
+)
+def test_absurd_load_options_are_refused_before_running(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Command-line load overrides obey the same bounds as a file: exit 2 with the reason."""
+    assert main(["run", "scenarios/load.yaml", option, value, "--report-dir", ""]) == 2
+    assert message in capsys.readouterr().err

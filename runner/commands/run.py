@@ -81,13 +81,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     """The load group: any of these (or a ``load:`` section) makes the run a load test."""
+    from runner.loader import MAX_DURATION_S, MAX_ITERATIONS, MAX_VUS, MAX_WORKERS
     from runner.units import parse_duration, parse_rate
 
     def duration(text: str) -> float:
         try:
-            return parse_duration(text)
+            value = parse_duration(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if value > MAX_DURATION_S:  # the same bound as in a file: a typo, not a week-long run
+            raise argparse.ArgumentTypeError(f"{text!r} is longer than 7 days; is the unit right?")
+        return value
 
     def rate(text: str) -> float:
         try:
@@ -95,17 +99,20 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
-    def positive(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-        return value
+    def bounded(most: int) -> Callable[[str], int]:
+        def positive(text: str) -> int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            if not 1 <= value <= most:
+                raise argparse.ArgumentTypeError(f"{value} is not between 1 and {most:,}")
+            return value
+
+        return positive
 
     load = parser.add_argument_group("load (a file's load: section, or any of these, makes a load run)")
-    load.add_argument("--vus", type=positive, help="closed model: concurrent virtual users")
+    load.add_argument("--vus", type=bounded(MAX_VUS), help="closed model: concurrent virtual users")
     load.add_argument(
         "--duration",
         type=duration,
@@ -116,12 +123,12 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         "--rate", type=rate, metavar="RATE", help="open model: iteration starts per second, e.g. 500 or 500/s"
     )
     load.add_argument(
-        "--iterations", type=positive, help="iterations per virtual user (closed) or in total (open)"
+        "--iterations", type=bounded(MAX_ITERATIONS), help="iterations per virtual user (closed) or in total (open)"
     )
-    load.add_argument("--max-vus", type=positive, help="open model: the most virtual users at once")
+    load.add_argument("--max-vus", type=bounded(MAX_VUS), help="open model: the most virtual users at once")
     load.add_argument(
         "--workers",
-        type=positive,
+        type=bounded(MAX_WORKERS),
         help="worker processes (default: env WSLOAD_WORKERS, else one per core from 500 "
         "connections or starts/s, else 1); given alone it makes a load run",
     )
