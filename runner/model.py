@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
@@ -237,7 +237,7 @@ class Capture:
 # --- steps ------------------------------------------------------------------------------------
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     OPEN = "open"
     WRITE = "write"
     READ = "read"

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import scaled
 import pytest
+from conftest import scaled
 from jsonschema import Draft202012Validator
 
 from runner.cli import main

@@ -123,7 +123,9 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         "--rate", type=rate, metavar="RATE", help="open model: iteration starts per second, e.g. 500 or 500/s"
     )
     load.add_argument(
-        "--iterations", type=bounded(MAX_ITERATIONS), help="iterations per virtual user (closed) or in total (open)"
+        "--iterations",
+        type=bounded(MAX_ITERATIONS),
+        help="iterations per virtual user (closed) or in total (open)",
     )
     load.add_argument("--max-vus", type=bounded(MAX_VUS), help="open model: the most virtual users at once")
     load.add_argument(
