@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
         while not finished.is_set():
             try:
                 if stop_event.wait(timeout=1.0):
-                    stop_reason.set("stopped by the client (interrupted by signal)")
+                    stop_reason.set("stopped by the client")
                     return
             except Exception:  # the scheduler went away: stop, keep what was measured
                 stop_reason.set("lost the Dask scheduler")
@@ -156,8 +156,6 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
         sender.shutdown(wait=True)
     doc = result.to_json()
     doc["settings"][SHARD_KEY]["worker"] = me
-    if stop_reason.reason.startswith("stopped by the client"):
-        doc["interrupted"] = True
     return doc
 
 
@@ -274,7 +272,21 @@ def run_on_cluster(
             monitor.done()
             with _quiet():
                 stop_event.set()  # shards still running (silent, cancelled) stop too
-    return merge_results([_report(s, scenario, n, start) for s in items])
+    result = merge_results([_report(s, scenario, n, start) for s in items])
+    return _with_stop(result, stopped, interrupted=bool(stop.reason))
+
+
+def _with_stop(result: RunResult, stopped: str, *, interrupted: bool) -> RunResult:
+    """The client's reason to stop every shard, on the merged result: a signal makes the run
+    interrupted (exit 130), a lost ``abort_on_fail`` threshold fails it."""
+    if not stopped:
+        return result
+    load = {**result.settings.get("load", {}), "stop_reason": stopped}
+    result = replace(result, settings={**result.settings, "load": load})
+    if interrupted:
+        return replace(result, interrupted=True, passed=False, exit_code=130)
+    error = "; ".join(e for e in (result.error, stopped) if e)
+    return replace(result, error=error, passed=False, exit_code=result.exit_code or 1)
 
 
 def _drain(queue: Any, items: list[_Shard], live: RunRecorder) -> None:
