@@ -102,8 +102,8 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     late_s = (time.time_ns() - job.start_unix_ns) / 1e9
     if late_s > LATE_AFTER_S:
         return {"late": True, "index": job.index, "late_s": late_s}
-    queue = Queue(job.queue)
-    stop_event = Event(job.stop_event)
+    queue = Queue(job.queue)  # type: ignore[no-untyped-call]
+    stop_event = Event(job.stop_event)  # type: ignore[no-untyped-call]
     stop_reason = StopFlag()
     finished = threading.Event()
     sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wsload-progress")
@@ -113,7 +113,7 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     def watch_stop() -> None:  # the cluster-wide stop, polled off the shard's loop
         while not finished.is_set():
             try:
-                if stop_event.wait(timeout=1.0):
+                if stop_event.wait(timeout=1.0):  # type: ignore[no-untyped-call]
                     stop_reason.set("stopped by the client")
                     return
             except Exception:  # the scheduler went away: stop, keep what was measured
@@ -154,7 +154,7 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     finally:
         finished.set()
         sender.shutdown(wait=True)
-    doc = result.to_json()
+    doc: dict[str, Any] = result.to_json()
     doc["settings"][SHARD_KEY]["worker"] = me
     return doc
 
