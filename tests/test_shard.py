@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from runner.cli import main
 from runner.server import EmbeddedServer
@@ -100,6 +101,11 @@ def test_three_shards_merge_to_one_runs_counts(tmp_path: Path, server_url: str, 
     assert [t["passed"] for t in merged["thresholds"]] == [True]
     assert sum(e["iterations"] for e in merged["timeseries"]) == 21
     assert (tmp_path / "m.xml").read_text().count("<testcase") == 1
+    schema = json.loads(
+        (Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text()
+    )
+    for doc in (merged, *shard_docs):
+        Draft202012Validator(schema).validate(doc)
 
 
 def test_merge_with_a_missing_shard_says_incomplete(tmp_path: Path, server_url: str, capsys: Any) -> None:
