@@ -214,7 +214,7 @@ def run_on_cluster(
     except (OSError, TimeoutError) as exc:
         raise RunError(f"--cluster {address}: cannot reach the Dask scheduler: {exc}") from exc
     with client:
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        workers = sorted(client.ncores())  # address -> threads, every worker (all versions)
         if not workers:
             raise RunError(f"--cluster {address}: the Dask cluster has no workers")
         n = shards or len(workers)
