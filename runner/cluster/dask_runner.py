@@ -18,7 +18,8 @@ or ``--workers N``) and submits ``shard_task`` once per shard, each pinned loose
   ``distributed.Event``; every shard polls it once a second and stops gracefully, then returns its
   full shard report.
 - **A lost worker.** Its task fails (``KilledWorker``) or Dask reschedules it; a rescheduled shard
-  starting after the shared start refuses to run (it would double-count), returning "late".
+  that had already started (claimed a ``distributed.Variable``) refuses to run again (it would
+  count twice), returning "late"; one that died before starting simply runs elsewhere.
   Either way, or when a shard is silent for ``SILENT_S``, it is reported lost: the deltas it
   streamed are kept and the merged run is marked incomplete.
 
@@ -50,8 +51,6 @@ __all__ = ["INSTALL_HINT", "ShardJob", "StopFlag", "run_on_cluster", "shard_task
 INSTALL_HINT = "--cluster needs Dask: pip install 'wsload[cluster]'"
 #: Without --start-at, the plan starts this long after the tasks are submitted.
 START_DELAY_S = 3.0
-#: A rescheduled shard that would start this long after the shared start refuses to run.
-LATE_AFTER_S = 2.0
 #: A running shard silent this long (no progress message) is taken as lost.
 SILENT_S = 15.0
 
@@ -91,7 +90,7 @@ class ShardJob:
 
 def shard_task(job: ShardJob) -> dict[str, Any]:
     """Run one shard in this task thread on a fresh event loop; its shard report (JSON) or
-    ``{"late": ...}`` when Dask runs it again after the shared start (a lost worker's shard)."""
+    ``{"late": ...}`` when Dask runs it again after its worker was lost (see ``_claim``)."""
     import asyncio
 
     from distributed import Event, Queue
@@ -99,9 +98,8 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     from runner.cluster.shard import run_shard
     from runner.loader import load_scenario_text
 
-    late_s = (time.time_ns() - job.start_unix_ns) / 1e9
-    if late_s > LATE_AFTER_S:
-        return {"late": True, "index": job.index, "late_s": late_s}
+    if not _claim(job):
+        return {"late": True, "index": job.index}
     queue = Queue(job.queue)  # type: ignore[no-untyped-call]
     stop_event = Event(job.stop_event)  # type: ignore[no-untyped-call]
     stop_reason = StopFlag()
@@ -157,6 +155,21 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     doc: dict[str, Any] = result.to_json()
     doc["settings"][SHARD_KEY]["worker"] = me
     return doc
+
+
+def _claim(job: ShardJob) -> bool:
+    """Whether this is the shard's first run. Dask runs a task again when its worker dies; the
+    shard had then measured (and streamed) part of its plan, so a second run would count twice.
+    A run that died before claiming had measured nothing, and may run again."""
+    from distributed import Variable
+
+    claimed = Variable(f"wsload-{job.run_id}-claimed-{job.index}")  # type: ignore[no-untyped-call]
+    try:
+        claimed.get(timeout=0.2)  # type: ignore[no-untyped-call]
+    except TimeoutError:
+        claimed.set(os.getpid())  # type: ignore[no-untyped-call]
+        return True
+    return False
 
 
 # --- on the client ---------------------------------------------------------------------------------
@@ -313,7 +326,7 @@ def _finish(s: _Shard) -> None:
         s.lost = f"{type(exc).__name__}: {exc}"
         return
     if doc.get("late"):
-        s.lost = "its worker was lost; Dask ran it again after the start, which was refused"
+        s.lost = "its worker was lost; Dask ran it again, which was refused (it would count twice)"
         return
     s.doc = doc
 
