@@ -169,6 +169,11 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
     variables = parse_vars(args.var)
 
     async def run_one(scenario: Scenario, target: str | None) -> RunResult:
+        from runner.cluster.cli import run_beyond, wants_beyond
+
+        if not args.check and wants_beyond(args):  # --shard / --cluster: a load run, sharded
+            progress = None if args.quiet else Progress()
+            return await run_beyond(args, scenario, target, overrides, variables, progress)
         if args.check or not is_load_run(scenario, overrides, args.workers):
             if overrides.thresholds:
                 from dataclasses import replace
@@ -178,11 +183,6 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
                 extra = tuple(parse_threshold(t, scenario) for t in overrides.thresholds)
                 scenario = replace(scenario, thresholds=scenario.thresholds + extra)
             return await _check(scenario, target)
-        from runner.cluster.cli import run_beyond, wants_beyond
-
-        if wants_beyond(args):
-            progress = None if args.quiet else Progress()
-            return await run_beyond(args, scenario, target, overrides, variables, progress)
         workers = args.workers
         if workers is None and os.environ.get("WSLOAD_WORKERS", "").strip().isdigit():
             workers = max(1, int(os.environ["WSLOAD_WORKERS"]))  # a default, not a load trigger
