@@ -156,3 +156,20 @@ def test_cluster_without_dask_says_how_to_install(
     )
     assert code == 3
     assert "pip install 'wsload[cluster]'" in capsys.readouterr().err
+
+
+def test_open_model_shards_add_up_to_the_plans_starts(tmp_path: Path, server_url: str) -> None:
+    """--rate 60 --iterations 30 in 3 shards: 10 starts each, 30 merged, achieved rate of the whole plan."""
+    path = _file(tmp_path)
+    start = _start_at(0.3)
+    open_args = ("--rate", "60", "--iterations", "30", "--start-at", start)
+    for k in (1, 2, 3):
+        code, doc = _run(tmp_path, path, server_url, f"o{k}.json", "--shard", f"{k}/3", *open_args)
+        assert doc["settings"]["load"]["started"] == 10, doc["error"]
+    merged_path = tmp_path / "om.json"
+    code = main(["merge", *(str(tmp_path / f"o{k}.json") for k in (1, 2, 3)), "-o", str(merged_path), "-q"])
+    merged = json.loads(merged_path.read_text())
+    assert code == 0, merged["error"]
+    load = merged["settings"]["load"]
+    assert load["model"] == "open" and load["started"] == 30 and merged["iterations"] == 30
+    assert 30 <= load["achieved_rate"] <= 75, load  # 30 starts over the plan's ~0.5 s at 60/s
