@@ -160,7 +160,7 @@ def test_serve_command_prints_urls_and_stops_on_signal(stop: signal.Signals) -> 
 
         ctx = ssl.create_default_context()
         ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        with connect(echo, ssl=ctx) as ws:
+        with connect(echo, ssl=ctx, open_timeout=scaled(30)) as ws:
             ws.send("cli")
             assert ws.recv(timeout=scaled(2)) == "cli"
         proc.send_signal(stop)
