@@ -27,6 +27,7 @@ from runner.engine.check import on_stop_signals, tls_info
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.errors import UsageError
+from runner.load.clock import each_second
 from runner.load.engine import LoadEngine
 from runner.load.limits import LimitPlan, default_max_vus, plan_limits
 from runner.load.monitor import Monitor, Progress
@@ -154,28 +155,20 @@ async def run_shard(
             vus, conns = engine.gauges()
             return delta, vus, conns
 
-        async def tick() -> None:
-            k = 1
-            while True:
-                delay = (start_ns + k * 1_000_000_000 + 5_000_000 - time.monotonic_ns()) / 1e9
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                k = max(k + 1, (time.monotonic_ns() - start_ns) // 1_000_000_000 + 1)
-                if time.monotonic_ns() < start_ns:
-                    continue
-                delta, vus, conns = collect()
-                monitor.tick(vus, conns)
-                if on_tick is not None:
-                    on_tick(delta, vus, conns)
-                if should_stop is not None and (reason := should_stop()):
-                    engine.stop(reason)
+        def tick() -> None:
+            delta, vus, conns = collect()
+            monitor.tick(vus, conns)
+            if on_tick is not None:
+                on_tick(delta, vus, conns)
+            if should_stop is not None and (reason := should_stop()):
+                engine.stop(reason)
 
         def on_signal(signum: int) -> None:
             nonlocal interrupted
             interrupted = True
             engine.stop(f"interrupted by signal {signum}")
 
-        ticker = asyncio.ensure_future(tick())
+        ticker = asyncio.ensure_future(each_second(start_ns, tick))
         guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:

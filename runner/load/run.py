@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from runner.engine.check import on_stop_signals, tls_info, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
+from runner.load.clock import each_second
 from runner.load.engine import LoadEngine
 from runner.load.limits import LimitPlan, plan_limits
 from runner.load.monitor import Monitor, Progress
@@ -106,7 +107,7 @@ async def run_load(
             interrupted = True
             engine.stop(f"interrupted by signal {signum}")
 
-        ticker = asyncio.ensure_future(_tick(start_ns, engine, monitor))
+        ticker = asyncio.ensure_future(each_second(start_ns, _tick(engine, monitor)))
         guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
@@ -132,13 +133,11 @@ async def run_load(
         )
 
 
-async def _tick(start_ns: int, engine: LoadEngine, monitor: Monitor) -> None:
-    """Once a second, just after each second of the run ends."""
-    k = 1
-    while True:
-        delay = (start_ns + k * 1_000_000_000 + 5_000_000 - time.monotonic_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
-        k = max(k + 1, (time.monotonic_ns() - start_ns) // 1_000_000_000 + 1)
+def _tick(engine: LoadEngine, monitor: Monitor) -> Callable[[], None]:
+    """What this process does once a second: sample the gauges into the monitor."""
+
+    def tick() -> None:
         vus, conns = engine.gauges()
         monitor.tick(vus, conns)
+
+    return tick

@@ -38,6 +38,7 @@ from typing import Any
 from runner.engine.check import on_stop_signals, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.errors import RunError
+from runner.load.clock import each_second
 from runner.load.limits import LimitPlan
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
@@ -395,18 +396,12 @@ async def _run_shard(
             if kind == "stop":
                 engine.stop(str(reason))
 
-    async def tick() -> None:
-        k = 1
-        while True:
-            delay = (start_ns + k * 1_000_000_000 + 5_000_000 - time.monotonic_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            k = max(k + 1, (time.monotonic_ns() - start_ns) // 1_000_000_000 + 1)
-            vus, conns = engine.gauges()
-            conn.send(("tick", recorder.take_interval(), vus, conns))
+    def tick() -> None:
+        vus, conns = engine.gauges()
+        conn.send(("tick", recorder.take_interval(), vus, conns))
 
     listener = asyncio.ensure_future(listen())
-    ticker = asyncio.ensure_future(tick())
+    ticker = asyncio.ensure_future(each_second(start_ns, tick))
     loop.add_signal_handler(signal.SIGTERM, engine.stop, "worker got SIGTERM")
     try:
         await engine.run()
