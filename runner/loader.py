@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import jmespath
@@ -120,14 +121,43 @@ def load_scenario_text(
     problems: list[Problem] = []
     data = _substitute_env(data, (), env, secrets, problems, source)
     problems.extend(schema_problems(data, source))
+
+    def builder() -> _Builder:
+        assert isinstance(data, dict)  # the schema requires a mapping
+        return _Builder(source, data, dict(variables or {}), target, FsPath(base_dir or "."), secrets)
+
     if problems:
-        raise ScenarioError(problems)
-    assert isinstance(data, dict)  # the schema requires a mapping
-    builder = _Builder(source, data, dict(variables or {}), target, FsPath(base_dir or "."), secrets)
-    scenario = builder.build()
-    if builder.problems:
-        raise ScenarioError(builder.problems)
+        raise ScenarioError(problems + _problems_beside(problems, builder))
+    built = builder()
+    scenario = built.build()
+    if built.problems:
+        raise ScenarioError(built.problems)
     return scenario
+
+
+def _problems_beside(schema: list[Problem], make_builder: Callable[[], _Builder]) -> list[Problem]:
+    """The semantic problems of the parts the schema found no fault in, so a user sees every
+    mistake at once (an undeclared connection beside a misspelled step), not one round each.
+
+    The builder expects a schema-valid document; on an invalid one it may trip over the broken
+    part, so whatever it raises is dropped (the schema problems already say what is wrong), and
+    its problems inside or around a broken part are dropped as consequences of that part.
+    """
+    try:
+        builder = make_builder()
+    except Exception:  # the document is too broken to build at all: the schema problems say why
+        return []
+    builder.tolerant = True
+    with contextlib.suppress(Exception):  # see above: the schema problems stand on their own
+        builder.build()
+    broken = [p.path for p in schema]
+    return [p for p in builder.problems if not any(_nested(p.path, b) for b in broken)]
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether one dotted path (``steps[2].read``) lies inside the other, or they are the same."""
+    short, long = sorted((a, b), key=len)
+    return short == "" or (long.startswith(short) and (len(long) == len(short) or long[len(short)] in ".["))
 
 
 def _substitute_env(
@@ -162,6 +192,9 @@ def _substitute_env(
     return value
 
 
+T = TypeVar("T")
+
+
 class _Builder:
     """Builds the model from schema-valid data, collecting every semantic problem on the way."""
 
@@ -175,6 +208,7 @@ class _Builder:
         secrets: set[str],
     ) -> None:
         self.source = source
+        self.tolerant = False  # True: the schema rejected the document; check what still stands
         self.data = data
         self.cli_vars = cli_vars
         self.target_override = target
@@ -191,6 +225,16 @@ class _Builder:
         self.repeat_factor = 1  # product of the enclosing repeat blocks' times
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def tolerating(self, build: Callable[..., T], *args: Any) -> T | None:
+        """``build(*args)``; on a document the schema rejected (``tolerant``), a part that trips
+        the builder is skipped so the other parts still get their semantic checks."""
+        if not self.tolerant:
+            return build(*args)
+        try:
+            return build(*args)
+        except Exception:  # the schema problems already describe the broken part
+            return None
 
     def problem(self, path: Path, message: str, *, key: bool = False) -> None:
         self.problems.append(self.source.problem(path, message, key=key))
@@ -300,10 +344,11 @@ class _Builder:
         if target is not None:
             self.check_target(target, target_path)
         self.target = target
-        connections: dict[str, m.ConnectionSpec] = {
-            str(name): self.connection(str(name), spec, ("connections", name))
-            for name, spec in (d.get("connections") or {}).items()
-        }
+        connections: dict[str, m.ConnectionSpec] = {}
+        for name, spec in (d.get("connections") or {}).items():
+            built = self.tolerating(self.connection, str(name), spec, ("connections", name))
+            if built is not None:
+                connections[str(name)] = built
         self.connections = connections
         self.explicit_names = self._explicit_names(d["steps"], ("steps",))
         self.name_counts: dict[str, int] = {}
@@ -469,7 +514,7 @@ class _Builder:
     def steps(self, items: list[Any], path: Path, opened: dict[str, int | None]) -> tuple[m.Step, ...]:
         out: list[m.Step] = []
         for i, raw in enumerate(items):
-            step = self.step(raw, (*path, i), opened)
+            step = self.tolerating(self.step, raw, (*path, i), opened)
             if step is not None:
                 out.append(step)
         return tuple(out)

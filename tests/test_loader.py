@@ -375,3 +375,25 @@ def test_bom_and_binary_garbage(tmp_path: Path) -> None:
     junk.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ScenarioError, match="not UTF-8"):
         load_scenario(junk)
+
+
+def test_schema_and_semantic_problems_are_reported_together() -> None:
+    """A misspelled step does not hide an undeclared connection, an unknown variable or a
+    threshold naming no step elsewhere in the file: every mistake is listed in one go."""
+    text = (
+        "target: ws://127.0.0.1:9\n"
+        "connections:\n  main: {url: /echo, timeout: 5 secs}\n"
+        "steps:\n"
+        "  - open: main\n"
+        "  - raed: main\n"
+        "  - write: {connection: other, text: '{{ nope }}'}\n"
+        "thresholds:\n  - nosuchstep.p99 < 5ms\n"
+    )
+    found = problems(text)
+    assert any(":3:" in p and "not a duration" in p for p in found), found
+    assert any(":6:" in p and "did you mean 'read'" in p for p in found), found
+    assert any(":7:" in p and "connection 'other' is not declared" in p for p in found), found
+    assert any(":7:" in p and "unknown variable 'nope'" in p for p in found), found
+    assert any(":9:" in p and "nosuchstep" in p for p in found), found
+    # Nothing is reported twice, and nothing about the broken parts beyond the schema's words.
+    assert len(found) == len(set(found)) == 5, found
