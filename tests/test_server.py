@@ -227,3 +227,96 @@ def test_serve_mtls_writes_client_key_privately(arun: Arun) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_serve(*extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "serve", "--port", "0", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("serving on port")):
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        lines.append(line)
+    echo = next(line.split()[1] for line in lines if line.startswith("/echo"))
+    return proc, echo
+
+
+def test_serve_processes_share_one_port_and_one_certificate(arun: Arun) -> None:
+    """`wsload serve --processes 3 --tls`: three processes behind one wss URL, one certificate, so
+    probe-and-pin selective ignoring succeeds whichever process a connection lands on."""
+    proc, echo = _start_serve("--tls", "--processes", "3")
+    try:
+        deadline = time.monotonic() + scaled(10)
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        helpers = _children(proc.pid)
+        assert len(helpers) == 2
+        time.sleep(scaled(1.5))  # the helpers bind the port after they start
+
+        async def body() -> list[int]:
+            client = WebSocketClient()
+            options = ConnectOptions(
+                timeout_s=scaled(5), ignore_ssl_errors=frozenset({"SelfSignedCertificate"})
+            )
+            codes = []
+            for i in range(24):
+                sock = await client.open(echo, options)
+                codes.append(sock)
+                if sock >= 0:
+                    assert client.write(sock, f"m{i}") == len(f"m{i}")
+                    result = await client.read(sock, scaled(2))
+                    assert (result.rc, result.data) == (0, f"m{i}")
+                    await client.close(sock)
+            await client.aclose()
+            return codes
+
+        codes = arun(body)
+        assert all(code >= 0 for code in codes), codes
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=scaled(15)) == 0
+        assert _wait_gone(helpers, scaled(10)), "helper processes outlived the server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_helpers_stop_when_the_parent_is_killed() -> None:
+    """A SIGKILLed `wsload serve --processes 2` leaves no helper process behind."""
+    proc, _ = _start_serve("--processes", "2")
+    deadline = time.monotonic() + scaled(10)
+    while not _children(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helpers = _children(proc.pid)
+    assert len(helpers) == 1
+    proc.kill()
+    proc.wait()
+    assert _wait_gone(helpers, scaled(10)), "a helper outlived its killed parent"

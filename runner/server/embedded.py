@@ -78,8 +78,10 @@ class EmbeddedServer:
         client_ca: str | None = None,
         require_client_cert: bool = False,
         certificate: CertKey | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
+        self.reuse_port = reuse_port  # several processes share the port (SO_REUSEPORT)
         self.requested_port = port
         self.tls = tls or certfile is not None or certificate is not None
         self.certfile = certfile
@@ -145,6 +147,7 @@ class EmbeddedServer:
             max_size=16 << 20,
             close_timeout=1.0,  # a stop does not wait 10 s for a client that stopped reading
             server_header=None,
+            reuse_port=self.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
