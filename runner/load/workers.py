@@ -4,7 +4,8 @@ Protocol over one ``multiprocessing`` Pipe per worker (spawn context: a fresh in
 inherited event loop or sockets):
 
     worker -> parent   ("ready", None)                 scenario loaded, waiting for the start
-                       ("tick", delta, vus, conns)     every second: ``RunRecorder.take_interval()``
+                       ("tick", delta, vus, conns)     every second: ``RunRecorder.take_interval()``,
+                                                       and at once when a stop arrives
                        ("done", delta, info)           the last delta; info: max_active, tls, reason
                        ("error", text)                 could not load or run (the run fails)
     parent -> worker   ("start", start_ns)             a shared start on the monotonic clock
@@ -15,7 +16,10 @@ does not step, unlike the wall clock), so all shards follow one plan from one in
 
 Deltas, not cumulative snapshots: the parent adds each delta to its total (exact: counts add,
 HDR histograms add), so the cost per second does not grow with the run's length, and a worker
-killed mid-run loses at most its last second; the run then says which worker is incomplete.
+killed mid-run loses at most its last second (the parent reads what is still in the pipe
+before it names the worker incomplete); the run then says which worker is incomplete. A worker
+stays responsive while it starts thousands of users at once (``engine.START_BATCH``), so it sends
+its deltas and sees the stop within the parent's patience (``graceful_stop_s + END_MARGIN_S``).
 
 The embedded target (``target: embedded``) is started once per worker, inside the worker: the
 server's work then spreads over the cores with the users' (one server in the parent was the
@@ -174,6 +178,15 @@ async def run_workers(
                 loop.remove_reader(w.process.sentinel)
             changed.set()
 
+        def _kill_keeping_deltas(w: _Worker) -> None:
+            # Every delta the worker wrote before it was killed is kept: read what is still in
+            # the pipe (whole messages; a message cut by the kill ends the reading), then it is
+            # named as incomplete in the report.
+            _terminate(w)
+            w.process.join(timeout=2)
+            on_message(w)
+            _died(w)
+
         def _forget(w: _Worker) -> None:
             with contextlib.suppress(Exception):
                 loop.remove_reader(w.conn.fileno())
@@ -240,17 +253,10 @@ async def run_workers(
                     if now >= next_tick:
                         k = int((now * 1e9 - start_ns) // 1_000_000_000) + 1
                         monitor.tick(sum(w.vus for w in workers), sum(w.conns for w in workers))
-                    if hard_end is not None and now > hard_end:
+                    if (hard_end is not None and now > hard_end) or now > stop_deadline:
                         for w in workers:
-                            if not w.done:
-                                _terminate(w)
-                                _died(w)
-                        break
-                    if now > stop_deadline:
-                        for w in workers:
-                            if not w.done:
-                                _terminate(w)
-                                _died(w)
+                            if not w.done and not w.dead:
+                                _kill_keeping_deltas(w)
                         break
         finally:
             for w in workers:
@@ -390,15 +396,19 @@ async def _run_shard(
         ctx, start_ns=start_ns, shard=job.shard, shards=job.shards, source_addresses=job.source_addresses
     )
 
+    def tick() -> None:
+        vus, conns = engine.gauges()
+        conn.send(("tick", recorder.take_interval(), vus, conns))
+
     async def listen() -> None:
         while True:
             kind, reason = await inbox.get()
             if kind == "stop":
                 engine.stop(str(reason))
-
-    def tick() -> None:
-        vus, conns = engine.gauges()
-        conn.send(("tick", recorder.take_interval(), vus, conns))
+                # What was measured up to the stop is in the parent now, even if the graceful
+                # end then outlasts the parent's patience.
+                with contextlib.suppress(OSError, ValueError):
+                    tick()
 
     listener = asyncio.ensure_future(listen())
     ticker = asyncio.ensure_future(each_second(start_ns, tick))
