@@ -53,19 +53,35 @@ EARLY_NS = 20_000
 
 
 #: Cyclic-GC thresholds during a load run (see ``quiet_gc``).
-GC_THRESHOLDS = (50_000, 20, 1000)
+GC_THRESHOLDS = (700, 10, 10_000)
 
 
 @contextlib.contextmanager
 def quiet_gc() -> Iterator[None]:
-    """Collect young objects rarely and old ones almost never while the load runs.
+    """Collect young objects as usual and old ones almost never while the load runs.
 
     Thousands of users keep hundreds of thousands of long-lived objects (tasks, protocols,
-    buffers); with the default thresholds a full collection scans them all every few seconds.
-    Measured with 5,000 users holding connections on this machine: gen-2 pauses up to 486 ms
-    (2.3 s in 12 s), read p99 167 ms and 1 s sleeps ending after 1.62 s (p99); with these
-    thresholds: no gen-2 pause, read p99 47 ms. Young cycles are still collected; the old
-    thresholds come back after the run.
+    buffers); a full (gen-2) collection scans them all. CPython's default (700, 10, 10) makes one
+    every 100 young collections; a large young generation makes each gen-0/gen-1 collection
+    long. (700, 10, 10_000) keeps the default young cycles (short: few objects each) and makes
+    a full collection practically never happen during a run. Measured on this 2-core machine
+    (client pinned to core 0, picows echo on core 1; pauses timed with ``gc.callbacks``; one run
+    each, 21:48-21:52 UTC 2026-11-25, machine otherwise idle):
+
+    - open model, ``python bench/bench_open_model.py --rate 2900 --seconds 8`` (1,000
+      connections): (50_000, 20, 1000), the previous setting: achieved -2.96%, 1,375 dropped,
+      lag p99 400 ms, a gen-1 pause of 512 ms; (700, 10, 10_000): +0.00%, 0 dropped, lag p99
+      3.7 / 3.1 ms (two runs), longest pause 9.8 ms, no gen-2; ``gc.freeze()`` at the start +
+      (2000, 10, 10_000): +0.00%, 0 dropped, lag p99 6.9 / 5.8 ms, gen-1 pauses up to 22 ms.
+    - 5,000 users holding connections (open, a round trip, 1 s, a round trip, then idle; 3 s
+      ramp, 20 s; loop stalls from a 20 ms sleeper): CPython default (700, 10, 10): 5 gen-2
+      pauses up to 136 ms (434 ms in all), stall max 413 ms, read p99 29 ms; (50_000, 20, 1000):
+      no gen-2, gen-0 pauses up to 16 ms, stall p99 4.1 ms; (700, 10, 10_000): no gen-2, longest
+      pause 5.5 ms, stall p99 1.0 ms, read p99 11 ms; freeze + (2000, 10, 10_000): stall p99
+      1.8 ms, max 181 ms.
+
+    So (700, 10, 10_000) is the best of the three in both shapes; the freeze gained nothing.
+    Young cycles are still collected; the old thresholds come back after the run.
     """
     old = gc.get_threshold()
     gc.collect()
