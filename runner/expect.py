@@ -204,6 +204,21 @@ def json_subset_problem(expected: Any, actual: Any, path: str = "$") -> str | No
     Objects: every expected key present with a matching value (extra keys allowed). Arrays: the
     same length, element by element. Scalars: equal (``1 == 1.0``, but ``True != 1``).
     """
+    if type(expected) is dict and type(actual) is dict:
+        # The common case (a rendered ``match: {json: ...}`` against a parsed message), without
+        # the ABC checks: a str or int (never bool) key equal to a value of its own type passes
+        # at once; anything else goes through the general comparison below.
+        for key, value in expected.items():
+            if key not in actual:
+                return f"{path}.{key}: missing"
+            got = actual[key]
+            kind = type(value)
+            if (kind is str or kind is int) and type(got) is kind and value == got:
+                continue
+            problem = json_subset_problem(value, got, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
     if isinstance(expected, Mapping):
         if not isinstance(actual, Mapping):
             return f"{path}: expected an object, got {describe(actual, 60)}"

@@ -256,6 +256,16 @@ class StepRecorder:
         if error is not None and not ok:
             self.add_error(rc, error)
 
+    def record_ok(self, latency_ns: int | None, skipped_messages: int = 0) -> None:
+        """``record(ok=True, rc_is_success=True, ...)`` on the hot path: a passed execution
+        whose rc is the kind's default success (so no rc count and no error)."""
+        self.count += 1
+        self.ok += 1
+        if latency_ns is not None:
+            self.latency.record_ns(latency_ns)
+        if skipped_messages:
+            self.skipped_messages += skipped_messages
+
     def reset(self) -> None:
         """Zero every count (identity, name and row order are kept); see ``take_interval``."""
         self.count = self.ok = self.failures = self.skipped = self.skipped_messages = 0
@@ -385,6 +395,21 @@ class TimeSeries:
             errors = bucket[3]
             key = str(rc)
             errors[key] = errors.get(key, 0) + 1
+        if read_latency_ns is not None:
+            hist = bucket[4]
+            if not isinstance(hist, LatencyHistogram):
+                hist = bucket[4] = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
+            hist.record_ns(read_latency_ns)
+
+    def step_ok(self, second: int, read_latency_ns: int | None, message: bool) -> None:
+        """``step(second, True, None, read_latency_ns, message)``: a passed step with its
+        default rc, the one case the engine records per message."""
+        bucket = self.seconds.get(second)
+        if bucket is None:
+            bucket = self._bucket(second)
+        bucket[1] += 1
+        if message:
+            bucket[6] += 1
         if read_latency_ns is not None:
             hist = bucket[4]
             if not isinstance(hist, LatencyHistogram):

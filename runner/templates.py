@@ -19,6 +19,7 @@ import string
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["BUILTIN_FUNCTIONS", "JsonTemplate", "Template", "TemplateError", "to_text"]
@@ -235,14 +236,98 @@ class Template:
         return hash(("Template", self.source))
 
 
+#: One encoder for every dynamic leaf: ``json.dumps`` with options builds a new one per call.
+_LEAF_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+_encode_leaf_default = _LEAF_ENCODER.encode
+_encode_str = json.encoder.encode_basestring_ascii  # what the encoder uses for a str
+_int_repr = int.__repr__  # what the encoder uses for an int (not a bool)
+
+
+def _encode_leaf(value: object) -> str:
+    """Compact JSON of one rendered value, exactly as ``json.dumps(..., default=str)`` spells it
+    inside a larger document; the two commonest types skip the encoder's set-up."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)  # type: ignore[arg-type]
+    if kind is int:
+        return _int_repr(value)  # type: ignore[arg-type]
+    return _encode_leaf_default(value)
+
+
+_PLAIN_NAME_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\Z")
+
+
+class _Leaf:
+    """A marker standing for one dynamic leaf while the static skeleton is serialised."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _skeleton(value: object, renders: list[Render]) -> object:
+    """``value`` with each templated string replaced by a ``_Leaf`` (its renderer appended to
+    ``renders``); None when a leaf is not a plain string of a dict value or list item."""
+    if isinstance(value, str):
+        if _OPEN not in value:
+            return value
+        t = Template(value)
+        if t.is_static:
+            return t.render({})
+        name = _PLAIN_NAME_RE.match(value)
+        # A bare ``{{ name }}`` is a dict look-up (a missing name raises KeyError, which
+        # ``dumps`` turns into the general path's TemplateError).
+        renders.append(itemgetter(name.group(1)) if name else t.render_value)
+        return _Leaf(len(renders) - 1)
+    if isinstance(value, list):
+        return [_skeleton(v, renders) for v in value]
+    if isinstance(value, dict):
+        return {k: _skeleton(v, renders) for k, v in value.items()}
+    return value
+
+
+def _splice_plan(value: object) -> tuple[tuple[str, ...], tuple[Render, ...]] | None:
+    """Static JSON text pieces and the renderers whose encoded values go between them, so a
+    render is ``pieces[0] + enc(r0) + pieces[1] + ...``; None when the skeleton cannot be cut
+    cleanly (a marker text occurring in the data itself), and the tree path is used instead."""
+    renders: list[Render] = []
+    skeleton = _skeleton(value, renders)
+    markers = [f"\x00wsload-leaf-{i}\x00" for i in range(len(renders))]
+
+    def marker(obj: object) -> object:
+        if isinstance(obj, _Leaf):
+            return markers[obj.index]
+        raise TypeError(type(obj).__name__)
+
+    try:
+        text = json.dumps(skeleton, separators=(",", ":"), default=marker)
+    except (TypeError, ValueError):
+        return None
+    pieces: list[str] = []
+    pos = 0
+    for m in markers:
+        spelled = json.dumps(m)
+        at = text.find(spelled, pos)
+        if at < 0 or text.count(spelled) != 1:
+            return None
+        pieces.append(text[pos:at])
+        pos = at + len(spelled)
+    pieces.append(text[pos:])
+    return tuple(pieces), tuple(renders)
+
+
 class JsonTemplate:
     """A JSON value (dicts, lists, scalars) whose strings may hold templates.
 
     Static values are kept and serialised once; ``render`` of a dynamic one builds a fresh tree
-    through precompiled closures, so no walk over static parts happens per message.
+    through precompiled closures, so no walk over static parts happens per message. ``dumps``
+    does not build the tree: the static skeleton is serialised once at load, cut at the
+    dynamic leaves, and each message splices the JSON of the leaves' values between the pieces
+    (a few string joins instead of a dict build and a full ``json.dumps``).
     """
 
-    __slots__ = ("_dumped", "_render", "is_static", "names", "value")
+    __slots__ = ("_dumped", "_pieces", "_render", "_renders", "is_static", "names", "value")
 
     def __init__(self, value: object) -> None:
         self.value = value
@@ -251,6 +336,12 @@ class JsonTemplate:
         self.names: frozenset[str] = frozenset(names)
         self.is_static = self._render is None
         self._dumped = json.dumps(value, separators=(",", ":")) if self.is_static else ""
+        self._pieces: tuple[str, ...] = ()
+        self._renders: tuple[Render, ...] = ()
+        if not self.is_static:
+            plan = _splice_plan(value)
+            if plan is not None:
+                self._pieces, self._renders = plan
 
     @classmethod
     def _compile(cls, value: object, names: set[str]) -> Render | None:
@@ -285,7 +376,20 @@ class JsonTemplate:
         """Compact JSON text of ``render(ctx)``; serialised once at load when static."""
         if self._render is None:
             return self._dumped
-        return json.dumps(self._render(ctx), separators=(",", ":"), default=str)
+        renders = self._renders
+        if not renders:
+            return json.dumps(self._render(ctx), separators=(",", ":"), default=str)
+        pieces = self._pieces
+        try:
+            if len(renders) == 1:
+                return pieces[0] + _encode_leaf(renders[0](ctx)) + pieces[1]
+            out = [pieces[0]]
+            for piece, render in zip(pieces[1:], renders, strict=True):
+                out.append(_encode_leaf(render(ctx)))
+                out.append(piece)
+        except KeyError:  # a bare name that is not set: the general path says which, as usual
+            return json.dumps(self._render(ctx), separators=(",", ":"), default=str)
+        return "".join(out)
 
     def __repr__(self) -> str:
         return f"JsonTemplate({self.value!r})"

@@ -339,6 +339,11 @@ class WebSocketClient:
             )
         return conn.send(data)
 
+    def write_paused(self, socket: int) -> bool:
+        """Whether ``drain`` would wait: lets a caller skip creating its coroutine per write."""
+        conn = self._sockets.get(socket)
+        return conn is not None and conn.write_paused
+
     async def drain(self, socket: int, timeout_s: float | None = None) -> int:
         """Wait while the socket's send buffer is above its high-water mark: 0 when it went
         below (or the socket is gone: the next call says why), -2 when ``timeout_s`` passed

@@ -1,0 +1,165 @@
+"""The hot-path shortcuts give exactly what the general paths give: client frames encoded by
+``encode_client_frame`` and JSON templates spliced from a precompiled skeleton."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from runner.client import protocol
+from runner.client.protocol import encode_client_frame
+from runner.expect import json_subset_problem
+from runner.metrics import StepRecorder, TimeSeries
+from runner.templates import JsonTemplate, TemplateError
+
+
+def _parse(data: bytes) -> Frame:
+    """Parse one masked client frame as a server would (websockets' own parser)."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    gen = Frame.parse(reader.read_exact, mask=True)
+    try:
+        next(gen)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    raise AssertionError("incomplete frame")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_encoded_frame_round_trips_at_every_length_boundary(opcode: Opcode, size: int) -> None:
+    """7-, 16- and 64-bit payload lengths parse back to the same final, masked frame."""
+    payload = bytes(i % 251 for i in range(size)) if opcode is Opcode.BINARY else b"a" * size
+    data = encode_client_frame(int(opcode), payload)
+    frame = _parse(data)
+    assert frame.opcode is opcode
+    assert frame.fin
+    assert bytes(frame.data) == payload
+    assert data[1] & 0x80  # the mask bit
+    header = 2 + (0 if size < 126 else 2 if size < 65536 else 8)
+    assert len(data) == header + 4 + size
+
+
+def test_encoded_frame_matches_websockets_serialize(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Byte for byte what ``Frame.serialize(mask=True)`` writes for the same mask key."""
+    mask = b"\x01\x02\x03\x04"
+
+    class FixedKeys:
+        def next(self) -> bytes:
+            return mask
+
+    monkeypatch.setattr(protocol, "_MASK_KEYS", FixedKeys())
+    monkeypatch.setattr("secrets.token_bytes", lambda n: mask)
+    for payload in (b"", b'{"seq":1}', b"x" * 300, b"y" * 70000):
+        expected = Frame(Opcode.TEXT, payload).serialize(mask=True)
+        assert encode_client_frame(1, payload) == expected
+
+
+def test_mask_keys_are_not_reused_across_pool_refills() -> None:
+    """Each key is 4 fresh bytes; a pool refill happens every 1,024 keys."""
+    keys = protocol._MaskKeys()
+    seen = [keys.next() for _ in range(3 * protocol.MASK_POOL_BYTES // 4)]
+    assert all(len(k) == 4 for k in seen)
+    assert len(set(seen)) > len(seen) * 0.99  # random 32-bit keys: collisions are rare
+
+
+def _tree_dumps(template: JsonTemplate, ctx: dict[str, object]) -> str:
+    """The general path: build the value, then ``json.dumps`` it whole."""
+    return json.dumps(template.render(ctx), separators=(",", ":"), default=str)
+
+
+_CTX: dict[str, object] = {
+    "iteration": 7,
+    "vu": 3,
+    "name": "zoë \u2603 \"quoted\" \\ back",
+    "flag": True,
+    "nothing": None,
+    "ratio": 0.25,
+    "big": 10**30,
+    "items": [1, "two", {"three": 3.0}],
+    "obj": {"k": [None, False], "ü": "v"},
+    "when": __import__("datetime").date(2026, 11, 25),
+}
+
+_SHAPES: list[object] = [
+    {"seq": "{{ iteration }}", "vu": "{{ vu }}", "payload": "xxxx"},
+    {"seq": "{{ iteration }}"},
+    ["{{ iteration }}", "static", 1, None, ["{{ name }}", {"deep": "{{ obj }}"}]],
+    {"a": {"b": {"c": ["{{ items }}", "{{ flag }}", "{{ nothing }}"]}}, "z": [1.5, True]},
+    {"text": "seq {{ iteration }} of {{ vu }}", "uni": "\u00e9\u2603", "n": "{{ name }}"},
+    {"r": "{{ ratio }}", "big": "{{ big }}", "obj": "{{ obj }}", "d": "{{ when }}"},
+    {"static_expr": "{{ 'lit' }}", "num": "{{ 42 }}", "s": "{{ iteration }}"},
+    {"1": "{{ iteration }}", "": "{{ vu }}", "\u2603": ["{{ name }}"]},
+    "{{ iteration }}",
+    ["{{ obj }}"],
+    {"seq": "{{ iteration }}", "trap": "\x00wsload-leaf-0\x00"},
+]
+
+
+@pytest.mark.parametrize("shape", _SHAPES, ids=range(len(_SHAPES)))
+def test_spliced_json_equals_the_tree_dump(shape: object) -> None:
+    """``dumps`` spells exactly what building the value and dumping it whole spells."""
+    template = JsonTemplate(shape)
+    assert not template.is_static
+    out = template.dumps(_CTX)
+    assert out == _tree_dumps(template, _CTX)
+    json.loads(out)
+
+
+def test_spliced_json_is_used_for_the_bench_shape() -> None:
+    """The commonest shape (a few scalar leaves) takes the splice, not the tree path."""
+    template = JsonTemplate({"seq": "{{ iteration }}", "vu": "{{ vu }}", "payload": "x"})
+    assert template._renders
+    assert template.dumps({"iteration": 1, "vu": 2}) == '{"seq":1,"vu":2,"payload":"x"}'
+
+
+def test_spliced_json_reports_a_missing_variable_like_the_tree_path() -> None:
+    """A missing name raises the same ``TemplateError`` on both paths."""
+    template = JsonTemplate({"seq": "{{ missing }}"})
+    with pytest.raises(TemplateError, match="unknown variable 'missing'"):
+        template.dumps({})
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "problem"),
+    [
+        ({"seq": 1}, {"seq": 1, "x": 2}, None),
+        ({"seq": 1}, {"seq": 1.0}, None),
+        ({"seq": 1}, {"seq": True}, "$.seq: expected 1, got true"),
+        ({"seq": True}, {"seq": 1}, "$.seq: expected true, got 1"),
+        ({"seq": "1"}, {"seq": 1}, "$.seq: expected 1, got 1"),
+        ({"seq": 2}, {"seq": 1}, "$.seq: expected 2, got 1"),
+        ({"a": 1, "seq": 2}, {"seq": 2}, "$.a: missing"),
+        ({"a": {"b": [1, "x"]}}, {"a": {"b": [1, "y"]}}, "$.a.b[1]: expected x, got y"),
+    ],
+)
+def test_json_subset_fast_path_keeps_the_general_answers(
+    expected: object, actual: object, problem: str | None
+) -> None:
+    """The dict shortcut gives the same verdicts and texts (``1 == 1.0``, ``True != 1``)."""
+    assert json_subset_problem(expected, actual) == problem
+
+
+def test_record_ok_counts_what_record_counts() -> None:
+    """``record_ok``/``step_ok`` leave the same counts, latencies and series as the general calls."""
+    fast, slow = StepRecorder("s", "read"), StepRecorder("s", "read")
+    fast_ts, slow_ts = TimeSeries(), TimeSeries()
+    for i, (latency, skipped) in enumerate([(1000, 0), (None, 2), (5_000_000, 0)]):
+        fast.record_ok(latency, skipped)
+        slow.record(ok=True, rc=0, rc_is_success=True, latency_ns=latency, skipped_messages=skipped)
+        fast_ts.step_ok(i // 2, latency, i != 1)
+        slow_ts.step(i // 2, True, None, latency, i != 1)
+    assert (fast.count, fast.ok, fast.failures, fast.rc, fast.errors, fast.skipped_messages) == (
+        slow.count,
+        slow.ok,
+        slow.failures,
+        slow.rc,
+        slow.errors,
+        slow.skipped_messages,
+    )
+    assert fast.latency.summary() == slow.latency.summary()
+    assert fast_ts.serialize() == slow_ts.serialize()
