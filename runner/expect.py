@@ -70,6 +70,24 @@ def describe(value: object, limit: int = SHOWN_CHARS) -> str:
     return text
 
 
+#: The C scanner ``json.loads`` ends in, called directly (see ``_loads``).
+_SCAN_JSON = json.JSONDecoder().scan_once
+
+
+def _loads(data: str | bytes) -> Any:
+    """``json.loads(data)``: a str that is one JSON value with nothing around it goes straight to
+    the C scanner, skipping ``loads``'s Python wrappers and whitespace regexes; anything else
+    (bytes, surrounding whitespace, invalid JSON) takes ``json.loads`` for its usual errors."""
+    if type(data) is str:
+        try:
+            value, end = _SCAN_JSON(data, 0)
+        except StopIteration:
+            return json.loads(data)
+        if end == len(data):
+            return value
+    return json.loads(data)
+
+
 class Message:
     """A received message with its JSON form parsed on first use only."""
 
@@ -94,7 +112,7 @@ class Message:
         """The parsed JSON value; raises ``ValueError`` when the message is not JSON."""
         if self._json is _NOT_PARSED:
             try:
-                self._json = json.loads(self.data)
+                self._json = _loads(self.data)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._json = ValueError(f"not JSON: {exc}")
         if isinstance(self._json, ValueError):

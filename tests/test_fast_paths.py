@@ -11,7 +11,7 @@ from websockets.streams import StreamReader
 
 from runner.client import protocol
 from runner.client.protocol import encode_client_frame
-from runner.expect import json_subset_problem
+from runner.expect import Message, json_subset_problem
 from runner.metrics import StepRecorder, TimeSeries
 from runner.templates import JsonTemplate, TemplateError
 
@@ -75,7 +75,7 @@ def _tree_dumps(template: JsonTemplate, ctx: dict[str, object]) -> str:
 _CTX: dict[str, object] = {
     "iteration": 7,
     "vu": 3,
-    "name": "zoë \u2603 \"quoted\" \\ back",
+    "name": 'zoë \u2603 "quoted" \\ back',
     "flag": True,
     "nothing": None,
     "ratio": 0.25,
@@ -163,3 +163,35 @@ def test_record_ok_counts_what_record_counts() -> None:
     )
     assert fast.latency.summary() == slow.latency.summary()
     assert fast_ts.serialize() == slow_ts.serialize()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"seq":1,"x":[1,2.5,null,true]}',
+        ' {"a":1} ',
+        '{"a":1}\n',
+        "[1]",
+        '"s"',
+        "12",
+        "nan",
+        "NaN",
+        '{"a":1}x',
+        "",
+        "  ",
+        '{"a":',
+        b'{"b":2}',
+        '{"u":"\\u00e9"}',
+        "1 2",
+    ],
+)
+def test_message_json_parses_like_json_loads(data: str | bytes) -> None:
+    """``Message.json`` gives ``json.loads``'s value, or a ValueError where it raises."""
+    try:
+        want: object = json.loads(data)
+    except ValueError:
+        with pytest.raises(ValueError):
+            Message(data).json()
+        return
+    got = Message(data).json()
+    assert got == want or (got != got and want != want)  # NaN
