@@ -13,6 +13,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import sys
 from time import monotonic_ns
 from typing import Any
 
@@ -41,6 +42,11 @@ from runner.client.options import ConnectOptions
 from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WsConnection
 from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
 from runner.model import ALL_SSL_ERRORS
+
+#: Linux's IP_BIND_ADDRESS_NO_PORT (24; not exported by Python's socket module); None elsewhere.
+_BIND_ADDRESS_NO_PORT: int | None = getattr(
+    socket, "IP_BIND_ADDRESS_NO_PORT", 24 if sys.platform == "linux" else None
+)
 
 __all__ = ["SEND_BUFFER_LIMIT", "USER_AGENT", "WebSocketClient", "parse_url"]
 
@@ -288,6 +294,11 @@ class WebSocketClient:
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if options.source_address:
+                    # Pick the port at connect(), by the full 4-tuple, not at bind(): without this,
+                    # bind() searches for a port free for *every* destination, which gets slow and
+                    # then fails long before the ~28,000 ports per destination run out.
+                    if _BIND_ADDRESS_NO_PORT is not None:
+                        sock.setsockopt(socket.IPPROTO_IP, _BIND_ADDRESS_NO_PORT, 1)
                     try:
                         sock.bind((options.source_address, 0))
                     except OSError as exc:
