@@ -100,16 +100,24 @@ def test_a_worker_killed_mid_run_is_reported(tmp_path: Path, server_url: str) ->
     with _cluster() as cluster, Client(cluster.scheduler_address, set_as_default=False) as client:
         pids = client.run(os.getpid)
         stop = StopFlag()
+        # An explicit shared start, so the kill lands mid-run however long the set-up takes here.
+        start_unix_ns = time.time_ns() + int(scaled(4) * 1e9)
         runner = threading.Thread(
             target=lambda: done.append(
                 run_on_cluster(
-                    str(path), {}, server_url, LoadOverrides(), cluster.scheduler_address, stop=stop
+                    str(path),
+                    {},
+                    server_url,
+                    LoadOverrides(),
+                    cluster.scheduler_address,
+                    stop=stop,
+                    start_unix_ns=start_unix_ns,
                 )
             ),
             daemon=True,
         )
         runner.start()
-        time.sleep(3.0 + 2.5)  # the shared start is 3 s away; then 2.5 s of load
+        time.sleep(max(0.0, (start_unix_ns - time.time_ns()) / 1e9) + 2.5)  # 2.5 s into the load
         victim = sorted(pids.values())[0]
         os.kill(victim, signal.SIGKILL)
         runner.join(scaled(40))
