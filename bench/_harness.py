@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -284,3 +284,31 @@ def timed() -> Iterator[list[float]]:
         yield box
     finally:
         box[0], box[1] = time.process_time() - c0, time.perf_counter() - t0
+
+
+async def measure(
+    coros: list[Awaitable[None]],
+    count: Callable[[], int],
+    stop: Callable[[], None],
+    warmup: float,
+    seconds: float,
+    meter_of: Callable[[], ServerMeter],
+    *,
+    drain_s: float = 60.0,
+) -> tuple[int, float, float, dict[str, float]]:
+    """Run ``coros`` and measure ``count()`` over ``seconds`` after ``warmup``; then ``stop()`` them.
+
+    Returns (operations, client CPU s, wall s, CPU shares ``client_cpu``/``server_cpu``/``others_cpu``),
+    the part every row's script shares; each script names its own rates.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    await asyncio.sleep(warmup)
+    meter = meter_of()
+    n0, c0, t0 = count(), time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    n, cpu, wall = count() - n0, time.process_time() - c0, time.perf_counter() - t0
+    server = meter.share()
+    stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), drain_s)
+    shares = {"client_cpu": cpu / wall, "server_cpu": server, "others_cpu": meter.others(cpu / wall)}
+    return n, cpu, wall, shares

@@ -20,7 +20,6 @@ process on the other core) reports its CPU share. Tools alternate over ``--round
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -41,23 +40,8 @@ async def _measure(
     seconds: float,
     meter_of: Callable[[], h.ServerMeter],
 ) -> dict[str, float]:
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    await asyncio.sleep(warmup)
-    meter = meter_of()
-    n0, c0, t0 = count(), time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    n, cpu, wall = count() - n0, time.process_time() - c0, time.perf_counter() - t0
-    server = meter.share()
-    stop()
-    await asyncio.wait_for(asyncio.gather(*tasks), 60)
-    return {
-        "opens_per_s": n / wall,
-        "opens_per_core_s": n / cpu,
-        "us_cpu_per_open": cpu / n * 1e6,
-        "client_cpu": cpu / wall,
-        "server_cpu": server,
-        "others_cpu": meter.others(cpu / wall),
-    }
+    n, cpu, wall, shares = await h.measure(coros, count, stop, warmup, seconds, meter_of)
+    return {"opens_per_s": n / wall, "opens_per_core_s": n / cpu, "us_cpu_per_open": cpu / n * 1e6, **shares}
 
 
 async def run_websockets(

@@ -36,29 +36,15 @@ SCENARIO = os.path.join(h.BENCH_DIR, "scenarios", "roundtrip.yaml")
 
 
 async def _measure(
-    tasks_or_coros: list[Awaitable[None]],
+    coros: list[Awaitable[None]],
     count: Callable[[], int],
     stop: Callable[[], None],
     warmup: float,
     seconds: float,
     meter_of: Callable[[], h.ServerMeter],
 ) -> dict[str, float]:
-    tasks = [asyncio.ensure_future(c) for c in tasks_or_coros]
-    await asyncio.sleep(warmup)
-    meter = meter_of()
-    n0, c0, t0 = count(), time.process_time(), time.perf_counter()
-    await asyncio.sleep(seconds)
-    n, cpu, wall = count() - n0, time.process_time() - c0, time.perf_counter() - t0
-    server = meter.share()
-    stop()
-    await asyncio.wait_for(asyncio.gather(*tasks), 30)
-    return {
-        "rt_per_s": n / wall,
-        "us_cpu_per_rt": cpu / n * 1e6,
-        "client_cpu": cpu / wall,
-        "server_cpu": server,
-        "others_cpu": meter.others(cpu / wall),
-    }
+    n, cpu, wall, shares = await h.measure(coros, count, stop, warmup, seconds, meter_of, drain_s=30)
+    return {"rt_per_s": n / wall, "us_cpu_per_rt": cpu / n * 1e6, **shares}
 
 
 async def run_websockets(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
