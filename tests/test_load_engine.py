@@ -214,3 +214,29 @@ def test_abort_on_fail_stops_early(tmp_path: Path) -> None:
     assert not result.passed and result.exit_code == 1
     assert "aborted after" in result.error and "read.max < 1us" in result.error
     assert result.thresholds[0].passed is False
+
+
+def test_failure_backoff_doubles_to_a_cap_and_resets() -> None:
+    """After failed iterations a user waits 50 ms, 100 ms, ... at most 1 s; none after a pass."""
+    from runner.load.engine import failure_backoff
+
+    assert failure_backoff(0) == 0.0
+    assert [failure_backoff(n) for n in (1, 2, 3, 4, 5)] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert failure_backoff(6) == failure_backoff(10_000) == 1.0
+
+
+def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Path) -> None:
+    """2 users against a closed port for 1 s back off instead of looping thousands of times a
+    second, and each attempt is still reported as a failed open with the refusal's text."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    text = ECHO.replace("target: embedded", f"target: ws://127.0.0.1:{port}")
+    result = _run(_file(tmp_path, text, "  vus: 2\n  duration: 1s\n  graceful_stop: 0s\n"))
+    opens, failures = _step(result, "open main")
+    assert not result.passed
+    assert 2 <= opens == failures <= 2 * 8, opens  # 50+100+200+400 ms fill the second: ~5 each
+    step = next(s for s in result.steps if s.name == "open main")
+    assert any("connection refused" in e.message for e in step.errors), step.errors

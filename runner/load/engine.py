@@ -92,6 +92,25 @@ def quiet_gc() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+#: Pause of a closed-model user after its first failed iteration in a row, doubled per further
+#: failure up to the maximum; a passed iteration resets it.
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 1.0
+
+
+def failure_backoff(failed_in_a_row: int) -> float:
+    """How long a user waits after ``failed_in_a_row`` failed iterations (0: none).
+
+    Without it a user whose open is refused at once loops as fast as the CPU allows: thousands of
+    failed iterations a second that measure nothing but our own loop, and a flood of connection
+    attempts at a server that is already down. 50 ms, 100 ms, ... 1 s keeps the report honest
+    (every failure is still counted) and lets a recovering server be seen within a second.
+    """
+    if failed_in_a_row <= 0:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(failed_in_a_row - 1, 16))
+
+
 class LoadEngine:
     """Run this process's shard of ``ctx.scenario.load`` (see the module docstring)."""
 
@@ -275,12 +294,15 @@ class LoadEngine:
         self._gauge_vus += 1
         self.max_active = max(self.max_active, self._gauge_vus)
         try:
+            failed_in_a_row = 0
             while not self.stopping and not retired[0] and vu.iteration < limit:
                 started = time.monotonic_ns()
-                await vu.run_iteration()
+                ok = await vu.run_iteration()
                 rec.load.iteration.record_ns(time.monotonic_ns() - started)
-                if think > 0 and not self.stopping and not retired[0]:
-                    await asyncio.sleep(think)
+                failed_in_a_row = 0 if ok else failed_in_a_row + 1
+                pause = max(think, failure_backoff(failed_in_a_row))
+                if pause > 0 and not self.stopping and not retired[0]:
+                    await asyncio.sleep(pause)
         finally:
             self._gauge_vus -= 1
             self.busy.discard(vu)
