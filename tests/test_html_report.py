@@ -77,9 +77,10 @@ def test_real_run_renders_in_chromium_with_data_in_every_chart(real_run: tuple[P
 
 
 def test_real_load_run_renders_every_chart(tmp_path: Path) -> None:
-    """A short real load run (4 VUs, 2 s): all five charts drawn in Chromium, the VU chart from the engine."""
+    """A short real load run (4 VUs, 3 s): all five charts drawn in Chromium, the VU chart from the engine."""
     page = tmp_path / "load.html"
-    argv = ["run", "scenarios/load.yaml", "--vus", "4", "--duration", "2s", "--report-dir", ""]
+    # load.yaml ramps over 2 s: the 4th user starts at 1.5 s, so the sample at 2 s sees all 4.
+    argv = ["run", "scenarios/load.yaml", "--vus", "4", "--duration", "3s", "--report-dir", ""]
     assert main([*argv, "-q", "--html", str(page)]) == 0
     _assert_rendered(page, {*TIME_CHARTS, "distribution"})
     users = next(c for c in _charts(page.read_text()) if c["id"] == "users")
