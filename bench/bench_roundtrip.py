@@ -5,7 +5,8 @@ for the echo with that number. Round trips/s and client CPU per round trip, in o
   compare the sequence number) -- the baseline the target is set against (>= 1.5x);
 - ``client``: the same loop on wsload's connection layer (WebSocketClient.write/read);
 - ``wsload``: the scenario bench/scenarios/roundtrip.yaml run by wsload's engine: one virtual user
-  per connection, ``write json {seq: "{{ iteration }}", ...}`` + ``read match json {seq: ...}``,
+  per connection, ``repeat`` with ``index: seq``: ``write json {seq: "{{ seq }}", ...}`` +
+  ``read match json {seq: ...}``,
   with templates, matching, recorders and HDR histograms as in a real run. When the load engine
   (``runner.load.run.run_load``) exists it drives the users (``--engine load``); otherwise the bench
   drives ``VirtualUser.run_iteration()`` itself, as ``runner/engine/__init__.py`` describes

@@ -381,7 +381,48 @@ def check_content(check: ContentCheck, message: Message, ctx: Mapping[str, objec
 
 def matches(check: ContentCheck, message: Message, ctx: Mapping[str, object]) -> bool:
     """Whether ``message`` satisfies ``check`` (for ``read`` with ``match``)."""
+    fields = check.json_fields
+    if fields is not None:
+        hit = match_json_fields(fields, message.data, ctx)
+        if hit is not None:
+            return hit
     return check_content(check, message, ctx) is None
+
+
+_ABSENT = object()
+
+
+def match_json_fields(
+    fields: tuple[tuple[str, str | None, object], ...], data: str | bytes, ctx: Mapping[str, object]
+) -> bool | None:
+    """``match: {json: {...}}`` of a flat object (``ContentCheck.json_fields``) decided without
+    rendering the expected tree: True or False where this is certain to agree with
+    ``check_content`` (a text message holding one JSON object, str/int values of the same type
+    on both sides), None for anything else, which the general path then decides."""
+    if type(data) is not str:
+        return None
+    try:
+        doc, end = _SCAN_JSON(data, 0)
+    except (StopIteration, ValueError):
+        return None
+    if end != len(data) or type(doc) is not dict:
+        return None
+    for key, name, constant in fields:
+        if name is None:
+            want = constant
+        else:
+            want = ctx.get(name, _ABSENT)
+            if want is _ABSENT:
+                return None  # the general path reports the unset variable
+        got = doc.get(key, _ABSENT)
+        if got is _ABSENT:
+            return False
+        kind = type(want)
+        if (kind is not str and kind is not int) or type(got) is not kind:
+            return None  # 1 == 1.0, True != 1 and nested values: the general comparison
+        if want != got:
+            return False
+    return True
 
 
 # --- captures -------------------------------------------------------------------------------------

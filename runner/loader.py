@@ -223,6 +223,7 @@ class _Builder:
         self.step_names: set[str] = set()
         self.kinds_used: set[str] = set()
         self.repeat_factor = 1  # product of the enclosing repeat blocks' times
+        self.block_indexes: dict[str, int] = {}  # repeat ``index`` names -> the block's line
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -281,7 +282,13 @@ class _Builder:
     def check_names(self, names: frozenset[str], path: Path, known: set[str]) -> None:
         for name in sorted(names - known):
             hint = closest(name, known)
-            if hint:
+            if name in self.block_indexes:
+                self.problem(
+                    path,
+                    f"variable '{name}' is the index of the repeat block at line "
+                    f"{self.block_indexes[name]}, known only inside that block",
+                )
+            elif hint:
                 self.problem(path, f"unknown variable '{name}', did you mean '{hint}'?")
             elif name in self.all_captures:
                 self.problem(path, f"variable '{name}' is used before the read that captures it")
@@ -569,13 +576,26 @@ class _Builder:
                     f"nested repeats multiply to {times * self.repeat_factor} repetitions, more than "
                     f"{MAX_REPEAT}; use load.iterations",
                 )
+            index = body.get("index")
+            scoped = index is not None and index not in self.known and index not in self.all_captures
+            if index is not None and not scoped:
+                self.problem(
+                    (*kpath, "index"),
+                    f"'{index}' is already a variable (built-in, declared, captured or an outer "
+                    "block's index); choose another name",
+                )
             outer = self.repeat_factor
             self.repeat_factor = min(outer * times, MAX_REPEAT + 1)
+            if scoped:
+                self.known.add(index)  # known inside the block only
+                self.block_indexes.setdefault(index, self.location(kpath).line)
             try:
                 inner = self.steps(body["steps"], (*kpath, "steps"), opened)
             finally:
                 self.repeat_factor = outer
-            return m.RepeatStep(name=name, location=loc, expect=expect, times=times, steps=inner)
+                if scoped:
+                    self.known.discard(index)
+            return m.RepeatStep(name=name, location=loc, expect=expect, times=times, steps=inner, index=index)
 
         conn = self.resolve_connection(body, kpath)
         name = explicit or self.default_name(f"{kind.value} {conn}".strip())

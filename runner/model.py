@@ -201,6 +201,29 @@ class ContentCheck:
     length: int | None = None
     sha256: str | None = None
 
+    #: Derived at construction: when ``json`` is the only check and a flat object whose values
+    #: are str/int constants or a bare ``{{ name }}``, its fields as ``(key, variable or None,
+    #: constant)``, so a ``match`` compares fields of the parsed message without rendering the
+    #: expected tree per message (``runner.expect.matches``); None otherwise.
+    json_fields: tuple[tuple[str, str | None, object], ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        only_json = (
+            self.json is not None
+            and self.text is None
+            and self.contains is None
+            and self.regex is None
+            and self.json_schema is None
+            and not self.that
+            and self.binary is None
+            and self.length is None
+            and self.sha256 is None
+        )
+        fields = self.json.flat_fields() if only_json and self.json is not None else None
+        object.__setattr__(self, "json_fields", fields)
+
     @property
     def needs_json(self) -> bool:
         """Whether the message must be parsed as JSON (parse only when this is true)."""
@@ -222,6 +245,13 @@ class Expectation:
     error: str | None = None
     latency_lt_s: float | None = None
     content: ContentCheck | None = None
+    #: Derived: no rc, error or latency expectation, so the kind's default success decides the
+    #: outcome (the per-message fast path of ``runner.engine.steps.base.finish``).
+    outcome_default: bool = field(default=True, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        default = self.rc is None and self.error is None and self.latency_lt_s is None
+        object.__setattr__(self, "outcome_default", default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +336,7 @@ class RepeatStep(_StepBase):
 
     times: int = 1
     steps: tuple[Step, ...] = ()
+    index: str | None = None  # variable set to the round number (0-based) while the block runs
     kind: StepKind = StepKind.REPEAT
 
 

@@ -372,6 +372,27 @@ class JsonTemplate:
         """The value with every template rendered (the stored value itself when static)."""
         return self.value if self._render is None else self._render(ctx)
 
+    def flat_fields(self) -> tuple[tuple[str, str | None, object], ...] | None:
+        """For a flat object whose values are str/int constants (not bool) or a bare
+        ``{{ name }}``: ``(key, name or None, constant)`` per key, the form a per-message
+        ``match`` compares cheaply; None for any other shape."""
+        value = self.value
+        if type(value) is not dict or not value:
+            return None
+        out: list[tuple[str, str | None, object]] = []
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str and _OPEN in item:
+                bare = _PLAIN_NAME_RE.match(item)
+                if bare is None:
+                    return None
+                out.append((key, bare.group(1), None))
+            elif kind is str or kind is int:
+                out.append((key, None, item))
+            else:
+                return None
+        return tuple(out)
+
     def dumps(self, ctx: Mapping[str, object]) -> str:
         """Compact JSON text of ``render(ctx)``; serialised once at load when static."""
         if self._render is None:
@@ -380,12 +401,22 @@ class JsonTemplate:
         if not renders:
             return json.dumps(self._render(ctx), separators=(",", ":"), default=str)
         pieces = self._pieces
+        enc = _encode_leaf
         try:
-            if len(renders) == 1:
-                return pieces[0] + _encode_leaf(renders[0](ctx)) + pieces[1]
+            # One, two and three leaves (nearly every message a scenario sends) unrolled.
+            n = len(renders)
+            if n == 1:
+                return pieces[0] + enc(renders[0](ctx)) + pieces[1]
+            if n == 2:
+                r0, r1 = renders
+                return "".join((pieces[0], enc(r0(ctx)), pieces[1], enc(r1(ctx)), pieces[2]))
+            if n == 3:
+                r0, r1, r2 = renders
+                p0, p1, p2, p3 = pieces
+                return "".join((p0, enc(r0(ctx)), p1, enc(r1(ctx)), p2, enc(r2(ctx)), p3))
             out = [pieces[0]]
             for piece, render in zip(pieces[1:], renders, strict=True):
-                out.append(_encode_leaf(render(ctx)))
+                out.append(enc(render(ctx)))
                 out.append(piece)
         except KeyError:  # a bare name that is not set: the general path says which, as usual
             return json.dumps(self._render(ctx), separators=(",", ":"), default=str)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.expect import (
     Message,
@@ -13,6 +17,7 @@ from runner.expect import (
     check_rc,
     is_default_success,
     json_subset_problem,
+    match_json_fields,
     matches,
 )
 from runner.model import Capture, ContentCheck, Expectation, StepKind
@@ -146,3 +151,72 @@ def test_captures_path_and_regex() -> None:
     assert failure is None and values == {"sid": "s-42", "num": "42"}
     _, failure = apply_captures((Capture("x", path="nope"),), msg)
     assert failure is not None and failure.message == "capture x: nope not found"
+
+
+# --- the per-message match of a flat JSON object ------------------------------------------------
+
+_scalars = st.one_of(
+    st.integers(-3, 3),
+    st.sampled_from(["a", "b", "1", ""]),
+    st.booleans(),
+    st.none(),
+    st.sampled_from([1.0, 2.5]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    expected=st.dictionaries(st.sampled_from(["seq", "id", "type"]), _scalars, min_size=1, max_size=3),
+    actual=st.one_of(
+        st.dictionaries(
+            st.sampled_from(["seq", "id", "type", "other"]),
+            st.one_of(_scalars, st.lists(st.integers(0, 2), max_size=2)),
+            max_size=4,
+        ),
+        st.lists(st.integers(0, 2), max_size=2),
+        _scalars,
+    ),
+    as_variable=st.sets(st.sampled_from(["seq", "id", "type"])),
+    spacing=st.sampled_from(["", " ", "\n"]),
+)
+def test_flat_json_match_agrees_with_the_general_check(
+    expected: dict[str, object], actual: object, as_variable: set[str], spacing: str
+) -> None:
+    """``match: {json: {...}}`` decided by the per-message shortcut gives the same answer as the
+    general content check, for values given literally or through ``{{ variables }}``, whatever
+    the message holds (other types, 1 vs 1.0 vs true, missing keys, other JSON, whitespace)."""
+    spec: dict[str, object] = {}
+    ctx: dict[str, object] = {}
+    for key, value in expected.items():
+        if key in as_variable:
+            spec[key] = "{{ v_" + key + " }}"
+            ctx["v_" + key] = value
+        else:
+            spec[key] = value
+    check = ContentCheck(json=JsonTemplate(spec))
+    text = spacing + json.dumps(actual) + spacing
+    general = check_content(check, Message(text), ctx) is None
+    assert matches(check, Message(text), ctx) is general
+    fast = match_json_fields(check.json_fields, text, ctx) if check.json_fields is not None else None
+    assert fast is None or fast is general
+
+
+def test_flat_json_fields_only_for_a_json_only_check() -> None:
+    """The shortcut is derived only where it is the whole check: a flat object of str/int values
+    or bare ``{{ name }}``; other checks beside it, nesting, or a computed template: none."""
+    assert ContentCheck(json=JsonTemplate({"seq": "{{ n }}", "t": "x", "k": 2})).json_fields == (
+        ("seq", "n", None),
+        ("t", None, "x"),
+        ("k", None, 2),
+    )
+    assert ContentCheck(json=JsonTemplate({"seq": 1}), contains=Template("x")).json_fields is None
+    assert ContentCheck(json=JsonTemplate({"a": {"b": 1}})).json_fields is None
+    assert ContentCheck(json=JsonTemplate({"a": "#{{ n }}"})).json_fields is None
+    assert ContentCheck(json=JsonTemplate({"a": True})).json_fields is None
+    assert ContentCheck(json=JsonTemplate([1])).json_fields is None
+    fields = (("seq", "n", None),)
+    assert match_json_fields(fields, '{"seq":3,"x":[1]}', {"n": 3}) is True
+    assert match_json_fields(fields, '{"seq":4}', {"n": 3}) is False
+    assert match_json_fields(fields, '{"other":3}', {"n": 3}) is False
+    assert match_json_fields(fields, '{"seq":3.0}', {"n": 3}) is None  # 3 == 3.0: the general path
+    assert match_json_fields(fields, '{"seq":3}', {}) is None  # unset: the general path says which

@@ -261,3 +261,43 @@ steps:
     read = _step(result, "read feed")
     assert read.rc == {"-2": 1} and read.skipped_messages > 10
     assert result.duration_s < 2
+
+
+def test_repeat_index_numbers_the_rounds(arun: Arun) -> None:
+    """``index: n`` gives the block's steps the round number 0..times-1: each echo carries its own
+    sequence number and a read matching it passes every round; a read expecting the next number
+    fails in the first round, which the report names."""
+    text = """
+name: index
+target: embedded
+connections: {main: {url: /echo, timeout: 5s}}
+defaults: {read_timeout: 2s}
+steps:
+  - open: main
+  - repeat:
+      times: 4
+      index: n
+      steps:
+        - write: {connection: main, json: {seq: "{{ n }}", vu: "{{ vu }}"}}
+        - read:
+            connection: main
+            match: {json: {seq: "{{ n }}"}}
+          expect: {json: {seq: "{{ n }}"}}
+  - close: main
+"""
+    result = _run(arun, text)
+    assert result.passed
+    read = _step(result, "read main")
+    assert (read.count, read.ok, read.skipped_messages) == (4, 4, 0)
+
+    wrong = _run(
+        arun,
+        text.replace('match: {json: {seq: "{{ n }}"}}', "timeout: 1s").replace(
+            'expect: {json: {seq: "{{ n }}"}}', "expect: {json: {seq: 1}}"
+        ),
+    )
+    assert not wrong.passed
+    read = _step(wrong, "read main")
+    assert (read.count, read.failures) == (1, 1)  # round 0 sent seq 0, not 1
+    failure = next(f for f in wrong.failures if f.step == "read main")
+    assert "$.seq" in failure.message and failure.expected == '{"seq":1}'

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.steps import REGISTRY
+from runner.engine.steps import EXECUTE
 from runner.engine.steps.base import StepCrashed, StepOutcome
 from runner.engine.vu_support import resolve_url
 from runner.metrics import RunRecorder, StepRecorder
@@ -56,6 +56,9 @@ class RunContext:
 
     #: id(step) -> its recorder (steps live as long as the scenario; some are unhashable)
     recorders: dict[int, StepRecorder] = field(default_factory=dict)
+    #: id(step) -> (recorder, is a read, moves a message): what recording a step needs, in one
+    #: look-up per executed step.
+    rows: dict[int, tuple[StepRecorder, bool, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Rows in declaration order, present even for steps that never ran.
@@ -68,7 +71,16 @@ class RunContext:
             rec = self.recorders[id(step)] = self.recorder.step(
                 step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
             )
+            is_read = step.kind is StepKind.READ
+            self.rows[id(step)] = (rec, is_read, is_read or step.kind is StepKind.WRITE)
         return rec
+
+    def row(self, step: Step) -> tuple[StepRecorder, bool, bool]:
+        row = self.rows.get(id(step))
+        if row is None:
+            self.step_recorder(step)
+            row = self.rows[id(step)]
+        return row
 
     def adjust_options(self, options: ConnectOptions) -> ConnectOptions:
         """Trust the embedded server's CA, unless the connection names its own CA or says which
@@ -140,7 +152,7 @@ class VirtualUser:
             # ``step_context`` and ``execute_step`` inlined: a generator context manager per step
             # cost ~1 us, and every coroutine frame a waiting user holds costs memory.
             try:
-                outcome = await REGISTRY[step.kind].execute(step, self)
+                outcome = await EXECUTE[type(step)](step, self)
             except StepCrashed:
                 raise
             except Exception as exc:
@@ -154,7 +166,7 @@ class VirtualUser:
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         ctx = self.ctx
-        rec = ctx.recorders.get(id(step)) or ctx.step_recorder(step)
+        rec, is_read, is_message = ctx.rows.get(id(step)) or ctx.row(step)
         rc_ok = outcome.rc_ok
         failure = outcome.failure
         if failure is None and rc_ok and outcome.timing is None:
@@ -163,11 +175,10 @@ class VirtualUser:
             latency = outcome.latency_ns
             rec.record_ok(latency, outcome.skipped_messages)
             run = ctx.recorder
-            kind = step.kind
             run.timeseries.step_ok(
                 (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
-                latency if kind is StepKind.READ else None,
-                kind is StepKind.READ or kind is StepKind.WRITE,
+                latency if is_read else None,
+                is_message,
             )
             return
         # The time to an unexpected error (a connect time-out) is not a latency sample.
@@ -184,13 +195,12 @@ class VirtualUser:
             t = outcome.timing
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
         run = ctx.recorder
-        kind = step.kind
         run.timeseries.step(
             (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
             failure is None,
             None if rc_ok else outcome.rc,
-            latency if kind is StepKind.READ else None,
-            rc_ok and (kind is StepKind.READ or kind is StepKind.WRITE),
+            latency if is_read else None,
+            rc_ok and is_message,
         )
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)

@@ -89,9 +89,7 @@ def finish(
     if (
         error is None
         and content_failure is None
-        and expect.rc is None
-        and expect.error is None
-        and expect.latency_lt_s is None
+        and expect.outcome_default
         and (rc >= 0 if (kind is StepKind.OPEN or kind is StepKind.WRITE) else rc == 0)
     ):
         # The success path of a step without expectations (every message of a load run): the

@@ -1,4 +1,7 @@
-"""``repeat``: run a block of steps ``times`` times; the inner steps are recorded themselves."""
+"""``repeat``: run a block of steps ``times`` times; the inner steps are recorded themselves.
+
+With ``index: NAME`` the variable NAME holds the round number (0-based) for the block's steps.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,13 @@ if TYPE_CHECKING:
 
 
 async def execute(step: RepeatStep, vu: VirtualUser) -> StepOutcome:
+    index = step.index
+    variables = vu.variables
+    run_steps = vu.run_steps
+    steps = step.steps
     for i in range(step.times):
-        if not await vu.run_steps(step.steps):
+        if index is not None:
+            variables[index] = i
+        if not await run_steps(steps):
             return StepOutcome(0, failure=Failure(f"repeat stopped in round {i + 1}"), record=False)
     return StepOutcome(0, record=False)
