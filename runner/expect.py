@@ -71,7 +71,7 @@ def describe(value: object, limit: int = SHOWN_CHARS) -> str:
 
 
 #: The C scanner ``json.loads`` ends in, called directly (see ``_loads``).
-_SCAN_JSON = json.JSONDecoder().scan_once
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, untyped in typeshed
 
 
 def _loads(data: str | bytes) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from runner import __version__
 from runner.metrics import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr

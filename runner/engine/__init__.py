@@ -17,8 +17,8 @@ Workers: ``recorder.serialize()`` in each process, ``RunRecorder.from_serialized
 in the parent; the totals and histograms are exactly those of one process.
 ``check.on_stop_signals(callback)`` installs SIGINT/SIGTERM handlers on the running loop.
 
-Modules: ``vu`` (RunContext, VirtualUser), ``steps`` (``REGISTRY``: StepKind -> module with
-``async def execute(step, vu) -> StepOutcome``), ``check`` (run once, overall bound,
+Modules: ``vu`` (RunContext, VirtualUser), ``steps`` (``EXECUTE``: step class -> its module's
+``async def execute(step, vu) -> StepOutcome | int``), ``check`` (run once, overall bound,
 interrupts), ``embedded`` (``target: embedded`` / ``embedded-tls``).
 """
 

@@ -157,12 +157,25 @@ class VirtualUser:
                 raise
             except Exception as exc:
                 raise StepCrashed(step, exc) from exc
+            if isinstance(outcome, int):  # passed with the default success: only its latency
+                self._record_ok(step, outcome)
+                continue
             if outcome.record:
                 self._record(step, outcome)
             if outcome.failure is not None:
                 self._skip(steps[index + 1 :])
                 return False
         return True
+
+    def _record_ok(self, step: Step, latency: int) -> None:
+        """A step that passed with its kind's default success and nothing else to record."""
+        ctx = self.ctx
+        rec, is_read, is_message = ctx.rows.get(id(step)) or ctx.row(step)
+        rec.record_ok(latency)
+        run = ctx.recorder
+        run.timeseries.step_ok(
+            (time.monotonic_ns() - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
+        )
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         ctx = self.ctx

@@ -1,15 +1,17 @@
 """The one interface every step kind implements, and the outcome it returns.
 
-A step module has ``async def execute(step, vu) -> StepOutcome``. It moves messages and time
-through the virtual user's client and hands what came back to the pure checks of
+A step module has ``async def execute(step, vu) -> StepOutcome | int``. It moves messages and
+time through the virtual user's client and hands what came back to the pure checks of
 ``runner.expect``; ``finish`` applies the checks every kind shares (rc, error, latency).
 The virtual user records the outcome; step modules never touch recorders.
+
+An ``int`` is the per-message shortcut: the step passed with its kind's default success and has
+nothing to record but this latency in ns (no rc, error, timing or skipped messages). It is what
+``StepOutcome(rc, latency)`` would say, without building one twice per round trip.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from runner.client.codes import ConnectTiming
     from runner.engine.vu import VirtualUser
 
-__all__ = ["StepCrashed", "StepModule", "StepOutcome", "finish", "not_open", "step_context"]
+__all__ = ["StepCrashed", "StepModule", "StepOutcome", "finish", "not_open"]
 
 
 class StepCrashed(Exception):
@@ -33,17 +35,6 @@ class StepCrashed(Exception):
 
     def __str__(self) -> str:
         return f"{self.step.location}: step {self.step.name!r}: {type(self.cause).__name__}: {self.cause}"
-
-
-@contextlib.contextmanager
-def step_context(step: Step) -> Iterator[None]:
-    """Attach ``step`` (and its file:line) to any unexpected error raised inside, once, here."""
-    try:
-        yield
-    except StepCrashed:
-        raise
-    except Exception as exc:
-        raise StepCrashed(step, exc) from exc
 
 
 @dataclass(slots=True)
@@ -69,7 +60,7 @@ class StepOutcome:
 
 
 class StepModule(Protocol):
-    async def execute(self, step: Step, vu: VirtualUser) -> StepOutcome: ...
+    async def execute(self, step: Step, vu: VirtualUser) -> StepOutcome | int: ...
 
 
 def finish(

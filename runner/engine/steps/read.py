@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser
 
 
-async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
+async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
     sock = vu.sockets.get(step.connection)
     if sock is None:
         return not_open(step, StepKind.READ, step.connection)
@@ -100,6 +100,8 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome:
     expect = step.expect
     content = expect.content
     if content is None and not step.captures and expect.outcome_default:
+        if not skipped:
+            return latency  # passed, default success: the per-message shortcut (see ``base``)
         return StepOutcome(0, latency, None, None, skipped)  # ``finish``'s success path
     message = Message(data)
     failure = None

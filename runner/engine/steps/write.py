@@ -30,7 +30,7 @@ def render_payload(step: WriteStep, variables: dict[str, object]) -> str | bytes
     return ""
 
 
-async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
+async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome | int:
     sock = vu.sockets.get(step.connection)
     if sock is None:
         return not_open(step, StepKind.WRITE, step.connection)
@@ -56,7 +56,7 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome:
     # scenario's read time-out, and a send buffer still full then fails the write with -1.
     paused = client.write_paused(sock)  # no coroutine per write while the buffer is below its mark
     if not paused and step.expect.outcome_default:
-        return StepOutcome(rc, latency)  # ``finish``'s success path, without its call
+        return latency  # passed, default success: the per-message shortcut (see ``base``)
     if paused:
         drained = await client.drain(sock, vu.ctx.scenario.read_timeout_s)
         if drained is not None and drained < 0:
