@@ -66,15 +66,69 @@ def new_hdr() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT)
 
 
+def _direct_index() -> tuple[int, int] | None:
+    """``(sub-bucket count, half-count magnitude)`` when this ``hdrhistogram``'s bucket index of a
+    value in microseconds is ``v`` below the sub-bucket count and ``((b + 1) << m) + (v >> b) -
+    half`` above it (``b = v.bit_length() - log2(count)``), checked here against the library's
+    own index on values across the whole range; None (use ``record_value``) if it is not."""
+    hdr = new_hdr()
+    try:
+        if hdr.unit_magnitude != 0:
+            return None
+        count, mag = hdr.sub_bucket_count, hdr.sub_bucket_half_count_magnitude
+        shift = count.bit_length() - 1
+        half = count >> 1
+        probe = [*range(1, 5000), *(int(1.37**k) for k in range(20, 72)), HIGHEST_US - 1, HIGHEST_US]
+        for v in probe:
+            b = v.bit_length() - shift
+            want = v if v < count else ((b + 1) << mag) + (v >> b) - half
+            if hdr._counts_index_for(v) != want:
+                return None
+        return count, mag
+    except AttributeError:  # another version's internals
+        return None
+
+
+_DIRECT = _direct_index()
+
+
+def _hdr_add(hdr: HdrHistogram, counts: Counter[int], lo_us: int, hi_us: int) -> None:
+    """Add ``counts`` (microseconds -> how many, already within LOWEST_US..HIGHEST_US) to ``hdr``:
+    what ``record_value(v, n)`` per key does, at about a fifth of its cost (it spends ~1.3 us
+    per call in four Python helpers; a flush of 8,192 read latencies has ~2,400 distinct values,
+    which made each flush a 2-3 ms pause of the loop)."""
+    if _DIRECT is None:
+        record = hdr.record_value
+        for us, n in counts.items():
+            record(us, n)
+        return
+    count, mag = _DIRECT
+    shift = count.bit_length() - 1
+    half = count >> 1
+    array = hdr.counts
+    for v, n in counts.items():
+        if v < count:
+            array[v] += n
+        else:
+            b = v.bit_length() - shift
+            array[((b + 1) << mag) + (v >> b) - half] += n
+    hdr.total_count += sum(counts.values())
+    if lo_us < hdr.min_value:
+        hdr.min_value = lo_us
+    if hi_us > hdr.max_value:
+        hdr.max_value = hi_us
+
+
 class LatencyHistogram:
     """An HDR histogram in microseconds plus exact count/sum/min/max in nanoseconds.
 
     ``record_ns`` only appends the sample to a list (the hot path: one call per step); the list
-    is folded in batches, with ``min``/``max``/``sum`` and ``Counter`` in C and one
-    ``record_value`` per distinct microsecond value. Measured here per sample (400,000
-    log-normal latencies around 100 us): append + fold 0.134 us; exact stats per sample in
-    Python + fold 0.181 us; ``HdrHistogram.record_value`` per sample 0.684 us. Reading
-    ``count``, ``min_ns``... or ``hdr`` folds what is pending.
+    is folded in batches, with ``min``/``max``/``sum`` and ``Counter`` in C and the count of each
+    distinct microsecond value added into its HDR bucket (``_hdr_add``). Measured here per
+    sample (400,000 log-normal latencies around 100 us): append + fold 0.134 us; exact stats per
+    sample in Python + fold 0.181 us; ``HdrHistogram.record_value`` per sample 0.684 us. For
+    read latencies around 1.5 ms (2,400 distinct values per 8,192) append + fold went from 0.32
+    to 0.17 us with ``_hdr_add``. Reading ``count``, ``min_ns``... or ``hdr`` folds what is pending.
     """
 
     __slots__ = ("_count", "_hdr", "_max_ns", "_min_ns", "_pending", "_sum_ns")
@@ -105,9 +159,13 @@ class LatencyHistogram:
             self._max_ns = hi
         self._count += len(pending)
         self._sum_ns += sum(pending)
-        record = self._hdr.record_value
-        for us, n in Counter([x // 1000 for x in pending]).items():
-            record(LOWEST_US if us < LOWEST_US else HIGHEST_US if us > HIGHEST_US else us, n)
+        lo_us, hi_us = lo // 1000, hi // 1000
+        if lo_us < LOWEST_US or hi_us > HIGHEST_US:  # clamp into the histogram's range
+            counts = Counter([min(max(x // 1000, LOWEST_US), HIGHEST_US) for x in pending])
+            lo_us, hi_us = min(max(lo_us, LOWEST_US), HIGHEST_US), min(max(hi_us, LOWEST_US), HIGHEST_US)
+        else:
+            counts = Counter([x // 1000 for x in pending])
+        _hdr_add(self._hdr, counts, lo_us, hi_us)
         self._pending = []
 
     def record_ns(self, ns: int) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 import random
 
-from runner.metrics import MAX_ERROR_GROUPS, OTHER_ERRORS, LatencyHistogram, RunRecorder
+from runner.metrics import (
+    HIGHEST_US,
+    LOWEST_US,
+    MAX_ERROR_GROUPS,
+    OTHER_ERRORS,
+    LatencyHistogram,
+    RunRecorder,
+    new_hdr,
+)
 
 
 def _fill(rec: RunRecorder, samples: list[int], *, fail_every: int = 0, offset: int = 0) -> None:
@@ -118,3 +126,28 @@ def test_batched_samples_equal_one_by_one() -> None:
         ref.record_value(ns // 1000)
     assert hist.hdr.get_total_count() == ref.get_total_count()
     assert all(hist.hdr.get_value_at_percentile(p) == ref.get_value_at_percentile(p) for p in (50, 99, 99.9))
+
+
+def test_batched_recording_equals_record_value_per_sample() -> None:
+    """The batched fold (counts added straight into the HDR buckets) leaves exactly the histogram
+    that ``record_value`` per sample gives: every bucket, total, min, max and percentile, for
+    latencies from below 1 us to beyond the 1 h ceiling (both clamped) and across many flushes."""
+    rng = random.Random(7)
+    samples = [int(rng.lognormvariate(mu, 2.0)) for mu in range(4, 32) for _ in range(1500)]
+    samples += [-5, 0, 999, 1000, 2_047_999, 2_048_000, 3600 * 10**9, 3600 * 10**9 + 1, 10**18]
+    rng.shuffle(samples)
+    ours = LatencyHistogram()
+    reference = new_hdr()
+    for ns in samples:
+        ours.record_ns(ns)
+        reference.record_value(min(max(max(ns, 0) // 1000, LOWEST_US), HIGHEST_US))
+    hdr = ours.hdr
+    assert list(hdr.counts) == list(reference.counts)
+    assert (hdr.total_count, hdr.min_value, hdr.max_value) == (
+        reference.total_count,
+        reference.min_value,
+        reference.max_value,
+    )
+    for p in (1, 50, 90, 99, 99.9, 100):
+        assert hdr.get_value_at_percentile(p) == reference.get_value_at_percentile(p)
+    assert ours.count == len(samples) and ours.max_ns == 10**18
