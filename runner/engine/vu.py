@@ -101,6 +101,9 @@ class RunContext:
 class VirtualUser:
     """One simulated user: ``vu`` number, current ``iteration``, variables, connections by name."""
 
+    # Slots: thousands of users each hold one; no per-instance ``__dict__``.
+    __slots__ = ("client", "ctx", "current_step", "id", "iteration", "sockets", "source_address", "variables")
+
     def __init__(
         self,
         ctx: RunContext,
