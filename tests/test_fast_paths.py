@@ -1,19 +1,30 @@
 """The hot-path shortcuts give exactly what the general paths give: client frames encoded by
-``encode_client_frame`` and JSON templates spliced from a precompiled skeleton."""
+``encode_client_frame`` and JSON templates spliced from a precompiled skeleton; and an idle
+connection keeps only what it needs (row 2: memory per idle connection)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
+from conftest import scaled
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol
 from websockets.streams import StreamReader
 
-from runner.client import protocol
+from runner.client import ConnectOptions, WebSocketClient, protocol
 from runner.client.protocol import encode_client_frame
 from runner.expect import Message, json_subset_problem
 from runner.metrics import StepRecorder, TimeSeries
+from runner.server import EmbeddedServer
 from runner.templates import JsonTemplate, TemplateError
+
+Arun = Callable[[Callable[[], Awaitable[Any]]], Any]
 
 
 def _parse(data: bytes) -> Frame:
@@ -195,3 +206,64 @@ def test_message_json_parses_like_json_loads(data: str | bytes) -> None:
         return
     got = Message(data).json()
     assert got == want or (got != got and want != want)  # NaN
+
+
+# --- idle connections -------------------------------------------------------------------------
+
+
+def test_idle_connection_keeps_no_queue_futures_or_http_answer(arun: Arun) -> None:
+    """After the open: no message queue, no handshake or lost future, no ping table, and
+    websockets' parser no longer runs inside the generator that holds the 101 answer; reads,
+    pings and the close still work (and create what they need)."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(server.url + "/echo", ConnectOptions(timeout_s=scaled(5)))
+            conn = client._sockets[sock]
+            assert conn.messages is None and conn.handshake is None and conn.pings is None
+            assert conn._lost_waiter is None and conn._frag is None
+            assert not hasattr(conn, "__dict__")
+            assert conn.ws.parser.gi_code is Protocol.parse.__code__  # type: ignore[attr-defined]
+            assert client.queued(sock) == (0, 0)
+            assert client.write(sock, "hi") == 2
+            assert (await client.read(sock, scaled(5))).data == "hi"
+            assert (await client.ping(sock, scaled(5))).rc == 0
+            assert conn.pings == {}
+            assert await client.close(sock, scaled(5)) == 0
+            assert conn.lost
+
+    arun(body)
+
+
+def test_idle_connection_memory_is_bounded(arun: Arun) -> None:
+    """An idle open connection costs under 4 KiB of Python memory in the client (transport,
+    websockets' protocol core and ours; it was 6.4 KiB before the idle trimming)."""
+    n = 200
+
+    async def body() -> float:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            url = server.url + "/echo"
+            options = ConnectOptions(timeout_s=scaled(5))
+            for _ in range(5):  # warm up: caches, the loop's own structures
+                assert await client.close(await client.open(url, options)) == 0
+            gc.collect()
+            tracemalloc.start(30)
+            try:
+                before = tracemalloc.take_snapshot()
+                socks = [await client.open(url, options) for _ in range(n)]
+                await asyncio.sleep(0.1)
+                gc.collect()
+                after = tracemalloc.take_snapshot()
+            finally:
+                tracemalloc.stop()
+            assert all(s >= 0 for s in socks)
+            await client.aclose()
+        # what was allocated with client code on the stack (the server runs in this process too)
+        mine = [tracemalloc.Filter(True, "*/runner/client/*", all_frames=True)]
+        grown = after.filter_traces(mine).compare_to(before.filter_traces(mine), "filename")
+        return sum(d.size_diff for d in grown) / n
+
+    per_connection = arun(body)
+    assert per_connection < 4096, per_connection

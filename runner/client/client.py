@@ -254,9 +254,12 @@ class WebSocketClient:
             headers[name] = value
         ws.send_request(request)
         conn._flush()
-        response = await conn.handshake
-        if response is None or ws.handshake_exc is not None:
+        handshake = conn.handshake
+        assert handshake is not None
+        accepted = await handshake
+        if not accepted or ws.handshake_exc is not None:
             raise _OpenFailed(_upgrade_failure(ws.handshake_exc, conn, host, port, uri.secure))
+        conn.opened()
         return conn
 
     async def _tcp(
@@ -408,6 +411,7 @@ class WebSocketClient:
                 conn.deadline = None
                 if conn.waiter is waiter:
                     conn.waiter = None
+            messages = conn.messages  # created by the first message
             if messages:
                 data, received = messages.popleft()
                 conn.queued_bytes -= len(data)
@@ -429,14 +433,18 @@ class WebSocketClient:
             )
         payload = os.urandom(4)
         fut: asyncio.Future[int] = conn.loop.create_future()
-        conn.pings[payload] = (monotonic_ns(), fut)
+        pings = conn.pings
+        if pings is None:
+            pings = conn.pings = {}
+        pings[payload] = (monotonic_ns(), fut)
         conn.ws.send_ping(payload)
         conn._flush()
         try:
             async with asyncio.timeout(timeout_s):
                 rtt = await fut
         except TimeoutError:
-            conn.pings.pop(payload, None)
+            if conn.pings is not None:
+                conn.pings.pop(payload, None)
             return PingResult(
                 self._fail(
                     LastError.of(
@@ -489,7 +497,9 @@ class WebSocketClient:
     def queued(self, socket: int) -> tuple[int, int]:
         """Unread messages and their bytes held for ``socket`` (bounded by the queue limits)."""
         conn = self._sockets.get(socket)
-        return (len(conn.messages), conn.queued_bytes) if conn is not None else (0, 0)
+        if conn is None:
+            return (0, 0)
+        return (len(conn.messages) if conn.messages is not None else 0, conn.queued_bytes)
 
     def send_buffered(self, socket: int) -> int:
         """Bytes written but not yet handed to the kernel (bounded by ``send_buffer_limit``
@@ -627,13 +637,13 @@ async def _shutdown(conn: WsConnection, timeout_s: float | None) -> None:
     transport = conn.transport
     if transport is None:
         return
-    if conn.ws.state is State.OPEN and not conn.lost.done():
+    if conn.ws.state is State.OPEN and not conn.lost:
         conn.ws.send_close(1000)
         conn._flush()
-    if not conn.lost.done():
+    if not conn.lost:
         try:
             async with asyncio.timeout(timeout_s):
-                await asyncio.shield(conn.lost)
+                await asyncio.shield(conn.lost_future())
         except TimeoutError:
             pass
-    transport.abort() if not conn.lost.done() else transport.close()
+    transport.abort() if not conn.lost else transport.close()

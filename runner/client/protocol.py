@@ -95,6 +95,7 @@ class _MaskKeys:
 
 _MASK_KEYS = _MaskKeys()
 
+_NO_LIMIT = 1 << 63
 _FRAME_LOOP = Protocol.parse.__code__  # websockets' loop: one ``Frame.parse`` per turn
 _AT_EOF = StreamReader.at_eof.__code__  # where that loop waits between frames
 
@@ -138,8 +139,42 @@ def encode_client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class WsConnection(asyncio.Protocol):
-    """One WebSocket connection. ``messages`` holds ``(data, received_ns)``; ``closed`` turns
-    true when the peer's close frame or the end of the TCP stream has been seen."""
+    """One WebSocket connection. ``messages`` holds ``(data, received_ns)`` (None until the first
+    message: an idle connection holds no queue); ``closed`` turns true when the peer's close frame
+    or the end of the TCP stream has been seen, ``lost`` when the TCP connection is gone.
+
+    Kept small for the many-idle-connections case: slots, and futures only while someone waits
+    (``handshake`` only during the open)."""
+
+    __slots__ = (
+        "_direct_limit",
+        "_direct_ok",
+        "_drain",
+        "_frag",
+        "_frag_text",
+        "_lost_waiter",
+        "_pending",
+        "_timer",
+        "_timer_at",
+        "closed",
+        "deadline",
+        "handshake",
+        "invalid_utf8",
+        "last_write_ns",
+        "loop",
+        "lost",
+        "lost_exc",
+        "max_queued_bytes",
+        "max_queued_messages",
+        "messages",
+        "pings",
+        "queued_bytes",
+        "reading_paused",
+        "transport",
+        "waiter",
+        "write_paused",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -152,7 +187,7 @@ class WsConnection(asyncio.Protocol):
         self.ws = ws
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.messages: deque[tuple[str | bytes, int]] = deque()
+        self.messages: deque[tuple[str | bytes, int]] | None = None
         self.queued_bytes = 0
         self.max_queued_messages = max_queued_messages
         self.max_queued_bytes = max_queued_bytes
@@ -163,15 +198,18 @@ class WsConnection(asyncio.Protocol):
         # after each chunk websockets parsed; websockets' own state is checked as well).
         self._direct_ok = False
         limit = ws.max_message_size
-        self._direct_limit = limit if limit is not None else 1 << 63
+        self._direct_limit = limit if limit is not None else _NO_LIMIT
         self.waiter: asyncio.Future[None] | None = None
-        self.handshake: asyncio.Future[Response | None] = loop.create_future()
+        # True once the 101 answer was accepted, None when the connection ended first; the
+        # client drops it after the open (and the answer is not kept).
+        self.handshake: asyncio.Future[bool | None] | None = loop.create_future()
         self.closed = False
-        self.lost: asyncio.Future[None] = loop.create_future()
+        self.lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
         self.lost_exc: BaseException | None = None
-        self.pings: dict[bytes, tuple[int, asyncio.Future[int]]] = {}
+        self.pings: dict[bytes, tuple[int, asyncio.Future[int]]] | None = None
         self.last_write_ns = 0
-        self._frag: list[bytes] = []
+        self._frag: list[bytes] | None = None  # the parts of a fragmented message so far
         self._frag_text = False
         self.write_paused = False  # the send buffer is above its high-water mark
         self._drain: asyncio.Future[None] | None = None
@@ -238,7 +276,8 @@ class WsConnection(asyncio.Protocol):
             else:
                 break
             pos = end
-            if self.queued_bytes > max_bytes or len(self.messages) > max_messages:
+            queue = self.messages
+            if self.queued_bytes > max_bytes or (queue is not None and len(queue) > max_messages):
                 if pos < size:
                     self._pending = data[pos:]
                 self._pause_reading()
@@ -271,7 +310,7 @@ class WsConnection(asyncio.Protocol):
         if self._over_limit():
             self._pause_reading()
         self._flush()
-        self._direct_ok = (
+        self._direct_ok = direct = (
             ws.state is _OPEN
             and not ws.extensions
             and not ws.debug
@@ -281,6 +320,12 @@ class WsConnection(asyncio.Protocol):
             and self.invalid_utf8 is None
             and ws_at_frame_boundary(ws)
         )
+        if direct and getattr(ws.parser, "gi_code", None) is not _FRAME_LOOP:
+            # Past the handshake, between frames: run websockets' frame loop on its own. The
+            # generator it ran in (ClientProtocol.parse) holds the parsed HTTP answer, about
+            # 1.3 KiB of headers, for as long as the connection lives.
+            ws.parser = Protocol.parse(ws)
+            next(ws.parser)
 
     def eof_received(self) -> bool | None:
         if self.ws.parser_exc is not None or self.invalid_utf8 is not None:
@@ -304,14 +349,17 @@ class WsConnection(asyncio.Protocol):
                 self.ws.receive_eof()
             self.ws.events_received()
         self._set_closed()
-        if not self.handshake.done():
-            self.handshake.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(None)
-        for _, fut in self.pings.values():
+        self.lost = True
+        handshake = self.handshake
+        if handshake is not None and not handshake.done():
+            handshake.set_result(None)
+        waiter, self._lost_waiter = self._lost_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        pings, self.pings = self.pings, None
+        for _, fut in (pings or {}).values():
             if not fut.done():
                 fut.set_result(-1)
-        self.pings.clear()
         self._wake_drain()
 
     def pause_writing(self) -> None:
@@ -340,10 +388,12 @@ class WsConnection(asyncio.Protocol):
                         self._frag = [payload]
                         self._frag_text = opcode is _TEXT
                 elif opcode is _CONT:
-                    self._frag.append(bytes(event.data))
+                    frag = self._frag
+                    assert frag is not None  # websockets fails a continuation out of the blue
+                    frag.append(bytes(event.data))
                     if event.fin:
-                        payload = b"".join(self._frag)
-                        self._frag = []
+                        payload = b"".join(frag)
+                        self._frag = None
                         if self._frag_text:
                             self._deliver_text(payload, now)
                             if self.invalid_utf8 is not None:
@@ -351,13 +401,16 @@ class WsConnection(asyncio.Protocol):
                         else:
                             self._deliver(payload, now)
                 elif opcode is _PONG:
-                    entry = self.pings.pop(bytes(event.data), None)
+                    pings = self.pings
+                    entry = pings.pop(bytes(event.data), None) if pings else None
                     if entry is not None and not entry[1].done():
                         entry[1].set_result(now - entry[0])
                 elif opcode is _CLOSE:
                     self._set_closed()
-            elif isinstance(event, Response) and not self.handshake.done():
-                self.handshake.set_result(event)
+            elif isinstance(event, Response):
+                handshake = self.handshake
+                if handshake is not None and not handshake.done():
+                    handshake.set_result(True)
 
     def _deliver_text(self, payload: bytes, now: int) -> None:
         """A text message, or (not UTF-8) the end of the connection with close code 1007."""
@@ -373,7 +426,10 @@ class WsConnection(asyncio.Protocol):
         self._deliver(text, now)
 
     def _deliver(self, data: str | bytes, now: int) -> None:
-        self.messages.append((data, now))
+        messages = self.messages
+        if messages is None:
+            messages = self.messages = deque()
+        messages.append((data, now))
         self.queued_bytes += len(data)
         waiter = self.waiter
         if waiter is not None:
@@ -437,7 +493,10 @@ class WsConnection(asyncio.Protocol):
                 fut.set_result(None)
 
     def _over_limit(self) -> bool:
-        return len(self.messages) > self.max_queued_messages or self.queued_bytes > self.max_queued_bytes
+        messages = self.messages
+        return (
+            messages is not None and len(messages) > self.max_queued_messages
+        ) or self.queued_bytes > self.max_queued_bytes
 
     def _pause_reading(self) -> None:
         transport = self.transport
@@ -449,10 +508,10 @@ class WsConnection(asyncio.Protocol):
     def resume_if_drained(self) -> None:
         """After a read: once the queue is below half its limits, parse what was kept aside and
         read from the socket again."""
+        messages = self.messages
         if (
-            len(self.messages) > self.max_queued_messages // 2
-            or self.queued_bytes > self.max_queued_bytes // 2
-        ):
+            messages is not None and len(messages) > self.max_queued_messages // 2
+        ) or self.queued_bytes > self.max_queued_bytes // 2:
             return
         pending, self._pending = self._pending, None
         if pending:
@@ -468,7 +527,22 @@ class WsConnection(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
-        return self.ws.state is _OPEN and not self.lost.done()
+        return self.ws.state is _OPEN and not self.lost
+
+    def opened(self) -> None:
+        """The open succeeded: let go of what only the open needed."""
+        self.handshake = None
+
+    def lost_future(self) -> asyncio.Future[None]:
+        """A future done when the TCP connection is gone (created on demand)."""
+        waiter = self._lost_waiter
+        if waiter is None:
+            waiter = self.loop.create_future()
+            if self.lost:
+                waiter.set_result(None)
+            else:
+                self._lost_waiter = waiter
+        return waiter
 
     def send(self, data: str | bytes) -> int:
         """Queue one message (text for str, binary for bytes) on the transport; bytes of payload.
@@ -511,7 +585,7 @@ class WsConnection(asyncio.Protocol):
         return size
 
     async def drain(self) -> None:
-        if self.write_paused and not self.lost.done():
+        if self.write_paused and not self.lost:
             if self._drain is None:
                 self._drain = self.loop.create_future()
             await self._drain
