@@ -301,3 +301,33 @@ steps:
     assert (read.count, read.failures) == (1, 1)  # round 0 sent seq 0, not 1
     failure = next(f for f in wrong.failures if f.step == "read main")
     assert "$.seq" in failure.message and failure.expected == '{"seq":1}'
+
+
+def test_failure_in_a_later_round_stops_the_block_and_skips_the_rest(arun: Arun) -> None:
+    """A read failing in round 3 of 5 ends the block there: rounds 1-2 pass, the step after the
+    read is skipped once (the rest of round 3), rounds 4-5 never run, and the steps after the
+    block are skipped; the connection is still closed at the end of the iteration."""
+    result = _run(
+        arun,
+        """
+name: rounds
+target: embedded
+connections: {main: {url: /echo, timeout: 5s}}
+steps:
+  - open: main
+  - repeat:
+      times: 5
+      index: n
+      steps:
+        - write: {connection: main, json: {seq: "{{ n }}"}}
+        - read: main
+          expect: {that: ["seq < 2"]}
+        - sleep: 1ms
+  - ping: main
+""",
+    )
+    assert not result.passed
+    write, read, sleep, ping = (_step(result, n) for n in ("write main", "read main", "sleep", "ping main"))
+    assert (write.count, read.count, read.ok, read.failures) == (3, 3, 2, 1)
+    assert (sleep.count, sleep.skipped) == (2, 1)
+    assert (ping.count, ping.skipped) == (0, 1)

@@ -137,7 +137,7 @@ class VirtualUser:
         rec.timeseries.start(rec.second(time.monotonic_ns()))
         self.variables["iteration"] = self.iteration
         try:
-            ok = await self.run_steps(ctx.scenario.steps)
+            ok = await self.run_steps(ctx.scenario.steps) is None
             self.current_step = None
         finally:
             self.iteration += 1
@@ -147,28 +147,39 @@ class VirtualUser:
         rec.timeseries.ended(rec.second(time.monotonic_ns()))
         return ok
 
-    async def run_steps(self, steps: Sequence[Step]) -> bool:
-        """Run ``steps`` in order, recording each; stop at the first failure and count the rest
-        as skipped."""
-        for index, step in enumerate(steps):
-            self.current_step = step
-            # ``step_context`` and ``execute_step`` inlined: a generator context manager per step
-            # cost ~1 us, and every coroutine frame a waiting user holds costs memory.
-            try:
-                outcome = await EXECUTE[type(step)](step, self)
-            except StepCrashed:
-                raise
-            except Exception as exc:
-                raise StepCrashed(step, exc) from exc
-            if isinstance(outcome, int):  # passed with the default success: only its latency
-                self._record_ok(step, outcome)
-                continue
-            if outcome.record:
-                self._record(step, outcome)
-            if outcome.failure is not None:
-                self._skip(steps[index + 1 :])
-                return False
-        return True
+    async def run_steps(
+        self, steps: Sequence[Step], times: int = 1, index: str | None = None
+    ) -> int | None:
+        """Run ``steps`` in order, ``times`` rounds (a ``repeat`` block: ``index``, if named, holds
+        the round number), recording each; at the first failure count the rest of that round as
+        skipped and return the round it failed in (1-based); None when every step passed.
+
+        One coroutine runs all rounds of a block: a coroutine per round cost ~0.35 us per round
+        trip in the round-trip benchmark."""
+        variables = self.variables
+        execute = EXECUTE
+        for round_ in range(times):
+            if index is not None:
+                variables[index] = round_
+            for position, step in enumerate(steps):
+                self.current_step = step
+                # No context manager or helper per step: a generator context manager per step
+                # cost ~1 us, and every coroutine frame a waiting user holds costs memory.
+                try:
+                    outcome = await execute[type(step)](step, self)
+                except StepCrashed:
+                    raise
+                except Exception as exc:
+                    raise StepCrashed(step, exc) from exc
+                if isinstance(outcome, int):  # passed with the default success: only its latency
+                    self._record_ok(step, outcome)
+                    continue
+                if outcome.record:
+                    self._record(step, outcome)
+                if outcome.failure is not None:
+                    self._skip(steps[position + 1 :])
+                    return round_ + 1
+        return None
 
     def _record_ok(self, step: Step, latency: int) -> None:
         """A step that passed with its kind's default success and nothing else to record."""

@@ -16,13 +16,7 @@ if TYPE_CHECKING:
 
 
 async def execute(step: RepeatStep, vu: VirtualUser) -> StepOutcome:
-    index = step.index
-    variables = vu.variables
-    run_steps = vu.run_steps
-    steps = step.steps
-    for i in range(step.times):
-        if index is not None:
-            variables[index] = i
-        if not await run_steps(steps):
-            return StepOutcome(0, failure=Failure(f"repeat stopped in round {i + 1}"), record=False)
+    failed_in = await vu.run_steps(step.steps, step.times, step.index)
+    if failed_in is not None:
+        return StepOutcome(0, failure=Failure(f"repeat stopped in round {failed_in}"), record=False)
     return StepOutcome(0, record=False)
