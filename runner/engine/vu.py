@@ -147,9 +147,7 @@ class VirtualUser:
         rec.timeseries.ended(rec.second(time.monotonic_ns()))
         return ok
 
-    async def run_steps(
-        self, steps: Sequence[Step], times: int = 1, index: str | None = None
-    ) -> int | None:
+    async def run_steps(self, steps: Sequence[Step], times: int = 1, index: str | None = None) -> int | None:
         """Run ``steps`` in order, ``times`` rounds (a ``repeat`` block: ``index``, if named, holds
         the round number), recording each; at the first failure count the rest of that round as
         skipped and return the round it failed in (1-based); None when every step passed.
