@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from runner.metrics import RunRecorder, TimeSeries
+from runner.metrics import RunRecorder
 from runner.model import Scenario, Threshold
 from runner.results import build_result
 from runner.thresholds import evaluate
 
 __all__ = ["Monitor", "Progress", "can_abort"]
+
+_MESSAGE_KINDS = ("read", "write")
 
 
 class Progress:
@@ -86,6 +88,8 @@ class Monitor:
         self.aborted = ""
         self.max_vus = 0
         self.max_connections = 0
+        self._messages = 0  # messages recorded so far, at ``_messages_ns``: the progress rate
+        self._messages_ns = total.start_ns
 
     def tick(self, vus: int, conns: int) -> None:
         total = self.total
@@ -95,11 +99,19 @@ class Monitor:
         self.max_vus = max(self.max_vus, vus)
         self.max_connections = max(self.max_connections, conns)
         if self.progress is not None:
-            previous = total.timeseries.seconds.get(second - 1)
-            msgs = previous[TimeSeries.MESSAGES] if previous else 0
+            # The rate since the last tick from the totals, not the last second's bucket: workers'
+            # deltas arrive late on a busy machine, and a second not yet merged showed 0 msgs/s.
+            messages = sum(rec.ok for rec in total.steps.values() if rec.kind in _MESSAGE_KINDS)
+            elapsed_ns = now - self._messages_ns
+            msgs = round((messages - self._messages) * 1e9 / elapsed_ns) if elapsed_ns > 0 else 0
+            self._messages, self._messages_ns = messages, now
             errors = sum(rec.failures for rec in total.steps.values())
-            p99 = total.timeseries.latest_read_p99_ms(second - 1)
-            self.progress.update((now - total.start_ns) / 1e9, vus, conns, msgs, errors, p99)
+            p99 = None
+            for back in (1, 2, 3):  # the latest second whose reads have arrived
+                p99 = total.timeseries.latest_read_p99_ms(second - back)
+                if p99 is not None:
+                    break
+            self.progress.update((now - total.start_ns) / 1e9, vus, conns, max(msgs, 0), errors, p99)
         if self.abort_thresholds and not self.aborted:
             self.check_abort((now - total.start_ns) / 1e9)
 
