@@ -267,3 +267,31 @@ def test_idle_connection_memory_is_bounded(arun: Arun) -> None:
 
     per_connection = arun(body)
     assert per_connection < 4096, per_connection
+
+
+def test_connections_to_one_url_share_its_parsed_form(arun: Arun, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL is parsed once per client and shared by its connections; a bad URL fails every
+    time; past ``URI_CACHE_SIZE`` distinct URLs, URLs are parsed per open and still work."""
+    from runner.client import client as client_module
+
+    monkeypatch.setattr(client_module, "URI_CACHE_SIZE", 2)
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            options = ConnectOptions(timeout_s=scaled(5))
+            urls = [server.url + path for path in ("/echo", "/echo", "/echo?a=1", "/echo?b=2", "/echo?b=2")]
+            socks = [await client.open(url, options) for url in urls]
+            assert all(s >= 0 for s in socks), client.last_error()
+            uris = [client._sockets[s].ws.uri for s in socks]
+            assert uris[0] is uris[1] and uris[2] is not uris[0]
+            assert uris[3] is not uris[4] and uris[3] == uris[4]  # over the limit: not kept
+            assert len(client._uris) == 2
+            for _ in range(2):
+                assert await client.open("http://127.0.0.1/", options) == -1
+                assert client._uris.keys() == {urls[0], urls[2]}
+            client.write(socks[4], "still works")
+            assert (await client.read(socks[4], scaled(5))).data == "still works"
+            await client.aclose()
+
+    arun(body)
