@@ -576,3 +576,16 @@ def test_echoes_take_the_direct_path_and_it_resumes_after_a_ping(arun: Arun) -> 
     assert before_ping == 0
     assert after_ping >= 1
     assert end == after_ping
+
+
+def test_separate_fragment_limit_leaves_every_frame_to_websockets(loop: asyncio.AbstractEventLoop) -> None:
+    """With websockets' (message, fragment) size limits the direct path stays off: the limits
+    are websockets' to apply, frame by frame."""
+    stream = SMALL + frame(0x2, b"y" * 100) + frame(0x2, b"y" * 101) + SMALL
+    for cut in range(len(stream) + 1):
+        final = _compare(loop, _chunks(stream, [cut] if 0 < cut < len(stream) else []), max_size=(1000, 100))  # type: ignore[arg-type]
+        assert final["messages"] == [("str", "hello"), ("bytes", b"y" * 100)]
+    conn, _ = _connection(WsConnection, loop, max_size=(1000, 100))  # type: ignore[arg-type]
+    assert not conn._direct_ok
+    conn, _ = _connection(WsConnection, loop, max_size=None)  # type: ignore[arg-type]
+    assert conn._direct_limit > 1 << 62 and conn._direct_ok

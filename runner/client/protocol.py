@@ -100,6 +100,19 @@ _FRAME_LOOP = Protocol.parse.__code__  # websockets' loop: one ``Frame.parse`` p
 _AT_EOF = StreamReader.at_eof.__code__  # where that loop waits between frames
 
 
+def _message_limit(ws: Protocol) -> int:
+    """The longest frame the direct path may take: websockets' message size limit
+    (``max_message_size``, or ``max_size`` in older releases), any length when it is None; -1
+    (no frame at all: all go to websockets) when the limit cannot be read as one number."""
+    for name in ("max_message_size", "max_size"):
+        if hasattr(ws, name):
+            limit = getattr(ws, name)
+            if limit is None:
+                return _NO_LIMIT
+            return limit if type(limit) is int else -1
+    return -1
+
+
 def ws_at_frame_boundary(ws: Protocol) -> bool:
     """Whether websockets' parser is suspended at the top of its frame loop with nothing
     buffered, so the next byte it would be given starts a frame.
@@ -197,8 +210,7 @@ class WsConnection(asyncio.Protocol):
         # The direct receive path may run: websockets' parser waits at a frame boundary (set
         # after each chunk websockets parsed; websockets' own state is checked as well).
         self._direct_ok = False
-        limit = ws.max_message_size
-        self._direct_limit = limit if limit is not None else _NO_LIMIT
+        self._direct_limit = _message_limit(ws)
         self.waiter: asyncio.Future[None] | None = None
         # True once the 101 answer was accepted, None when the connection ended first; the
         # client drops it after the open (and the answer is not kept).
@@ -314,8 +326,8 @@ class WsConnection(asyncio.Protocol):
             ws.state is _OPEN
             and not ws.extensions
             and not ws.debug
-            and ws.current_size is None
-            and ws.max_fragment_size is None
+            and getattr(ws, "current_size", None) is None
+            and getattr(ws, "max_fragment_size", None) is None
             and ws.parser_exc is None
             and self.invalid_utf8 is None
             and ws_at_frame_boundary(ws)
