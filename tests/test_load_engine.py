@@ -240,3 +240,61 @@ def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Pat
     assert 2 <= opens == failures <= 2 * 8, opens  # 50+100+200+400 ms fill the second: ~5 each
     step = next(s for s in result.steps if s.name == "open main")
     assert any("connection refused" in e.message for e in step.errors), step.errors
+
+
+def test_templated_headers_are_rendered_per_user_and_iteration(tmp_path: Path) -> None:
+    """An open's header template is rendered for each user and iteration (only connections
+    without templates reuse their prepared options)."""
+    text = """\
+name: per-user headers
+target: embedded
+connections:
+  main:
+    url: /headers
+    timeout: 5s
+    headers: {X-User: "vu {{ vu }} it {{ iteration }}"}
+  plain: {url: /echo, timeout: 5s}
+steps:
+  - open: main
+  - write: {connection: main, text: hi}
+  - read: {connection: main, timeout: 5s}
+    expect: {json: {X-User: "vu {{ vu }} it {{ iteration }}"}}
+  - open: plain
+  - close: plain
+  - close: main
+"""
+    result = _run(_file(tmp_path, text, "  vus: 3\n  iterations: 4\n"))
+    assert result.passed, (result.error, result.failures)
+    assert _step(result, "read main") == (12, 0)
+    assert _step(result, "open plain") == (12, 0)
+
+
+def test_quiet_gc_freezes_the_set_up_and_restores_everything() -> None:
+    """During a run the set-up is frozen and the run's thresholds apply; nested blocks share
+    them; afterwards nothing stays frozen and the old thresholds are back."""
+    import gc
+
+    from runner.load import engine
+
+    before = gc.get_threshold()
+    with engine.quiet_gc():
+        assert gc.get_threshold() == engine.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        with engine.quiet_gc():
+            assert gc.get_threshold() == engine.GC_THRESHOLDS
+        assert gc.get_threshold() == engine.GC_THRESHOLDS and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_timer_delay_is_the_time_left_in_whole_milliseconds() -> None:
+    """The scheduler's timer is the time left rounded to whole milliseconds (what the loop's
+    timers count), so an idle loop wakes within half a millisecond of the start, and it is
+    never zero for a start further away than ``EARLY_NS`` (no busy wait)."""
+    from runner.load.engine import EARLY_NS, wait_s
+
+    for now in (5_000_000, 5_000_001, 5_999_999, 10**12 + 456_789):
+        for left in (EARLY_NS + 1, 600_000, 999_999, 1_000_000, 1_499_999, 2_600_000, 10**9 + 7):
+            wait = wait_s(now + left, now)
+            assert wait >= 0.001 and abs(round(wait * 1000) - wait * 1000) < 1e-6, (now, left, wait)
+            assert abs(wait * 1e9 - left) <= 500_000, (now, left, wait)

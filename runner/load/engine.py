@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import gc
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
@@ -46,50 +47,83 @@ BATCH = 256
 #: a worker sent no per-second delta and did not see the stop, and was killed with everything it
 #: had measured. Between batches the once-a-second clock, the parent's pipe and ``stop`` run.
 START_BATCH = 64
-#: A start due within this many nanoseconds is made now rather than after another sleep.
-#: (Measured: sleeping on the loop's timer gives lag p50 0.04 ms / p99 0.9 ms on uvloop here;
-#: spinning on ``sleep(0)`` for the last 2 ms was worse under CPU contention, p99 4-7 ms.)
-EARLY_NS = 20_000
+#: A start due within this many nanoseconds is made now rather than after another wait: half of
+#: the event loop's timer resolution (1 ms), so a start is made at most this early.
+EARLY_NS = 500_000
 
 
-#: Cyclic-GC thresholds during a load run (see ``quiet_gc``).
-GC_THRESHOLDS = (700, 10, 10_000)
+def wait_s(intended_ns: int, now_ns: int) -> float:
+    """The timer delay (seconds) for the next start: the time left rounded to whole milliseconds.
+
+    Event loops keep timers at millisecond resolution. uvloop (libuv) rounds the delay to whole
+    milliseconds: an idle loop then polls for exactly that many milliseconds (the timer fires
+    ``k`` ms after now, measured: +0.07 ms); a busy one fires it at the first turn once its
+    clock, the monotonic clock truncated to the millisecond, reaches now's millisecond + ``k``
+    (up to 1 ms sooner). Rounding the time left puts the wake-up within half a millisecond of
+    the start in the first case and early in the second; a start at most ``EARLY_NS`` away is
+    then made at once, one further away is waited for again. (Spinning through the last
+    fraction of a millisecond with zero-delay timers would be exact but kept the client core
+    100% busy at any rate: 97% of the core instead of 65% at 2,700 starts/s.)
+    """
+    return round((intended_ns - now_ns) / 1_000_000) / 1000
+
+
+#: Cyclic-GC thresholds during a load run (see ``quiet_gc``): a young collection every 700 net
+#: new container objects, every second one also of generation 1, a full one practically never.
+GC_THRESHOLDS = (700, 0, 10_000)
+
+_gc_lock = threading.Lock()
+_gc_depth = 0  # quiet_gc blocks active in this process (engines of cluster shards may overlap)
+_gc_saved = GC_THRESHOLDS
 
 
 @contextlib.contextmanager
 def quiet_gc() -> Iterator[None]:
-    """Collect young objects as usual and old ones almost never while the load runs.
+    """Keep cyclic-GC pauses short while the load runs: freeze the set-up, collect young often.
 
-    Thousands of users keep hundreds of thousands of long-lived objects (tasks, protocols,
-    buffers); a full (gen-2) collection scans them all. CPython's default (700, 10, 10) makes one
-    every 100 young collections; a large young generation makes each gen-0/gen-1 collection
-    long. (700, 10, 10_000) keeps the default young cycles (short: few objects each) and makes
-    a full collection practically never happen during a run. Measured on this 2-core machine
-    (client pinned to core 0, picows echo on core 1; pauses timed with ``gc.callbacks``; one run
-    each, 21:48-21:52 UTC 2026-11-25, machine otherwise idle):
+    A GC pause stops the event loop, so it shows up as schedule lag (open model) and as latency
+    of whatever was in flight. A collection's pause is proportional to the objects it scans:
 
-    - open model, ``python bench/bench_open_model.py --rate 2900 --seconds 8`` (1,000
-      connections): (50_000, 20, 1000), the previous setting: achieved -2.96%, 1,375 dropped,
-      lag p99 400 ms, a gen-1 pause of 512 ms; (700, 10, 10_000): +0.00%, 0 dropped, lag p99
-      3.7 / 3.1 ms (two runs), longest pause 9.8 ms, no gen-2; ``gc.freeze()`` at the start +
-      (2000, 10, 10_000): +0.00%, 0 dropped, lag p99 6.9 / 5.8 ms, gen-1 pauses up to 22 ms.
-    - 5,000 users holding connections (open, a round trip, 1 s, a round trip, then idle; 3 s
-      ramp, 20 s; loop stalls from a 20 ms sleeper): CPython default (700, 10, 10): 5 gen-2
-      pauses up to 136 ms (434 ms in all), stall max 413 ms, read p99 29 ms; (50_000, 20, 1000):
-      no gen-2, gen-0 pauses up to 16 ms, stall p99 4.1 ms; (700, 10, 10_000): no gen-2, longest
-      pause 5.5 ms, stall p99 1.0 ms, read p99 11 ms; freeze + (2000, 10, 10_000): stall p99
-      1.8 ms, max 181 ms.
+    - ``gc.collect()`` then ``gc.freeze()`` at the start: everything that exists before the run
+      (modules, the scenario, recorders, the engine) moves to the permanent generation, which
+      no collection scans; a rare full collection then scans only objects of the run.
+    - (700, 0, 10_000): generation 1 is collected at every second young collection, so it never
+      holds more than two young cycles' survivors instead of ten (CPython's default and the
+      previous setting (700, 10, 10_000): 12,000-14,000 objects). Measured in the open-model
+      bench (2,700 starts/s, 1,000 connections; ``gc.callbacks``): generation-1 pauses 0.2-0.4
+      ms at p90 and 1.6 ms at most, instead of 1.4 ms median, 3-6 ms at p90 and up to 12 ms (the
+      cause of the lag p99 of 3-5 ms). Objects that live as long as a connection (hundreds of
+      ms) reached generation 2 with either setting, so the total work is no larger: it halved
+      (0.23 instead of 0.38-0.47 s of GC per 12 s run: fewer rescans of generation 1).
+      Full collections stay practically absent during a run.
 
-    So (700, 10, 10_000) is the best of the three in both shapes; the freeze gained nothing.
-    Young cycles are still collected; the old thresholds come back after the run.
+    Memory stays bounded: only objects that existed at the start are frozen, a fixed set, and
+    frozen objects are still freed by reference counting as usual; a garbage cycle among them
+    (none is expected: they are the run's long-lived structures) is merely kept until the end,
+    when ``gc.unfreeze()`` hands them back to the oldest generation. Everything created during
+    the run is collected normally: young cycles within two young collections, older ones by
+    the full collection that CPython still makes after 10,000 generation-1 collections (minutes
+    at thousands of iterations per second) once they are a quarter of the old objects. Nothing
+    is frozen while the run goes on, so a long run cannot pile up uncollectable cycles.
+    Nested or overlapping blocks (engines of several shards in one process) share one setting;
+    the last to end restores the old thresholds.
     """
-    old = gc.get_threshold()
-    gc.collect()
-    gc.set_threshold(*GC_THRESHOLDS)
+    global _gc_depth, _gc_saved
+    with _gc_lock:
+        _gc_depth += 1
+        if _gc_depth == 1:
+            _gc_saved = gc.get_threshold()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
     try:
         yield
     finally:
-        gc.set_threshold(*old)
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0:
+                gc.unfreeze()
+                gc.set_threshold(*_gc_saved)
 
 
 #: Pause of a closed-model user after its first failed iteration in a row, doubled per further
@@ -108,7 +142,7 @@ def failure_backoff(failed_in_a_row: int) -> float:
     """
     if failed_in_a_row <= 0:
         return 0.0
-    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(failed_in_a_row - 1, 16))
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(failed_in_a_row - 1, 16))
 
 
 class LoadEngine:
@@ -140,7 +174,10 @@ class LoadEngine:
             from runner.client import WebSocketClient
 
             shared = WebSocketClient()
-            client_factory = lambda: shared  # noqa: E731
+
+            def client_factory() -> WebSocketClient:
+                return shared
+
         self._client = client_factory
         self.stop_reason = ""
         self.stopping = False
@@ -188,12 +225,13 @@ class LoadEngine:
     async def run(self) -> None:
         """Follow the plan from ``start_ns`` to its end (or ``stop``), then end gracefully."""
         self._wake = asyncio.Event()
-        delay = (self.start_ns - time.monotonic_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
-        body = self._closed() if self.load.model == "closed" else self._open()
-        self._main = asyncio.ensure_future(body)
+        # The GC set-up (a full collection) before the start, not in the first starts' time.
         with quiet_gc():
+            delay = (self.start_ns - time.monotonic_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body = self._closed() if self.load.model == "closed" else self._open()
+            self._main = asyncio.ensure_future(body)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
             self.stopping = True
@@ -311,45 +349,82 @@ class LoadEngine:
     # --- open model -----------------------------------------------------------------------------
 
     async def _open(self) -> None:
+        """Make the planned starts from a chain of timer callbacks (``tick``) until the plan
+        ends; cancelled by ``stop``.
+
+        A timer callback runs in the loop's timer phase, before the callbacks already queued
+        (every task woken by the last poll); a sleeping task would be resumed only after them,
+        so each start would also wait for a whole queue of other users' steps. No future and no
+        task step per start either. Timers are armed for the time left in whole milliseconds
+        (``wait_s``); a start at most ``EARLY_NS`` away is made at once.
+        """
         load = self.load
         rec = self.ctx.recorder
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         total_max = load.max_vus if load.max_vus is not None else default_max_vus(load)
         cap = max(1, shard_count(total_max, self.shard, self.shards))
         idle: list[VirtualUser] = []
-        created = 0
         base = self.start_ns
-        batch = 0
+        plan = iter(shard_starts(open_starts(load), self.shard, self.shards))
+        timer: asyncio.TimerHandle | None = None
+        created = 0
         # (rec.load and rec.timeseries are replaced each interval in workers: never cache them)
-        for t in shard_starts(open_starts(load), self.shard, self.shards):
-            intended = base + int(t * 1e9)
-            now = time.monotonic_ns()
-            if intended - now > EARLY_NS:
-                batch = 0
-                await asyncio.sleep((intended - now) / 1e9)
-                now = time.monotonic_ns()
-            elif batch >= BATCH:  # far behind: let in-flight iterations progress too
-                batch = 0
-                await asyncio.sleep(0)
-                now = time.monotonic_ns()
-            if self.stopping:
+
+        def next_ns() -> int | None:
+            t = next(plan, None)
+            return None if t is None else base + int(t * 1e9)
+
+        intended = next_ns()
+
+        def tick() -> None:
+            nonlocal timer, intended, created
+            timer = None
+            if done.done():
                 return
-            batch += 1
-            if idle:
-                vu = idle.pop()
-            elif created < cap:
-                vu = self._user(created)
-                created += 1
-            else:
-                rec.load.dropped += 1
-                rec.timeseries.dropped(rec.second(now))
-                continue
-            rec.load.started += 1
-            rec.load.lag.record_ns(now - intended if now > intended else 0)
-            self.busy.add(vu)
-            if len(self.busy) > self.max_active:
-                self.max_active = len(self.busy)
-            self.max_vus_created = created
-            self._spawn(self._one(vu, intended, idle))
+            try:
+                made = 0
+                now = time.monotonic_ns()
+                while intended is not None and not self.stopping:
+                    if intended - now > EARLY_NS:
+                        timer = loop.call_later(wait_s(intended, now), tick)
+                        return
+                    if made >= BATCH:  # far behind: let in-flight iterations progress too
+                        timer = loop.call_later(0, tick)
+                        return
+                    made += 1
+                    if idle:
+                        vu = idle.pop()
+                    elif created < cap:
+                        vu = self._user(created)
+                        created += 1
+                        self.max_vus_created = created
+                    else:
+                        rec.load.dropped += 1
+                        rec.timeseries.dropped(rec.second(now))
+                        intended = next_ns()
+                        continue
+                    rec.load.started += 1
+                    rec.load.lag.record_ns(now - intended if now > intended else 0)
+                    busy = self.busy
+                    busy.add(vu)
+                    if len(busy) > self.max_active:
+                        self.max_active = len(busy)
+                    # An early start's iteration is timed from the start, a late one's from the
+                    # intended time (coordinated omission).
+                    self._spawn(self._one(vu, intended if intended > now else now, idle))
+                    intended = next_ns()
+                    now = time.monotonic_ns()
+                done.set_result(None)
+            except BaseException as exc:  # a bug here must end the run, not hang it
+                done.set_exception(exc)
+
+        tick()
+        try:
+            await done
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _one(self, vu: VirtualUser, intended_ns: int, idle: list[VirtualUser]) -> None:
         try:
