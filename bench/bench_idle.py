@@ -79,7 +79,7 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
         async def close_all() -> None:
             await client.aclose()
 
-    else:  # wsload: the engine's virtual users, each a task running the scenario
+    else:  # wsload-vu: the engine's virtual users, each a task running the scenario
         from runner.client import WebSocketClient
         from runner.engine.vu import RunContext, VirtualUser
         from runner.loader import load_scenario
@@ -124,7 +124,7 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
     await close_all()
     opened.clear()
     holders.clear()
-    if tool == "client" or tool == "wsload":
+    if tool != "websockets":
         client._next = 0
     await asyncio.sleep(0.2)
     gc.collect()
@@ -167,9 +167,10 @@ async def _hold_engine(urls: list[str], n: int, source: str | None) -> None:
     clients: list[WebSocketClient] = []
 
     def factory() -> WebSocketClient:
-        client = WebSocketClient()
-        clients.append(client)
-        return client
+        # As run_load does without a factory: one client per run, shared by its users.
+        if not clients:
+            clients.append(WebSocketClient())
+        return clients[0]
 
     def open_now() -> int:
         return sum(c.open_sockets for c in clients)
@@ -229,9 +230,11 @@ def _client_main(args: argparse.Namespace) -> int:
 
     import runner.engine.vu  # noqa: F401
 
-    h.run_async(
-        _hold(args.tool, args.urls.split(","), args.n, args.source or None, args.concurrency), args.loop
-    )
+    urls, source = args.urls.split(","), args.source or None
+    if args.tool == "wsload":  # the load engine (run_load)
+        h.run_async(_hold_engine(urls, args.n, source), args.loop)
+    else:
+        h.run_async(_hold(args.tool, urls, args.n, source, args.concurrency), args.loop)
     return 0
 
 
