@@ -589,3 +589,24 @@ def test_separate_fragment_limit_leaves_every_frame_to_websockets(loop: asyncio.
     assert not conn._direct_ok
     conn, _ = _connection(WsConnection, loop, max_size=None)  # type: ignore[arg-type]
     assert conn._direct_limit > 1 << 62 and conn._direct_ok
+
+
+def test_compressed_connection_leaves_every_frame_to_websockets(arun: Arun) -> None:
+    """With permessage-deflate negotiated the direct path stays off (websockets decompresses):
+    small and large echoes, compressed or not by the server, come back as sent."""
+
+    async def body() -> None:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient()
+            sock = await client.open(
+                server.url + "/echo", ConnectOptions(timeout_s=scaled(5), compression=True)
+            )
+            conn = client._sockets[sock]
+            assert conn.ws.extensions and not conn._direct_ok
+            for data in ("a", "b" * 200, b"\x00" * 3, "c" * 70000, "\u2603" * 50):
+                client.write(sock, data)
+                assert (await client.read(sock, scaled(5))).data == data
+            assert not conn._direct_ok
+            await client.aclose()
+
+    arun(body)
