@@ -298,3 +298,43 @@ def test_timer_delay_is_the_time_left_in_whole_milliseconds() -> None:
             wait = wait_s(now + left, now)
             assert wait >= 0.001 and abs(round(wait * 1000) - wait * 1000) < 1e-6, (now, left, wait)
             assert abs(wait * 1e9 - left) <= 500_000, (now, left, wait)
+
+
+@pytest.mark.parametrize("kind", ["uvloop", "asyncio"])
+def test_alarm_goes_off_at_its_deadline_not_before(kind: str) -> None:
+    """The scheduler's timerfd alarm calls back once per arming, never before the deadline and
+    (on an idle loop) well within a millisecond-timer's error; re-arming replaces the deadline."""
+    import sys
+
+    from runner.load.clock import Alarm
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        late: list[int] = []
+        fired = asyncio.Event()
+        deadline = [0]
+
+        def went_off() -> None:
+            late.append(time.monotonic_ns() - deadline[0])
+            fired.set()
+
+        alarm = Alarm.create(loop, went_off)
+        if alarm is None:
+            assert sys.platform != "linux"
+            pytest.skip("no timerfd here: the engine uses the loop's timers")
+        try:
+            for delay_ns in (300_000, 1_700_000, 0):
+                fired.clear()
+                alarm.arm(time.monotonic_ns() + 50_000_000)  # replaced by the next line
+                deadline[0] = time.monotonic_ns() + delay_ns
+                alarm.arm(deadline[0])
+                await asyncio.wait_for(fired.wait(), scaled(2))
+            await asyncio.sleep(0.06)  # the replaced 50 ms deadline must not fire
+        finally:
+            alarm.close()
+            alarm.close()
+        return late
+
+    late = run_on(kind, main())
+    assert len(late) == 3, late
+    assert all(0 <= ns < scaled(0.05) * 1e9 for ns in late), late

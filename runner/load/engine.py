@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from runner.engine.vu import RunContext, VirtualUser
+from runner.load.clock import Alarm
 from runner.load.limits import default_max_vus
 from runner.load.plan import closed_plan, open_starts, shard_count, shard_starts
 from runner.model import LoadSpec
@@ -47,8 +48,10 @@ BATCH = 256
 #: a worker sent no per-second delta and did not see the stop, and was killed with everything it
 #: had measured. Between batches the once-a-second clock, the parent's pipe and ``stop`` run.
 START_BATCH = 64
-#: A start due within this many nanoseconds is made now rather than after another wait: half of
-#: the event loop's timer resolution (1 ms), so a start is made at most this early.
+#: A start due within this many nanoseconds is made now rather than after another wait: with the
+#: precise ``Alarm``, about its wake-up latency; with the loop's timers (where there is no
+#: timerfd), half of their resolution (1 ms), so a start is made at most this early.
+ALARM_EARLY_NS = 20_000
 EARLY_NS = 500_000
 
 
@@ -355,8 +358,10 @@ class LoadEngine:
         A timer callback runs in the loop's timer phase, before the callbacks already queued
         (every task woken by the last poll); a sleeping task would be resumed only after them,
         so each start would also wait for a whole queue of other users' steps. No future and no
-        task step per start either. Timers are armed for the time left in whole milliseconds
-        (``wait_s``); a start at most ``EARLY_NS`` away is made at once.
+        task step per start either. The wake-up is a ``clock.Alarm`` (a timerfd: nanosecond
+        deadlines; its callback runs in the loop's poll phase, also before the queued tasks)
+        where there is one, else a loop timer of the time left in whole milliseconds
+        (``wait_s``), with a start at most ``EARLY_NS`` away made at once.
         """
         load = self.load
         rec = self.ctx.recorder
@@ -369,6 +374,8 @@ class LoadEngine:
         plan = iter(shard_starts(open_starts(load), self.shard, self.shards))
         timer: asyncio.TimerHandle | None = None
         created = 0
+        alarm: Alarm | None = None
+        early = EARLY_NS
         # (rec.load and rec.timeseries are replaced each interval in workers: never cache them)
 
         def next_ns() -> int | None:
@@ -386,8 +393,11 @@ class LoadEngine:
                 made = 0
                 now = time.monotonic_ns()
                 while intended is not None and not self.stopping:
-                    if intended - now > EARLY_NS:
-                        timer = loop.call_later(wait_s(intended, now), tick)
+                    if intended - now > early:
+                        if alarm is not None:
+                            alarm.arm(intended)
+                        else:
+                            timer = loop.call_later(wait_s(intended, now), tick)
                         return
                     if made >= BATCH:  # far behind: let in-flight iterations progress too
                         timer = loop.call_later(0, tick)
@@ -419,12 +429,17 @@ class LoadEngine:
             except BaseException as exc:  # a bug here must end the run, not hang it
                 done.set_exception(exc)
 
+        alarm = Alarm.create(loop, tick)
+        if alarm is not None:
+            early = ALARM_EARLY_NS
         tick()
         try:
             await done
         finally:
             if timer is not None:
                 timer.cancel()
+            if alarm is not None:
+                alarm.close()
 
     async def _one(self, vu: VirtualUser, intended_ns: int, idle: list[VirtualUser]) -> None:
         try:
