@@ -216,6 +216,18 @@ def test_abort_on_fail_stops_early(tmp_path: Path) -> None:
     assert result.thresholds[0].passed is False
 
 
+def test_open_model_stops_early_on_abort(tmp_path: Path) -> None:
+    """An open-model run (its scheduler waiting on its alarm between starts) ends within a few
+    seconds when an abort_on_fail threshold is lost, with the starts made until then counted."""
+    text = ECHO + "thresholds:\n  - threshold: read.max < 1us\n    abort_on_fail: true\n"
+    started = time.monotonic()
+    result = _run(_file(tmp_path, text, "  rate: 30/s\n  duration: 20s\n  graceful_stop: 1s\n"))
+    assert time.monotonic() - started < scaled(5)
+    assert not result.passed and "aborted after" in result.error
+    load = result.settings["load"]
+    assert 10 <= load["started"] <= 30 * 5 and load["dropped"] == 0, load
+
+
 def test_failure_backoff_doubles_to_a_cap_and_resets() -> None:
     """After failed iterations a user waits 50 ms, 100 ms, ... at most 1 s; none after a pass."""
     from runner.load.engine import failure_backoff

@@ -5,8 +5,9 @@
 - closed model: the target VU count of ``closed_plan`` (this shard's share of it, ``shard_count``)
   is met by starting and retiring user tasks; each user loops ``run_iteration`` (think time in
   between) until the plan ends, the user is retired, or its ``iterations`` are done;
-- open model: one scheduler coroutine walks this shard's ``shard_starts`` of ``open_starts``,
-  sleeping until each intended time and batching starts already due; each start takes an idle
+- open model: a chain of timer callbacks walks this shard's ``shard_starts`` of ``open_starts``,
+  waking at each intended time (a timerfd ``clock.Alarm``, else the loop's millisecond timers)
+  and making the starts already due in one go (up to ``BATCH``); each start takes an idle
   user from the pool (or creates one up to ``max_vus``) or is counted as dropped. The iteration
   latency is measured from the *intended* start, so a late start is not hidden.
 
@@ -109,7 +110,9 @@ def quiet_gc() -> Iterator[None]:
     at thousands of iterations per second) once they are a quarter of the old objects. Nothing
     is frozen while the run goes on, so a long run cannot pile up uncollectable cycles.
     Nested or overlapping blocks (engines of several shards in one process) share one setting;
-    the last to end restores the old thresholds.
+    the last to end restores the old thresholds. (Not re-measured with this setting: the shape
+    of 5,000 users holding mostly idle connections, where (700, 10, 10_000) had given a loop
+    stall p99 of 1.0 ms and no full collection.)
     """
     global _gc_depth, _gc_saved
     with _gc_lock:
