@@ -43,6 +43,8 @@ from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WsConn
 from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
 from runner.model import ALL_SSL_ERRORS
 
+_OPEN = State.OPEN
+
 #: Linux's IP_BIND_ADDRESS_NO_PORT (24; not exported by Python's socket module); None elsewhere.
 _BIND_ADDRESS_NO_PORT: int | None = getattr(
     socket, "IP_BIND_ADDRESS_NO_PORT", 24 if sys.platform == "linux" else None
@@ -346,6 +348,8 @@ class WebSocketClient:
         conn = self._sockets.get(socket)
         if conn is None:
             return self._unknown(socket)
+        if type(data) is str and not conn.write_paused and conn.ws.state is _OPEN and not conn.lost:
+            return conn.send(data)  # the per-message case: the checks below would all pass
         if not conn.is_open:
             return self._fail(LastError.of(ErrorKind.CLOSED, f"socket {socket} is closed, cannot write"))
         if not isinstance(data, (str, bytes, bytearray, memoryview)):

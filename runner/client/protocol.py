@@ -141,6 +141,13 @@ def ws_at_frame_boundary(ws: Protocol) -> bool:
     )
 
 
+#: The two header bytes of a masked final frame with a 7-bit length, per opcode (text 1,
+#: binary 2) and length: made once instead of a ``bytes`` per message.
+_SHORT_HEADS: dict[int, tuple[bytes, ...]] = {
+    op: tuple(bytes((0x80 | op, 0x80 | n)) for n in range(126)) for op in (1, 2)
+}
+
+
 def encode_client_frame(opcode: int, payload: bytes) -> bytes:
     """One masked, final, extension-less data frame (RFC 6455 5.2): the bytes websockets'
     ``Frame.serialize(mask=True)`` gives, without its ``Frame`` object, ``BytesIO`` and
@@ -148,7 +155,7 @@ def encode_client_frame(opcode: int, payload: bytes) -> bytes:
     length = len(payload)
     mask = _MASK_KEYS.next()
     if length < 126:
-        head = bytes((0x80 | opcode, 0x80 | length))
+        head = _SHORT_HEADS[opcode][length]
     elif length < 65536:
         head = _PACK_16(0x80 | opcode, 0x80 | 126, length)
     else:
