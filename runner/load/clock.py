@@ -46,13 +46,12 @@ class Alarm:
     3.13+); ``Alarm.create`` returns None where that is not available, and the caller keeps
     the loop's timers.
 
-    Measured with ``bench/bench_open_model.py --rate 2700 --seconds 6`` (2 cores shared with
-    other work): schedule lag p50 0.01 ms, p90 0.05-0.18 ms, p99 0.56-0.65 ms in quiet runs,
-    against 0.13 / 1.0 / 1.4-1.7 ms with the loop's millisecond timers. The price is a wake-up
-    of the process per start whenever the loop would otherwise sleep: at 2,700 starts/s
-    ~+2.5 s of system time in a 12 s run (the client at 73-82% of its core instead of
-    56-58%) on this virtual machine, where going idle and waking is costly. At rates where
-    the loop never sleeps the scheduler is behind or on time without arming it.
+    Measured with ``bench/bench_open_model.py --rate 2700 --seconds 6`` (quiet runs, starts
+    less than 0.5 ms apart grouped, see ``engine.EARLY_NS``): schedule lag p50 0.01 ms, p90
+    0.01 ms, p99 0.17-0.32 ms, against 0.13-0.17 / 1.0 / 1.4 ms with the loop's millisecond
+    timers. The price is more wake-ups of the process from idle: the client used 64% of its
+    core instead of 52% at 2,700 starts/s, 84% instead of 72% at 3,621/s. At rates where the
+    loop never sleeps the scheduler is behind or on time without waiting.
     """
 
     __slots__ = ("_arm", "_fd", "_loop", "_spec")

@@ -49,10 +49,12 @@ BATCH = 256
 #: a worker sent no per-second delta and did not see the stop, and was killed with everything it
 #: had measured. Between batches the once-a-second clock, the parent's pipe and ``stop`` run.
 START_BATCH = 64
-#: A start due within this many nanoseconds is made now rather than after another wait: with the
-#: precise ``Alarm``, about its wake-up latency; with the loop's timers (where there is no
-#: timerfd), half of their resolution (1 ms), so a start is made at most this early.
-ALARM_EARLY_NS = 20_000
+#: A start due within this many nanoseconds is made now rather than after another wait, so a
+#: start is made at most this early. With the loop's timers (1 ms resolution) that is half their
+#: resolution. With the precise ``Alarm`` it also groups starts less than this apart into one
+#: wake-up of the process: at 3,621 starts/s a wake-up per start (20 us) cost the client ~26% of
+#: its core (93% instead of 67%: waking from idle is costly on this virtual machine), 0.5 ms
+#: ~13% (84%), with lag p99 0.4-0.6 ms either way (``bench/bench_open_model.py``).
 EARLY_NS = 500_000
 
 
@@ -364,7 +366,7 @@ class LoadEngine:
         task step per start either. The wake-up is a ``clock.Alarm`` (a timerfd: nanosecond
         deadlines; its callback runs in the loop's poll phase, also before the queued tasks)
         where there is one, else a loop timer of the time left in whole milliseconds
-        (``wait_s``), with a start at most ``EARLY_NS`` away made at once.
+        (``wait_s``); either way a start at most ``EARLY_NS`` away is made at once.
         """
         load = self.load
         rec = self.ctx.recorder
@@ -378,7 +380,6 @@ class LoadEngine:
         timer: asyncio.TimerHandle | None = None
         created = 0
         alarm: Alarm | None = None
-        early = EARLY_NS
         # (rec.load and rec.timeseries are replaced each interval in workers: never cache them)
 
         def next_ns() -> int | None:
@@ -396,7 +397,7 @@ class LoadEngine:
                 made = 0
                 now = time.monotonic_ns()
                 while intended is not None and not self.stopping:
-                    if intended - now > early:
+                    if intended - now > EARLY_NS:
                         if alarm is not None:
                             alarm.arm(intended)
                         else:
@@ -433,8 +434,6 @@ class LoadEngine:
                 done.set_exception(exc)
 
         alarm = Alarm.create(loop, tick)
-        if alarm is not None:
-            early = ALARM_EARLY_NS
         tick()
         try:
             await done
