@@ -90,9 +90,12 @@ def quiet_gc() -> Iterator[None]:
     A GC pause stops the event loop, so it shows up as schedule lag (open model) and as latency
     of whatever was in flight. A collection's pause is proportional to the objects it scans:
 
-    - ``gc.collect()`` then ``gc.freeze()`` at the start: everything that exists before the run
+    - ``gc.collect(1)`` then ``gc.freeze()`` at the start: everything that exists before the run
       (modules, the scenario, recorders, the engine) moves to the permanent generation, which
-      no collection scans; a rare full collection then scans only objects of the run.
+      no collection scans; a rare full collection then scans only objects of the run. Not a
+      full ``gc.collect()``: after the bench's closed-loop probe in the same process it took
+      ~230 ms, longer than the lead before the start, and the first 0.23 s of starts were
+      late (lag max 230-270 ms, 850 starts dropped at max_vus).
     - (700, 0, 10_000): generation 1 is collected at every second young collection, so it never
       holds more than two young cycles' survivors instead of ten (CPython's default and the
       previous setting (700, 10, 10_000): 12,000-14,000 objects). Measured in the open-model
@@ -104,9 +107,10 @@ def quiet_gc() -> Iterator[None]:
       Full collections stay practically absent during a run.
 
     Memory stays bounded: only objects that existed at the start are frozen, a fixed set, and
-    frozen objects are still freed by reference counting as usual; a garbage cycle among them
-    (none is expected: they are the run's long-lived structures) is merely kept until the end,
-    when ``gc.unfreeze()`` hands them back to the oldest generation. Everything created during
+    frozen objects are still freed by reference counting as usual; garbage cycles among them
+    (old garbage a full collection would have found) are merely kept until the end, when
+    ``gc.unfreeze()`` hands them back to the oldest generation: at most what the process
+    held at the start, however long the run. Everything created during
     the run is collected normally: young cycles within two young collections, older ones by
     the full collection that CPython still makes after 10,000 generation-1 collections (minutes
     at thousands of iterations per second) once they are a quarter of the old objects. Nothing
@@ -121,7 +125,7 @@ def quiet_gc() -> Iterator[None]:
         _gc_depth += 1
         if _gc_depth == 1:
             _gc_saved = gc.get_threshold()
-            gc.collect()
+            gc.collect(1)  # the young only: a full collection of a big heap took ~230 ms
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
     try:
