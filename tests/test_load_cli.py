@@ -87,6 +87,7 @@ def test_lost_threshold_exits_1_naming_it(tmp_path: Path, capsys: object) -> Non
     lost = [t for t in doc["thresholds"] if not t["passed"]]
     assert [t["expression"] for t in lost] == ["read.p99 < 1us"]
     assert "off by" in lost[0]["message"] and "read.p99 < 1us" in out
+    assert "LOST read.p99 < 1us (--threshold):" in out  # where it was set, not a 'line 0'
 
 
 def test_bad_threshold_is_a_usage_error(tmp_path: Path, capsys: object) -> None:

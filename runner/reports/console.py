@@ -111,7 +111,8 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
         lines.append("thresholds:")
         for t in result.thresholds:
             word = "pass" if t.passed else "LOST"
-            lines.append(f"  {word} {t.expression} (line {t.line}): {t.message}")
+            where = f"line {t.line}" if t.line else "--threshold"  # line 0: given on the command line
+            lines.append(f"  {word} {t.expression} ({where}): {t.message}")
     if result.interrupted:
         lines.append("interrupted: the report holds what was measured until the signal")
     lines.append(verdict_line(result))
