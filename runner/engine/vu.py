@@ -59,6 +59,9 @@ class RunContext:
     #: id(step) -> (recorder, is a read, moves a message): what recording a step needs, in one
     #: look-up per executed step.
     rows: dict[int, tuple[StepRecorder, bool, bool]] = field(default_factory=dict)
+    #: (id(open step), source address) -> its URL and options, for connections without per-user
+    #: templates (``runner.engine.steps.open``).
+    opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Rows in declaration order, present even for steps that never ran.

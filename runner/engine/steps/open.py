@@ -13,15 +13,6 @@ from runner.model import ConnectionSpec, OpenStep, Secret, StepKind
 if TYPE_CHECKING:
     from runner.engine.vu import RunContext, VirtualUser
 
-#: Rendered (url, options) of connections without per-user templates, keyed by what they are
-#: built from: (id(step), id(spec), target, extra CA, source address). The value holds the step
-#: and spec themselves, so an id reused by a later object never matches (checked by identity).
-#: Building them (URL template, ``ConnectOptions`` with ten fields, the CA adjustment) was ~3 us
-#: of every open in a load run, where they never change. Bounded: cleared when full.
-_Key = tuple[int, int, str | None, str | None, str | None]
-_PREPARED: dict[_Key, tuple[object, object, str, ConnectOptions]] = {}
-_PREPARED_MAX = 256
-
 
 def _is_static(spec: ConnectionSpec) -> bool:
     """True when the URL and every header value are the same for every user and iteration."""
@@ -44,19 +35,20 @@ def _prepare(
 async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
     ctx = vu.ctx
     spec = ctx.scenario.connections[step.connection]
-    key = (id(step), id(spec), ctx.target, ctx.extra_ca, vu.source_address)
-    hit = _PREPARED.get(key)
-    if hit is not None and hit[0] is step and hit[1] is spec:
-        url, options = hit[2], hit[3]
+    # Building the URL and ``ConnectOptions`` (templates, ten fields, the CA adjustment) was
+    # ~3 us of every open in a load run; without per-user templates it is done once per step and
+    # source address of the run (steps live as long as the run's context, so ids are stable).
+    key = (id(step), vu.source_address)
+    prepared = ctx.opens.get(key)
+    if prepared is not None:
+        url, options = prepared
     else:
         try:
             url, options = _prepare(step, vu, ctx, spec)
         except Exception as exc:
             return finish(step, StepKind.OPEN, -1, None, render_error(exc))
         if _is_static(spec):
-            if len(_PREPARED) >= _PREPARED_MAX:
-                _PREPARED.clear()
-            _PREPARED[key] = (step, spec, url, options)
+            ctx.opens[key] = (url, options)
     sockets = vu.sockets
     if step.connection in sockets:
         await vu.client.close(sockets.pop(step.connection), 1.0)
