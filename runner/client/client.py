@@ -39,7 +39,7 @@ from runner.client.codes import (
     os_error,
 )
 from runner.client.options import ConnectOptions
-from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WsConnection
+from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WriteBatcher, WsConnection
 from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
 from runner.model import ALL_SSL_ERRORS
 
@@ -118,6 +118,7 @@ class WebSocketClient:
         self._last: LastError | None = None
         # Parsed URLs, shared by the connections to them (websockets' protocol keeps its URI).
         self._uris: dict[str, WebSocketURI] = {}
+        self._batcher: WriteBatcher | None = None  # of the loop the sockets live in
 
     # --- open ---------------------------------------------------------------------------------
 
@@ -225,8 +226,15 @@ class WebSocketClient:
             subprotocols=list(options.subprotocols) or None,  # type: ignore[arg-type]
             max_size=options.max_message_size,
         )
+        batcher = self._batcher
+        if batcher is None or batcher.loop is not loop:
+            batcher = self._batcher = WriteBatcher(loop)
         conn = WsConnection(
-            ws, loop, max_queued_messages=self.max_queued_messages, max_queued_bytes=self.max_queued_bytes
+            ws,
+            loop,
+            max_queued_messages=self.max_queued_messages,
+            max_queued_bytes=self.max_queued_bytes,
+            batcher=batcher,
         )
         state.phase = "TLS handshake" if ctx is not None else "HTTP upgrade"
         state.sock = sock
@@ -517,10 +525,11 @@ class WebSocketClient:
 
     def send_buffered(self, socket: int) -> int:
         """Bytes written but not yet handed to the kernel (bounded by ``send_buffer_limit``
-        plus one message)."""
+        plus one message): in the transport's buffer, and kept for the end of the loop turn."""
         conn = self._sockets.get(socket)
-        transport = conn.transport if conn is not None else None
-        return transport.get_write_buffer_size() if transport is not None else 0
+        if conn is None or conn.transport is None:
+            return 0
+        return conn.transport.get_write_buffer_size() + conn.pending_out
 
     def is_open(self, socket: int) -> bool:
         conn = self._sockets.get(socket)
