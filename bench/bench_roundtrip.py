@@ -4,6 +4,9 @@ for the echo with that number. Round trips/s and client CPU per round trip, in o
 - ``websockets``: a plain loop on websockets' asyncio API (send json.dumps, recv, json.loads,
   compare the sequence number) -- the baseline the target is set against (>= 1.5x);
 - ``client``: the same loop on wsload's connection layer (WebSocketClient.write/read);
+- ``picows``: the same exchange on picows' client (C frame parser and encoder), written the way
+  picows is meant to be used: the next message is sent from the ``on_ws_frame`` callback (a peer
+  from the issue's table, measured in the same run; not in the default ``--tools``);
 - ``wsload``: the scenario bench/scenarios/roundtrip.yaml run by wsload's engine: one virtual user
   per connection, ``repeat`` with ``index: seq``: ``write json {seq: "{{ seq }}", ...}`` +
   ``read match json {seq: ...}``,
@@ -116,6 +119,59 @@ async def run_client(url: str, n: int, warmup: float, seconds: float, meter: Any
     return out
 
 
+async def run_picows(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
+    from picows import WSListener, WSMsgType, ws_connect
+
+    counts = [0] * n
+    running = [True]
+    dumps, loads = json.dumps, json.loads
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    active = [n]
+    pad = "x" * 34
+
+    class User(WSListener):  # type: ignore[misc]
+        def __init__(self, i: int) -> None:
+            super().__init__()
+            self.i = i
+            self.seq = 0
+            self.transport: Any = None
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+
+        def send_next(self) -> None:
+            self.seq += 1
+            message = dumps({"seq": self.seq, "vu": self.i, "payload": pad}).encode()
+            self.transport.send(WSMsgType.TEXT, message)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type != WSMsgType.TEXT:
+                return
+            if loads(frame.get_payload_as_utf8_text())["seq"] != self.seq:
+                return
+            counts[self.i] += 1
+            if running[0]:
+                self.send_next()
+            else:
+                active[0] -= 1
+                if not active[0] and not done.done():
+                    done.set_result(None)
+
+    users = [(await ws_connect(lambda i=i: User(i), url))[1] for i in range(n)]
+
+    async def start() -> None:
+        for user in users:
+            user.send_next()
+        await done
+
+    out = await _measure(
+        [start()], lambda: sum(counts), lambda: running.__setitem__(0, False), warmup, seconds, meter
+    )
+    for user in users:
+        user.transport.disconnect()
+    return out
+
+
 async def run_wsload_vu(url: str, n: int, warmup: float, seconds: float, meter: Any) -> dict[str, float]:
     """The engine's per-user path: RunContext + VirtualUser.run_iteration() in a loop per user."""
     from runner.client import WebSocketClient
@@ -211,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     h.common_args(parser, seconds=3.0, rounds=3)
     parser.add_argument("--connections", type=int, default=100)
-    parser.add_argument("--tools", default="websockets,client,wsload")
+    parser.add_argument(
+        "--tools", default="websockets,client,wsload", help="any of websockets,client,picows,wsload"
+    )
     parser.add_argument(
         "--engine",
         choices=["auto", "vu", "load"],
@@ -248,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 fn = {
                     "websockets": run_websockets,
                     "client": run_client,
+                    "picows": run_picows,
                     "wsload": run_wsload_load if engine == "load" else run_wsload_vu,
                 }[tool]
                 row = h.run_async(fn(url, args.connections, args.warmup, args.seconds, meter_of), args.loop)
