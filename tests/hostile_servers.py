@@ -26,6 +26,7 @@ __all__ = [
     "accept_key",
     "close_frame",
     "frame",
+    "ping_flood",
 ]
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -159,6 +160,24 @@ async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     await _forever()
 
 
+def ping_flood(count: int) -> Behaviour:
+    """Upgrades, stops reading, sends ``count`` pings of 125 bytes (a pong of 131 bytes owed for
+    each), then a text message "done"."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(upgrade_response(key))
+        await writer.drain()
+        cast(asyncio.Transport, writer.transport).pause_reading()
+        for start in range(0, count, 1000):
+            stop = min(start + 1000, count)
+            writer.write(b"".join(frame(0x9, b"%08d" % i + b"p" * 117) for i in range(start, stop)))
+            await writer.drain()
+        writer.write(frame(0x1, b"done"))
+        await _forever()
+
+    return behaviour
+
+
 async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
     """Upgrades, then sends small text messages as fast as the socket takes them, for ever."""
     writer.write(upgrade_response(key))
@@ -181,6 +200,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "reset_mid_message": reset_mid_message,
     "never_reads": never_reads,
     "flood": flood,
+    "ping_flood": ping_flood(5_000),
     "close_1005": close_with(1005),
 }
 

@@ -22,6 +22,7 @@ from hostile_servers import (
     huge_frame,
     masked_frame,
     never_reads,
+    ping_flood,
     reserved_opcode,
     reset_mid_message,
     silent,
@@ -266,6 +267,24 @@ def test_peer_that_never_reads_bounds_the_send_buffer(arun: Arun) -> None:
     arun(body)
 
 
+def test_peer_that_pings_without_reading_is_owed_one_pong_at_a_time(arun: Arun) -> None:
+    """A peer that sends 100,000 pings (13 MiB of pongs owed) and never reads: our send buffer stays
+    near its high-water mark (64 KiB) instead of holding every pong, and the message after the
+    pings is still read."""
+
+    async def body() -> None:
+        async with HostileServer(ping_flood(100_000), rcvbuf=4096) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            result = await client.read(sock, scaled(20))
+            assert (result.rc, result.data) == (0, "done")
+            assert client.send_buffered(sock) < 128 << 10, client.send_buffered(sock)
+            assert client.is_open(sock)
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
 def test_write_step_to_a_peer_that_never_reads_fails_in_time(arun: Arun) -> None:
     """A write step to a peer that never reads ends after defaults.read_timeout with -1 and a clear text."""
 
@@ -398,6 +417,7 @@ def test_every_fault_at_once_leaves_a_healthy_connection_alone(arun: Arun) -> No
         "never_reads": -1,
         "flood": 0,
         "close_1005": -1,
+        "ping_flood": -2,  # the pings, "done", then silence: the second read times out
     }
 
     async def body() -> None:
@@ -440,7 +460,7 @@ class all_hostile_servers:
 
     def __init__(self) -> None:
         self.servers = {
-            name: HostileServer(b, rcvbuf=4096 if name == "never_reads" else None)
+            name: HostileServer(b, rcvbuf=4096 if name in ("never_reads", "ping_flood") else None)
             for name, b in BEHAVIOURS.items()
         }
 

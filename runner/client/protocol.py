@@ -10,7 +10,9 @@ Memory stays bounded against a hostile peer. Received bytes are fed to the parse
 ``max_queued_bytes``, the rest of the chunk is kept aside and reading from the transport is paused
 (TCP flow control then slows the sender); it resumes when reads have taken the queue below half.
 A frame header announcing more than the message size limit fails at once (websockets checks the
-length before reading the payload). Sending is bounded by the client (``send_buffer_limit``).
+length before reading the payload). Sending is bounded by the client (``send_buffer_limit``), and
+the automatic pongs to a peer that pings without reading are too: while the send buffer is above
+its high-water mark only the pong for the latest ping is kept, and written when it drains.
 
 Receiving has a direct path: while the connection is open, without extensions, with no fragmented
 message in progress and websockets' parser waiting for the first byte of a frame, the whole,
@@ -85,6 +87,8 @@ _CONT = Opcode.CONT
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
+_PONG_HEAD = 0x80 | Opcode.PONG  # first byte of a whole pong frame
+_CLOSE_HEAD = 0x80 | Opcode.CLOSE
 
 #: Bytes of mask keys drawn from the OS CSPRNG at a time: one ``getrandom`` per 1,024 frames
 #: instead of one per frame (websockets' ``secrets.token_bytes(4)``; 6% of a round trip).
@@ -216,6 +220,7 @@ class WsConnection(asyncio.Protocol):
         "_drain",
         "_frag",
         "_frag_text",
+        "_held_pong",
         "_lost_waiter",
         "_out",
         "_pending",
@@ -254,6 +259,7 @@ class WsConnection(asyncio.Protocol):
         self.loop = loop
         self._batcher = batcher if batcher is not None else WriteBatcher(loop)
         self._out: bytes | None = None  # frames sent in this loop turn, not yet written
+        self._held_pong: bytes | None = None  # the pong kept back while the peer is not reading
         self.transport: asyncio.Transport | None = None
         self.messages: deque[tuple[str | bytes, int]] | None = None
         self.queued_bytes = 0
@@ -435,6 +441,9 @@ class WsConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        pong, self._held_pong = self._held_pong, None
+        if pong is not None and self.transport is not None and not self.lost:
+            self.transport.write(pong)
         self._wake_drain()
 
     # --- the work -----------------------------------------------------------------------------
@@ -523,8 +532,17 @@ class WsConnection(asyncio.Protocol):
             return
         if self._out is not None:
             self.write_out()
-        for chunk in self.ws.data_to_send():
+        for chunk in self.ws.data_to_send():  # one frame per chunk
             if chunk:
+                head = chunk[0]
+                if head == _PONG_HEAD and self.write_paused:
+                    # A peer that pings without reading would otherwise grow our send buffer
+                    # without bound; the pong for its latest ping is enough (RFC 6455 5.5.3),
+                    # written when the buffer drains.
+                    self._held_pong = chunk
+                    continue
+                if head == _CLOSE_HEAD:
+                    self._held_pong = None
                 transport.write(chunk)
             elif transport.can_write_eof():
                 transport.write_eof()
