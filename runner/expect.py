@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import jmespath
+import regex
 from jsonschema import Draft202012Validator
 
+from runner.errors import WsloadError
 from runner.model import Capture, ContentCheck, Expectation, StepKind
 
 __all__ = [
@@ -180,9 +181,38 @@ def _ms(ns: float) -> str:
 # --- content --------------------------------------------------------------------------------------
 
 
+#: A regular expression search on one message may take this long. The patterns are compiled
+#: with the ``regex`` module (``re``'s syntax), which avoids much backtracking that ``re`` falls
+#: into and stops a search at a time limit: a pattern like ``(a|aa)+$`` on a long message would
+#: otherwise hold the event loop, and with it every virtual user of the process, for minutes.
+REGEX_TIMEOUT_S = 0.1
+
+
 @lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _regex(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def _search(pattern: str, text: str) -> regex.Match[str] | None:
+    try:
+        return _regex(pattern).search(text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        raise RegexTooSlow(pattern, len(text)) from None
+
+
+class RegexTooSlow(WsloadError):
+    """A search gave up at ``REGEX_TIMEOUT_S``; the step fails with this text."""
+
+    def __init__(self, pattern: str, length: int) -> None:
+        super().__init__(pattern, length)
+        self.pattern = pattern
+        self.length = length
+
+    def __str__(self) -> str:
+        return (
+            f"/{self.pattern}/ gave up after {REGEX_TIMEOUT_S * 1000:g} ms on a message of "
+            f"{self.length} characters (catastrophic backtracking: make the pattern more specific)"
+        )
 
 
 @lru_cache(maxsize=256)
@@ -286,7 +316,7 @@ def _compare(value: Any, op: str, literal: Any) -> bool:
             return literal in value
         return False
     if op in ("matches", "=~"):
-        return isinstance(value, str) and _regex(str(literal)).search(value) is not None
+        return isinstance(value, str) and _search(str(literal), value) is not None
     if op in ("in",):
         return isinstance(literal, (list, tuple, str)) and value in literal
     fn = _COMPARE.get(op)
@@ -337,7 +367,7 @@ def check_content(check: ContentCheck, message: Message, ctx: Mapping[str, objec
                 f"contains {describe(want)}",
                 describe(message.data),
             )
-    if check.regex is not None and _regex(check.regex).search(message.text) is None:
+    if check.regex is not None and _search(check.regex, message.text) is None:
         return Failure(
             f"expected a message matching /{check.regex}/, got {describe(message.data, 80)!r}",
             f"/{check.regex}/",
@@ -451,7 +481,10 @@ def apply_captures(
                 )
             values[cap.variable] = value
         elif cap.regex is not None:
-            found = _regex(cap.regex).search(message.text)
+            try:
+                found = _search(cap.regex, message.text)
+            except RegexTooSlow as exc:
+                return values, Failure(f"capture {cap.variable}: {exc}", f"/{cap.regex}/", "")
             if found is None:
                 return values, Failure(
                     f"capture {cap.variable}: /{cap.regex}/ did not match",

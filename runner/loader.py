@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import jmespath
+import regex
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -715,10 +716,11 @@ class _Builder:
             sha256=raw["sha256"].lower() if "sha256" in raw else None,
         )
 
-    def compile_regex(self, pattern: str, path: Path) -> re.Pattern[str] | None:
+    def compile_regex(self, pattern: str, path: Path) -> regex.Pattern[str] | None:
+        """Compiled as the checks will compile it (``regex``, ``re``'s syntax; see ``expect``)."""
         try:
-            return re.compile(pattern)
-        except (re.error, RecursionError, OverflowError) as exc:
+            return regex.compile(pattern)
+        except (regex.error, RecursionError, OverflowError) as exc:
             self.problem(path, f"invalid regular expression: {exc}")
             return None
 

@@ -331,3 +331,55 @@ steps:
     assert (write.count, read.count, read.ok, read.failures) == (3, 3, 2, 1)
     assert (sleep.count, sleep.skipped) == (2, 1)
     assert (ping.count, ping.skipped) == (0, 1)
+
+
+def test_catastrophic_regex_fails_its_step_in_bounded_time(arun: Arun) -> None:
+    """A pattern that backtracks for ever on the message it meets (as an expectation or a capture)
+    fails its step after 100 ms with a text that says so, instead of holding the event loop."""
+    import time
+
+    evil = "(a|aa)+$"  # 35 characters: ~1.5 s with re (bounded, should this regress), 100 ms here
+    start = time.monotonic()
+    result = _run(
+        arun,
+        f"""
+name: backtracking
+target: embedded
+connections:
+  echo: {{url: /echo, timeout: 5s}}
+steps:
+  - open: echo
+  - write: {{connection: echo, text: "{'a' * 34}b"}}
+  - name: expect
+    read: {{connection: echo, timeout: 2s}}
+    expect: {{regex: "{evil}"}}
+  - close: echo
+""",
+    )
+    elapsed = time.monotonic() - start
+    assert not result.passed and result.exit_code == 1
+    step = _step(result, "expect")
+    assert step.failures == 1
+    assert result.failures[0].message == (
+        f"expect: /{evil}/ gave up after 100 ms on a message of 35 characters "
+        "(catastrophic backtracking: make the pattern more specific)"
+    )
+    assert elapsed < 3, elapsed
+    capture = _run(
+        arun,
+        f"""
+name: backtracking capture
+target: embedded
+connections:
+  echo: {{url: /echo, timeout: 5s}}
+steps:
+  - open: echo
+  - write: {{connection: echo, json: {{name: "{'a' * 34}b"}}}}
+  - name: capture
+    read: {{connection: echo, timeout: 2s}}
+    capture: {{x: {{regex: "({evil})"}}}}
+  - close: echo
+""",
+    )
+    assert _step(capture, "capture").failures == 1
+    assert capture.failures[0].message.startswith(f"capture x: /({evil})/ gave up after 100 ms")
