@@ -442,8 +442,9 @@ class WsConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         pong, self._held_pong = self._held_pong, None
-        if pong is not None and self.transport is not None and not self.lost:
-            self.transport.write(pong)
+        transport = self.transport
+        if pong is not None and transport is not None and not self.lost and not transport.is_closing():
+            transport.write(pong)
         self._wake_drain()
 
     # --- the work -----------------------------------------------------------------------------
@@ -691,8 +692,8 @@ class WsConnection(asyncio.Protocol):
             return
         self._out = None
         transport = self.transport
-        if transport is None or self.lost:
-            return
+        if transport is None or self.lost or transport.is_closing():
+            return  # aborted in this turn: uvloop refuses writes to a closed transport
         self.last_write_ns = monotonic_ns()
         transport.write(out)
 
