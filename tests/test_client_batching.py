@@ -136,3 +136,30 @@ def test_many_messages_in_one_turn_all_arrive(arun: Arun) -> None:
         assert seen[-1][0] == 0x8
 
     arun(body)
+
+
+def test_thousands_of_small_messages_in_one_turn_arrive_in_order(arun: Arun) -> None:
+    """20,000 small messages written to one connection without an await in between are joined
+    into few writes and all arrive, in order."""
+
+    async def body() -> None:
+        seen: list[tuple[int, bytes]] = []
+        done = asyncio.Event()
+        async with HostileServer(_recorder(seen, done)) as server:
+            client = WebSocketClient()
+            sock = await _open_raw(client, server)
+            for i in range(20_000):
+                assert client.write(sock, f"m{i}") == len(f"m{i}")
+            assert client.send_buffered(sock) < 2 * (64 << 10)
+            assert await client.close(sock) == 0
+            await asyncio.wait_for(done.wait(), scaled(10))
+        assert seen[:-1] == [(0x1, f"m{i}".encode()) for i in range(20_000)]
+        assert seen[-1][0] == 0x8
+
+    arun(body)
+
+
+async def _open_raw(client: WebSocketClient, server: HostileServer) -> int:
+    sock = await client.open(server.url, None)
+    assert sock >= 0, client.last_error()
+    return sock

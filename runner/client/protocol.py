@@ -258,7 +258,7 @@ class WsConnection(asyncio.Protocol):
         self.ws = ws
         self.loop = loop
         self._batcher = batcher if batcher is not None else WriteBatcher(loop)
-        self._out: bytes | None = None  # frames sent in this loop turn, not yet written
+        self._out: bytes | bytearray | None = None  # frames sent in this turn, not yet written
         self._held_pong: bytes | None = None  # the pong kept back while the peer is not reading
         self.transport: asyncio.Transport | None = None
         self.messages: deque[tuple[str | bytes, int]] | None = None
@@ -659,7 +659,7 @@ class WsConnection(asyncio.Protocol):
                 return len(data)
         return self._send_via_core(data)
 
-    def _queue(self, frame: bytes) -> None:
+    def _queue(self, frame: bytes | bytearray) -> None:
         """Keep ``frame`` for the end of the loop turn, or write it (and what waits) now when
         that makes ``WRITE_BATCH_BYTES`` or more."""
         out = self._out
@@ -670,12 +670,14 @@ class WsConnection(asyncio.Protocol):
                 self.last_write_ns = monotonic_ns()
                 return
         else:
-            frame = out + frame
-            if len(frame) < WRITE_BATCH_BYTES:
-                self._out = frame
+            if type(out) is bytes:  # a second frame in this turn: append in place from now on
+                out = self._out = bytearray(out)
+            out += frame
+            if len(out) < WRITE_BATCH_BYTES:
                 self.last_write_ns = monotonic_ns()
                 return
             self._out = None  # the batcher finds nothing left to write for this connection
+            frame = out
         self.last_write_ns = monotonic_ns()
         self.transport.write(frame)  # type: ignore[union-attr]  # checked by send
 
