@@ -167,7 +167,7 @@ def _state(conn: WsConnection, transport: _Transport, taken: list[object]) -> di
         "close_rcvd": ws.close_rcvd,
         "close_sent": ws.close_sent,
         "state": ws.state,
-        "current_size": ws.current_size,
+        "current_size": getattr(ws, "current_size", None),  # websockets >= 15 only
         "sent": _sent(transport),
         "eof_sent": transport.eof,
     }
