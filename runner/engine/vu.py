@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.steps import EXECUTE
@@ -137,7 +137,7 @@ class VirtualUser:
         ctx = self.ctx
         rec = ctx.recorder
         rec.iterations += 1
-        rec.timeseries.start(rec.second(time.monotonic_ns()))
+        rec.timeseries.start(rec.second(monotonic_ns()))
         self.variables["iteration"] = self.iteration
         try:
             ok = await self.run_steps(ctx.scenario.steps) is None
@@ -147,7 +147,7 @@ class VirtualUser:
         if not ok:
             rec.iterations_failed += 1
         await self.close_all()
-        rec.timeseries.ended(rec.second(time.monotonic_ns()))
+        rec.timeseries.ended(rec.second(monotonic_ns()))
         return ok
 
     async def run_steps(self, steps: Sequence[Step], times: int = 1, index: str | None = None) -> int | None:
@@ -189,7 +189,7 @@ class VirtualUser:
         rec.record_ok(latency)
         run = ctx.recorder
         run.timeseries.step_ok(
-            (time.monotonic_ns() - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
+            (monotonic_ns() - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
         )
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
@@ -204,7 +204,7 @@ class VirtualUser:
             rec.record_ok(latency, outcome.skipped_messages)
             run = ctx.recorder
             run.timeseries.step_ok(
-                (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
+                (monotonic_ns() - run.start_ns) // 1_000_000_000,
                 latency if is_read else None,
                 is_message,
             )
@@ -224,7 +224,7 @@ class VirtualUser:
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
         run = ctx.recorder
         run.timeseries.step(
-            (time.monotonic_ns() - run.start_ns) // 1_000_000_000,
+            (monotonic_ns() - run.start_ns) // 1_000_000_000,
             failure is None,
             None if rc_ok else outcome.rc,
             latency if is_read else None,

@@ -9,7 +9,7 @@ matched message was parsed by the client.
 
 from __future__ import annotations
 
-import time
+from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from runner.client.codes import ReadResult
@@ -34,13 +34,12 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
         return not_open(step, StepKind.READ, step.connection)
     client = vu.client
     timeout_s = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
-    started = time.monotonic_ns()
+    now = started = monotonic_ns()
     deadline = started + int(timeout_s * 1e9)
     variables = vu.variables
     skipped = 0
     while True:
-        now = time.monotonic_ns()
-        if skipped and now >= deadline:
+        if skipped and (now := monotonic_ns()) >= deadline:
             # A busy stream keeps the buffer full: the time-out must still end the wait.
             result = ReadResult(-2)
         else:
@@ -96,7 +95,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
                 continue
         break
     since = client.last_write_ns(sock) or started  # a round trip: from the last write
-    latency = max(0, result.received_ns - since) if result.received_ns else time.monotonic_ns() - since
+    latency = max(0, result.received_ns - since) if result.received_ns else monotonic_ns() - since
     expect = step.expect
     content = expect.content
     if content is None and not step.captures and expect.outcome_default:

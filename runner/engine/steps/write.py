@@ -7,7 +7,7 @@ the step with -1 and a time-out text instead of holding it, or our memory, witho
 
 from __future__ import annotations
 
-import time
+from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from runner.engine.steps.base import StepOutcome, finish, not_open
@@ -39,9 +39,9 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome | int:
     except Exception as exc:
         return finish(step, StepKind.WRITE, -1, None, render_error(exc))
     client = vu.client
-    started = time.monotonic_ns()
+    started = monotonic_ns()
     rc = client.write(sock, data)
-    latency = time.monotonic_ns() - started
+    latency = monotonic_ns() - started
     if rc < 0:
         err = client.last_error()
         return finish(
