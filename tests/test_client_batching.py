@@ -57,6 +57,13 @@ def _recorder(seen: list[tuple[int, bytes]], done: asyncio.Event) -> Any:
     return behaviour
 
 
+async def _open(server: HostileServer) -> tuple[WebSocketClient, int]:
+    client = WebSocketClient()
+    sock = await client.open(server.url, None)
+    assert sock >= 0, client.last_error()
+    return client, sock
+
+
 def test_messages_pings_and_close_keep_their_order(arun: Arun) -> None:
     """Messages written in one loop turn, a ping, more messages and the close reach the server
     exactly in the order of the calls, text as text and binary as binary."""
@@ -65,9 +72,7 @@ def test_messages_pings_and_close_keep_their_order(arun: Arun) -> None:
         seen: list[tuple[int, bytes]] = []
         done = asyncio.Event()
         async with HostileServer(_recorder(seen, done)) as server:
-            client = WebSocketClient()
-            sock = await client.open(server.url, None)
-            assert sock >= 0, client.last_error()
+            client, sock = await _open(server)
             for i in range(20):  # one loop turn: no await in between
                 assert client.write(sock, f"t{i}" if i % 2 == 0 else f"b{i}".encode()) == len(f"t{i}")
             ping = await client.ping(sock, scaled(2))
@@ -95,9 +100,7 @@ def test_a_message_of_a_busy_turn_is_timed_from_when_it_leaves(arun: Arun) -> No
         seen: list[tuple[int, bytes]] = []
         done = asyncio.Event()
         async with HostileServer(_recorder(seen, done)) as server:
-            client = WebSocketClient()
-            sock = await client.open(server.url, None)
-            assert sock >= 0, client.last_error()
+            client, sock = await _open(server)
             assert client.write(sock, "echo 1") == 6
             assert client.send_buffered(sock) > 6  # the frame waits for the end of the turn
             time.sleep(0.05)  # the rest of this loop turn keeps the client busy
@@ -119,9 +122,7 @@ def test_many_messages_in_one_turn_all_arrive(arun: Arun) -> None:
         seen: list[tuple[int, bytes]] = []
         done = asyncio.Event()
         async with HostileServer(_recorder(seen, done)) as server:
-            client = WebSocketClient()
-            sock = await client.open(server.url, None)
-            assert sock >= 0, client.last_error()
+            client, sock = await _open(server)
             blobs = [bytes([i]) * (64 << 10) for i in range(64)]
             for i, blob in enumerate(blobs):
                 assert client.write(sock, blob) == len(blob)
@@ -146,8 +147,7 @@ def test_thousands_of_small_messages_in_one_turn_arrive_in_order(arun: Arun) -> 
         seen: list[tuple[int, bytes]] = []
         done = asyncio.Event()
         async with HostileServer(_recorder(seen, done)) as server:
-            client = WebSocketClient()
-            sock = await _open_raw(client, server)
+            client, sock = await _open(server)
             for i in range(20_000):
                 assert client.write(sock, f"m{i}") == len(f"m{i}")
             assert client.send_buffered(sock) < 2 * (64 << 10)
@@ -157,9 +157,3 @@ def test_thousands_of_small_messages_in_one_turn_arrive_in_order(arun: Arun) -> 
         assert seen[-1][0] == 0x8
 
     arun(body)
-
-
-async def _open_raw(client: WebSocketClient, server: HostileServer) -> int:
-    sock = await client.open(server.url, None)
-    assert sock >= 0, client.last_error()
-    return sock
