@@ -47,8 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one wsload command and return its exit code (see ``EPILOG``)."""
     parser = build_parser()

@@ -5,7 +5,8 @@
     ├── ScenarioError           a scenario file is invalid: every Problem at once (exit 2)
     ├── RunError                the run could not be carried out: port in use, limits (exit 3)
     │   └── ReportWriteError    a report could not be written (disk full, no permission)
-    └── Interrupted             SIGINT/SIGTERM stopped the run (exit 130)
+    ├── Interrupted             SIGINT/SIGTERM stopped the run (exit 130)
+    └── RegexTimeout            a step's regular expression gave up on a message (the step fails)
 
 Connection failures are *not* exceptions here: like WinCC OA's functions they are return codes
 with a last-error text (see ``runner.client``). Exceptions build their text in ``__str__`` from
@@ -21,6 +22,7 @@ __all__ = [
     "ExitCode",
     "Interrupted",
     "Problem",
+    "RegexTimeout",
     "ReportWriteError",
     "RunError",
     "ScenarioError",
@@ -116,3 +118,22 @@ class Interrupted(WsloadError):
     """The run was stopped by SIGINT or SIGTERM; what was measured is still reported."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class RegexTimeout(WsloadError):
+    """A regular expression search on one message passed its time limit (catastrophic
+    backtracking); caught by the step, which fails with this text. Exit 1, as a failed step."""
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, pattern: str, length: int, limit_s: float) -> None:
+        super().__init__(pattern, length, limit_s)
+        self.pattern = pattern
+        self.length = length
+        self.limit_s = limit_s
+
+    def __str__(self) -> str:
+        return (
+            f"/{self.pattern}/ gave up after {self.limit_s * 1000:g} ms on a message of "
+            f"{self.length} characters (catastrophic backtracking: make the pattern more specific)"
+        )

@@ -21,7 +21,7 @@ import jmespath
 import regex
 from jsonschema import Draft202012Validator
 
-from runner.errors import WsloadError
+from runner.errors import RegexTimeout
 from runner.model import Capture, ContentCheck, Expectation, StepKind
 
 __all__ = [
@@ -197,22 +197,7 @@ def _search(pattern: str, text: str) -> regex.Match[str] | None:
     try:
         return _regex(pattern).search(text, timeout=REGEX_TIMEOUT_S)
     except TimeoutError:
-        raise RegexTooSlow(pattern, len(text)) from None
-
-
-class RegexTooSlow(WsloadError):
-    """A search gave up at ``REGEX_TIMEOUT_S``; the step fails with this text."""
-
-    def __init__(self, pattern: str, length: int) -> None:
-        super().__init__(pattern, length)
-        self.pattern = pattern
-        self.length = length
-
-    def __str__(self) -> str:
-        return (
-            f"/{self.pattern}/ gave up after {REGEX_TIMEOUT_S * 1000:g} ms on a message of "
-            f"{self.length} characters (catastrophic backtracking: make the pattern more specific)"
-        )
+        raise RegexTimeout(pattern, len(text), REGEX_TIMEOUT_S) from None
 
 
 @lru_cache(maxsize=256)
@@ -483,7 +468,7 @@ def apply_captures(
         elif cap.regex is not None:
             try:
                 found = _search(cap.regex, message.text)
-            except RegexTooSlow as exc:
+            except RegexTimeout as exc:
                 return values, Failure(f"capture {cap.variable}: {exc}", f"/{cap.regex}/", "")
             if found is None:
                 return values, Failure(

@@ -661,24 +661,24 @@ class WsConnection(asyncio.Protocol):
 
     def _queue(self, frame: bytes | bytearray) -> None:
         """Keep ``frame`` for the end of the loop turn, or write it (and what waits) now when
-        that makes ``WRITE_BATCH_BYTES`` or more."""
+        that makes ``WRITE_BATCH_BYTES`` or more. ``last_write_ns`` is set here too, so a read
+        in this turn of a message that came before this write reports 0, not the time since
+        the previous write; ``write_out`` moves it to when the frame leaves."""
+        self.last_write_ns = monotonic_ns()
         out = self._out
         if out is None:
             if len(frame) < WRITE_BATCH_BYTES:
                 self._out = frame
                 self._batcher.add(self)
-                self.last_write_ns = monotonic_ns()
                 return
         else:
             if type(out) is bytes:  # a second frame in this turn: append in place from now on
                 out = self._out = bytearray(out)
             out += frame
             if len(out) < WRITE_BATCH_BYTES:
-                self.last_write_ns = monotonic_ns()
                 return
             self._out = None  # the batcher finds nothing left to write for this connection
             frame = out
-        self.last_write_ns = monotonic_ns()
         self.transport.write(frame)  # type: ignore[union-attr]  # checked by send
 
     @property
