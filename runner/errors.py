@@ -2,6 +2,7 @@
 
     WsloadError                 anything wsload reports to a user; carries its exit code
     ├── UsageError              bad command line (exit 2)
+    │   └── InvalidThreshold    a threshold expression that does not parse (in a file: a Problem)
     ├── ScenarioError           a scenario file is invalid: every Problem at once (exit 2)
     ├── RunError                the run could not be carried out: port in use, limits (exit 3)
     │   └── ReportWriteError    a report could not be written (disk full, no permission)
@@ -21,6 +22,7 @@ from enum import IntEnum
 __all__ = [
     "ExitCode",
     "Interrupted",
+    "InvalidThreshold",
     "Problem",
     "RegexTimeout",
     "ReportWriteError",
@@ -51,6 +53,10 @@ class UsageError(WsloadError):
     """The command line is wrong (unknown option value, missing file argument)."""
 
     exit_code = ExitCode.INVALID
+
+
+class InvalidThreshold(UsageError):
+    """A threshold expression names no metric, or its value is not in the metric's unit."""
 
 
 @dataclass(frozen=True, slots=True)

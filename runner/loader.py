@@ -26,9 +26,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from runner import model as m
-from runner.errors import Problem, ScenarioError
+from runner.errors import InvalidThreshold, Problem, ScenarioError
 from runner.templates import JsonTemplate, Template, TemplateError
-from runner.units import UnitError, parse_duration, parse_fraction, parse_rate, parse_size
+from runner.thresholds import parse_threshold
+from runner.units import UnitError, parse_duration, parse_rate, parse_size
 from runner.validation import closest, schema_problems
 from runner.yamlsource import Path, SourceMap, parse_yaml
 
@@ -59,12 +60,6 @@ MAX_WORKERS = 1024
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 _SENSITIVE_WORDS = ("token", "secret", "key", "auth", "password", "session")
-_GLOBAL_SUBJECTS = frozenset({"errors", "iterations", "checks"})
-_LATENCY_STATS = frozenset({"p50", "p90", "p95", "p99", "p999", "max", "mean", "min"})
-_THRESHOLD_RE = re.compile(
-    r"^\s*(?P<subject>.+?)\.(?P<stat>p50|p90|p95|p99|p999|max|mean|min|count|rate)"
-    r"\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\S.*?)\s*$"
-)
 _THAT_RE = re.compile(r"^\s*(?P<path>\S.*?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>[^<>=!]+?)\s*$")
 _PEM_MARK = "-----BEGIN "
 
@@ -823,10 +818,30 @@ class _Builder:
             self.problem((*path, "rate"), "give either 'vus' (closed model) or 'rate' (open model), not both")
         if not ({"duration", "iterations", "stages"} & set(raw)):
             self.problem(path, "load needs 'duration', 'iterations' or 'stages' to know when to stop")
+        duration = dur("duration", None)
+        if duration is not None and duration <= 0:
+            self.problem((*path, "duration"), "a load of duration 0 runs nothing; give a duration above 0")
+        if rate is not None and rate <= 0 and not stages:
+            self.problem((*path, "rate"), "a rate of 0 starts nothing; give a rate above 0")
+        if stages and (sum(st.duration_s for st in stages) <= 0 or max(st.target for st in stages) <= 0):
+            self.problem(
+                (*path, "stages"), "these stages run nothing (no time, or no users or starts in any stage)"
+            )
+        first, most = 0.05, 1.0
+        if "failure_pause" in raw:
+            fp = raw["failure_pause"]
+            fpath = (*path, "failure_pause")
+            if isinstance(fp, dict):
+                first = self.duration(fp["first"], (*fpath, "first"))
+                most = self.duration(fp["max"], (*fpath, "max"))
+                if most < first:
+                    self.problem((*fpath, "max"), "max is shorter than first")
+            else:
+                first = most = self.duration(fp, fpath)
         return m.LoadSpec(
             model="open" if is_open else "closed",
             vus=int(raw.get("vus", 1)),
-            duration_s=dur("duration", None),
+            duration_s=duration,
             iterations=raw.get("iterations"),
             ramp_up_s=dur("ramp_up", 0.0) or 0.0,
             stages=tuple(stages),
@@ -836,7 +851,23 @@ class _Builder:
             source_addresses=tuple(raw.get("source_addresses") or ()),
             graceful_stop_s=dur("graceful_stop", 5.0) or 0.0,
             think_time_s=dur("think_time", 0.0) or 0.0,
+            pace_s=self.pace(raw, path, is_open),
+            hold=bool(raw.get("hold", False)),
+            failure_pause_first_s=first,
+            failure_pause_max_s=most,
         )
+
+    def pace(self, raw: dict[str, Any], path: Path, is_open: bool) -> float | None:
+        if "pace" not in raw:
+            return None
+        pace = self.duration(raw["pace"], (*path, "pace"))
+        if is_open:
+            self.problem((*path, "pace"), "pace is for the closed model (vus); the open model's rate sets when starts are due")
+        elif "think_time" in raw:
+            self.problem((*path, "pace"), "give either 'pace' (start to start) or 'think_time' (end to start), not both")
+        elif pace <= 0:
+            self.problem((*path, "pace"), "a pace of 0 is no pace; leave it out to start each iteration at once")
+        return pace
 
     def rate(self, value: object, path: Path) -> float:
         try:
@@ -848,57 +879,20 @@ class _Builder:
     def threshold(self, item: str | dict[str, Any], path: Path) -> m.Threshold | None:
         expr = item if isinstance(item, str) else item["threshold"]
         epath = path if isinstance(item, str) else (*path, "threshold")
-        abort = False if isinstance(item, str) else bool(item.get("abort_on_fail", False))
-        match = _THRESHOLD_RE.match(expr)
-        if match is None:
-            self.problem(
-                epath,
-                f"'{expr}' is not 'SUBJECT.STAT OP VALUE' (e.g. 'read.p99 < 50ms', 'errors.rate < 0.1%'); "
-                "STAT is one of p50 p90 p95 p99 p999 max mean min count rate",
-            )
-            return None
-        subject, stat, op, raw_value = match.group("subject", "stat", "op", "value")
-        subjects = self.step_names | self.kinds_used | _GLOBAL_SUBJECTS
-        if subject not in subjects:
-            hint = closest(subject, subjects)
-            extra = f", did you mean '{hint}'?" if hint else f" (steps: {', '.join(sorted(self.step_names))})"
-            self.problem(epath, f"threshold '{expr}' names no step or metric '{subject}'{extra}")
-            return None
-        convert: Callable[[object], float]
-        if stat in _LATENCY_STATS:
-            convert = parse_duration
-        elif stat == "count":
-            convert = _count
-        elif subject in ("errors", "checks"):
-            convert = parse_fraction
-        else:
-            convert = parse_rate
-        try:
-            value = convert(raw_value)
-        except (UnitError, ValueError) as exc:
-            self.problem(epath, f"threshold value: {exc}")
-            return None
+        options = {} if isinstance(item, str) else item
         line, column = self.source.position(epath)
-        return m.Threshold(
-            expression=expr,
-            subject=subject,
-            stat=stat,
-            op=op,  # type: ignore[arg-type]
-            value=value,
-            location=m.Location(self.source.file, line, column),
-            abort_on_fail=abort,
-        )
-
-
-def _count(text: object) -> float:
-    """A plain non-negative number, for ``.count`` thresholds."""
-    try:
-        value = float(str(text))
-    except ValueError:
-        raise UnitError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise UnitError(f"{text!r} is not a count")
-    return value
+        try:
+            return parse_threshold(
+                expr,
+                step_names=self.step_names,
+                kinds=self.kinds_used,
+                location=m.Location(self.source.file, line, column),
+                abort_on_fail=bool(options.get("abort_on_fail", False)),
+                accept_no_data=options.get("no_data", "fail") == "pass",
+            )
+        except InvalidThreshold as exc:
+            self.problem(epath, str(exc))
+            return None
 
 
 def _literal(text: str) -> object:

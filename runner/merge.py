@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import UsageError
-from runner.metrics import LatencyHistogram, RunRecorder
-from runner.model import LoadSpec, Location, Scenario, Threshold
-from runner.results import LatencySummary, RunResult, TlsInfo, build_result
-from runner.thresholds import evaluate
+from runner.load.result import evaluate_load, load_figures
+from runner.metrics import RunRecorder
+from runner.model import LoadSpec, Location, Scenario, Stage, Threshold
+from runner.results import RunResult, TlsInfo, build_result
 
 __all__ = [
     "MergeError",
@@ -76,7 +76,32 @@ def plan_of(load: LoadSpec) -> dict[str, Any]:
         "rate": load.rate,
         "max_vus": load.max_vus,
         "think_time_s": load.think_time_s,
+        "pace_s": load.pace_s,
+        "graceful_stop_s": load.graceful_stop_s,
+        "hold": load.hold,
+        "failure_pause": [load.failure_pause_first_s, load.failure_pause_max_s],
     }
+
+
+def plan_from_json(plan: Mapping[str, Any]) -> LoadSpec:
+    """The load plan ``plan_of`` wrote (what the merge needs of it: schedule, hold, pauses)."""
+    first, most = plan.get("failure_pause") or (0.05, 1.0)
+    return LoadSpec(
+        model=plan.get("model", "closed"),
+        vus=int(plan.get("vus") or 1),
+        duration_s=plan.get("duration_s"),
+        iterations=plan.get("iterations"),
+        ramp_up_s=float(plan.get("ramp_up_s") or 0.0),
+        stages=tuple(Stage(float(d), float(t)) for d, t in plan.get("stages") or ()),
+        rate=plan.get("rate"),
+        max_vus=plan.get("max_vus"),
+        think_time_s=float(plan.get("think_time_s") or 0.0),
+        pace_s=plan.get("pace_s"),
+        graceful_stop_s=float(plan.get("graceful_stop_s", 5.0)),
+        hold=bool(plan.get("hold", False)),
+        failure_pause_first_s=float(first),
+        failure_pause_max_s=float(most),
+    )
 
 
 def thresholds_to_json(thresholds: Sequence[Threshold]) -> list[dict[str, Any]]:
@@ -91,6 +116,7 @@ def thresholds_to_json(thresholds: Sequence[Threshold]) -> list[dict[str, Any]]:
             "line": t.location.line,
             "column": t.location.column,
             "abort_on_fail": t.abort_on_fail,
+            "accept_no_data": t.accept_no_data,
         }
         for t in thresholds
     ]
@@ -106,6 +132,7 @@ def thresholds_from_json(data: Sequence[Mapping[str, Any]]) -> tuple[Threshold, 
             value=float(d["value"]),
             location=Location(d.get("file", ""), int(d.get("line", 0)), int(d.get("column", 0))),
             abort_on_fail=bool(d.get("abort_on_fail", False)),
+            accept_no_data=bool(d.get("accept_no_data", False)),
         )
         for d in data
     )
@@ -227,19 +254,16 @@ def merge_recorders(parts: Sequence[tuple[Mapping[str, Any], int]]) -> RunRecord
             entry = dict(entry)
             entry["t"] = int(entry["t"]) + offset
             if "vus" in entry:
-                g = gauges.setdefault(entry["t"], [0, 0])
+                g = gauges.setdefault(entry["t"], [0, 0, 0])
                 g[0] += int(entry.pop("vus") or 0)
                 g[1] += int(entry.pop("connections", 0) or 0)
+                g[2] += int(entry.pop("paused", 0) or 0)
             series.append(entry)
-        total.merge({**data, "timeseries": series})
-    for second, (vus, conns) in gauges.items():
-        total.timeseries.gauges(second, vus, conns)
+        total.merge({**data, "timeseries": series, "health": {}})
+        total.health.merge(data.get("health") or {}, offset=offset)
+    for second, (vus, conns, paused) in gauges.items():
+        total.timeseries.gauges(second, vus, conns, paused)
     return total
-
-
-def _ms(hist: LatencyHistogram) -> dict[str, float] | None:
-    summary = LatencySummary.of(hist.summary())
-    return summary.to_json() if summary else None
 
 
 def _merged_tls(results: Sequence[RunResult]) -> TlsInfo:
@@ -260,22 +284,12 @@ def _iso(unix_ns: int) -> str:
 def _load_summary(
     shards: Sequence[ShardReport], total: RunRecorder, duration_s: float, missing: Sequence[int]
 ) -> dict[str, Any]:
-    """``settings["load"]`` of the merged run: the plan's figures from the first shard, counts
-    summed, gauges and histograms from the merged recorder."""
+    """``settings["load"]`` of the merged run: the figures from the plan and the merged recorder
+    (as a local run computes them), and what only the shards know (workers, incomplete ones)."""
     loads = [s.result.settings.get("load") or {} for s in shards]
-    # The plan's figures from a shard that ran to its end (a lost one's report is built from
-    # what it streamed and lacks them).
-    summary = dict(next((x for s, x in zip(shards, loads, strict=True) if not s.lost), loads[0]))
-    model = summary.get("model", "closed")
+    summary = load_figures(plan_from_json(shards[0].plan), total, duration_s=duration_s)
     vus_series = [e[TS_VUS] for e in total.timeseries.seconds.values() if e[TS_VUS] is not None]
     conns_series = [e[TS_CONNS] for e in total.timeseries.seconds.values() if e[TS_CONNS] is not None]
-    planned = summary.get("planned_duration_s")
-    window = min(duration_s, planned) if planned else duration_s
-    lr = total.load
-    if model == "open":
-        achieved = lr.started / window if window > 0 else 0.0
-    else:
-        achieved = total.iterations / duration_s if duration_s > 0 else 0.0
     incomplete: list[Any] = []
     for s, load in zip(shards, loads, strict=True):
         incomplete += [f"shard {s.index} worker {w}" for w in load.get("incomplete_workers", [])]
@@ -289,12 +303,6 @@ def _load_summary(
             "workers_reason": f"{len(shards)} of {shards[0].count} shard(s) merged",
             "vus_max_active": max(vus_series) if vus_series else _sum(loads, "vus_max_active"),
             "connections_max": max(conns_series) if conns_series else _sum(loads, "connections_max"),
-            "iterations_done": total.iterations,
-            "achieved_rate": round(achieved, 3),
-            "started": lr.started if model == "open" else total.iterations,
-            "dropped": lr.dropped,
-            "lag_ms": _ms(lr.lag) if model == "open" else None,
-            "iteration_ms": _ms(lr.iteration),
             "source_addresses": sorted({a for x in loads for a in x.get("source_addresses", [])}),
             "incomplete_workers": incomplete,
             "stop_reason": next((r for r in reasons if r), ""),
@@ -314,6 +322,15 @@ def _sum(loads: Sequence[Mapping[str, Any]], key: str) -> int:
 TS_VUS, TS_CONNS = 7, 8
 
 
+def _own_error(result: RunResult) -> str:
+    """A shard's error without its measurement problems: the merge finds those again on the
+    merged figures (a shard that made its share of the plan late may still make a whole plan)."""
+    error = result.error
+    for problem in result.problems:
+        error = error.replace(problem, "")
+    return "; ".join(x.strip() for x in error.split("; ") if x.strip())
+
+
 def merge_results(shards: Sequence[ShardReport]) -> RunResult:
     """The run the shards are parts of, as one ``RunResult``, thresholds re-evaluated on it.
 
@@ -331,7 +348,7 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
     duration_s = (end - t0) / 1e9
     given = {s.index for s in shards}
     missing = [k for k in range(1, first.count + 1) if k not in given]
-    errors = [f"shard {s.index}: {s.result.error}" for s in shards if s.result.error]
+    errors = [f"shard {s.index}: {e}" for s in shards if (e := _own_error(s.result))]
     if missing:
         errors.append(
             f"incomplete: shard(s) {', '.join(map(str, missing))} of {first.count} missing; "
@@ -349,6 +366,7 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
         "load": _load_summary(shards, total, duration_s, missing),
         "merged_from": [s.name for s in shards],
     }
+    plan = plan_from_json(first.plan)
     result = build_result(
         total,
         scenario_name=first.result.scenario_name,
@@ -360,5 +378,6 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
         error="; ".join(errors),
         tls=_merged_tls([s.result for s in shards]),
         settings=settings,
+        hold=plan.hold,
     )
-    return result.with_thresholds(evaluate(first.thresholds, result))
+    return evaluate_load(result, first.thresholds, plan)

@@ -22,12 +22,14 @@ __all__ = [
     "MAX_ERROR_GROUPS",
     "MAX_FAILURE_GROUPS",
     "OTHER_ERRORS",
+    "HealthRecorder",
     "LatencyHistogram",
     "LoadRecorder",
     "Percentiles",
     "RunRecorder",
     "StepRecorder",
     "TimeSeries",
+    "WorkerHealth",
 ]
 
 LOWEST_US = 1
@@ -254,17 +256,23 @@ class StepRecorder:
     """Everything measured for one step (all its executions, all virtual users)."""
 
     __slots__ = (
+        "closes",
         "connect",
         "connection",
         "count",
         "errors",
         "failures",
+        "internal_errors",
         "kind",
         "latency",
         "line",
         "name",
         "ok",
+        "pending",
+        "pending_max_ns",
+        "pending_sum_ns",
         "rc",
+        "response",
         "skipped",
         "skipped_messages",
     )
@@ -279,9 +287,23 @@ class StepRecorder:
         self.failures = 0
         self.skipped = 0  # not run because an earlier step of the iteration failed
         self.skipped_messages = 0
+        #: Executions still in flight when the run ended (cut, never completed), and how long
+        #: they had waited by then: counted apart from ``count``, which holds ended executions.
+        self.pending = 0
+        self.pending_max_ns = 0
+        self.pending_sum_ns = 0
+        #: Executions that raised inside wsload (a bug, not the server): each also counts as a
+        #: failure, and any of them fails the run whatever the step expected.
+        self.internal_errors = 0
+        #: Reads that returned 1: "code reason" of the peer's close frame -> count.
+        self.closes: dict[str, int] = {}
         self.rc: dict[str, int] = {}  # every non-success code -> count
         self.errors: dict[str, int] = {}  # "rc\x00message" -> count
         self.latency = LatencyHistogram()
+        #: Reads: from the start of the write step that asked (or of the read itself) to the
+        #: read's end, what the scenario's code saw (``latency`` is request on the wire to answer
+        #: parsed); see ``runner.engine.vu``.
+        self.response: LatencyHistogram | None = LatencyHistogram() if kind == "read" else None
         self.connect: dict[str, LatencyHistogram] | None = (
             {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
             if kind == "open"
@@ -324,12 +346,30 @@ class StepRecorder:
         if skipped_messages:
             self.skipped_messages += skipped_messages
 
+    def record_pending(self, waited_ns: int) -> None:
+        """An execution cut by the end of the run after waiting ``waited_ns``."""
+        self.pending += 1
+        self.pending_sum_ns += max(waited_ns, 0)
+        if waited_ns > self.pending_max_ns:
+            self.pending_max_ns = waited_ns
+
+    def record_close(self, code: int | None, reason: str = "") -> None:
+        """A read that returned 1: the peer's close code and reason (grouped, bounded)."""
+        key = "no close frame" if code is None else f"{code} {reason}".rstrip()
+        if key not in self.closes and len(self.closes) >= MAX_ERROR_GROUPS:
+            key = OTHER_ERRORS
+        self.closes[key] = self.closes.get(key, 0) + 1
+
     def reset(self) -> None:
         """Zero every count (identity, name and row order are kept); see ``take_interval``."""
         self.count = self.ok = self.failures = self.skipped = self.skipped_messages = 0
+        self.pending = self.pending_max_ns = self.pending_sum_ns = self.internal_errors = 0
+        self.closes = {}
         self.rc = {}
         self.errors = {}
         self.latency = LatencyHistogram()
+        if self.response is not None:
+            self.response = LatencyHistogram()
         if self.connect is not None:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
@@ -367,9 +407,15 @@ class StepRecorder:
             "failures": self.failures,
             "skipped": self.skipped,
             "skipped_messages": self.skipped_messages,
+            "pending": self.pending,
+            "pending_max_ns": self.pending_max_ns,
+            "pending_sum_ns": self.pending_sum_ns,
+            "internal_errors": self.internal_errors,
+            "closes": dict(self.closes),
             "rc": dict(self.rc),
             "errors": [[rc, msg, n] for rc, msg, n in self.error_groups()],
             "latency": self.latency.serialize(),
+            "response": self.response.serialize() if self.response is not None else None,
             "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
         }
 
@@ -379,10 +425,20 @@ class StepRecorder:
         self.failures += data["failures"]
         self.skipped += data["skipped"]
         self.skipped_messages += data["skipped_messages"]
+        self.pending += data.get("pending", 0)
+        self.pending_sum_ns += data.get("pending_sum_ns", 0)
+        self.pending_max_ns = max(self.pending_max_ns, data.get("pending_max_ns", 0))
+        self.internal_errors += data.get("internal_errors", 0)
+        for key, n in data.get("closes", {}).items():
+            if key not in self.closes and len(self.closes) >= MAX_ERROR_GROUPS:
+                key = OTHER_ERRORS
+            self.closes[key] = self.closes.get(key, 0) + n
         _add_counts(self.rc, data["rc"])
         for rc, msg, n in data["errors"]:
             self.add_error(rc, msg, n)
         self.latency.merge(data["latency"])
+        if self.response is not None and data.get("response"):
+            self.response.merge(data["response"])
         if self.connect is not None and data.get("connect"):
             for k, h in self.connect.items():
                 h.merge(data["connect"][k])
@@ -402,7 +458,7 @@ class TimeSeries:
     __slots__ = ("_newest", "seconds")
 
     # bucket layout (a list, not an object: the hot path indexes it)
-    STARTS, STEPS, FAILURES, RC, HIST, ENDED, MESSAGES, VUS, CONNECTIONS, DROPPED = range(10)
+    STARTS, STEPS, FAILURES, RC, HIST, ENDED, MESSAGES, VUS, CONNECTIONS, DROPPED, PAUSED = range(11)
 
     def __init__(self) -> None:
         self.seconds: dict[int, list[Any]] = {}
@@ -411,7 +467,7 @@ class TimeSeries:
     def _bucket(self, second: int) -> list[Any]:
         bucket = self.seconds.get(second)
         if bucket is None:
-            bucket = self.seconds[second] = [0, 0, 0, {}, None, 0, 0, None, None, 0]
+            bucket = self.seconds[second] = [0, 0, 0, {}, None, 0, 0, None, None, 0, None]
             if second > self._newest:
                 self._newest = second
                 self._compact(second - 1)
@@ -433,12 +489,13 @@ class TimeSeries:
         """Open-model starts not made in ``second`` because ``max_vus`` users were all busy."""
         self._bucket(second)[9] += n
 
-    def gauges(self, second: int, vus: int, connections: int) -> None:
-        """Active virtual users and open connections at a moment of ``second`` (the largest
-        sample of the second is kept)."""
+    def gauges(self, second: int, vus: int, connections: int, paused: int = 0) -> None:
+        """Active virtual users, open connections and users pausing after a failed iteration
+        at a moment of ``second`` (the largest sample of the second is kept)."""
         bucket = self._bucket(second)
         bucket[7] = vus if bucket[7] is None else max(bucket[7], vus)
         bucket[8] = connections if bucket[8] is None else max(bucket[8], connections)
+        bucket[10] = paused if bucket[10] is None else max(bucket[10], paused)
 
     def step(
         self, second: int, ok: bool, rc: int | None, read_latency_ns: int | None, message: bool = False
@@ -477,7 +534,9 @@ class TimeSeries:
     def serialize(self) -> list[dict[str, Any]]:
         out = []
         for second in sorted(self.seconds):
-            starts, steps, failures, errors, hist, ended, messages, vus, conns, dropped = self.seconds[second]
+            starts, steps, failures, errors, hist, ended, messages, vus, conns, dropped, paused = self.seconds[
+                second
+            ]
             if isinstance(hist, LatencyHistogram):
                 hist = hist.serialize()
             entry: dict[str, Any] = {
@@ -493,6 +552,7 @@ class TimeSeries:
             if vus is not None:
                 entry["vus"] = vus
                 entry["connections"] = conns
+                entry["paused"] = paused or 0
             if dropped:
                 entry["dropped"] = dropped
             out.append(entry)
@@ -509,7 +569,7 @@ class TimeSeries:
             bucket[6] += entry.get("messages", 0)
             bucket[9] += entry.get("dropped", 0)
             if "vus" in entry:
-                self.gauges(entry["t"], entry["vus"], entry.get("connections") or 0)
+                self.gauges(entry["t"], entry["vus"], entry.get("connections") or 0, entry.get("paused") or 0)
             if entry.get("latency"):
                 hist = bucket[4]
                 if not isinstance(hist, LatencyHistogram):
@@ -536,13 +596,16 @@ class LoadRecorder:
     end (so a late start counts against latency: no coordinated omission). Mergeable like the rest.
     """
 
-    __slots__ = ("dropped", "iteration", "lag", "started")
+    __slots__ = ("dropped", "iteration", "lag", "pause_ns", "pauses", "started")
 
     def __init__(self) -> None:
         self.started = 0
         self.dropped = 0
         self.lag = LatencyHistogram()
         self.iteration = LatencyHistogram()
+        #: Closed model: pauses a user made after a failed iteration, and their total length.
+        self.pauses = 0
+        self.pause_ns = 0
 
     def serialize(self) -> dict[str, Any]:
         return {
@@ -550,13 +613,71 @@ class LoadRecorder:
             "dropped": self.dropped,
             "lag": self.lag.serialize(),
             "iteration": self.iteration.serialize(),
+            "pauses": self.pauses,
+            "pause_ns": self.pause_ns,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
         self.started += data["started"]
         self.dropped += data["dropped"]
+        self.pauses += data.get("pauses", 0)
+        self.pause_ns += data.get("pause_ns", 0)
         self.lag.merge(data["lag"])
         self.iteration.merge(data["iteration"])
+
+
+class WorkerHealth:
+    """One load-generating process measured as a generator (``runner.load.health``): every
+    event-loop lag sample in a histogram, and one sample per second of the run:
+    ``(second, cpu share of one core, largest loop lag in ns, connections whose send buffer is
+    above its high-water mark, saturated)``."""
+
+    __slots__ = ("lag", "seconds")
+
+    def __init__(self) -> None:
+        self.lag = LatencyHistogram()
+        self.seconds: dict[int, tuple[float, int, int, bool]] = {}
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "lag": self.lag.serialize(),
+            "seconds": [[t, cpu, lag, blocked, sat] for t, (cpu, lag, blocked, sat) in sorted(self.seconds.items())],
+        }
+
+    def merge(self, data: dict[str, Any], offset: int = 0) -> None:
+        self.lag.merge(data["lag"])
+        for t, cpu, lag, blocked, sat in data["seconds"]:
+            self.seconds[int(t) + offset] = (float(cpu), int(lag), int(blocked), bool(sat))
+
+
+class HealthRecorder:
+    """The generator's health per worker (named ``"1"``, ``"2"``... or ``"shard 3"``)."""
+
+    __slots__ = ("workers",)
+
+    def __init__(self) -> None:
+        self.workers: dict[str, WorkerHealth] = {}
+
+    def worker(self, name: str) -> WorkerHealth:
+        health = self.workers.get(name)
+        if health is None:
+            health = self.workers[name] = WorkerHealth()
+        return health
+
+    def serialize(self) -> dict[str, Any]:
+        return {name: w.serialize() for name, w in self.workers.items()}
+
+    def merge(self, data: dict[str, Any], *, prefix: str = "", offset: int = 0) -> None:
+        for name, w in data.items():
+            self.worker(prefix + name).merge(w, offset)
+
+    def latest(self, second: int) -> tuple[float, int, bool] | None:
+        """(highest CPU share, largest loop lag in ns, any worker saturated) over the workers in
+        ``second``, or None."""
+        samples = [w.seconds[second] for w in self.workers.values() if second in w.seconds]
+        if not samples:
+            return None
+        return max(x[0] for x in samples), max(x[1] for x in samples), any(x[3] for x in samples)
 
 
 class RunRecorder:
@@ -565,13 +686,19 @@ class RunRecorder:
     def __init__(self, start_ns: int = 0) -> None:
         self.start_ns = start_ns
         self.steps: dict[str, StepRecorder] = {}
-        self.iterations = 0
+        # Iterations begun; of those, ended with every step passed, ended at a failed step, and
+        # cut before their end (by the end of the run, a signal or an abort). Begun minus the
+        # other three is what is still running.
+        self.iterations_started = 0
+        self.iterations_completed = 0
         self.iterations_failed = 0
+        self.iterations_interrupted = 0
         # (step, message) -> [line, expected, actual, count]
         self.failures: dict[tuple[str, str], list[Any]] = {}
         self.failures_dropped = 0
         self.timeseries = TimeSeries()
         self.load = LoadRecorder()
+        self.health = HealthRecorder()
 
     def step(self, name: str, kind: str, connection: str = "", line: int = 0) -> StepRecorder:
         """The recorder of step ``name``, made on first use (declare steps up front to keep order)."""
@@ -598,8 +725,10 @@ class RunRecorder:
     def serialize(self) -> dict[str, Any]:
         return {
             "start_ns": self.start_ns,
-            "iterations": self.iterations,
+            "iterations_started": self.iterations_started,
+            "iterations_completed": self.iterations_completed,
             "iterations_failed": self.iterations_failed,
+            "iterations_interrupted": self.iterations_interrupted,
             "steps": [rec.serialize() for rec in self.steps.values()],
             "failures": [
                 [step, msg, line, exp, act, n] for (step, msg), (line, exp, act, n) in self.failures.items()
@@ -607,12 +736,15 @@ class RunRecorder:
             "failures_dropped": self.failures_dropped,
             "timeseries": self.timeseries.serialize(),
             "load": self.load.serialize(),
+            "health": self.health.serialize(),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
         """Add a serialised recorder (same scenario; seconds are relative to each one's start)."""
-        self.iterations += data["iterations"]
+        self.iterations_started += data["iterations_started"]
+        self.iterations_completed += data["iterations_completed"]
         self.iterations_failed += data["iterations_failed"]
+        self.iterations_interrupted += data["iterations_interrupted"]
         for step in data["steps"]:
             self.step(step["name"], step["kind"], step["connection"], step["line"]).merge(step)
         for step, msg, line, exp, act, n in data["failures"]:
@@ -621,6 +753,8 @@ class RunRecorder:
         self.timeseries.merge(data["timeseries"])
         if data.get("load"):
             self.load.merge(data["load"])
+        if data.get("health"):
+            self.health.merge(data["health"])
 
     def take_interval(self) -> dict[str, Any]:
         """Serialise what was recorded since the last call and start afresh, keeping each step's
@@ -629,12 +763,13 @@ class RunRecorder:
         data = self.serialize()
         for rec in self.steps.values():
             rec.reset()
-        self.iterations = 0
-        self.iterations_failed = 0
+        self.iterations_started = self.iterations_completed = 0
+        self.iterations_failed = self.iterations_interrupted = 0
         self.failures = {}
         self.failures_dropped = 0
         self.timeseries = TimeSeries()
         self.load = LoadRecorder()
+        self.health = HealthRecorder()
         return data
 
     @classmethod

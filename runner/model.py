@@ -370,16 +370,27 @@ class LoadSpec:
     source_addresses: tuple[str, ...] = ()
     graceful_stop_s: float = 5.0
     think_time_s: float = 0.0
+    #: Closed model: each user starts an iteration every ``pace_s`` (start to start; a late one
+    #: is timed from when it was due), instead of ``think_time_s`` after the last one ended.
+    pace_s: float | None = None
+    #: Iterations are meant to last until the run ends (``load.hold``): none completing is fine.
+    hold: bool = False
+    #: Closed model: pause after a failed iteration, first and longest (doubling in between);
+    #: 0 and 0 turn it off (``runner.load.engine.failure_pause``).
+    failure_pause_first_s: float = 0.05
+    failure_pause_max_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """A pass/fail gate such as ``read.p99 < 50ms``, parsed at load.
+    """A pass/fail gate such as ``read.p99 < 50ms``, parsed at load (``runner.thresholds``).
 
-    ``subject``: a step name, a step kind (all steps of it), or ``errors``/``iterations``/
-    ``checks``. ``stat``: p50 p90 p95 p99 p999 max mean count rate. ``value`` is in the metric's
-    base unit: seconds for latencies, a fraction for rates (0.1% -> 0.001), per second for
-    throughput.
+    ``subject``: a step name, a step kind (all steps of it), or a run-wide subject (``errors``,
+    ``iterations``, ``plan``...); ``stat`` one of the subject's figures in
+    ``runner.thresholds.CATALOG``. ``value`` is in the metric's base unit: seconds, a count, a
+    fraction (0.1% -> 0.001), or per second. ``accept_no_data``: a metric without samples passes
+    instead of losing the threshold. ``default``: one of the plan checks every load run gets,
+    replaced by the user's own threshold on the same ``subject.stat``.
     """
 
     expression: str
@@ -389,6 +400,8 @@ class Threshold:
     value: float
     location: Location
     abort_on_fail: bool = False
+    accept_no_data: bool = False
+    default: bool = False
 
 
 # --- the scenario -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ so thresholds over several steps, and results of several machines, combine exact
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,10 +16,13 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from runner import __version__
 from runner.metrics import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr
+from runner.verdict import measurement_problems
 
 __all__ = [
+    "OPERATION_KINDS",
     "ErrorGroup",
     "FailureRecord",
+    "IterationCounts",
     "LatencySummary",
     "RunResult",
     "StepResult",
@@ -29,6 +32,8 @@ __all__ = [
 ]
 
 _LAT_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
+#: Step kinds that are operations on the network and can fail; sleeps and blocks cannot.
+OPERATION_KINDS = frozenset({"open", "write", "read", "close", "ping"})
 
 
 def _r(x: float) -> float:
@@ -99,6 +104,26 @@ class StepResult:
     errors: tuple[ErrorGroup, ...]
     connect_ms: Mapping[str, LatencySummary] | None = None
     histogram: str = ""  # compressed base64 HDR of latency in microseconds
+    #: Executions still in flight when the run ended (not in ``count``), and the longest and
+    #: mean time they had waited by then, in milliseconds.
+    pending: int = 0
+    pending_max_ms: float = 0.0
+    pending_mean_ms: float = 0.0
+    #: Executions that raised inside wsload (also in ``failures``); any fails the run.
+    internal_errors: int = 0
+    #: Reads that returned 1, by the peer's close code and reason ("1000 bye", "no close frame").
+    closes: Mapping[str, int] = field(default_factory=dict)
+    #: Reads: the response time, from the start of the write step that asked (or of the read,
+    #: when nothing was written first) to the read's end: what the scenario's code saw, our own
+    #: queueing included. ``latency_ms`` is the request handed to the kernel to the answer parsed.
+    response_ms: LatencySummary | None = None
+    response_histogram: str = ""
+
+    @property
+    def can_fail(self) -> bool:
+        """An operation on the network (open, write, read, close, ping), not a sleep or block:
+        what ``errors.rate`` counts over."""
+        return self.kind in OPERATION_KINDS
 
     @classmethod
     def of(cls, rec: StepRecorder) -> StepResult:
@@ -122,13 +147,22 @@ class StepResult:
             errors=tuple(ErrorGroup(rc, msg, n) for rc, msg, n in rec.error_groups()),
             connect_ms=connect or None,
             histogram=rec.latency.serialize()["hdr"] if rec.latency.count else "",
+            pending=rec.pending,
+            pending_max_ms=_r(rec.pending_max_ns / 1e6),
+            pending_mean_ms=_r(rec.pending_sum_ns / rec.pending / 1e6) if rec.pending else 0.0,
+            internal_errors=rec.internal_errors,
+            closes=dict(sorted(rec.closes.items(), key=lambda kv: (-kv[1], kv[0]))),
+            response_ms=LatencySummary.of(rec.response.summary()) if rec.response is not None else None,
+            response_histogram=rec.response.serialize()["hdr"] if rec.response is not None and rec.response.count else "",
         )
 
-    def hdr(self) -> HdrHistogram:
-        """The step's latency histogram (microseconds), decoded from ``histogram``."""
+    def hdr(self, response: bool = False) -> HdrHistogram:
+        """The step's latency histogram (microseconds), decoded from ``histogram``; with
+        ``response``, the response-time histogram."""
         hist = new_hdr()
-        if self.histogram:
-            hist.decode_and_add(self.histogram.encode("ascii"))
+        encoded = self.response_histogram if response else self.histogram
+        if encoded:
+            hist.decode_and_add(encoded.encode("ascii"))
         return hist
 
     def to_json(self) -> dict[str, Any]:
@@ -147,6 +181,13 @@ class StepResult:
             "errors": [{"rc": e.rc, "message": e.message, "count": e.count} for e in self.errors],
             "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()} if self.connect_ms else None,
             "histogram": self.histogram,
+            "pending": self.pending,
+            "pending_max_ms": self.pending_max_ms,
+            "pending_mean_ms": self.pending_mean_ms,
+            "internal_errors": self.internal_errors,
+            "closes": dict(self.closes),
+            "response_ms": self.response_ms.to_json() if self.response_ms else None,
+            "response_histogram": self.response_histogram,
         }
 
     @classmethod
@@ -171,7 +212,54 @@ class StepResult:
                 else None
             ),
             histogram=d.get("histogram", ""),
+            pending=d.get("pending", 0),
+            pending_max_ms=d.get("pending_max_ms", 0.0),
+            pending_mean_ms=d.get("pending_mean_ms", 0.0),
+            internal_errors=d.get("internal_errors", 0),
+            closes=dict(d.get("closes", {})),
+            response_ms=LatencySummary.from_json(d.get("response_ms")),
+            response_histogram=d.get("response_histogram", ""),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class IterationCounts:
+    """Iterations of the run: begun, and of those ended with every step passed (completed),
+    ended at a failed step (failed), or cut before their end by the end of the run, a signal or
+    an abort (interrupted). "Iterations" alone means ``ended``: cut ones never count."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    interrupted: int = 0
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.failed
+
+    @classmethod
+    def of(cls, rec: RunRecorder) -> IterationCounts:
+        return cls(
+            rec.iterations_started, rec.iterations_completed, rec.iterations_failed, rec.iterations_interrupted
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "started": self.started,
+            "ended": self.ended,
+            "completed": self.completed,
+            "failed": self.failed,
+            "interrupted": self.interrupted,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> IterationCounts:
+        it = d.get("iterations", 0)
+        if isinstance(it, Mapping):
+            return cls(int(it["started"]), int(it["completed"]), int(it["failed"]), int(it["interrupted"]))
+        # A report written before iterations were split: its count included cut ones.
+        failed = int(d.get("iterations_failed", 0))
+        return cls(int(it), max(int(it) - failed, 0), failed, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +270,7 @@ class ThresholdResult:
     line: int
     limit: float = 0.0
     message: str = ""
+    default: bool = False  # one of the plan checks every load run gets (not written in the file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +291,7 @@ class RunResult:
     duration_s: float
     target: str
     steps: tuple[StepResult, ...]
-    iterations: int = 0
-    iterations_failed: int = 0
+    iterations: IterationCounts = field(default_factory=IterationCounts)
     thresholds: tuple[ThresholdResult, ...] = ()
     failures: tuple[FailureRecord, ...] = ()
     failures_dropped: int = 0
@@ -212,6 +300,9 @@ class RunResult:
     timeseries: tuple[Mapping[str, Any], ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     connect_ms: Mapping[str, LatencySummary] = field(default_factory=dict)  # all opens, merged
+    #: Why the run did not measure what it set out to (each fails it): internal errors, steps
+    #: that never completed, no iteration completed, a plan not delivered. Also in ``error``.
+    problems: tuple[str, ...] = ()
     wsload_version: str = __version__
 
     def with_thresholds(self, thresholds: tuple[ThresholdResult, ...]) -> RunResult:
@@ -236,9 +327,9 @@ class RunResult:
                 "ignored_errors": list(self.tls.ignored_errors),
                 "allowed": list(self.tls.allowed),
             },
-            "iterations": self.iterations,
-            "iterations_failed": self.iterations_failed,
+            "iterations": self.iterations.to_json(),
             "error": self.error,
+            "problems": list(self.problems),
             "steps": [s.to_json() for s in self.steps],
             "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()},
             "thresholds": [
@@ -249,6 +340,7 @@ class RunResult:
                     "line": t.line,
                     "limit": t.limit,
                     "message": t.message,
+                    "default": t.default,
                 }
                 for t in self.thresholds
             ],
@@ -281,8 +373,7 @@ class RunResult:
             duration_s=d["duration_s"],
             target=d.get("target", ""),
             steps=tuple(StepResult.from_json(s) for s in d["steps"]),
-            iterations=d.get("iterations", 0),
-            iterations_failed=d.get("iterations_failed", 0),
+            iterations=IterationCounts.from_json(d),
             thresholds=tuple(
                 ThresholdResult(
                     t["expression"],
@@ -291,6 +382,7 @@ class RunResult:
                     t.get("line", 0),
                     t.get("limit", 0.0),
                     t.get("message", ""),
+                    t.get("default", False),
                 )
                 for t in d.get("thresholds", [])
             ),
@@ -308,6 +400,7 @@ class RunResult:
                 if (s := LatencySummary.from_json(v)) is not None
             },
             settings=dict(d.get("settings", {})),
+            problems=tuple(d.get("problems", ())),
             wsload_version=d.get("wsload_version", __version__),
         )
 
@@ -327,12 +420,32 @@ def _connect(recorder: RunRecorder) -> dict[str, LatencySummary]:
     return {k: s for k, h in merged.items() if (s := LatencySummary.of(h.summary())) is not None}
 
 
-def _timeseries(recorder: RunRecorder) -> tuple[dict[str, Any], ...]:
+def _timeseries(recorder: RunRecorder, duration_s: float) -> tuple[dict[str, Any], ...]:
+    """The per-second series of the report: each second's counts, read latency percentiles, the
+    gauges, and the generator's health (the busiest worker's CPU share, the largest loop lag,
+    connections with a full send buffer, whether any worker was saturated). The second the run
+    ended in is marked ``partial`` with the share of it the run covered, so a reader (and the
+    charts) can tell a short last second from a collapse."""
+    health: dict[int, list[Any]] = {}
+    for w in recorder.health.workers.values():
+        for t, (cpu, lag, blocked, sat) in w.seconds.items():
+            h = health.setdefault(t, [0.0, 0, 0, False])
+            h[0], h[1] = max(h[0], cpu), max(h[1], lag)
+            h[2] += blocked
+            h[3] = h[3] or sat
+    last = int(duration_s)
+    covered = round(duration_s - last, 3)
     out = []
     for entry in recorder.timeseries.serialize():
         hist = entry.pop("latency")
         summary = LatencySummary.of(LatencyHistogram.from_serialized(hist).summary()) if hist else None
         entry["latency_ms"] = summary.to_json() if summary else None
+        h = health.get(entry["t"])
+        if h is not None:
+            entry["cpu"], entry["loop_lag_ms"] = h[0], round(h[1] / 1e6, 3)
+            entry["send_blocked"], entry["saturated"] = h[2], h[3]
+        if entry["t"] == last and 0 < covered < 0.999:
+            entry["partial"] = covered
         out.append(entry)
     return tuple(out)
 
@@ -349,13 +462,25 @@ def build_result(
     error: str = "",
     tls: TlsInfo | None = None,
     settings: Mapping[str, Any] | None = None,
+    hold: bool = False,
+    problems: Sequence[str] = (),
 ) -> RunResult:
-    """Freeze a finished recorder into a result (thresholds are added by ``with_thresholds``)."""
+    """Freeze a finished recorder into a result (thresholds are added by ``with_thresholds``).
+
+    The run fails on any of ``runner.verdict``'s problems (``hold``: iterations are meant to last
+    until the end of the run) and on ``problems`` the caller found (a plan not delivered)."""
     steps = tuple(StepResult.of(rec) for rec in recorder.steps.values())
     failures = tuple(
         FailureRecord(step, line, msg, exp, act, n)
         for (step, msg), (line, exp, act, n) in recorder.failures.items()
     )
+    iterations = IterationCounts.of(recorder)
+    found = [
+        *measurement_problems(steps, iterations, interrupted=interrupted, hold=hold, explained=bool(error)),
+        *problems,
+    ]
+    if found:
+        error = "; ".join(x for x in (error, *found) if x)
     passed = not interrupted and not error and all(s.failures == 0 for s in steps)
     code = 130 if interrupted else 0 if passed else 1
     return RunResult(
@@ -368,13 +493,13 @@ def build_result(
         duration_s=duration_s,
         target=target,
         steps=steps,
-        iterations=recorder.iterations,
-        iterations_failed=recorder.iterations_failed,
+        iterations=iterations,
         failures=failures,
         failures_dropped=recorder.failures_dropped,
         tls=tls or TlsInfo(),
         error=error,
-        timeseries=_timeseries(recorder),
+        timeseries=_timeseries(recorder, duration_s),
         connect_ms=_connect(recorder),
         settings=dict(settings or {}),
+        problems=tuple(found),
     )

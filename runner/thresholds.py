@@ -1,28 +1,43 @@
-"""Thresholds evaluated purely from a finished ``RunResult``.
+"""Thresholds: the names they can use (one catalog), their grammar, and their evaluation.
 
-Subjects: a step name, a step kind (all steps of that kind, histograms merged), or one of
-``errors`` / ``iterations`` / ``checks``. Stats and their base units:
+A threshold is ``SUBJECT.STAT OP VALUE`` (``read.p99 < 50ms``, ``errors.rate < 0.1%``). SUBJECT is
+a step name, a step kind (every step of that kind, histograms merged) or a run-wide subject;
+``CATALOG`` lists every (subject, stat) with its unit and one exact meaning, and is what
+``wsload metrics``, the README's table and the parser all read. Values are written in the
+metric's unit and kept in its base unit: seconds, a count, a fraction (``0.1%`` or ``0.001``),
+or events per second (``500`` or ``500/s``).
 
-=============  ==========================================================================
-p50..p999      latency percentile in seconds (merged HDR histograms)
-max, mean, min exact latency max / mean / min in seconds
-count          executions (steps), failed executions (errors), iterations, passed checks
-rate           steps, iterations: per second over the run; errors: failed fraction of all
-               executions; checks: passed fraction
-error_rate     failed fraction of the subject's executions
-=============  ==========================================================================
+Evaluation is pure: a function of a finished ``RunResult``. A metric with no samples is "no data"
+and loses its threshold with the reason, unless the threshold accepts no data.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from runner.errors import InvalidThreshold
 from runner.metrics import new_hdr
-from runner.model import Threshold
-from runner.results import RunResult, StepResult, ThresholdResult
+from runner.model import Location, Threshold
+from runner.results import LatencySummary, RunResult, StepResult, ThresholdResult
+from runner.units import UnitError, parse_duration, parse_fraction, parse_rate
+from runner.validation import closest
 
-__all__ = ["OPS", "evaluate", "observed"]
+__all__ = [
+    "CATALOG",
+    "OPS",
+    "RUN_SUBJECTS",
+    "MetricName",
+    "evaluate",
+    "metrics_table",
+    "observed",
+    "parse_threshold",
+]
+
+Unit = Literal["duration", "count", "fraction", "per_s"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -33,7 +48,220 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-_SPECIAL = ("errors", "iterations", "checks")
+_LATENCY_STATS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    """One name a threshold can use: ``subject`` is ``STEP`` for any step name or kind."""
+
+    subject: str
+    stat: str
+    unit: Unit
+    meaning: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.subject}.{self.stat}"
+
+
+def _latency(subject: str, what: str) -> list[MetricName]:
+    """The eight latency figures of one subject (percentiles from the merged HDR histograms,
+    exact max/mean/min); one row in ``metrics_table``."""
+    return [MetricName(subject, stat, "duration", what) for stat in _LATENCY_STATS]
+
+
+#: Every name a threshold can use, with its unit and meaning (README and ``wsload metrics``).
+CATALOG: tuple[MetricName, ...] = (
+    *_latency(
+        "STEP",
+        "latency of the step's ended executions (open: the whole connect; write: the write call; "
+        "read: from the last write on its connection handed to the kernel, or the read's start, "
+        "to the message parsed; ping: the round trip; close: the close handshake; sleep: the time "
+        "slept)",
+    ),
+    *(
+        MetricName(
+            "STEP",
+            f"response_{stat}",
+            "duration",
+            "reads: response time, from the start of the write step that asked (or of the read "
+            "itself) to the read's end: what the scenario's code saw, the generator's own queueing "
+            "included",
+        )
+        for stat in _LATENCY_STATS
+    ),
+    MetricName("STEP", "count", "count", "executions that ended (passed or failed); cut ones are `pending`"),
+    MetricName("STEP", "failures", "count", "executions that failed (an unexpected rc or expectation)"),
+    MetricName("STEP", "failure_rate", "fraction", "failures / count"),
+    MetricName("STEP", "per_s", "per_s", "executions that ended, per second of the run"),
+    MetricName("STEP", "pending", "count", "executions still in flight when the run ended"),
+    MetricName("iterations", "count", "count", "iterations that ended: completed + failed (never cut ones)"),
+    MetricName("iterations", "completed", "count", "iterations that ended with every step passed"),
+    MetricName("iterations", "failed", "count", "iterations that ended at a failed step"),
+    MetricName(
+        "iterations", "interrupted", "count", "iterations cut before their end (end of the run, a signal)"
+    ),
+    MetricName("iterations", "dropped", "count", "open model: starts not made because max_vus were busy"),
+    MetricName("iterations", "failure_rate", "fraction", "iterations.failed / iterations.count"),
+    MetricName("iterations", "per_s", "per_s", "iterations that ended, per second of the run"),
+    *_latency(
+        "iterations",
+        "duration of ended iterations in a load run (open model: from the intended start, so a late "
+        "start counts)",
+    ),
+    MetricName(
+        "errors",
+        "count",
+        "count",
+        "failed operations (open, write, read, close, ping executions that failed)",
+    ),
+    MetricName(
+        "errors",
+        "rate",
+        "fraction",
+        "errors.count / operations that ended (sleeps and blocks are not operations)",
+    ),
+    MetricName("errors", "per_s", "per_s", "failed operations per second of the run"),
+    MetricName("checks", "count", "count", "operations that passed"),
+    MetricName("checks", "rate", "fraction", "checks.count / operations that ended (1 - errors.rate)"),
+    MetricName("messages", "count", "count", "messages moved: reads and writes that passed"),
+    MetricName("messages", "per_s", "per_s", "messages.count per second of the run"),
+    MetricName(
+        "plan",
+        "delivered",
+        "fraction",
+        "load run: open model, starts made / starts the plan had due by the end (same schedule: "
+        "ramps and stages included); closed model, active users / planned users, summed over "
+        "the run's whole seconds",
+    ),
+    MetricName("plan", "dropped", "fraction", "open model: starts dropped at max_vus / starts planned"),
+    *_latency("schedule_lag", "open model: how late each start was made (actual - intended)"),
+    *_latency(
+        "loop_lag",
+        "the load generator's event-loop lag: how late a 10 ms timer fired, sampled all run long "
+        "in every worker; a message that arrives meanwhile waits that long before it is timed",
+    ),
+    MetricName(
+        "generator", "cpu", "fraction", "the highest CPU share of one core used by any worker in one second"
+    ),
+    MetricName(
+        "generator",
+        "saturated",
+        "fraction",
+        "seconds in which a worker was saturated (CPU >= 90% of its core, or its loop lag's 90th "
+        "percentile in that second >= 10 ms) / seconds of the run",
+    ),
+)
+
+#: Run-wide subjects (anything else must be a step name or kind).
+RUN_SUBJECTS = frozenset(m.subject for m in CATALOG if m.subject != "STEP")
+_STATS: dict[str, dict[str, MetricName]] = {}
+for _m in CATALOG:
+    _STATS.setdefault(_m.subject, {})[_m.stat] = _m
+
+_EXPR_RE = re.compile(r"^\s*(?P<lhs>\S.*?)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\S.*?)\s*$")
+_RENAMED_RATE = (
+    "'{subject}.rate' is not a threshold name any more ('.rate' meant per second here but a "
+    "fraction for errors): use '{subject}.per_s' ({what} per second) or '{subject}.failure_rate' "
+    "(the failed fraction)"
+)
+
+
+def metrics_table() -> list[tuple[str, str, str]]:
+    """(name, unit, meaning) rows of the catalog, for ``wsload metrics`` and the README."""
+    units = {
+        "duration": "duration (50ms, 1.5s)",
+        "count": "count",
+        "fraction": "fraction (0.1% or 0.001)",
+        "per_s": "per second (500 or 500/s)",
+    }
+    rows: list[tuple[str, str, str]] = []
+    done: set[tuple[str, str]] = set()
+    for m in CATALOG:
+        if m.unit == "duration":  # a family of eight: one row
+            if (m.subject, m.meaning) in done:
+                continue
+            done.add((m.subject, m.meaning))
+            prefix = m.stat.removesuffix("p50") if m.stat.endswith("p50") else ""
+            stats = "|".join(_LATENCY_STATS)
+            meaning = m.meaning + " (percentiles from the merged HDR histograms; max, mean, min exact)"
+            rows.append((f"{m.subject}.{prefix}{{{stats}}}", units[m.unit], meaning))
+        else:
+            rows.append((m.name, units[m.unit], m.meaning))
+    return rows
+
+
+def _convert(unit: Unit, raw: str) -> float:
+    if unit == "duration":
+        return parse_duration(raw)
+    if unit == "fraction":
+        return parse_fraction(raw)
+    if unit == "per_s":
+        return parse_rate(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UnitError(f"{raw!r} is not a number") from None
+    if not value >= 0:
+        raise UnitError(f"{raw!r} is not a count")
+    return value
+
+
+def parse_threshold(
+    expression: str,
+    *,
+    step_names: Collection[str],
+    kinds: Collection[str],
+    location: Location,
+    abort_on_fail: bool = False,
+    accept_no_data: bool = False,
+) -> Threshold:
+    """One threshold expression, checked against the scenario's step names and kinds;
+    ``InvalidThreshold`` with a message a user can act on (a did-you-mean where one fits)."""
+    match = _EXPR_RE.match(expression)
+    lhs = match.group("lhs") if match else ""
+    subject, dot, stat = lhs.rpartition(".")
+    if match is None or not dot or not subject:
+        raise InvalidThreshold(
+            f"'{expression}' is not 'SUBJECT.STAT OP VALUE' (e.g. 'read.p99 < 50ms', 'errors.rate < 0.1%'; "
+            "'wsload metrics' lists every name)"
+        )
+    op, raw = match.group("op"), match.group("value")
+    if subject in step_names or subject in kinds:
+        table = _STATS["STEP"]
+    elif subject in RUN_SUBJECTS:
+        table = _STATS[subject]
+    else:
+        subjects = {*step_names, *kinds, *RUN_SUBJECTS}
+        hint = closest(subject, subjects)
+        extra = f", did you mean '{hint}'?" if hint else f" (steps: {', '.join(sorted(step_names))})"
+        raise InvalidThreshold(f"threshold '{expression}' names no step or metric '{subject}'{extra}")
+    metric = table.get(stat)
+    if metric is None:
+        if stat == "rate" and table is not _STATS.get("errors"):
+            what = "iterations ended" if subject == "iterations" else "executions ended"
+            raise InvalidThreshold(_RENAMED_RATE.format(subject=subject, what=what))
+        hint = closest(stat, set(table))
+        extra = f", did you mean '{subject}.{hint}'?" if hint else f" (one of: {', '.join(table)})"
+        raise InvalidThreshold(f"threshold '{expression}': '{subject}' has no figure '{stat}'{extra}")
+    try:
+        value = _convert(metric.unit, raw)
+    except (UnitError, ValueError) as exc:
+        raise InvalidThreshold(f"threshold value: {exc}") from None
+    return Threshold(
+        expression=expression,
+        subject=subject,
+        stat=stat,
+        op=op,  # type: ignore[arg-type]
+        value=value,
+        location=location,
+        abort_on_fail=abort_on_fail,
+        accept_no_data=accept_no_data,
+    )
+
+
+# --- evaluation ---------------------------------------------------------------------------------
 
 
 def _steps_of(subject: str, result: RunResult) -> list[StepResult]:
@@ -43,106 +271,185 @@ def _steps_of(subject: str, result: RunResult) -> list[StepResult]:
     return [s for s in result.steps if s.kind == subject]
 
 
-def _latency(stat: str, steps: Sequence[StepResult]) -> float | None:
-    timed = [s for s in steps if s.latency_ms is not None]
+def _step_latency(stat: str, steps: Sequence[StepResult], response: bool = False) -> float | None:
+    """A latency stat of the steps (histograms merged); ``response``: of their response times."""
+
+    def summary(s: StepResult) -> LatencySummary | None:
+        return s.response_ms if response else s.latency_ms
+
+    timed = [(s, lat) for s in steps if (lat := summary(s)) is not None]
     if not timed:
         return None
     if stat == "max":
-        return max(s.latency_ms.max for s in timed if s.latency_ms) / 1000.0
+        return max(lat.max for _, lat in timed) / 1000.0
     if stat == "min":
-        return min(s.latency_ms.min for s in timed if s.latency_ms) / 1000.0
+        return min(lat.min for _, lat in timed) / 1000.0
+    hists = [s.hdr(response) for s, _ in timed]
     if stat == "mean":
-        total = 0.0
-        n = 0
-        for s in timed:
-            c = s.hdr().get_total_count() if s.histogram else s.count
-            total += s.latency_ms.mean * c if s.latency_ms else 0.0
-            n += c
-        return total / n / 1000.0 if n else None
+        counts = [h.get_total_count() for h in hists]
+        n = sum(counts)
+        return sum(lat.mean * c for (_, lat), c in zip(timed, counts, strict=True)) / n / 1000.0 if n else None
     hist = new_hdr()
-    for s in timed:
-        if s.histogram:
-            hist.add(s.hdr())
+    for h in hists:
+        hist.add(h)
     if hist.get_total_count() == 0:
         return None
     value_us = float(hist.get_value_at_percentile(_PERCENTILE[stat]))
-    exact_max_s = max(s.latency_ms.max for s in timed if s.latency_ms) / 1000.0
+    exact_max_s = max(lat.max for _, lat in timed) / 1000.0
     return min(value_us / 1e6, exact_max_s)
+
+
+def _summary_s(summary: Mapping[str, Any] | None, stat: str) -> float | None:
+    """A latency stat in seconds from a summary in milliseconds (``settings["load"]["lag_ms"]``)."""
+    if not summary or summary.get(stat) is None:
+        return None
+    return float(summary[stat]) / 1000.0
+
+
+def _per_s(n: float, result: RunResult) -> float | None:
+    return n / result.duration_s if result.duration_s > 0 else None
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+def _no_data_reason(threshold: Threshold, result: RunResult) -> str:
+    subject = threshold.subject
+    if subject in RUN_SUBJECTS:
+        if subject in ("errors", "checks"):
+            return "no data: no operation ended"
+        if subject == "iterations":
+            return "no data: no iteration completed"
+        if subject in ("plan", "schedule_lag", "generator", "loop_lag"):
+            return f"no data: '{subject}' is measured in load runs only" + (
+                " of the open model" if subject == "schedule_lag" or threshold.stat == "dropped" else ""
+            )
+        return "no data: nothing measured"
+    steps = _steps_of(subject, result)
+    pending = sum(s.pending for s in steps)
+    if not steps:
+        return f"no data: '{subject}' never ran"
+    if pending and not sum(s.count for s in steps):
+        return f"no data: '{subject}' never ended ({pending} still waiting when the run ended)"
+    if not sum(s.count for s in steps):
+        return f"no data: '{subject}' never ran"
+    return f"no data: '{subject}' has no {threshold.stat} samples"
+
+
+def _run_wide(stat: str, subject: str, result: RunResult) -> float | None:
+    ops = [s for s in result.steps if s.can_fail]
+    executions = sum(s.count for s in ops)
+    failed = sum(s.failures for s in ops)
+    load = result.settings.get("load")
+    load = load if isinstance(load, Mapping) else {}
+    it = result.iterations
+    if subject == "errors":
+        return {
+            "count": float(failed),
+            "rate": _ratio(failed, executions),
+            "per_s": _per_s(failed, result),
+        }.get(stat)
+    if subject == "checks":
+        passed = sum(s.ok for s in ops)
+        return {"count": float(passed), "rate": _ratio(passed, executions)}.get(stat)
+    if subject == "messages":
+        moved = sum(s.ok for s in result.steps if s.kind in ("read", "write"))
+        return {"count": float(moved), "per_s": _per_s(moved, result)}.get(stat)
+    if subject == "iterations":
+        if stat in _LATENCY_STATS:
+            return _summary_s(load.get("iteration_ms"), stat)
+        if stat == "dropped":
+            return float(load.get("dropped", 0)) if load else 0.0
+        return {
+            "count": float(it.ended),
+            "completed": float(it.completed),
+            "failed": float(it.failed),
+            "interrupted": float(it.interrupted),
+            "failure_rate": _ratio(it.failed, it.ended),
+            "per_s": _per_s(it.ended, result),
+        }.get(stat)
+    if subject == "schedule_lag":
+        return _summary_s(load.get("lag_ms"), stat) if load.get("model") == "open" else None
+    plan = load.get("plan")
+    plan = plan if isinstance(plan, Mapping) else {}
+    if subject == "plan":
+        value = plan.get(stat)
+        return float(value) if value is not None else None
+    generator = load.get("generator")
+    generator = generator if isinstance(generator, Mapping) else {}
+    if subject == "loop_lag":
+        return _summary_s(generator.get("loop_lag_ms"), stat)
+    if subject == "generator":
+        value = generator.get({"cpu": "cpu_max", "saturated": "saturated_share"}[stat])
+        return float(value) if value is not None else None
+    return None
 
 
 def observed(threshold: Threshold, result: RunResult) -> float | None:
     """The value a threshold looks at, in its base unit; ``None`` when nothing was measured."""
     stat, subject = threshold.stat, threshold.subject
-    duration = result.duration_s if result.duration_s > 0 else None
     steps = _steps_of(subject, result)
-    if not steps and subject in _SPECIAL:
-        executions = sum(s.count for s in result.steps)
-        failed = sum(s.failures for s in result.steps)
-        if subject == "errors":
-            if stat == "count":
-                return float(failed)
-            if stat in ("rate", "error_rate"):
-                return failed / executions if executions else 0.0
-        elif subject == "iterations":
-            if stat == "count":
-                return float(result.iterations)
-            if stat == "rate":
-                return result.iterations / duration if duration else None
-            if stat == "error_rate":
-                return result.iterations_failed / result.iterations if result.iterations else 0.0
-        elif subject == "checks":
-            passed = sum(s.ok for s in result.steps)
-            if stat == "count":
-                return float(passed)
-            if stat == "rate":
-                return passed / executions if executions else None
-            if stat == "error_rate":
-                return failed / executions if executions else 0.0
-        return None
+    if not steps and subject in RUN_SUBJECTS:
+        return _run_wide(stat, subject, result)
     if not steps:
         return None
-    if stat in _PERCENTILE or stat in ("max", "mean", "min"):
-        return _latency(stat, steps)
+    if stat in _LATENCY_STATS:
+        return _step_latency(stat, steps)
+    if stat.startswith("response_"):
+        return _step_latency(stat.removeprefix("response_"), steps, response=True)
     count = sum(s.count for s in steps)
-    if stat == "count":
-        return float(count)
-    if stat == "rate":
-        return count / duration if duration else None
-    if stat == "error_rate":
-        return sum(s.failures for s in steps) / count if count else 0.0
-    if stat == "failures":
-        return float(sum(s.failures for s in steps))
-    return None
+    failures = sum(s.failures for s in steps)
+    return {
+        "count": float(count),
+        "failures": float(failures),
+        "failure_rate": _ratio(failures, count),
+        "per_s": _per_s(count, result),
+        "pending": float(sum(s.pending for s in steps)),
+    }.get(stat)
 
 
-def _fmt(subject: str, stat: str, value: float) -> str:
-    if stat in _PERCENTILE or stat in ("max", "mean", "min"):
+def _unit_of(threshold: Threshold) -> Unit:
+    table = _STATS.get(threshold.subject) if threshold.subject in RUN_SUBJECTS else _STATS["STEP"]
+    metric = (table or {}).get(threshold.stat)
+    return metric.unit if metric is not None else "count"
+
+
+def _fmt(unit: Unit, value: float) -> str:
+    if unit == "duration":
         return f"{value * 1000:.3f}ms"
-    if stat == "error_rate" or (stat == "rate" and subject in ("errors", "checks")):
+    if unit == "fraction":
         return f"{value * 100:.3g}%"
-    if stat == "rate":
+    if unit == "per_s":
         return f"{value:.3g}/s"
     return f"{value:g}"
 
 
 def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[ThresholdResult, ...]:
-    """Each threshold with its observed value and verdict; no data means the threshold is lost."""
+    """Each threshold with its observed value and verdict. No data loses the threshold, saying
+    why, unless it accepts no data (``accept_no_data``)."""
     out = []
     for th in thresholds:
         value = observed(th, result)
+        unit = _unit_of(th)
         if value is None:
+            reason = _no_data_reason(th, result)
+            if th.accept_no_data:
+                reason += " (accepted: the threshold allows no data)"
             out.append(
-                ThresholdResult(th.expression, None, False, th.location.line, th.value, "no data measured")
+                ThresholdResult(
+                    th.expression, None, th.accept_no_data, th.location.line, th.value, reason, th.default
+                )
             )
             continue
         passed = OPS[th.op](value, th.value)
         if passed:
-            message = f"{_fmt(th.subject, th.stat, value)} {th.op} {_fmt(th.subject, th.stat, th.value)}"
+            message = f"{_fmt(unit, value)} {th.op} {_fmt(unit, th.value)}"
         else:
             message = (
-                f"{th.subject}.{th.stat} was {_fmt(th.subject, th.stat, value)}, "
-                f"limit {th.op} {_fmt(th.subject, th.stat, th.value)} "
-                f"(off by {_fmt(th.subject, th.stat, abs(value - th.value))})"
+                f"{th.subject}.{th.stat} was {_fmt(unit, value)}, "
+                f"limit {th.op} {_fmt(unit, th.value)} "
+                f"(off by {_fmt(unit, abs(value - th.value))})"
             )
-        out.append(ThresholdResult(th.expression, value, passed, th.location.line, th.value, message))
+        out.append(ThresholdResult(th.expression, value, passed, th.location.line, th.value, message, th.default))
     return tuple(out)

@@ -89,12 +89,17 @@ def parse_size(value: object) -> int:
     return int(number)
 
 
+_PLAIN_RE = re.compile(rf"^\s*({_NUM})\s*$")
+
+
 def parse_rate(value: object) -> float:
     """Events per second from ``500/s``, ``30/m``, ``100/h`` or a plain number per second."""
     example = "500/s, 30/m or a number per second"
     number = _number(value, "rate", example)
     if number is not None:
         return number
+    if (plain := _PLAIN_RE.match(str(value))) is not None:
+        return float(plain.group(1))
     m = _RATE_RE.match(str(value))
     if m is None:
         raise UnitError(f"{value!r} is not a rate (use {example})")
@@ -102,11 +107,19 @@ def parse_rate(value: object) -> float:
 
 
 def parse_fraction(value: object) -> float:
-    """A fraction from ``0.1%`` (0.001) or a plain number taken as the fraction itself."""
-    number = _number(value, "fraction", "0.1% or a number such as 0.001")
-    if number is not None:
+    """A fraction from ``0.1%`` (0.001) or a plain number from 0 to 1 (``0.001``)."""
+    example = "0.1% or a number from 0 to 1 such as 0.001"
+    number = _number(value, "fraction", example)
+    if number is None and (plain := _PLAIN_RE.match(str(value))) is not None:
+        number = float(plain.group(1))
+    if number is None:
+        m = _PERCENT_RE.match(str(value))
+        if m is None:
+            raise UnitError(f"{value!r} is not a fraction (use {example})")
+        number = float(m.group(1)) / 100.0
+        if number > 1:
+            raise UnitError(f"{value!r} is more than 100%")
         return number
-    m = _PERCENT_RE.match(str(value))
-    if m is None:
-        raise UnitError(f"{value!r} is not a percentage (use 0.1% or a number such as 0.001)")
-    return float(m.group(1)) / 100.0
+    if number > 1:
+        raise UnitError(f"{value!r} is more than 1 (a fraction: 1 is 100%); did you mean {value}%?")
+    return number

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+import subprocess
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -48,3 +51,43 @@ def arun(loop_kind: str) -> Callable[[Callable[[], Awaitable[T]]], T]:
         return run_on(loop_kind, _main())
 
     return _run
+
+
+# --- the Node `ws` reference server -------------------------------------------------------------
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+@contextlib.contextmanager
+def node_ws_server() -> Iterator[str]:
+    """Start a server on the Node ``ws`` library (tests/node/server.js): ``/echo``,
+    ``/stall?every=MS&for=MS`` (the whole server stalls), ``/room/NAME`` (broadcast); yields
+    ``ws://127.0.0.1:PORT``. Its ``ws`` package comes from npm (tests/run.sh installs it; it is
+    installed here if missing): never skipped."""
+    if not (NODE_DIR / "node_modules" / "ws").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--prefix", str(NODE_DIR), "--silent", "--no-audit", "--no-fund"],
+            check=True,
+            timeout=300,
+        )
+    proc = subprocess.Popen(
+        ["node", str(NODE_DIR / "server.js"), "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), f"the Node ws server did not start: {line!r}"
+        yield f"ws://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def node_ws_url() -> Iterator[str]:
+    """A Node ``ws`` server shared by the session's tests (see ``node_ws_server``)."""
+    with node_ws_server() as url:
+        yield url

@@ -11,4 +11,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 python -m pip install --quiet ".[test]"
+# The Node `ws` library: a reference server the tests run beside our own (tests/node/server.js).
+if [ ! -d tests/node/node_modules/ws ]; then
+  npm ci --prefix tests/node --silent --no-audit --no-fund
+fi
 python -m pytest "$@"

@@ -92,7 +92,9 @@ def test_no_handshake_answer_without_timeout_ends_at_the_run_bound(arun: Arun) -
 
     result = arun(body)
     assert result.passed is False and result.interrupted is False
-    assert result.error == "run time-out: the scenario did not finish within 0.5s"
+    assert result.error == (
+        "run time-out: the scenario did not finish within 0.5s (step 'open main' at line 7 was still waiting)"
+    )
 
 
 def test_web_page_instead_of_upgrade_is_rejected(arun: Arun) -> None:

@@ -49,7 +49,7 @@ def test_load_options_make_a_load_run(tmp_path: Path, capsys: object) -> None:
     doc = json.loads((tmp_path / "r.json").read_text())
     assert code == 0, doc["error"]
     Draft202012Validator(REPORT_SCHEMA).validate(doc)
-    assert doc["iterations"] == 12 and doc["settings"]["load"]["workers"] == 1
+    assert doc["iterations"]["completed"] == 12 and doc["settings"]["load"]["workers"] == 1
     assert sum(e["messages"] for e in doc["timeseries"]) == 24  # 12 writes + 12 reads
 
 
@@ -58,7 +58,7 @@ def test_check_flag_runs_once(tmp_path: Path) -> None:
     path = _scenario(tmp_path, "load:\n  vus: 5\n  duration: 10s\n")
     code = main(_args(tmp_path, path, "--check"))
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert code == 0 and doc["iterations"] == 1 and doc["settings"]["mode"] == "check"
+    assert code == 0 and doc["iterations"]["completed"] == 1 and doc["settings"]["mode"] == "check"
 
 
 def test_lost_threshold_exits_1_naming_it(tmp_path: Path, capsys: object) -> None:
@@ -140,9 +140,9 @@ def test_sigint_mid_run_writes_complete_interrupted_report(tmp_path: Path) -> No
     doc = json.loads((tmp_path / "r.json").read_text())
     Draft202012Validator(REPORT_SCHEMA).validate(doc)
     assert doc["interrupted"] is True and doc["exit_code"] == 130
-    assert doc["iterations"] > 10
+    assert doc["iterations"]["ended"] > 10
     read = next(s for s in doc["steps"] if s["name"] == "read main")
-    assert read["failures"] == 0 and read["count"] >= doc["iterations"] - 4
+    assert read["failures"] == 0 and read["count"] >= doc["iterations"]["ended"] - 4
     assert "interrupted by signal" in doc["settings"]["load"]["stop_reason"]
     assert (tmp_path / "r.xml").read_text().startswith("<?xml")
     assert "INTERRUPTED" in out
@@ -177,7 +177,7 @@ def test_sigint_with_workers_collects_every_worker(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "r.json").read_text())
     load = doc["settings"]["load"]
     assert doc["interrupted"] is True and load["workers"] == 2 and load["incomplete_workers"] == []
-    assert doc["iterations"] > 10 and load["vus_max_active"] == 4
+    assert doc["iterations"]["ended"] > 10 and load["vus_max_active"] == 4
 
 
 @pytest.mark.parametrize(

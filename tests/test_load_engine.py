@@ -84,7 +84,7 @@ def test_closed_iterations_run_exactly(tmp_path: Path) -> None:
     """Closed model with iterations: vus x iterations iterations, every step that many times."""
     result = _run(_file(tmp_path, ECHO, "  vus: 7\n  iterations: 5\n"))
     assert result.passed, result.error
-    assert result.iterations == 35
+    assert result.iterations.completed == 35
     assert _step(result, "read main") == (35, 0)
     assert result.settings["load"]["vus_max_active"] == 7
 
@@ -98,7 +98,7 @@ def test_closed_duration_stops_on_time(tmp_path: Path) -> None:
     assert 1.5 <= result.duration_s < 1.5 + 0.5, result.duration_s
     assert elapsed < scaled(4)
     # 5 users x 1.5 s / (50 ms sleep + a round trip): at most 5 x 31 iterations
-    assert 80 <= result.iterations <= 155, result.iterations
+    assert 80 <= result.iterations.ended <= 155, result.iterations
 
 
 def test_stages_are_followed(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
     load = result.settings["load"]
     assert result.passed, result.error
     assert load["started"] + load["dropped"] == 80
-    assert load["dropped"] == 0 and result.iterations == 80
+    assert load["dropped"] == 0 and result.iterations.completed == 80
     assert 39 <= load["achieved_rate"] <= 41
     lag = load["lag_ms"]
     assert lag is not None and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
@@ -149,7 +149,7 @@ def test_two_workers_merge_to_one_process_totals(tmp_path: Path) -> None:
     two = _run(path, workers=2)
     assert two.passed and one.passed, (two.error, one.error)
     assert two.settings["load"]["workers"] == 2
-    assert two.iterations == one.iterations == 24
+    assert two.iterations.completed == one.iterations.completed == 24
     assert [(s.name, s.count, s.ok) for s in two.steps] == [(s.name, s.count, s.ok) for s in one.steps]
     read = next(s for s in two.steps if s.name == "read main")
     assert read.hdr().get_total_count() == 24
@@ -190,7 +190,7 @@ def test_killed_worker_is_reported_and_others_kept(tmp_path: Path) -> None:
     assert len(load["incomplete_workers"]) == 1
     assert not result.passed and "incomplete" in result.error and "signal 9" in result.error
     # the surviving worker ran 2 users for the whole 3 s (~55 ms per iteration)
-    assert result.iterations >= 60, result.iterations
+    assert result.iterations.ended >= 60, result.iterations
 
 
 def test_too_many_vus_refused_before_the_run(tmp_path: Path) -> None:
@@ -228,30 +228,50 @@ def test_open_model_stops_early_on_abort(tmp_path: Path) -> None:
     assert 10 <= load["started"] <= 30 * 5 and load["dropped"] == 0, load
 
 
-def test_failure_backoff_doubles_to_a_cap_and_resets() -> None:
-    """After failed iterations a user waits 50 ms, 100 ms, ... at most 1 s; none after a pass."""
-    from runner.load.engine import failure_backoff
+def test_failure_pause_doubles_to_a_cap_and_resets() -> None:
+    """After failed iterations a user waits 50 ms, 100 ms, ... at most 1 s by default; none after a
+    pass; a fixed pause when first == max; none at all when it is 0."""
+    from runner.load.engine import failure_pause
 
-    assert failure_backoff(0) == 0.0
-    assert [failure_backoff(n) for n in (1, 2, 3, 4, 5)] == [0.05, 0.1, 0.2, 0.4, 0.8]
-    assert failure_backoff(6) == failure_backoff(10_000) == 1.0
+    assert failure_pause(0) == 0.0
+    assert [failure_pause(n) for n in (1, 2, 3, 4, 5)] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert failure_pause(6) == failure_pause(10_000) == 1.0
+    assert [failure_pause(n, 0.2, 0.2) for n in (1, 5)] == [0.2, 0.2]
+    assert failure_pause(3, 0.0, 0.0) == 0.0
 
 
-def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Path) -> None:
-    """2 users against a closed port for 1 s back off instead of looping thousands of times a
-    second, and each attempt is still reported as a failed open with the refusal's text."""
+def _refused_port() -> int:
     import socket
 
     with socket.socket() as s:  # a port that was free a moment ago: connections are refused
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    text = ECHO.replace("target: embedded", f"target: ws://127.0.0.1:{port}")
-    result = _run(_file(tmp_path, text, "  vus: 2\n  duration: 1s\n  graceful_stop: 0s\n"))
+        return int(s.getsockname()[1])
+
+
+def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Path) -> None:
+    """2 users against a closed port for 1.5 s pause instead of looping thousands of times a
+    second; each attempt is still reported as a failed open with the refusal's text, and the
+    pauses are counted (how many, how long, users pausing per second)."""
+    text = ECHO.replace("target: embedded", f"target: ws://127.0.0.1:{_refused_port()}")
+    result = _run(_file(tmp_path, text, "  vus: 2\n  duration: 1500ms\n  graceful_stop: 0s\n"))
     opens, failures = _step(result, "open main")
     assert not result.passed
-    assert 2 <= opens == failures <= 2 * 8, opens  # 50+100+200+400 ms fill the second: ~5 each
+    assert 2 <= opens == failures <= 2 * 8, opens  # 50+100+200+400+800 ms fill 1.5 s: ~6 each
     step = next(s for s in result.steps if s.name == "open main")
     assert any("connection refused" in e.message for e in step.errors), step.errors
+    load = result.settings["load"]
+    assert opens - 2 <= load["failure_pauses"] <= opens, load
+    assert 1.0 <= load["failure_pause_s"] <= 3.0, load  # two users, most of 1.5 s each
+    assert any(e.get("paused") for e in result.timeseries), result.timeseries
+
+
+def test_failure_pause_zero_turns_it_off(tmp_path: Path) -> None:
+    """load.failure_pause: 0 makes a user start its next iteration at once after a failure."""
+    text = ECHO.replace("target: embedded", f"target: ws://127.0.0.1:{_refused_port()}")
+    result = _run(_file(tmp_path, text, "  vus: 1\n  duration: 500ms\n  graceful_stop: 0s\n  failure_pause: 0\n"))
+    opens, failures = _step(result, "open main")
+    assert opens == failures > 20, opens  # with the default pause: 4 in half a second
+    assert result.settings["load"]["failure_pauses"] == 0
 
 
 def test_templated_headers_are_rendered_per_user_and_iteration(tmp_path: Path) -> None:

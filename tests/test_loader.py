@@ -166,21 +166,50 @@ thresholds:
   - read.p99 < 50ms
   - "read main.p95 <= 20ms"
   - errors.rate < 0.1%
-  - iterations.rate >= 100/s
+  - iterations.per_s >= 100/s
   - {threshold: checks.rate > 99%, abort_on_fail: true}
   - open main.count == 1
+  - errors.rate < 0.001
+  - {threshold: read.failure_rate <= 0.5%, no_data: pass}
+  - read main.per_s > 20
 """
     )
-    got = [(t.subject, t.stat, t.op, t.value, t.abort_on_fail) for t in s.thresholds]
+    got = [(t.subject, t.stat, t.op, t.value, t.abort_on_fail, t.accept_no_data) for t in s.thresholds]
     assert got == [
-        ("read", "p99", "<", pytest.approx(0.05), False),
-        ("read main", "p95", "<=", pytest.approx(0.02), False),
-        ("errors", "rate", "<", pytest.approx(0.001), False),
-        ("iterations", "rate", ">=", 100.0, False),
-        ("checks", "rate", ">", pytest.approx(0.99), True),
-        ("open main", "count", "==", 1.0, False),
+        ("read", "p99", "<", pytest.approx(0.05), False, False),
+        ("read main", "p95", "<=", pytest.approx(0.02), False, False),
+        ("errors", "rate", "<", pytest.approx(0.001), False, False),
+        ("iterations", "per_s", ">=", 100.0, False, False),
+        ("checks", "rate", ">", pytest.approx(0.99), True, False),
+        ("open main", "count", "==", 1.0, False, False),
+        ("errors", "rate", "<", pytest.approx(0.001), False, False),
+        ("read", "failure_rate", "<=", pytest.approx(0.005), False, True),
+        ("read main", "per_s", ">", 20.0, False, False),
     ]
     assert s.thresholds[0].location.line == 7
+
+
+@pytest.mark.parametrize(
+    ("threshold", "message"),
+    [
+        (
+            "iterations.rate >= 100/s",
+            "'iterations.rate' is not a threshold name any more ('.rate' meant per second here but a "
+            "fraction for errors): use 'iterations.per_s' (iterations ended per second) or "
+            "'iterations.failure_rate' (the failed fraction)",
+        ),
+        ("read.rate > 10", "use 'read.per_s' (executions ended per second) or 'read.failure_rate'"),
+        ("errors.rate < 5", "'5' is more than 1 (a fraction: 1 is 100%); did you mean 5%?"),
+        ("read.p99x < 5ms", "'read' has no figure 'p99x', did you mean 'read.p99'?"),
+        ("iteratons.count > 1", "names no step or metric 'iteratons', did you mean 'iterations'?"),
+        ("errors.rate < fast", "threshold value: 'fast' is not a fraction"),
+    ],
+)
+def test_threshold_names_with_one_meaning(threshold: str, message: str) -> None:
+    """Old ambiguous names are refused with what to write instead; typos get a did-you-mean."""
+    with pytest.raises(ScenarioError) as err:
+        load(BASE + f"steps: [{{open: main}}, {{read: main}}]\nthresholds:\n  - {threshold}\n")
+    assert message in str(err.value)
 
 
 def test_load_models() -> None:

@@ -16,7 +16,7 @@ from runner.cli import main
 from runner.reports import prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
-LABELS = {"scenario", "step", "rc", "quantile", "threshold"}
+LABELS = {"scenario", "step", "rc", "quantile", "threshold", "outcome", "worker"}
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

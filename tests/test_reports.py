@@ -68,7 +68,7 @@ def test_json_report_fields_of_a_passing_run(tmp_path: Path) -> None:
     assert set(doc["steps"][0]["connect_ms"]) == {"tcp", "upgrade"}
     assert set(doc["connect_ms"]) == {"tcp", "upgrade"}
     assert doc["connect_ms"]["tcp"] == doc["steps"][0]["connect_ms"]["tcp"]
-    assert doc["iterations"] == 1 and doc["failures"] == [] and doc["thresholds"] == []
+    assert doc["iterations"]["completed"] == 1 and doc["failures"] == [] and doc["thresholds"] == []
     assert doc["timeseries"][0]["t"] == 0 and doc["timeseries"][0]["starts"] == 1
 
 
@@ -148,6 +148,7 @@ def test_console_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "ok",
         "fail",
         "skip",
+        "pend",
         "rc",
         "p50",
         "ms",
@@ -157,8 +158,9 @@ def test_console_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         "ms",
     ]
     read = next(line for line in lines if line.strip().startswith("read main"))
-    assert read.split()[2:9] == ["read", "13", "1", "0", "1", "0", "1:1"]
+    assert read.split()[2:10] == ["read", "13", "1", "0", "1", "0", "0", "1:1"]
     assert any(re.search(r"server_closes\.yaml:13 read main: 1 x rc 1: .*code 4000", line) for line in lines)
+    assert "  read main: peer closed: 1 x 4000 bye" in lines  # the close code and reason, always
     assert lines[-1].startswith("FAIL server that closes") and "1 failed, 2 skipped" in lines[-1]
 
 

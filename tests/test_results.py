@@ -14,7 +14,7 @@ LOC = Location("t.yaml", 7, 3)
 
 def _result(*, interrupted: bool = False) -> RunResult:
     rec = RunRecorder()
-    rec.iterations = 4
+    rec.iterations_started = rec.iterations_completed = 4
     read = rec.step("read main", "read", "main", 12)
     read2 = rec.step("read other", "read", "other", 20)
     for ms in range(1, 101):
@@ -69,13 +69,25 @@ def test_step_thresholds_from_histograms() -> None:
 
 
 def test_global_thresholds() -> None:
-    """errors.rate is the failed fraction, iterations.rate per second, checks.rate the passed fraction."""
-    result = _result()
-    assert observed(_th("e", "errors", "rate", "<", 0.1), result) == 1 / 104
+    """errors.rate is the failed fraction of operations (sleeps are none), iterations.per_s and
+    STEP.per_s are per second, checks.rate the passed fraction, failure_rate a step's failed share."""
+    rec = RunRecorder()
+    rec.iterations_started = rec.iterations_completed = 4
+    read = rec.step("read main", "read", "main", 12)
+    for _ in range(99):
+        read.record(ok=True, rc=0, rc_is_success=True, latency_ns=1_000_000)
+    read.record(ok=False, rc=-2, rc_is_success=False, latency_ns=None, error="time-out")
+    sleep = rec.step("sleep", "sleep", "", 13)
+    for _ in range(300):  # sleeps cannot fail: they must not dilute the error rate
+        sleep.record(ok=True, rc=0, rc_is_success=True, latency_ns=1_000)
+    result = build_result(rec, scenario_name="s", scenario_file="t.yaml", started_at="x", duration_s=2.0, target="")
+    assert observed(_th("e", "errors", "rate", "<", 0.1), result) == 1 / 100
     assert observed(_th("e", "errors", "count", "<", 1), result) == 1.0
-    assert observed(_th("i", "iterations", "rate", ">", 1), result) == 2.0
-    assert observed(_th("c", "checks", "rate", ">", 0.9), result) == 103 / 104
-    assert observed(_th("r", "read main", "rate", ">", 1), result) == 50.0
+    assert observed(_th("i", "iterations", "per_s", ">", 1), result) == 2.0
+    assert observed(_th("i", "iterations", "count", ">", 1), result) == 4.0
+    assert observed(_th("c", "checks", "rate", ">", 0.9), result) == 99 / 100
+    assert observed(_th("r", "read main", "per_s", ">", 1), result) == 50.0
+    assert observed(_th("r", "read main", "failure_rate", "<", 1), result) == 1 / 100
 
 
 def test_evaluate_says_by_how_much() -> None:
@@ -89,15 +101,54 @@ def test_evaluate_says_by_how_much() -> None:
     evaluated = evaluate(ths, result)
     assert [t.passed for t in evaluated] == [False, True, False]  # p50: HDR equivalent value, 3 digits
     assert evaluated[0].message == "read main.p50 was 50.015ms, limit < 10.000ms (off by 40.015ms)"
-    assert (
-        evaluated[0].line == 7 and evaluated[2].value is None and evaluated[2].message == "no data measured"
-    )
-    ok = build_result(
-        RunRecorder(), scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target=""
-    )
+    assert evaluated[0].line == 7 and evaluated[2].value is None
+    assert evaluated[2].message == "no data: 'close main' never ran"
+    rec = RunRecorder()
+    rec.iterations_started = rec.iterations_completed = 1
+    ok = build_result(rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target="")
     assert ok.passed
     lost = ok.with_thresholds(evaluate((_th("e", "errors", "count", ">", 5),), ok))
     assert not lost.passed and lost.exit_code == 1
+
+
+def test_no_data_loses_a_threshold_unless_it_accepts_none() -> None:
+    """errors.rate over no operation is no data (it used to pass as 0%); 'no_data: pass' accepts it."""
+    rec = RunRecorder()
+    rec.iterations_started = rec.iterations_interrupted = 5
+    rec.step("open main", "open", "main", 6).record_pending(8_000_000_000)
+    result = build_result(rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=8, target="")
+    strict = Threshold("errors.rate < 0.1%", "errors", "rate", "<", 0.001, LOC)
+    lenient = Threshold("errors.rate < 0.1%", "errors", "rate", "<", 0.001, LOC, accept_no_data=True)
+    lost, accepted = evaluate((strict, lenient), result)
+    assert not lost.passed and lost.message == "no data: no operation ended"
+    assert accepted.passed and accepted.message.startswith("no data: no operation ended (accepted")
+    step = evaluate((Threshold("open main.p99 < 1s", "open main", "p99", "<", 1.0, LOC),), result)[0]
+    assert not step.passed and step.message == "no data: 'open main' never ended (1 still waiting when the run ended)"
+
+
+def test_a_run_that_measured_nothing_fails_with_the_reason() -> None:
+    """No iteration completed, an operation that never completed, an internal error: each fails."""
+    rec = RunRecorder()
+    rec.iterations_started = rec.iterations_interrupted = 5
+    for _ in range(5):
+        rec.step("open main", "open", "main", 6).record_pending(8_000_000_000)
+    result = build_result(rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=8, target="")
+    assert not result.passed and result.exit_code == 1
+    assert result.problems == (
+        "'open main' (line 6) never completed: 5 still waiting when the run ended, the longest for 8.0 s",
+        "no data: no iteration completed (5 cut by the end of the run)",
+    )
+    held = build_result(
+        rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=8, target="", hold=True
+    )
+    assert held.problems == (result.problems[0],)  # hold: cut iterations are expected, a hung open is not
+    crashed = RunRecorder()
+    crashed.iterations_started = crashed.iterations_failed = 1
+    step = crashed.step("write main", "write", "main", 7)
+    step.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error="internal error: boom")
+    step.internal_errors += 1
+    bad = build_result(crashed, scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target="")
+    assert bad.problems == ("internal error in 1 step execution(s): 'write main' (line 7) 1x",)
 
 
 def test_connect_split_merged_over_open_steps() -> None:

@@ -57,7 +57,7 @@ steps:
     )
     assert result.passed, result.failures
     assert [s.count for s in result.steps] == [1] * 8
-    assert result.exit_code == 0 and result.iterations == 1
+    assert result.exit_code == 0 and result.iterations.completed == 1
 
 
 def test_repeat_counts_every_round(arun: Arun) -> None:
@@ -153,7 +153,7 @@ steps:
     assert _step(result, "write main #2").skipped == 1 and _step(result, "write main #2").count == 0
     assert _step(result, "close main").skipped == 1
     assert result.failures[0].expected == "b" and result.failures[0].actual == "a"
-    assert result.iterations_failed == 1
+    assert result.iterations.failed == 1
 
 
 def test_latency_expectation(arun: Arun) -> None:
@@ -180,7 +180,8 @@ steps:
 
 
 def test_unexpected_error_is_stamped_with_step(arun: Arun) -> None:
-    """A client that raises inside a step ends the run with an error naming the step and its line."""
+    """A client that raises inside a step fails that step (rc -1, an internal-error text naming the
+    exception) and the run, whatever the step expected; the report names the step and its line."""
     from runner.client import WebSocketClient
 
     class Broken(WebSocketClient):
@@ -194,8 +195,10 @@ def test_unexpected_error_is_stamped_with_step(arun: Arun) -> None:
     )
     result: RunResult = arun(lambda: run_check(scenario, client_factory=Broken, handle_signals=False))
     assert not result.passed and result.exit_code == 1
-    assert result.error.startswith("internal error: inline.yaml:6:")
-    assert "step 'write main': RuntimeError: boom" in result.error
+    assert result.error == "internal error in 1 step execution(s): 'write main' (line 6) 1x"
+    write = result.steps[1]
+    assert write.internal_errors == 1 and write.failures == 1 and write.rc == {"-1": 1}
+    assert write.errors[0].message == "internal error (a bug in wsload): RuntimeError: boom"
 
 
 def test_embedded_tls_is_verified_with_its_ca(arun: Arun) -> None:
@@ -241,7 +244,9 @@ def test_overall_run_bound(arun: Arun) -> None:
         "steps:\n  - open: main\n  - sleep: 10s\n  - close: main\n",
     )
     assert not result.passed and result.exit_code == 1 and not result.interrupted
-    assert result.error == "run time-out: the scenario did not finish within 0.3s"
+    assert result.error == (
+        "run time-out: the scenario did not finish within 0.3s (step 'sleep' at line 7 was still waiting)"
+    )
     assert 0.25 < result.duration_s < 3
 
 

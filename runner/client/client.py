@@ -565,8 +565,10 @@ class WebSocketClient:
         if failure is not None and not isinstance(failure, EOFError):
             self._fail(LastError.of(ErrorKind.PROTOCOL, f"socket {socket}: {_describe_failure(failure)}"))
             return ReadResult(RC_ERROR)
+        reason = ""
         if rcvd is not None:
             code: int | None = int(rcvd.code)
+            reason = rcvd.reason
             detail = f"peer closed socket {socket} with code {code}" + (
                 f" ({rcvd.reason})" if rcvd.reason else ""
             )
@@ -580,7 +582,7 @@ class WebSocketClient:
             if isinstance(failure, EOFError) and str(failure) != "unexpected end of stream":
                 detail += f", in the middle of a frame ({failure})"
         self._fail(LastError.of(ErrorKind.CLOSED, detail, rc=RC_CLOSED))
-        return ReadResult(RC_CLOSED, None, 0, code)
+        return ReadResult(RC_CLOSED, None, 0, code, reason)
 
 
 def _describe_failure(exc: BaseException) -> str:

@@ -79,6 +79,7 @@ class ReadResult:
     data: str | bytes | None = None
     received_ns: int = 0
     close_code: int | None = None
+    close_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

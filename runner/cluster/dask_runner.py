@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunError
+from runner.load.driver import Gauges
 from runner.load.monitor import Monitor, Progress
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.merge import SHARD_KEY, ShardReport, merge_results, parse_shard, shard_settings
@@ -276,7 +277,7 @@ def run_on_cluster(
                     request_stop(stop.reason)
                 if time.time() >= tick_at:
                     tick_at = max(tick_at + 1.0, time.time())
-                    monitor.tick(sum(s.vus for s in items), sum(s.conns for s in items))
+                    monitor.tick(Gauges(sum(s.vus for s in items), sum(s.conns for s in items)))
                 if all(s.doc is not None or s.lost for s in items):
                     break
                 time.sleep(0.1)

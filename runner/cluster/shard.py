@@ -14,7 +14,6 @@ cores); shards compose exactly, sub-shards of a shard would not.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 import time
@@ -27,8 +26,7 @@ from runner.engine.check import on_stop_signals, tls_info
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.errors import UsageError
-from runner.load.clock import each_second
-from runner.load.engine import LoadEngine
+from runner.load.driver import Gauges, ShardDriver
 from runner.load.limits import LimitPlan, default_max_vus, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.plan import shard_count
@@ -144,41 +142,41 @@ async def run_shard(
         live = RunRecorder(start_ns)
         total = RunRecorder(start_ns)
         ctx = RunContext(scenario, live, resolved.url, resolved.ca_pem)
-        engine = LoadEngine(
-            ctx, start_ns=start_ns, shard=index - 1, shards=count, source_addresses=limits.source_addresses
-        )
-        monitor = Monitor(scenario, total, progress=progress, stop=engine.stop)
+        monitor = Monitor(scenario, total, progress=progress, stop=lambda reason: driver.stop(reason))
 
-        def collect() -> tuple[dict[str, Any], int, int]:
+        def tick(gauges: Gauges) -> None:
             delta = live.take_interval()
             total.merge(delta)
-            vus, conns = engine.gauges()
-            return delta, vus, conns
-
-        def tick() -> None:
-            delta, vus, conns = collect()
-            monitor.tick(vus, conns)
+            monitor.tick(gauges)
             if on_tick is not None:
-                on_tick(delta, vus, conns)
+                on_tick(delta, gauges.vus, gauges.connections)
             if should_stop is not None and (reason := should_stop()):
-                engine.stop(reason)
+                driver.stop(reason)
+
+        driver = ShardDriver(
+            ctx,
+            start_ns=start_ns,
+            on_second=tick,
+            shard=index - 1,
+            shards=count,
+            source_addresses=limits.source_addresses,
+            worker=f"shard {index}",
+        )
+        engine = driver.engine
 
         def on_signal(signum: int) -> None:
             nonlocal interrupted
             interrupted = True
-            engine.stop(f"interrupted by signal {signum}")
+            driver.stop(f"interrupted by signal {signum}")
 
-        ticker = asyncio.ensure_future(each_second(start_ns, tick))
         guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
-                await engine.run()
+                await driver.run()
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
             monitor.done()
-        delta, _, _ = collect()
+        delta = live.take_interval()
+        total.merge(delta)
         if on_tick is not None:
             on_tick(delta, 0, 0)
         duration_s = (time.monotonic_ns() - start_ns) / 1e9
@@ -195,7 +193,9 @@ async def run_shard(
             max_connections=monitor.max_connections,
             interrupted=interrupted or engine.stop_reason.startswith("interrupted"),
             stop_reason=engine.stop_reason,
+            stopped_at_s=None if engine.stopped_at_ns is None else (engine.stopped_at_ns - start_ns) / 1e9,
             tls=tls_info(scenario, ctx),
+            shard=(index - 1, count),
         )
     shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=total)
     return replace(result, settings={**result.settings, SHARD_KEY: shard})

@@ -5,4 +5,4 @@ The CLI discovers them through ``COMMANDS``; adding a command touches its module
 
 from __future__ import annotations
 
-COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "serve", "report", "merge")
+COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "metrics", "serve", "report", "merge")

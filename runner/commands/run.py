@@ -91,13 +91,18 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(str(exc)) from None
         if value > MAX_DURATION_S:  # the same bound as in a file: a typo, not a week-long run
             raise argparse.ArgumentTypeError(f"{text!r} is longer than 7 days; is the unit right?")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: a load of duration 0 runs nothing")
         return value
 
     def rate(text: str) -> float:
         try:
-            return parse_rate(text if "/" in text else f"{text}/s")
+            value = parse_rate(text if "/" in text else f"{text}/s")
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: a rate of 0 starts nothing")
+        return value
 
     def bounded(most: int) -> Callable[[str], int]:
         def positive(text: str) -> int:
@@ -150,6 +155,13 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument(
         "--check", action="store_true", help="run once as a check even when the file has a load: section"
+    )
+    load.add_argument(
+        "--check-capacity",
+        action="store_true",
+        help="find how much of this scenario this machine's workers can generate against the target "
+        "while staying healthy: a ramp up to --rate (open model) or --vus (closed) over --duration "
+        "(default 20s); prints the capacity and what to plan (80%% of it)",
     )
 
 
@@ -337,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
     masker = Masker(secrets)
     now = time.time()  # milliseconds in the name: two runs in one second keep both reports
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    if getattr(args, "check_capacity", False):
+        return _check_capacity(args, scenarios, masker)
     try:
         results = _run_loop(
             run_scenarios(scenarios, args.target, verbose=args.verbose, runner=_load_runner(args))
@@ -367,3 +381,62 @@ def run(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wsload: report {path}", file=sys.stderr)
     return int(exit_code_of(results))
+
+
+#: ``--check-capacity`` without --rate / --vus: the top of the ramp (open: starts/s, closed: users).
+CAPACITY_TOP_RATE = 10_000.0
+CAPACITY_TOP_VUS = 5_000.0
+CAPACITY_RAMP_S = 20.0
+
+
+def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], masker: Masker) -> int:
+    """``--check-capacity``: ramp each scenario's load and print the capacity found (exit 0), or
+    that no level was healthy (exit 1). The ramp's JSON report goes where reports go."""
+    from dataclasses import replace
+
+    from runner.load import Progress, run_load
+    from runner.load.capacity import capacity_of, ramp_plan, render
+    from runner.model import LoadSpec
+
+    code = ExitCode.PASSED
+    for scenario in scenarios:
+        load = scenario.load or LoadSpec()
+        if args.rate is not None:
+            load = replace(load, model="open", stages=())
+        elif args.vus is not None:
+            load = replace(load, model="closed", stages=(), rate=None)
+        if load.model == "open":
+            top = args.rate or max(load.rate or 0.0, *(st.target for st in load.stages)) * 4 or CAPACITY_TOP_RATE
+        else:
+            top = float(args.vus or load.vus * 4 or CAPACITY_TOP_VUS)
+        ramp = ramp_plan(load, top, args.duration or CAPACITY_RAMP_S)
+        probe = replace(scenario, load=ramp, thresholds=())
+        result = _run_loop(
+            run_load(
+                probe,
+                target=args.target,
+                workers=args.workers,
+                progress=None if args.quiet else Progress(),
+                variables=parse_vars(args.var),
+            )
+        )
+        capacity = capacity_of(result, ramp)
+        sys.stdout.write(
+            masker.text(
+                render(
+                    probe,
+                    capacity,
+                    workers=int(result.settings["load"]["workers"]),
+                    target=result.target,
+                )
+            )
+        )
+        if capacity.value <= 0:
+            code = ExitCode.FAILED
+        if result.interrupted:
+            return int(ExitCode.INTERRUPTED)
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        args_for_reports = argparse.Namespace(**{**vars(args), "junit_path": None})
+        write_reports(args_for_reports, [replace(result, settings={**result.settings, "mode": "capacity"})], masker, stamp)
+    return int(code)

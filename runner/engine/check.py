@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.engine.embedded import resolved_target
-from runner.engine.steps.base import StepCrashed
 from runner.engine.vu import RunContext, VirtualUser
 from runner.metrics import RunRecorder
 from runner.model import ALL_SSL_ERRORS, Scenario
@@ -37,6 +36,8 @@ def tls_info(scenario: Scenario, ctx: RunContext | None = None) -> TlsInfo:
     verification (``ignoreSslErrors``) or an open ignored an error; ``ignored_errors`` are the
     errors actually met and ignored; ``allowed`` what the scenario allows to ignore."""
     allowed: set[str] = set()
+    if ctx is not None and ctx.tls_opens == 0:  # no wss connection was made: nothing was relaxed
+        return TlsInfo()
     for spec in scenario.connections.values():
         if spec.ignore_ssl_errors is ALL_SSL_ERRORS:
             allowed.add("all")
@@ -124,17 +125,17 @@ async def run_check(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            except StepCrashed as exc:  # a bug must still leave a report, naming the step
-                error = f"internal error: {exc}"
-            except Exception as exc:
+            except Exception as exc:  # a bug outside any step must still leave a report
                 error = f"internal error: {type(exc).__name__}: {exc}"
             finally:
                 await vu.close_all()
                 with contextlib.suppress(Exception):
                     await client.aclose()
-        if interrupted and vu.current_step is not None:
-            step = vu.current_step
+        step = vu.current_step
+        if interrupted and step is not None:
             error = f"interrupted during step {step.name!r} (line {step.location.line})"
+        elif error.startswith("run time-out") and step is not None:
+            error += f" (step {step.name!r} at line {step.location.line} was still waiting)"
         duration_s = (time.monotonic_ns() - t0) / 1e9
         result = build_result(
             recorder,

@@ -19,7 +19,7 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.steps import EXECUTE
-from runner.engine.steps.base import StepCrashed, StepOutcome
+from runner.engine.steps.base import StepOutcome
 from runner.engine.vu_support import resolve_url
 from runner.metrics import RunRecorder, StepRecorder
 from runner.model import RepeatStep, Scenario, Step, StepKind
@@ -53,12 +53,13 @@ class RunContext:
     #: What wss opens saw: any open that was not fully verified, and the errors ignored.
     tls_unverified: bool = False
     tls_ignored: set[str] = field(default_factory=set)
+    tls_opens: int = 0  # wss opens that succeeded (a ws:// run has nothing to say about TLS)
 
     #: id(step) -> its recorder (steps live as long as the scenario; some are unhashable)
     recorders: dict[int, StepRecorder] = field(default_factory=dict)
-    #: id(step) -> (recorder, is a read, moves a message): what recording a step needs, in one
-    #: look-up per executed step.
-    rows: dict[int, tuple[StepRecorder, bool, bool]] = field(default_factory=dict)
+    #: id(step) -> (recorder, is a read, moves a message, connection): what recording a step
+    #: needs, in one look-up per executed step.
+    rows: dict[int, tuple[StepRecorder, bool, bool, str]] = field(default_factory=dict)
     #: (id(open step), source address) -> its URL and options, for connections without per-user
     #: templates (``runner.engine.steps.open``).
     opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]] = field(default_factory=dict)
@@ -75,10 +76,11 @@ class RunContext:
                 step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
             )
             is_read = step.kind is StepKind.READ
-            self.rows[id(step)] = (rec, is_read, is_read or step.kind is StepKind.WRITE)
+            conn = getattr(step, "connection", "")
+            self.rows[id(step)] = (rec, is_read, is_read or step.kind is StepKind.WRITE, conn)
         return rec
 
-    def row(self, step: Step) -> tuple[StepRecorder, bool, bool]:
+    def row(self, step: Step) -> tuple[StepRecorder, bool, bool, str]:
         row = self.rows.get(id(step))
         if row is None:
             self.step_recorder(step)
@@ -94,6 +96,7 @@ class RunContext:
 
     def note_tls(self, verified: bool, ignored: tuple[str, ...], all_ignored: bool) -> None:
         """Remember how a wss open treated the certificate, for the report's ``tls``."""
+        self.tls_opens += 1
         if not verified:
             self.tls_unverified = True
         self.tls_ignored.update(ignored)
@@ -105,7 +108,18 @@ class VirtualUser:
     """One simulated user: ``vu`` number, current ``iteration``, variables, connections by name."""
 
     # Slots: thousands of users each hold one; no per-instance ``__dict__``.
-    __slots__ = ("client", "ctx", "current_step", "id", "iteration", "sockets", "source_address", "variables")
+    __slots__ = (
+        "client",
+        "ctx",
+        "current_step",
+        "id",
+        "iteration",
+        "requests",
+        "sockets",
+        "source_address",
+        "step_started_ns",
+        "variables",
+    )
 
     def __init__(
         self,
@@ -127,7 +141,11 @@ class VirtualUser:
         self.variables["vu"] = vu_id
         self.variables["iteration"] = 0
         self.sockets: dict[str, int] = {}
+        #: connection -> when the last write step on it began: where a read's response time
+        #: starts (``runner.engine.steps.write`` sets it, the read that answers takes it).
+        self.requests: dict[str, int] = {}
         self.current_step: Step | None = None  # the step in flight, for interrupt reports
+        self.step_started_ns = 0  # when it began: how long it had waited if the run cuts it
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -136,15 +154,22 @@ class VirtualUser:
         at the end (at once after a failure)."""
         ctx = self.ctx
         rec = ctx.recorder
-        rec.iterations += 1
+        rec.iterations_started += 1
         rec.timeseries.start(rec.second(monotonic_ns()))
         self.variables["iteration"] = self.iteration
+        if self.requests:
+            self.requests.clear()
         try:
             ok = await self.run_steps(ctx.scenario.steps) is None
             self.current_step = None
+        except asyncio.CancelledError:
+            self.cut()
+            raise
         finally:
             self.iteration += 1
-        if not ok:
+        if ok:
+            rec.iterations_completed += 1
+        else:
             rec.iterations_failed += 1
         await self.close_all()
         rec.timeseries.ended(rec.second(monotonic_ns()))
@@ -164,14 +189,15 @@ class VirtualUser:
                 variables[index] = round_
             for position, step in enumerate(steps):
                 self.current_step = step
+                self.step_started_ns = monotonic_ns()
                 # No context manager or helper per step: a generator context manager per step
                 # cost ~1 us, and every coroutine frame a waiting user holds costs memory.
                 try:
                     outcome = await execute[type(step)](step, self)
-                except StepCrashed:
-                    raise
-                except Exception as exc:
-                    raise StepCrashed(step, exc) from exc
+                except Exception as exc:  # a bug of ours, not the server's: counted, fails the run
+                    self._record_crash(step, exc)
+                    self._skip(steps[position + 1 :])
+                    return round_ + 1
                 if isinstance(outcome, int):  # passed with the default success: only its latency
                     self._record_ok(step, outcome)
                     continue
@@ -185,18 +211,21 @@ class VirtualUser:
     def _record_ok(self, step: Step, latency: int) -> None:
         """A step that passed with its kind's default success and nothing else to record."""
         ctx = self.ctx
-        rec, is_read, is_message = ctx.rows.get(id(step)) or ctx.row(step)
+        rec, is_read, is_message, conn = ctx.rows.get(id(step)) or ctx.row(step)
         rec.record_ok(latency)
         run = ctx.recorder
-        run.timeseries.step_ok(
-            (monotonic_ns() - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
-        )
+        now = monotonic_ns()
+        if is_read:  # the response time: from the asking write step's start (see ``requests``)
+            rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))  # type: ignore[union-attr]
+        run.timeseries.step_ok((now - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message)
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         ctx = self.ctx
-        rec, is_read, is_message = ctx.rows.get(id(step)) or ctx.row(step)
+        rec, is_read, is_message, conn = ctx.rows.get(id(step)) or ctx.row(step)
         rc_ok = outcome.rc_ok
         failure = outcome.failure
+        if is_read and outcome.rc == 0 and rec.response is not None:
+            rec.response.record_ns(monotonic_ns() - self.requests.pop(conn, self.step_started_ns))
         if failure is None and rc_ok and outcome.timing is None:
             # The commonest outcome, recorded without the general path's keyword calls and
             # branches: the same counts as below with ok=True and no rc, error or timing.
@@ -222,6 +251,8 @@ class VirtualUser:
         if outcome.timing is not None:
             t = outcome.timing
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
+        if outcome.closed is not None:
+            rec.record_close(*outcome.closed)
         run = ctx.recorder
         run.timeseries.step(
             (monotonic_ns() - run.start_ns) // 1_000_000_000,
@@ -232,6 +263,27 @@ class VirtualUser:
         )
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)
+
+    def _record_crash(self, step: Step, exc: Exception) -> None:
+        """An exception inside a step: the step fails with rc -1 and an ``internal error`` text,
+        counted in ``internal_errors``, which fails the run whatever the step expected."""
+        ctx = self.ctx
+        rec = ctx.step_recorder(step)
+        message = f"internal error (a bug in wsload): {type(exc).__name__}: {exc}"
+        rec.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error=message)
+        rec.internal_errors += 1
+        run = ctx.recorder
+        run.timeseries.step(run.second(monotonic_ns()), False, -1, None)
+        run.add_failure(step.name, step.location.line, message, "", "")
+
+    def cut(self) -> None:
+        """The iteration is being cut (end of the run, a signal): its step in flight is
+        counted as pending with how long it had waited, the iteration as interrupted."""
+        ctx = self.ctx
+        step = self.current_step
+        if step is not None and not isinstance(step, RepeatStep):
+            ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
+        ctx.recorder.iterations_interrupted += 1
 
     def _skip(self, steps: Sequence[Step]) -> None:
         for step in iter_steps(steps):

@@ -138,23 +138,20 @@ def quiet_gc() -> Iterator[None]:
                 gc.set_threshold(*_gc_saved)
 
 
-#: Pause of a closed-model user after its first failed iteration in a row, doubled per further
-#: failure up to the maximum; a passed iteration resets it.
-BACKOFF_FIRST_S = 0.05
-BACKOFF_MAX_S = 1.0
-
-
-def failure_backoff(failed_in_a_row: int) -> float:
-    """How long a user waits after ``failed_in_a_row`` failed iterations (0: none).
+def failure_pause(failed_in_a_row: int, first_s: float = 0.05, most_s: float = 1.0) -> float:
+    """How long a closed-model user pauses after ``failed_in_a_row`` failed iterations (0: none):
+    ``first_s``, doubled per further failure in a row, at most ``most_s`` (``load.failure_pause``;
+    default 50 ms up to 1 s; 0 turns it off). A passed iteration resets it.
 
     Without it a user whose open is refused at once loops as fast as the CPU allows: thousands of
     failed iterations a second that measure nothing but our own loop, and a flood of connection
-    attempts at a server that is already down. 50 ms, 100 ms, ... 1 s keeps the report honest
-    (every failure is still counted) and lets a recovering server be seen within a second.
+    attempts at a server that is already down. Every failure is still counted, the pauses are
+    counted too (how many, how long in all, users pausing per second), and a recovering server
+    is seen within ``most_s``.
     """
-    if failed_in_a_row <= 0:
+    if failed_in_a_row <= 0 or most_s <= 0:
         return 0.0
-    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(failed_in_a_row - 1, 16))
+    return min(most_s, first_s * 2.0 ** min(failed_in_a_row - 1, 16))
 
 
 class LoadEngine:
@@ -193,24 +190,37 @@ class LoadEngine:
         self._client = client_factory
         self.stop_reason = ""
         self.stopping = False
+        self.stopped_at_ns: int | None = None  # when ``stop`` came (not the plan's own end)
         self.max_active = 0
         self.busy: set[VirtualUser] = set()  # users inside an iteration (open) / running (closed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
         self._gauge_vus = 0
+        self._pausing = 0  # closed-model users in their pause after a failed iteration
         self._no_more_growth = False
         self.max_vus_created = 0
 
     # --- what progress and the coordinator read --------------------------------------------
 
-    def gauges(self) -> tuple[int, int]:
-        """(active virtual users, open connections) right now in this process."""
+    def gauges(self) -> tuple[int, int, int]:
+        """(active virtual users, open connections, users pausing after a failed iteration)
+        right now in this process."""
         vus = self._gauge_vus if self.load.model == "closed" else len(self.busy)
         conns = 0
         for vu in self.busy:
             conns += len(vu.sockets)
-        return vus, conns
+        return vus, conns, self._pausing
+
+    def send_blocked(self) -> int:
+        """Connections of this process whose send buffer is above its high-water mark."""
+        blocked = 0
+        for vu in self.busy:
+            client = vu.client
+            for sock in vu.sockets.values():
+                if client.write_paused(sock):
+                    blocked += 1
+        return blocked
 
     # --- control -------------------------------------------------------------------------------
 
@@ -224,6 +234,7 @@ class LoadEngine:
             return
         self.stopping = True
         self.stop_reason = reason
+        self.stopped_at_ns = time.monotonic_ns()
         if self._wake is not None:
             self._wake.set()
         if self._main is not None and self.load.model == "open":
@@ -345,14 +356,34 @@ class LoadEngine:
         self.max_active = max(self.max_active, self._gauge_vus)
         try:
             failed_in_a_row = 0
+            first, most = load.failure_pause_first_s, load.failure_pause_max_s
+            pace_ns = int(load.pace_s * 1e9) if load.pace_s else 0
+            due = time.monotonic_ns()  # with a pace: when this user's next iteration is due
             while not self.stopping and not retired[0] and vu.iteration < limit:
                 started = time.monotonic_ns()
+                if pace_ns:
+                    if due > started:
+                        await asyncio.sleep((due - started) / 1e9)
+                        if self.stopping or retired[0]:
+                            break
+                    started = due  # a late start is timed from when it was due
+                    due += pace_ns
                 ok = await vu.run_iteration()
                 rec.load.iteration.record_ns(time.monotonic_ns() - started)
                 failed_in_a_row = 0 if ok else failed_in_a_row + 1
-                pause = max(think, failure_backoff(failed_in_a_row))
-                if pause > 0 and not self.stopping and not retired[0]:
-                    await asyncio.sleep(pause)
+                backoff = failure_pause(failed_in_a_row, first, most)
+                if backoff > think and not self.stopping and not retired[0]:
+                    # (rec.load is replaced each interval in workers: read it after the sleep)
+                    self._pausing += 1
+                    paused_at = time.monotonic_ns()
+                    try:
+                        await asyncio.sleep(backoff)
+                    finally:
+                        self._pausing -= 1
+                        rec.load.pauses += 1
+                        rec.load.pause_ns += time.monotonic_ns() - paused_at
+                elif think > 0 and not self.stopping and not retired[0]:
+                    await asyncio.sleep(think)
         finally:
             self._gauge_vus -= 1
             self.busy.discard(vu)
@@ -429,8 +460,10 @@ class LoadEngine:
                     if len(busy) > self.max_active:
                         self.max_active = len(busy)
                     # An early start's iteration is timed from the start, a late one's from the
-                    # intended time (coordinated omission).
-                    self._spawn(self._one(vu, intended if intended > now else now, idle))
+                    # intended time (coordinated omission): the earlier of the two. (It was the
+                    # later of the two, which timed a late start from when it was made and hid
+                    # its lateness: tests/test_load_engine.py::test_overloaded_generator_*.)
+                    self._spawn(self._one(vu, intended if intended < now else now, idle))
                     intended = next_ns()
                     now = time.monotonic_ns()
                 done.set_result(None)

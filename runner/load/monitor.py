@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from runner.load.driver import Gauges
 from runner.metrics import RunRecorder
 from runner.model import Scenario, Threshold
 from runner.results import build_result
@@ -36,13 +37,28 @@ class Progress:
         self._shown = False
 
     def update(
-        self, elapsed_s: float, vus: int, conns: int, msgs_per_s: int, errors: int, p99_ms: float | None
+        self,
+        elapsed_s: float,
+        vus: int,
+        conns: int,
+        msgs_per_s: int,
+        errors: int,
+        p99_ms: float | None,
+        *,
+        health: tuple[float, int, bool] | None = None,
     ) -> None:
+        """One progress line; ``health`` is the generator's (busiest worker's CPU share, largest
+        loop lag in ns, saturated) of the latest second."""
         p99 = f"{p99_ms:.2f}ms" if p99_ms is not None else "-"
         line = (
             f"wsload: {elapsed_s:6.1f}s  vus {vus:,}  conns {conns:,}  msgs/s {msgs_per_s:,}  "
             f"errors {errors:,}  read p99 {p99}"
         )
+        if health is not None:
+            cpu, lag_ns, saturated = health
+            line += f"  generator cpu {cpu:.0%} lag {lag_ns / 1e6:.1f}ms"
+            if saturated:
+                line += " SATURATED"
         if self.tty:
             self.stream.write("\r" + line + "\x1b[K")
             self._shown = True
@@ -91,11 +107,12 @@ class Monitor:
         self._messages = 0  # messages recorded so far, at ``_messages_ns``: the progress rate
         self._messages_ns = total.start_ns
 
-    def tick(self, vus: int, conns: int) -> None:
+    def tick(self, gauges: Gauges) -> None:
         total = self.total
+        vus, conns = gauges.vus, gauges.connections
         now = time.monotonic_ns()
         second = total.second(now)
-        total.timeseries.gauges(second, vus, conns)
+        total.timeseries.gauges(second, vus, conns, gauges.paused)
         self.max_vus = max(self.max_vus, vus)
         self.max_connections = max(self.max_connections, conns)
         if self.progress is not None:
@@ -111,7 +128,14 @@ class Monitor:
                 p99 = total.timeseries.latest_read_p99_ms(second - back)
                 if p99 is not None:
                     break
-            self.progress.update((now - total.start_ns) / 1e9, vus, conns, max(msgs, 0), errors, p99)
+            health = None
+            for back in (1, 2, 3):  # likewise the generator's latest health sample
+                health = total.health.latest(second - back)
+                if health is not None:
+                    break
+            self.progress.update(
+                (now - total.start_ns) / 1e9, vus, conns, max(msgs, 0), errors, p99, health=health
+            )
         if self.abort_thresholds and not self.aborted:
             self.check_abort((now - total.start_ns) / 1e9)
 

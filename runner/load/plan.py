@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 from runner.model import LoadSpec, Stage
 
-__all__ = ["VuChange", "closed_plan", "open_starts", "plan_duration", "shard_count", "shard_starts"]
+__all__ = [
+    "VuChange",
+    "closed_plan",
+    "open_starts",
+    "plan_duration",
+    "planned_starts",
+    "planned_vus",
+    "shard_count",
+    "shard_starts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +153,31 @@ def shard_count(total: int, shard: int, shards: int) -> int:
     """How many of ``total`` units (virtual users, iterations) shard ``shard`` of ``shards`` gets;
     the shares differ by at most one and add up to ``total``."""
     return total // shards + (1 if shard < total % shards else 0)
+
+
+def planned_starts(load: LoadSpec, until_s: float) -> int:
+    """How many starts ``open_starts`` makes before ``until_s``: the starts the plan had due by
+    then (ramps and stages included), from the integral of the rate, without walking them."""
+    limit = load.iterations if load.iterations is not None else math.inf
+    area = 0.0
+    t0 = 0.0
+    for duration, r0, r1 in _rate_segments(load):
+        span = min(duration, max(until_s - t0, 0.0))
+        slope = (r1 - r0) / duration if duration > 0 and math.isfinite(duration) else 0.0
+        area += r0 * span + slope * span * span / 2.0
+        if not math.isfinite(duration) or until_s <= t0 + duration:
+            break
+        t0 += duration
+    # The i-th start (from 0) is due when the integral reaches i: those with i < area.
+    due = math.ceil(area - 1e-9) if area > 0 else 0
+    return int(min(due, limit))
+
+
+def planned_vus(plan: tuple[VuChange, ...], at_s: float) -> int:
+    """The closed plan's target user count at ``at_s`` (0 before its first change)."""
+    vus = 0
+    for change in plan:
+        if change.at_s > at_s:
+            break
+        vus = change.vus
+    return vus

@@ -1,29 +1,308 @@
-"""The finished load run as a ``RunResult``: the check run's result plus what only load measures.
+"""The finished load run as a ``RunResult``: the check run's result plus what only load measures,
+and the verdict on the plan: did the generator deliver what was asked, and were its own delays
+small enough that the latencies are the server's?
 
-Load figures go into ``settings["load"]`` (the report schema keeps ``settings`` open), so every
-existing report shows them without a schema change: model, workers, VUs, iterations, achieved
-rate, schedule lag, dropped starts, iteration latency from the intended start, incomplete
-workers, and why the run stopped early.
+Load figures go into ``settings["load"]`` (the report schema keeps ``settings`` open): model,
+workers, users, iterations, achieved rate, schedule lag, dropped starts, iteration latency from
+the intended start, failure pauses, incomplete workers, why the run stopped early, and two typed
+parts: ``plan`` (``PlanFigures``) and ``generator`` (``GeneratorFigures``).
+
+Every load run gets the plan checks (``plan_checks``) as thresholds marked ``default``: a user's
+own threshold on the same ``SUBJECT.STAT`` replaces one, so they are set and relaxed like any
+threshold. A lost plan check fails the run with a message that says what was missing and what
+to do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.load.health import LOOP_LAG_BOUND_S, SATURATED_CPU
 from runner.load.limits import LimitPlan, default_max_vus
-from runner.load.plan import plan_duration
+from runner.load.plan import closed_plan, plan_duration, planned_starts, planned_vus, shard_count
 from runner.metrics import LatencyHistogram, RunRecorder
-from runner.model import Scenario
-from runner.results import LatencySummary, RunResult, TlsInfo, build_result
-from runner.thresholds import evaluate
+from runner.model import LoadSpec, Location, Scenario, Threshold
+from runner.results import LatencySummary, RunResult, ThresholdResult, TlsInfo, build_result
+from runner.thresholds import evaluate, parse_threshold
 
-__all__ = ["load_result", "load_summary_line"]
+__all__ = [
+    "GeneratorFigures",
+    "PlanFigures",
+    "load_figures",
+    "load_result",
+    "load_summary_line",
+    "plan_checks",
+    "plan_problem",
+    "with_plan_checks",
+]
+
+#: The plan checks every load run gets unless the scenario or command line sets its own
+#: threshold on the same name (see the module docstring); documented in the README.
+PLAN_DELIVERED = "plan.delivered >= 95%"
+PLAN_DROPPED = "plan.dropped <= 1%"
+SCHEDULE_LAG = "schedule_lag.p99 <= 50ms"
+SATURATED = "generator.saturated <= 10%"
 
 
 def _ms(hist: LatencyHistogram) -> dict[str, float] | None:
     summary = LatencySummary.of(hist.summary())
     return summary.to_json() if summary else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFigures:
+    """What the plan asked for and what was delivered over the same schedule.
+
+    Open model: ``planned`` starts due by ``window_s`` (the plan's end, or when the run was
+    stopped), ``made`` of them, ``dropped`` at ``max_vus``. Closed model: ``planned`` and
+    ``made`` are user-seconds (the planned and the active users summed over the run's whole
+    seconds). ``delivered`` = made / planned, ``dropped`` = dropped / planned (fractions).
+    """
+
+    model: str
+    window_s: float
+    planned: float
+    made: float
+    dropped_starts: int = 0
+
+    @property
+    def delivered(self) -> float | None:
+        return self.made / self.planned if self.planned > 0 else None
+
+    @property
+    def dropped(self) -> float | None:
+        if self.model != "open":
+            return None
+        return self.dropped_starts / self.planned if self.planned > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "window_s": round(self.window_s, 3),
+            "planned": round(self.planned, 3),
+            "made": round(self.made, 3),
+            "dropped_starts": self.dropped_starts,
+            "delivered": None if self.delivered is None else round(self.delivered, 6),
+            "dropped": None if self.dropped is None else round(self.dropped, 6),
+        }
+
+
+def plan_figures(
+    load: LoadSpec,
+    total: RunRecorder,
+    duration_s: float,
+    stopped_at_s: float | None,
+    shard: tuple[int, int] = (0, 1),
+) -> PlanFigures:
+    """The plan against what was delivered; ``shard`` (0-based index, count): a shard run's own
+    share of the plan (the engine's ``shard_count`` / ``shard_starts`` split)."""
+    k, n = shard
+    planned_s = plan_duration(load)
+    window = duration_s if planned_s is None else min(duration_s, planned_s)
+    if stopped_at_s is not None:
+        window = min(window, stopped_at_s)
+    window = max(window, 0.0)
+    if load.model == "open":
+        lr = total.load
+        due = shard_count(planned_starts(load, window), k, n)
+        return PlanFigures("open", window, float(due), float(lr.started), lr.dropped)
+    if planned_s is None:  # bounded by iterations only: users leave when done, no schedule to meet
+        return PlanFigures("closed", window, 0.0, 0.0)
+    plan = closed_plan(load)
+    planned = made = 0.0
+    for second, bucket in total.timeseries.seconds.items():
+        vus = bucket[total.timeseries.VUS]
+        if second < 1 or second >= window or vus is None:
+            continue
+        want = shard_count(planned_vus(plan, float(second)), k, n)
+        planned += want
+        made += min(vus, want)  # more users than planned in one second makes up for no shortfall
+    return PlanFigures("closed", window, planned, made)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFigures:
+    """One generating process over the run (``runner.load.health``)."""
+
+    name: str
+    seconds: int
+    cpu_mean: float
+    cpu_max: float
+    loop_lag_ms: Mapping[str, float] | None
+    saturated_seconds: int
+    send_blocked_max: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seconds": self.seconds,
+            "cpu_mean": self.cpu_mean,
+            "cpu_max": self.cpu_max,
+            "loop_lag_ms": dict(self.loop_lag_ms) if self.loop_lag_ms else None,
+            "saturated_seconds": self.saturated_seconds,
+            "send_blocked_max": self.send_blocked_max,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorFigures:
+    """The load generator's health over the run: per worker, and all together.
+
+    ``saturated_seconds``: seconds of the run in which any worker was saturated;
+    ``samples_in_saturated``: the share of step executions that ended in those seconds, i.e. how
+    much of the measured latency may carry the generator's own delay.
+    """
+
+    workers: tuple[WorkerFigures, ...]
+    seconds: int
+    saturated_seconds: int
+    samples_in_saturated: float
+    loop_lag_ms: Mapping[str, float] | None
+
+    @property
+    def cpu_max(self) -> float | None:
+        return max((w.cpu_max for w in self.workers), default=None)
+
+    @property
+    def saturated_share(self) -> float | None:
+        return self.saturated_seconds / self.seconds if self.seconds else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workers": [w.to_json() for w in self.workers],
+            "seconds": self.seconds,
+            "saturated_seconds": self.saturated_seconds,
+            "saturated_share": None if self.saturated_share is None else round(self.saturated_share, 6),
+            "samples_in_saturated": round(self.samples_in_saturated, 6),
+            "cpu_max": self.cpu_max,
+            "loop_lag_ms": dict(self.loop_lag_ms) if self.loop_lag_ms else None,
+            "saturated_when": {"cpu": SATURATED_CPU, "loop_lag_ms": LOOP_LAG_BOUND_S * 1000},
+        }
+
+
+def generator_figures(total: RunRecorder) -> GeneratorFigures:
+    workers = []
+    all_lag = LatencyHistogram()
+    saturated: set[int] = set()
+    seen: set[int] = set()
+    for name in sorted(total.health.workers, key=lambda n: (len(n), n)):
+        w = total.health.workers[name]
+        cpus = [x[0] for x in w.seconds.values()]
+        sat = [t for t, x in w.seconds.items() if x[3]]
+        saturated.update(sat)
+        seen.update(w.seconds)
+        all_lag.merge(w.lag.serialize())
+        workers.append(
+            WorkerFigures(
+                name=name,
+                seconds=len(w.seconds),
+                cpu_mean=round(sum(cpus) / len(cpus), 3) if cpus else 0.0,
+                cpu_max=max(cpus, default=0.0),
+                loop_lag_ms=_ms(w.lag),
+                saturated_seconds=len(sat),
+                send_blocked_max=max((x[2] for x in w.seconds.values()), default=0),
+            )
+        )
+    ts = total.timeseries
+    samples = sum(b[ts.STEPS] for b in ts.seconds.values())
+    in_saturated = sum(b[ts.STEPS] for t, b in ts.seconds.items() if t in saturated)
+    return GeneratorFigures(
+        workers=tuple(workers),
+        seconds=len(seen),
+        saturated_seconds=len(saturated),
+        samples_in_saturated=in_saturated / samples if samples else 0.0,
+        loop_lag_ms=_ms(all_lag),
+    )
+
+
+def load_figures(
+    load: LoadSpec,
+    total: RunRecorder,
+    *,
+    duration_s: float,
+    stopped_at_s: float | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
+    """The figures of ``settings["load"]`` that come from the plan and the recorder (the same
+    for a local run and a merge of shards)."""
+    lr = total.load
+    plan = plan_figures(load, total, duration_s, stopped_at_s, shard)
+    ended = total.iterations_completed + total.iterations_failed
+    return {
+        "model": load.model,
+        "vus": load.vus if load.model == "closed" else None,
+        "max_vus": (load.max_vus or default_max_vus(load)) if load.model == "open" else None,
+        "planned_duration_s": plan_duration(load),
+        "iterations_per_vu" if load.model == "closed" else "iterations": load.iterations,
+        "iterations_done": ended,
+        "rate": load.rate,
+        "achieved_rate": round(lr.started / plan.window_s, 3) if load.model == "open" and plan.window_s > 0
+        else round(ended / duration_s, 3) if duration_s > 0 else 0.0,
+        "started": lr.started if load.model == "open" else total.iterations_started,
+        "dropped": lr.dropped,
+        "lag_ms": _ms(lr.lag) if load.model == "open" else None,
+        "iteration_ms": _ms(lr.iteration),
+        "failure_pauses": lr.pauses,
+        "failure_pause_s": round(lr.pause_ns / 1e9, 3),
+        "failure_pause": {"first_s": load.failure_pause_first_s, "max_s": load.failure_pause_max_s},
+        "graceful_stop_s": load.graceful_stop_s,
+        "think_time_s": load.think_time_s,
+        "pace_s": load.pace_s,
+        "ramp_up_s": load.ramp_up_s,
+        "hold": load.hold,
+        "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
+        "plan": plan.to_json(),
+        "generator": generator_figures(total).to_json(),
+    }
+
+
+def plan_checks(load: LoadSpec) -> tuple[Threshold, ...]:
+    """The default plan checks of a load run of ``load`` (module docstring)."""
+    exprs = [SATURATED]
+    if load.model == "open":
+        exprs = [PLAN_DELIVERED, PLAN_DROPPED, SCHEDULE_LAG, SATURATED]
+    elif plan_duration(load) is not None:
+        exprs = [PLAN_DELIVERED, SATURATED]
+    where = Location("plan", 0, 0)
+    # A plan check without data (a merge of reports written before health was measured) cannot
+    # judge: it passes, saying so.
+    return tuple(
+        replace(parse_threshold(e, step_names=(), kinds=(), location=where), default=True, accept_no_data=True)
+        for e in exprs
+    )
+
+
+def with_plan_checks(thresholds: Sequence[Threshold], load: LoadSpec) -> tuple[Threshold, ...]:
+    """The scenario's thresholds and the plan checks it does not set itself."""
+    own = {(t.subject, t.stat) for t in thresholds}
+    return tuple(thresholds) + tuple(t for t in plan_checks(load) if (t.subject, t.stat) not in own)
+
+
+def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
+    """The message of a run whose plan checks were lost: what was missing, what to do; '' if none."""
+    lost = [v for v in verdicts if v.default and not v.passed]
+    if not lost:
+        return ""
+    load = result.settings.get("load") or {}
+    gen = load.get("generator") or {}
+    plan = load.get("plan") or {}
+    facts = [f"{v.expression}: {v.message}" for v in lost]
+    busy = [w for w in gen.get("workers", []) if w.get("cpu_max", 0) >= 0.9 or w.get("saturated_seconds")]
+    if busy:
+        names = ", ".join(f"worker {w['name']} CPU up to {w['cpu_max']:.0%}" for w in busy)
+        facts.append(f"the generator was saturated in {gen.get('saturated_seconds', 0)} s ({names})")
+    if plan.get("model") == "open" and plan.get("planned"):
+        facts.append(f"made {plan['made']:,.0f} of {plan['planned']:,.0f} planned starts")
+    advice = (
+        "the load generator, not the server, may be the bottleneck: add workers (--workers N), "
+        "spread the run over machines (--shard K/N or --cluster), or lower the load"
+    )
+    if any(v.expression == PLAN_DROPPED for v in lost) and not busy:
+        advice = "starts were dropped because max_vus users were all busy: raise max_vus (--max-vus)"
+    relax = "; to accept it, set your own threshold on that name (e.g. --threshold 'plan.delivered >= 80%')"
+    return "plan not delivered: " + "; ".join(facts) + "; " + advice + relax
 
 
 def load_result(
@@ -38,41 +317,22 @@ def load_result(
     max_connections: int,
     interrupted: bool = False,
     stop_reason: str = "",
+    stopped_at_s: float | None = None,
     incomplete_workers: Sequence[int] = (),
     problems: Sequence[str] = (),
     tls: TlsInfo | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> RunResult:
-    """Freeze ``total`` with the load settings; thresholds evaluated (a lost one fails the run)."""
+    """Freeze ``total`` with the load settings; thresholds and plan checks evaluated (``shard``:
+    a shard run, whose plan is its share)."""
     load = scenario.load
     assert load is not None
-    planned = plan_duration(load)
-    lr = total.load
-    window = min(duration_s, planned) if planned else duration_s
-    if load.model == "open":
-        achieved = lr.started / window if window > 0 else 0.0
-    else:
-        achieved = total.iterations / duration_s if duration_s > 0 else 0.0
     summary: dict[str, Any] = {
-        "model": load.model,
+        **load_figures(load, total, duration_s=duration_s, stopped_at_s=stopped_at_s, shard=shard),
         "workers": limits.workers,
         "workers_reason": limits.reason,
-        "vus": load.vus if load.model == "closed" else None,
-        "max_vus": (load.max_vus or default_max_vus(load)) if load.model == "open" else None,
         "vus_max_active": max_vus,
         "connections_max": max_connections,
-        "planned_duration_s": planned,
-        "iterations_per_vu" if load.model == "closed" else "iterations": load.iterations,
-        "iterations_done": total.iterations,
-        "rate": load.rate,
-        "achieved_rate": round(achieved, 3),
-        "started": lr.started if load.model == "open" else total.iterations,
-        "dropped": lr.dropped,
-        "lag_ms": _ms(lr.lag) if load.model == "open" else None,
-        "iteration_ms": _ms(lr.iteration),
-        "graceful_stop_s": load.graceful_stop_s,
-        "think_time_s": load.think_time_s,
-        "ramp_up_s": load.ramp_up_s,
-        "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
         "source_addresses": list(limits.source_addresses),
         "nofile": limits.nofile,
         "incomplete_workers": list(incomplete_workers),
@@ -86,7 +346,7 @@ def load_result(
             + f" of {limits.workers} ended before the run did; their last interval is lost, "
             "the other workers' results are kept"
         )
-    if stop_reason and stop_reason.startswith("aborted"):
+    if stop_reason.startswith(("aborted", "internal error")):
         errors.append(stop_reason)
     result = build_result(
         total,
@@ -103,8 +363,24 @@ def load_result(
             "read_timeout_s": scenario.read_timeout_s,
             "load": summary,
         },
+        hold=load.hold,
     )
-    return result.with_thresholds(evaluate(scenario.thresholds, result))
+    return evaluate_load(result, scenario.thresholds, load)
+
+
+def evaluate_load(result: RunResult, thresholds: Sequence[Threshold], load: LoadSpec) -> RunResult:
+    """``result`` with its thresholds and the plan checks evaluated; a lost plan check adds the
+    plan problem (what was missing, what to do) to the run's problems."""
+    verdicts = evaluate(with_plan_checks(thresholds, load), result)
+    result = result.with_thresholds(verdicts)
+    problem = plan_problem(result, verdicts)
+    if not problem:
+        return result
+    return replace(
+        result,
+        problems=(*result.problems, problem),
+        error="; ".join(x for x in (result.error, problem) if x),
+    )
 
 
 def load_summary_line(result: RunResult) -> str:
@@ -112,19 +388,35 @@ def load_summary_line(result: RunResult) -> str:
     load = result.settings.get("load")
     if not isinstance(load, dict):
         return ""
+    it = result.iterations
     parts = [
         f"load: {load['model']} model",
         f"{load['workers']} worker(s)",
         f"max {load['vus_max_active']:,} VUs",
-        f"{load['iterations_done']:,} iterations",
-        f"{load['achieved_rate']:g}/s achieved" + (f" of {load['rate']:g}/s" if load.get("rate") else ""),
+        f"iterations {it.completed:,} completed, {it.failed:,} failed, {it.interrupted:,} interrupted",
     ]
+    plan = load.get("plan") or {}
     if load["model"] == "open":
+        delivered = plan.get("delivered")
+        of = f" of {plan.get('planned', 0):,.0f} planned" if plan.get("planned") else ""
+        pct = f" ({delivered:.1%})" if delivered is not None else ""
+        parts.append(f"{load.get('started', 0):,} starts{of}{pct}")
         lag = load.get("lag_ms") or {}
-        parts.append(
-            f"lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms max {lag.get('max', 0):g}ms"
-        )
+        parts.append(f"schedule lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms max {lag.get('max', 0):g}ms")
         parts.append(f"{load['dropped']:,} dropped (max_vus)")
+    elif plan.get("delivered") is not None:
+        parts.append(f"users delivered {plan['delivered']:.1%} of the plan")
+    if load.get("failure_pauses"):
+        parts.append(
+            f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g}s in all)"
+        )
+    gen = load.get("generator") or {}
+    if gen.get("workers"):
+        lag = gen.get("loop_lag_ms") or {}
+        parts.append(
+            f"generator: CPU up to {gen.get('cpu_max') or 0:.0%}, loop lag p99 {lag.get('p99', 0):g}ms, "
+            f"{gen.get('saturated_seconds', 0)} of {gen.get('seconds', 0)} s saturated"
+        )
     if load.get("incomplete_workers"):
         parts.append("INCOMPLETE workers " + ", ".join(str(w) for w in load["incomplete_workers"]))
     if load.get("stop_reason"):

@@ -6,7 +6,6 @@ Single process: the live recorder *is* the total; a ticker calls the ``Monitor``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
@@ -16,8 +15,7 @@ from typing import TYPE_CHECKING
 from runner.engine.check import on_stop_signals, tls_info, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
-from runner.load.clock import each_second
-from runner.load.engine import LoadEngine
+from runner.load.driver import ShardDriver
 from runner.load.limits import LimitPlan, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
@@ -97,26 +95,27 @@ async def run_load(
         start_ns = time.monotonic_ns() + START_DELAY_NS
         recorder = RunRecorder(start_ns)
         ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
-        engine = LoadEngine(
-            ctx, start_ns=start_ns, source_addresses=limits.source_addresses, client_factory=client_factory
+        monitor = Monitor(scenario, recorder, progress=progress, stop=lambda reason: driver.stop(reason))
+        driver = ShardDriver(
+            ctx,
+            start_ns=start_ns,
+            on_second=monitor.tick,
+            source_addresses=limits.source_addresses,
+            client_factory=client_factory,
         )
-        monitor = Monitor(scenario, recorder, progress=progress, stop=engine.stop)
 
         def on_signal(signum: int) -> None:
             nonlocal interrupted
             interrupted = True
-            engine.stop(f"interrupted by signal {signum}")
+            driver.stop(f"interrupted by signal {signum}")
 
-        ticker = asyncio.ensure_future(each_second(start_ns, _tick(engine, monitor)))
         guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
-                await engine.run()
+                await driver.run()
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
             monitor.done()
+        engine = driver.engine
         duration_s = (time.monotonic_ns() - start_ns) / 1e9
         return load_result(
             scenario,
@@ -129,15 +128,6 @@ async def run_load(
             max_connections=monitor.max_connections,
             interrupted=interrupted,
             stop_reason=engine.stop_reason,
+            stopped_at_s=None if engine.stopped_at_ns is None else (engine.stopped_at_ns - start_ns) / 1e9,
             tls=tls_info(scenario, ctx),
         )
-
-
-def _tick(engine: LoadEngine, monitor: Monitor) -> Callable[[], None]:
-    """What this process does once a second: sample the gauges into the monitor."""
-
-    def tick() -> None:
-        vus, conns = engine.gauges()
-        monitor.tick(vus, conns)
-
-    return tick

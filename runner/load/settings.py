@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from runner.errors import UsageError
-from runner.model import LoadSpec, RepeatStep, Scenario, Step, Threshold
+from runner import thresholds
+from runner.errors import InvalidThreshold, UsageError
+from runner.model import LoadSpec, Location, RepeatStep, Scenario, Step, Threshold
 
 __all__ = ["LoadOverrides", "apply_overrides", "is_load_run", "parse_threshold"]
 
@@ -51,22 +51,18 @@ def _all_steps(steps: Sequence[Step]) -> Iterator[Step]:
 
 
 def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
-    """One ``--threshold`` expression, parsed and checked against ``scenario``'s step names by the
-    loader's parser (the same messages as in a file); ``UsageError`` when it is wrong."""
-    from runner import loader
-    from runner.yamlsource import parse_yaml
-
-    _, source = parse_yaml("threshold: x\n", "--threshold")
-    # The loader's own parser (private, but the only one: a threshold must mean the same here).
-    builder = loader._Builder(source, {}, {}, None, Path("."), set())
-    for step in _all_steps(scenario.steps):
-        builder.step_names.add(step.name)
-        builder.kinds_used.add(step.kind.value)
-    threshold = builder.threshold(expression, ("threshold",))
-    if threshold is None or builder.problems:
-        text = "; ".join(p.message for p in builder.problems) or f"cannot parse {expression!r}"
-        raise UsageError(f"--threshold: {text}")
-    return replace(threshold, location=replace(threshold.location, file="--threshold", line=0, column=0))
+    """One ``--threshold`` expression, checked against ``scenario``'s step names and kinds by the
+    same parser as a file's (the same names and messages); ``UsageError`` when it is wrong."""
+    steps = list(_all_steps(scenario.steps))
+    try:
+        return thresholds.parse_threshold(
+            expression,
+            step_names={s.name for s in steps},
+            kinds={s.kind.value for s in steps},
+            location=Location("--threshold", 0, 0),
+        )
+    except InvalidThreshold as exc:
+        raise UsageError(f"--threshold: {exc}") from None
 
 
 def apply_overrides(scenario: Scenario, overrides: LoadOverrides) -> Scenario:

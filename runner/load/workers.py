@@ -4,7 +4,8 @@ Protocol over one ``multiprocessing`` Pipe per worker (spawn context: a fresh in
 inherited event loop or sockets):
 
     worker -> parent   ("ready", None)                 scenario loaded, waiting for the start
-                       ("tick", delta, vus, conns)     every second: ``RunRecorder.take_interval()``,
+                       ("tick", delta, gauges)         every second: ``RunRecorder.take_interval()``,
+                                                       and (vus, connections, paused) now,
                                                        and at once when a stop arrives
                        ("done", delta, info)           the last delta; info: max_active, tls, reason
                        ("error", text)                 could not load or run (the run fails)
@@ -42,7 +43,7 @@ from typing import Any
 from runner.engine.check import on_stop_signals, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.errors import RunError
-from runner.load.clock import each_second
+from runner.load.driver import Gauges
 from runner.load.limits import LimitPlan
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
@@ -82,8 +83,7 @@ class _Worker:
         self.done = False
         self.dead = False
         self.error = ""
-        self.vus = 0
-        self.conns = 0
+        self.gauges = Gauges()
         self.info: dict[str, Any] = {}
 
 
@@ -131,11 +131,13 @@ async def run_workers(
         changed = asyncio.Event()
         stop_reason = ""
         stop_deadline = float("inf")  # when workers told to stop must have ended
+        stopped_at_ns: int | None = None
 
         def stop(reason: str) -> None:
-            nonlocal stop_reason, stop_deadline
+            nonlocal stop_reason, stop_deadline, stopped_at_ns
             if not stop_reason:
                 stop_reason = reason
+                stopped_at_ns = time.monotonic_ns()
                 stop_deadline = time.monotonic() + load.graceful_stop_s + END_MARGIN_S
             # (sent again on a second signal: workers then cancel in-flight iterations at once)
             for w in workers:
@@ -152,12 +154,12 @@ async def run_workers(
                         w.ready = True
                     elif kind == "tick":
                         total.merge(message[1])
-                        w.vus, w.conns = message[2], message[3]
+                        w.gauges = Gauges(*message[2])
                     elif kind == "done":
                         total.merge(message[1])
                         w.info = message[2]
                         w.done = True
-                        w.vus = w.conns = 0
+                        w.gauges = Gauges()
                         _forget(w)
                     elif kind == "error":
                         w.error = message[1]
@@ -195,7 +197,7 @@ async def run_workers(
             if w.done or w.dead:
                 return
             w.dead = True
-            w.vus = w.conns = 0
+            w.gauges = Gauges()
             _forget(w)
 
         for w in workers:
@@ -252,7 +254,13 @@ async def run_workers(
                     now = time.monotonic()
                     if now >= next_tick:
                         k = int((now * 1e9 - start_ns) // 1_000_000_000) + 1
-                        monitor.tick(sum(w.vus for w in workers), sum(w.conns for w in workers))
+                        monitor.tick(
+                            Gauges(
+                                sum(w.gauges.vus for w in workers),
+                                sum(w.gauges.connections for w in workers),
+                                sum(w.gauges.paused for w in workers),
+                            )
+                        )
                     if (hard_end is not None and now > hard_end) or now > stop_deadline:
                         for w in workers:
                             if not w.done and not w.dead:
@@ -294,6 +302,7 @@ async def run_workers(
             max_connections=monitor.max_connections,
             interrupted=interrupted,
             stop_reason=stop_reason or next((r for r in reasons if r), ""),
+            stopped_at_s=None if stopped_at_ns is None else (stopped_at_ns - total.start_ns) / 1e9,
             incomplete_workers=incomplete,
             problems=problems,
             tls=_merged_tls(workers),
@@ -371,7 +380,7 @@ async def _run_shard(
 ) -> None:
     from runner.engine.check import tls_info
     from runner.engine.vu import RunContext
-    from runner.load.engine import LoadEngine
+    from runner.load.driver import ShardDriver
 
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -392,13 +401,20 @@ async def _run_shard(
         return
     recorder = RunRecorder(start_ns)
     ctx = RunContext(scenario, recorder, target_url, ca_pem)
-    engine = LoadEngine(
-        ctx, start_ns=start_ns, shard=job.shard, shards=job.shards, source_addresses=job.source_addresses
-    )
 
-    def tick() -> None:
-        vus, conns = engine.gauges()
-        conn.send(("tick", recorder.take_interval(), vus, conns))
+    def send(gauges: Gauges) -> None:
+        conn.send(("tick", recorder.take_interval(), (gauges.vus, gauges.connections, gauges.paused)))
+
+    driver = ShardDriver(
+        ctx,
+        start_ns=start_ns,
+        on_second=send,
+        shard=job.shard,
+        shards=job.shards,
+        source_addresses=job.source_addresses,
+        worker=str(job.shard + 1),
+    )
+    engine = driver.engine
 
     async def listen() -> None:
         while True:
@@ -408,18 +424,16 @@ async def _run_shard(
                 # What was measured up to the stop is in the parent now, even if the graceful
                 # end then outlasts the parent's patience.
                 with contextlib.suppress(OSError, ValueError):
-                    tick()
+                    send(driver.gauges())
 
     listener = asyncio.ensure_future(listen())
-    ticker = asyncio.ensure_future(each_second(start_ns, tick))
     loop.add_signal_handler(signal.SIGTERM, engine.stop, "worker got SIGTERM")
     try:
-        await engine.run()
+        await driver.run()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-        for task in (ticker, listener):
-            task.cancel()
-        await asyncio.gather(ticker, listener, return_exceptions=True)
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
     tls = tls_info(scenario, ctx)
     conn.send(
         (

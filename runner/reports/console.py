@@ -8,9 +8,16 @@ from collections.abc import Sequence
 from runner.reports.masking import Masker
 from runner.results import RunResult, StepResult
 
-__all__ = ["render", "status_word", "summary_line", "verdict_line"]
+__all__ = ["LATENCY_LEGEND", "render", "status_word", "summary_line", "verdict_line"]
 
-_COLUMNS = ("step", "kind", "line", "count", "ok", "fail", "skip", "rc", "p50 ms", "p99 ms", "max ms")
+_COLUMNS = ("step", "kind", "line", "count", "ok", "fail", "skip", "pend", "rc", "p50 ms", "p99 ms", "max ms")
+
+
+#: What each kind's latency covers, said under every table (one meaning per figure).
+LATENCY_LEGEND = (
+    "latency ms: open, the whole connect; write, the write call; read, from the request handed to "
+    "the kernel to the answer parsed; ping, the round trip; close, the close handshake"
+)
 
 
 def status_word(result: RunResult) -> str:
@@ -41,6 +48,7 @@ def _row(step: StepResult) -> tuple[str, ...]:
         str(step.ok),
         str(step.failures),
         str(step.skipped),
+        str(step.pending),
         _rc(step),
         _ms(lat.p50 if lat else None),
         _ms(lat.p99 if lat else None),
@@ -72,8 +80,15 @@ def verdict_line(result: RunResult) -> str:
     lost = sum(1 for t in result.thresholds if not t.passed)
     if lost:
         line += f", {lost} threshold{'s' if lost > 1 else ''} lost"
-    if result.error:
-        line += f", {result.error}"
+    other = result.error
+    for problem in result.problems:
+        other = other.replace(problem, "")
+    other = "; ".join(x.strip() for x in other.split("; ") if x.strip())
+    if other:
+        line += f", {other}"
+    if result.problems:
+        n = len(result.problems)
+        line += f", {n} problem{'s' if n > 1 else ''}: {result.problems[0]}" + (" ..." if n > 1 else "")
     return line + f", {result.duration_s:.3f}s"
 
 
@@ -89,6 +104,23 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
                 lines.append(f"  connect {s.name}: {parts} (ms)")
             if s.skipped_messages:
                 lines.append(f"  {s.name}: {s.skipped_messages} messages skipped while matching")
+    if any(s.latency_ms for s in result.steps):
+        lines.append(f"  ({LATENCY_LEGEND})")
+    for s in result.steps:
+        resp = s.response_ms
+        if resp is not None and s.latency_ms is not None:
+            lines.append(
+                f"  {s.name}: response time p50 {_ms(resp.p50)} p99 {_ms(resp.p99)} max {_ms(resp.max)} ms "
+                "(from the asking write step's start to the read's end: what the scenario saw)"
+            )
+        if s.pending:
+            lines.append(
+                f"  {s.name}: {s.pending} still in flight when the run ended (waited up to "
+                f"{_ms(s.pending_max_ms)} ms, mean {_ms(s.pending_mean_ms)} ms)"
+            )
+        if s.closes:
+            closes = ", ".join(f"{n} x {key}" for key, n in s.closes.items())
+            lines.append(f"  {s.name}: peer closed: {closes}")
     errors = [(s, e) for s in result.steps for e in s.errors]
     if errors:
         lines.append("errors:")
@@ -111,8 +143,12 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
         lines.append("thresholds:")
         for t in result.thresholds:
             word = "pass" if t.passed else "LOST"
-            where = f"line {t.line}" if t.line else "--threshold"  # line 0: given on the command line
+            # line 0: given on the command line, or a plan check every load run gets
+            where = "plan check" if t.default else f"line {t.line}" if t.line else "--threshold"
             lines.append(f"  {word} {t.expression} ({where}): {t.message}")
+    if result.problems:
+        lines.append("problems (each fails the run):")
+        lines += [f"  {p}" for p in result.problems]
     if result.interrupted:
         lines.append("interrupted: the report holds what was measured until the signal")
     lines.append(verdict_line(result))

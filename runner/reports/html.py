@@ -59,6 +59,10 @@ class Chart:
     series: tuple[str, ...]
     data: tuple[tuple[float | None, ...], ...]  # x first, then one list per series
     ylog: bool = False
+    #: x ranges drawn shaded behind the lines: the seconds the load generator was saturated.
+    shade: tuple[tuple[float, float], ...] = ()
+    #: horizontal lines (y, label): a bound such as the healthy CPU share.
+    marks: tuple[tuple[float, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +73,8 @@ class Chart:
             "ylog": self.ylog,
             "series": list(self.series),
             "data": [list(d) for d in self.data],
+            "shade": [list(r) for r in self.shade],
+            "marks": [[y, label] for y, label in self.marks],
         }
 
 
@@ -83,12 +89,22 @@ def _pick(entry: Mapping[str, Any], names: Sequence[str]) -> float | None:
     return None
 
 
+#: The last, partial second of a run is drawn only if the run covered this much of it (a
+#: rate over a sliver of a second is noise), its rates scaled to per second.
+MIN_PARTIAL = 0.2
+
+
 def _dense(
     timeseries: Sequence[Mapping[str, Any]],
     value: Callable[[Mapping[str, Any]], float | None],
     fill: float | None,
+    rate: bool = False,
 ) -> list[float | None]:
-    """One value per second from 0 to the last second; seconds absent from the series get ``fill``."""
+    """One value per second from 0 to the last second; seconds absent from the series get ``fill``.
+
+    ``rate``: the values are counts per second, so the run's last, partial second (``partial``:
+    the share of it the run covered) is scaled to a whole second, or left out when it is a
+    sliver; without that the last point looked like a collapse of the load."""
     if not timeseries:
         return []
     last = max(int(e.get("t", 0)) for e in timeseries)
@@ -97,8 +113,24 @@ def _dense(
         t = int(e.get("t", 0))
         if t >= 0:
             v = value(e)
+            covered = e.get("partial")
+            if rate and isinstance(covered, (int, float)) and v is not None:
+                v = round(v / covered, 3) if covered >= MIN_PARTIAL else None
+                out[t] = v
+                continue
             out[t] = v if v is not None else fill
     return out
+
+
+def _saturated(timeseries: Sequence[Mapping[str, Any]]) -> tuple[tuple[float, float], ...]:
+    """The runs of seconds in which the load generator was saturated, as x ranges."""
+    ranges: list[list[float]] = []
+    for t in sorted(int(e["t"]) for e in timeseries if e.get("saturated")):
+        if ranges and ranges[-1][1] == t:
+            ranges[-1][1] = t + 1
+        else:
+            ranges.append([t, t + 1])
+    return tuple((a, b) for a, b in ranges)
 
 
 def downsample(values: Sequence[float | None], bucket: int, how: str) -> list[float | None]:
@@ -169,7 +201,8 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
         "latency": (
             "Latency percentiles over time",
             "ms",
-            "read round trips ended in each second",
+            "latency of the reads that ended in each second (from the request handed to the kernel "
+            "to the answer parsed); shaded: seconds in which the load generator was saturated",
             [_Metric(label, _lat(key), None, "max") for label, key in _LAT_ROWS if label != "p95"],
         ),
         "throughput": (
@@ -185,10 +218,22 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
         "users": (
             "Active virtual users and open connections",
             "",
-            "",
+            "users pausing after a failed iteration (load.failure_pause) are among the active ones",
             [
                 _Metric("active VUs", _field(_VUS), None, "max"),
                 _Metric("open connections", _field(_CONNECTIONS), None, "max"),
+                _Metric("pausing after a failure", _field(("paused",)), None, "max"),
+            ],
+        ),
+        "generator": (
+            "Load generator health",
+            "% / ms",
+            "the busiest worker's CPU share of one core (%) and the largest event-loop lag (ms) in "
+            "each second; shaded: seconds in which the generator was saturated, whose latencies "
+            "may carry its own delay",
+            [
+                _Metric("CPU %", lambda e: None if e.get("cpu") is None else float(e["cpu"]) * 100, None, "max"),
+                _Metric("loop lag ms", _field(("loop_lag_ms",)), None, "max"),
             ],
         ),
         "errors": (
@@ -199,7 +244,11 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             + [_Metric(f"rc {c}/s", _rc(c), 0.0, "mean") for c in _rc_codes(timeseries)],
         ),
     }
-    return {k: (t, u, n, [m for m in ms if _has(timeseries, m)]) for k, (t, u, n, ms) in specs.items()}
+    paused = any(e.get("paused") for e in timeseries)  # a line of zeros only when someone paused
+    return {
+        k: (t, u, n, [m for m in ms if _has(timeseries, m) and (paused or m.label != "pausing after a failure")])
+        for k, (t, u, n, ms) in specs.items()
+    }
 
 
 def _time_chart(
@@ -209,6 +258,9 @@ def _time_chart(
     note: str,
     columns: Sequence[tuple[str, list[float | None], str]],
     max_points: int,
+    *,
+    shade: tuple[tuple[float, float], ...] = (),
+    marks: tuple[tuple[float, str], ...] = (),
 ) -> Chart | None:
     """A chart over elapsed seconds from full per-second columns (label, values, how)."""
     columns = [c for c in columns if any(v is not None for v in c[1])]
@@ -224,7 +276,9 @@ def _time_chart(
     if bucket > 1:
         how = "highest" if columns[0][2] == "max" else "mean"
         note = (note + "; " if note else "") + f"each point: the {how} of {bucket} seconds"
-    return Chart(chart_id, title, note, "elapsed", unit, tuple(c[0] for c in columns), tuple(data))
+    return Chart(
+        chart_id, title, note, "elapsed", unit, tuple(c[0] for c in columns), tuple(data), shade=shade, marks=marks
+    )
 
 
 def _distribution(chart_id: str, title: str, named: Sequence[tuple[str, StepResult]]) -> Chart | None:
@@ -253,10 +307,29 @@ def charts(
     text = masker.text if masker is not None else (lambda s: s)
     out: list[Chart] = []
     if len(results) == 1:
-        ts = results[0].timeseries
+        # A check runs one iteration for a fraction of a second: no time to chart.
+        ts = results[0].timeseries if results[0].settings.get("mode") != "check" else ()
+        shade = _saturated(ts)
         for chart_id, (title, unit, note, metrics) in _time_metrics(ts).items():
-            cols = [(m.label, _dense(ts, m.value, m.fill), m.how) for m in metrics]
-            if (chart := _time_chart(chart_id, title, unit, note, cols, max_points)) is not None:
+            cols = [(m.label, _dense(ts, m.value, m.fill, rate=m.how == "mean"), m.how) for m in metrics]
+            marks: tuple[tuple[float, str], ...] = ()
+            bounds = _generator(results[0]).get("saturated_when") or {}
+            if chart_id == "generator" and bounds:
+                marks = (
+                    (float(bounds["cpu"]) * 100, f"saturated at {float(bounds['cpu']):.0%} CPU"),
+                    (float(bounds["loop_lag_ms"]), f"saturated at a lag p90 of {float(bounds['loop_lag_ms']):g} ms"),
+                )
+            chart = _time_chart(
+                chart_id,
+                title,
+                unit,
+                note,
+                cols,
+                max_points,
+                shade=shade if chart_id in ("latency", "generator") else (),
+                marks=marks,
+            )
+            if chart is not None:
                 out.append(chart)
         named = [(text(s.name), s) for s in results[0].steps]
         if (dist := _distribution("distribution", "Latency distribution per step", named)) is not None:
@@ -264,8 +337,8 @@ def charts(
         return out
     labels = [text(label) for label in run_labels(results)]
     overlays: tuple[tuple[str, str, str, Callable[[Sequence[Mapping[str, Any]]], _Metric]], ...] = (
-        ("p99", "p99 latency over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
-        ("p50", "p50 latency over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
+        ("p99", "p99 latency of every read step over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
+        ("p50", "p50 latency of every read step over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
         (
             "throughput",
             "Messages (or steps) per second",
@@ -289,8 +362,8 @@ def charts(
         cols = []
         for label, r in zip(labels, results, strict=True):
             m = metric_of(r.timeseries)
-            if _has(r.timeseries, m):
-                cols.append((label, _dense(r.timeseries, m.value, m.fill), m.how))
+            if _has(r.timeseries, m) and r.settings.get("mode") != "check":
+                cols.append((label, _dense(r.timeseries, m.value, m.fill, rate=m.how == "mean"), m.how))
         if chart := _time_chart(
             chart_id, title, unit, "one line per run, time since each run's start", cols, max_points
         ):
@@ -364,7 +437,9 @@ def _table(
             f'<td class="text">{c}</td>' if i in text_cols else f"<td>{c}</td>" for i, c in enumerate(row)
         )
         body.append(f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # In a scrolling box: a wide table (the step table has 17 columns) must not push the page
+    # wider than a narrow window.
+    return f'<div class="table-wrap"><table><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _rc_cell(step: StepResult) -> str:
@@ -380,6 +455,7 @@ def _steps_table(result: RunResult, e: _Html) -> str:
         "ok",
         "failures",
         "skipped",
+        "pending",
         "rc",
         "p50",
         "p90",
@@ -406,13 +482,46 @@ def _steps_table(result: RunResult, e: _Html) -> str:
                 str(s.ok),
                 fail,
                 str(s.skipped),
+                f'<span class="fail-text">{s.pending}</span>' if s.pending and not s.count else str(s.pending),
                 e(_rc_cell(s)),
                 *values,
             ]
         )
     if not rows:
         return '<p class="none">No steps ran.</p>'
-    return _table(head, rows, frozenset({0, 1, 7})) + '<p class="meta">Latency in milliseconds.</p>'
+    notes = [
+        "Latency in milliseconds. count: executions that ended; pending: still in flight when the "
+        f"run ended. {e(console.LATENCY_LEGEND[0].upper() + console.LATENCY_LEGEND[1:])}."
+    ]
+    for s in result.steps:
+        if s.pending:
+            notes.append(
+                f"{e(s.name)}: {s.pending} pending, waited up to {_ms(s.pending_max_ms)} ms "
+                f"(mean {_ms(s.pending_mean_ms)} ms)."
+            )
+        if s.closes:
+            closes = ", ".join(f"{n} &times; {e(key)}" for key, n in s.closes.items())
+            notes.append(f"{e(s.name)}: peer closed: {closes}.")
+    meta = "".join(f'<p class="meta">{n}</p>' for n in notes)
+    return _table(head, rows, frozenset({0, 1, 8})) + meta
+
+
+def _response_table(result: RunResult, e: _Html) -> str:
+    rows = []
+    for s in result.steps:
+        r = s.response_ms
+        if r is not None:
+            rows.append([e(s.name), *(_ms(getattr(r, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean"))])
+    if not rows:
+        return ""
+    return (
+        "<h3>Response time of reads</h3>"
+        '<p class="meta">From the start of the write step that asked (or of the read, when nothing '
+        "was written first) to the read's end: what the scenario's code saw, the load generator's own "
+        "queueing included; the steps table's read latency runs from the request handed to the kernel "
+        "to the answer parsed.</p>"
+        + _table(["step", "p50", "p90", "p95", "p99", "p99.9", "max", "mean"], rows, frozenset({0}))
+    )
 
 
 def _connect_table(result: RunResult, e: _Html) -> str:
@@ -435,7 +544,8 @@ def _thresholds_table(result: RunResult, e: _Html) -> str:
         word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
         # The message states observed and limit in the threshold's own unit ("0.101ms < 50ms").
         detail = t.message or ("no data" if t.value is None else f"observed {t.value:g}")
-        rows.append([word, e(t.expression), str(t.line), e(detail)])
+        where = "plan check" if t.default else str(t.line) if t.line else "--threshold"
+        rows.append([word, e(t.expression), e(where), e(detail)])
     return _table(["", "threshold", "line", "observed"], rows, frozenset({1, 3}))
 
 
@@ -468,7 +578,7 @@ def _settings(result: RunResult, e: _Html) -> str:
         ["target", e(result.target or "-")],
         ["started at (UTC)", e(result.started_at)],
         ["duration", e(f"{result.duration_s:.3f} s")],
-        ["iterations", e(f"{result.iterations} ({result.iterations_failed} failed)")],
+        ["iterations", e(_iterations(result))],
         [
             "TLS",
             e("verified" if result.tls.verified else "not verified")
@@ -488,6 +598,17 @@ def _settings(result: RunResult, e: _Html) -> str:
         else:
             rows.append([e(key), e(_setting(value))])
     return _table(["setting", "value"], rows, frozenset({0, 1}))
+
+
+def _generator(result: RunResult) -> Mapping[str, Any]:
+    load = result.settings.get("load")
+    gen = load.get("generator") if isinstance(load, Mapping) else None
+    return gen if isinstance(gen, Mapping) else {}
+
+
+def _iterations(result: RunResult) -> str:
+    it = result.iterations
+    return f"{it.completed} completed, {it.failed} failed, {it.interrupted} interrupted"
 
 
 def _setting(value: object) -> str:
@@ -518,11 +639,28 @@ def _load_line(result: RunResult) -> str:
         rate = load.get("rate")
         of = f" of {rate:g}/s" if isinstance(rate, (int, float)) and rate else ""
         parts.append(f"{load['achieved_rate']:g} iterations/s achieved{of}")
+    plan = load.get("plan")
+    if isinstance(plan, Mapping) and isinstance(plan.get("delivered"), (int, float)):
+        parts.append(f"plan delivered {plan['delivered']:.1%}")
     lag = load.get("lag_ms")
     if isinstance(lag, Mapping) and isinstance(lag.get("p99"), (int, float)):
         parts.append(f"schedule lag p99 {lag['p99']:g} ms")
     if load.get("dropped"):
         parts.append(f"{load['dropped']:,} starts dropped")
+    if load.get("failure_pauses"):
+        parts.append(f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g} s)")
+    gen = load.get("generator")
+    if isinstance(gen, Mapping) and gen.get("workers"):
+        glag = gen.get("loop_lag_ms") or {}
+        parts.append(
+            f"generator CPU up to {float(gen.get('cpu_max') or 0):.0%}, loop lag p99 {glag.get('p99', 0):g} ms, "
+            f"{gen.get('saturated_seconds', 0)} of {gen.get('seconds', 0)} s saturated"
+            + (
+                f" ({float(gen['samples_in_saturated']):.0%} of the samples)"
+                if gen.get("saturated_seconds")
+                else ""
+            )
+        )
     if load.get("stop_reason"):
         parts.append(str(load["stop_reason"]))
     return "load: " + " · ".join(parts) if parts else ""
@@ -560,6 +698,7 @@ _TITLES = {
     "latency": "latency over time",
     "throughput": "messages per second",
     "users": "active virtual users and connections",
+    "generator": "load generator health (load runs)",
     "errors": "errors over time",
     "distribution": "latency distribution (no latency histograms)",
 }
@@ -568,7 +707,18 @@ _TITLES = {
 def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], e: _Html) -> str:
     present = {c.id for c in chart_list}
     missing = [title for cid, title in _TITLES.items() if cid not in present]
-    error = f'<p class="error-box">{e(result.error)}</p>' if result.error else ""
+    other = result.error
+    for problem in result.problems:
+        other = other.replace(problem, "")
+    other = "; ".join(x.strip() for x in other.split("; ") if x.strip())
+    error = f'<p class="error-box">{e(other)}</p>' if other else ""
+    if result.problems:
+        items = "".join(f"<li>{e(p)}</li>" for p in result.problems)
+        error += f'<div class="error-box"><b>Problems (each fails the run)</b><ul>{items}</ul></div>'
+    if result.settings.get("mode") == "check":
+        missing = [m for m in missing if m in (_TITLES["distribution"],)] + [
+            "time charts (a check runs once; load runs have them)"
+        ]
     load = f'<p class="meta">{e(line)}</p>' if (line := _load_line(result)) else ""
     interrupted = (
         '<p class="error-box">Interrupted: the report holds what was measured until the signal.</p>'
@@ -579,10 +729,10 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f"<h1>{_verdict(result)}{e(result.scenario_name)}</h1>"
         f'<p class="meta">{e(console.verdict_line(result))}</p>'
         f'<p class="meta">target <b>{e(result.target or "-")}</b> · started <b>{e(result.started_at)}</b> · '
-        f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{result.iterations}</b></p>"
+        f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{e(_iterations(result))}</b></p>"
         f"{load}{error}{interrupted}"
         f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
-        f"<h2>Steps</h2>{_steps_table(result, e)}{_connect_table(result, e)}"
+        f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}{_connect_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
         f"<h2>Errors</h2>{_errors(result, e)}"
         f"<h2>Scenario as it ran</h2>{_source(result, source, e)}"
@@ -614,7 +764,7 @@ def _comparison(
             row("scenario", lambda r: e(f"{r.scenario_name} ({r.scenario_file})")),
             row("target", lambda r: e(r.target or "-")),
             row("duration", lambda r: f"{r.duration_s:.3f} s"),
-            row("iterations", lambda r: f"{r.iterations} ({r.iterations_failed} failed)"),
+            row("iterations", lambda r: e(_iterations(r))),
             row("load", lambda r: e(_load_line(r).removeprefix("load: ") or "-")),
             row(
                 "steps run / failed",

@@ -59,6 +59,12 @@ def _finished_at(result: RunResult) -> float:
     return started + result.duration_s
 
 
+def _clean(value: float) -> float:
+    """A value without binary float noise (1.234 ms is 0.001234 s, not 0.0012339999999999999):
+    the report's figures have at most microsecond resolution."""
+    return round(float(value), 9)
+
+
 class _Results(Collector):
     """Yields the metric families of the given results on every collect."""
 
@@ -80,7 +86,48 @@ class _Results(Collector):
         last = gauge(
             "wsload_scenario_last_run_timestamp_seconds", "Unix time the last run ended.", ["scenario"]
         )
-        iterations = gauge("wsload_scenario_iterations", "Scenario iterations in the last run.", ["scenario"])
+        iterations = gauge(
+            "wsload_scenario_iterations",
+            "Iterations of the last run by outcome: completed (every step passed), failed (ended at a "
+            "failed step), interrupted (cut by the end of the run or a signal).",
+            ["scenario", "outcome"],
+        )
+        problems = gauge(
+            "wsload_scenario_problems",
+            "Problems that fail the run whatever its thresholds say (internal errors, steps that "
+            "never completed, no iteration completed, a plan not delivered).",
+            ["scenario"],
+        )
+        delivered = gauge(
+            "wsload_plan_delivered_ratio",
+            "Load runs: the share of the plan delivered (open model: starts made / due; closed: users).",
+            ["scenario"],
+        )
+        cpu = gauge(
+            "wsload_generator_cpu_ratio",
+            "Load runs: the highest CPU share of one core a worker used in one second.",
+            ["scenario", "worker"],
+        )
+        loop_lag = gauge(
+            "wsload_generator_loop_lag_seconds",
+            "Load runs: the worker's event-loop lag quantiles (1 = max).",
+            ["scenario", "worker", "quantile"],
+        )
+        saturated = gauge(
+            "wsload_generator_saturated_seconds",
+            "Load runs: seconds in which the worker was saturated (CPU or loop lag over its bound).",
+            ["scenario", "worker"],
+        )
+        pending = gauge(
+            "wsload_step_pending",
+            "Executions of the step still in flight when the last run ended.",
+            ["scenario", "step"],
+        )
+        internal = gauge(
+            "wsload_step_internal_errors",
+            "Executions of the step that raised inside wsload (a bug; fails the run).",
+            ["scenario", "step"],
+        )
         threshold = gauge(
             "wsload_threshold_success", "1 if the threshold held in the last run.", ["scenario", "threshold"]
         )
@@ -109,22 +156,56 @@ class _Results(Collector):
         for scenario, r in zip(names, self._results, strict=True):
             success.add_metric([scenario], 1.0 if r.passed else 0.0)
             code.add_metric([scenario], float(r.exit_code))
-            duration.add_metric([scenario], r.duration_s)
+            duration.add_metric([scenario], _clean(r.duration_s))
             last.add_metric([scenario], _finished_at(r))
-            iterations.add_metric([scenario], float(r.iterations))
+            it = r.iterations
+            for outcome, n in (("completed", it.completed), ("failed", it.failed), ("interrupted", it.interrupted)):
+                iterations.add_metric([scenario, outcome], float(n))
+            problems.add_metric([scenario], float(len(r.problems)))
+            load = r.settings.get("load") if isinstance(r.settings.get("load"), dict) else {}
+            plan = load.get("plan") or {}
+            if plan.get("delivered") is not None:
+                delivered.add_metric([scenario], _clean(plan["delivered"]))
+            for w in (load.get("generator") or {}).get("workers", []):
+                cpu.add_metric([scenario, str(w["name"])], _clean(w["cpu_max"]))
+                saturated.add_metric([scenario, str(w["name"])], float(w["saturated_seconds"]))
+                for q, key in QUANTILES:
+                    if w.get("loop_lag_ms") and w["loop_lag_ms"].get(key) is not None:
+                        loop_lag.add_metric([scenario, str(w["name"]), q], _clean(w["loop_lag_ms"][key] / 1000.0))
             for expr, th in zip(_unique([t(x.expression) for x in r.thresholds]), r.thresholds, strict=True):
                 threshold.add_metric([scenario, expr], 1.0 if th.passed else 0.0)
             for step, s in zip(_unique([t(s.name) for s in r.steps]), r.steps, strict=True):
                 step_ok.add_metric([scenario, step], 0.0 if s.failures else 1.0)
                 runs.add_metric([scenario, step], float(s.count))
                 fails.add_metric([scenario, step], float(s.failures))
+                pending.add_metric([scenario, step], float(s.pending))
+                internal.add_metric([scenario, step], float(s.internal_errors))
                 standard = () if s.kind == "sleep" else _STANDARD_RC
                 for rc in sorted({*standard, *s.rc}, key=lambda c: int(c) if c.lstrip("-").isdigit() else 0):
                     rcs.add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))
                 if s.latency_ms is not None:
                     for q, key in QUANTILES:
-                        latency.add_metric([scenario, step, q], getattr(s.latency_ms, key) / 1000.0)
-        yield from (success, code, duration, last, iterations, threshold, step_ok, runs, fails, rcs, latency)
+                        latency.add_metric([scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0))
+        yield from (
+            success,
+            code,
+            duration,
+            last,
+            iterations,
+            problems,
+            delivered,
+            cpu,
+            loop_lag,
+            saturated,
+            threshold,
+            step_ok,
+            runs,
+            fails,
+            pending,
+            internal,
+            rcs,
+            latency,
+        )
 
 
 def registry(results: Sequence[RunResult], masker: Masker | None = None) -> CollectorRegistry:

@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from runner.metrics import LatencyHistogram
-from runner.results import ErrorGroup, LatencySummary, RunResult, StepResult, ThresholdResult
+from runner.results import ErrorGroup, IterationCounts, LatencySummary, RunResult, StepResult, ThresholdResult
 
 #: A step name and error text that would break the page if anything were not escaped.
 HOSTILE = '</script><img src=x onerror="alert(1)"> & <!--'
@@ -71,7 +71,13 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
                 "latency_ms": latency,
                 "vus": vus,
                 "connections": vus,
+                "paused": 0,
                 "iterations": vus,
+                # the generator: busy as the users grow, saturated past 180 of them
+                "cpu": round(min(0.99, 0.2 + vus / 220), 3),
+                "loop_lag_ms": round(0.3 + max(0, vus - 180) * 0.8, 3),
+                "send_blocked": 0,
+                "saturated": vus > 180,
             }
         )
         if vus > 190:
@@ -102,8 +108,11 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
         duration_s=float(seconds),
         target="ws://127.0.0.1:9",
         steps=steps,
-        iterations=sum(e["starts"] for e in series),
-        iterations_failed=timeouts,
+        iterations=IterationCounts(
+            started=sum(e["starts"] for e in series),
+            completed=sum(e["starts"] for e in series) - timeouts,
+            failed=timeouts,
+        ),
         thresholds=(ThresholdResult("read.p99 < 5ms", 0.0091, False, 20, 0.005, "9.1ms is 4.1ms over 5ms"),),
         timeseries=tuple(series),
         settings={

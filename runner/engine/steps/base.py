@@ -22,19 +22,7 @@ if TYPE_CHECKING:
     from runner.client.codes import ConnectTiming
     from runner.engine.vu import VirtualUser
 
-__all__ = ["StepCrashed", "StepModule", "StepOutcome", "finish", "not_open"]
-
-
-class StepCrashed(Exception):
-    """An unexpected exception inside a step, stamped with the step and its YAML location."""
-
-    def __init__(self, step: Step, cause: BaseException) -> None:
-        self.step = step
-        self.cause = cause
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return f"{self.step.location}: step {self.step.name!r}: {type(self.cause).__name__}: {self.cause}"
+__all__ = ["StepModule", "StepOutcome", "finish", "not_open"]
 
 
 @dataclass(slots=True)
@@ -53,6 +41,8 @@ class StepOutcome:
     timing: ConnectTiming | None = None
     record: bool = True
     rc_ok: bool = True  # rc is the kind's default success (not counted in the report's rc)
+    #: A read that returned 1: the peer's close code (None: no close frame) and reason.
+    closed: tuple[int | None, str] | None = None
 
     @property
     def ok(self) -> bool:

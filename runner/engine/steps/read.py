@@ -48,7 +48,8 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
             err = client.last_error() if result.rc == -1 else None
             text = err.text if err else None
             if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
-                text = f"connection closed by peer (code {result.close_code})"
+                reason = f", reason {result.close_reason!r}" if result.close_reason else ""
+                text = f"connection closed by peer (code {result.close_code}{reason})"
                 last = client.last_error()
                 if result.close_code is None and last is not None:  # no close frame: say how it ended
                     text = last.text
@@ -57,7 +58,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
                 text = f"time-out: no {what} within {timeout_s:g}s"
                 if skipped:
                     text += f" ({skipped} other messages skipped)"
-            return finish(
+            outcome = finish(
                 step,
                 StepKind.READ,
                 result.rc,
@@ -66,6 +67,9 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
                 err.keyword if err else None,
                 skipped_messages=skipped,
             )
+            if result.rc == 1:
+                outcome.closed = (result.close_code, result.close_reason)
+            return outcome
         data = result.data if result.data is not None else ""
         match = step.match
         if match is not None:

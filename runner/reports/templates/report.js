@@ -76,7 +76,10 @@
         x: pct ? { time: false, distr: 3, log: 10 } : { time: false, range: function (u, min, max) {
           return [Math.min(min, 0), max > min ? max : min + 10];
         } },
-        y: spec.ylog ? { distr: 3, log: 10 } : { range: function (u, min, max) { return [0, max > 0 ? max * 1.05 : 1]; } }
+        y: spec.ylog ? { distr: 3, log: 10 } : { range: function (u, min, max) {
+          var top = Math.max(max, (spec.marks || []).reduce(function (m, x) { return Math.max(m, x[0]); }, 0));
+          return [0, top > 0 ? top * 1.05 : 1];
+        } }
       },
       axes: [
         pct ? { values: function (u, splits) { return splits.map(fmtX); } }
@@ -88,7 +91,9 @@
       series: series,
       cursor: pct ? {} : { sync: { key: "wsload-time" } },
       hooks: {
+        drawClear: [function (u) { shade(u, spec.shade || []); }],
         draw: [function (u) {
+          marks(u, spec.marks || []);
           var box = u.root.parentNode;
           if (box.getAttribute("data-drawn") !== "1") {
             box.setAttribute("data-drawn", "1");
@@ -101,6 +106,37 @@
         }]
       }
     };
+  }
+
+  /* Shaded x ranges behind the lines (the seconds the load generator was saturated). */
+  function shade(u, ranges) {
+    if (!ranges.length) return;
+    var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+    ctx.save();
+    ctx.fillStyle = "rgba(198, 40, 40, 0.12)";
+    ranges.forEach(function (r) {
+      var x0 = Math.round(u.valToPos(r[0], "x", true)), x1 = Math.round(u.valToPos(r[1], "x", true));
+      if (x1 > x0) ctx.fillRect(x0, top, x1 - x0, height);
+    });
+    ctx.restore();
+  }
+
+  /* Dashed horizontal bounds, each with its label. */
+  function marks(u, lines) {
+    if (!lines.length) return;
+    var ctx = u.ctx, left = u.bbox.left, width = u.bbox.width;
+    ctx.save();
+    ctx.strokeStyle = "#b26a00";
+    ctx.fillStyle = "#b26a00";
+    ctx.setLineDash([6, 4]);
+    ctx.font = Math.round(11 * devicePixelRatio) + "px system-ui, sans-serif";
+    lines.forEach(function (m) {
+      var y = Math.round(u.valToPos(m[0], "y", true));
+      if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) return;
+      ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
+      ctx.fillText(m[1], left + 4, y - 3);
+    });
+    ctx.restore();
   }
 
   function widthOf(el) {
