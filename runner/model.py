@@ -99,14 +99,31 @@ class Secret:
 #: Qt's QSslError names, as WinCC OA's ``ignoreSslErrors`` and netGet's ``sslErrors`` use them.
 SSL_ERROR_KEYWORDS: frozenset[str] = frozenset(
     {
-        "UnableToGetIssuerCertificate", "UnableToDecryptCertificateSignature",
-        "UnableToDecodeIssuerPublicKey", "CertificateSignatureFailed", "CertificateNotYetValid",
-        "CertificateExpired", "InvalidNotBeforeField", "InvalidNotAfterField",
-        "SelfSignedCertificate", "SelfSignedCertificateInChain", "UnableToGetLocalIssuerCertificate",
-        "UnableToVerifyFirstCertificate", "CertificateRevoked", "InvalidCaCertificate",
-        "PathLengthExceeded", "InvalidPurpose", "CertificateUntrusted", "CertificateRejected",
-        "SubjectIssuerMismatch", "AuthorityIssuerSerialNumberMismatch", "NoPeerCertificate",
-        "HostNameMismatch", "NoSslSupport", "CertificateBlacklisted", "UnspecifiedError",
+        "UnableToGetIssuerCertificate",
+        "UnableToDecryptCertificateSignature",
+        "UnableToDecodeIssuerPublicKey",
+        "CertificateSignatureFailed",
+        "CertificateNotYetValid",
+        "CertificateExpired",
+        "InvalidNotBeforeField",
+        "InvalidNotAfterField",
+        "SelfSignedCertificate",
+        "SelfSignedCertificateInChain",
+        "UnableToGetLocalIssuerCertificate",
+        "UnableToVerifyFirstCertificate",
+        "CertificateRevoked",
+        "InvalidCaCertificate",
+        "PathLengthExceeded",
+        "InvalidPurpose",
+        "CertificateUntrusted",
+        "CertificateRejected",
+        "SubjectIssuerMismatch",
+        "AuthorityIssuerSerialNumberMismatch",
+        "NoPeerCertificate",
+        "HostNameMismatch",
+        "NoSslSupport",
+        "CertificateBlacklisted",
+        "UnspecifiedError",
     }
 )
 
@@ -138,7 +155,9 @@ class ConnectionSpec:
     ``url`` may be relative to the scenario's target and may hold templates. Header values are
     templates; a sensitive header's value (Authorization, Cookie, ...) is a ``Secret`` when it
     holds no ``{{ }}`` (the usual case, ``${ENV}`` is already resolved), else a ``Template`` whose
-    source is listed in ``Scenario.secrets``.
+    source is listed in ``Scenario.secrets``. ``secret_headers``: the lower-case names of the
+    headers whose rendered values are secrets (sensitive by name, or listed in ``secretHeaders``);
+    the engine registers each value it renders for them (``runner.secrets``).
     """
 
     name: str
@@ -154,6 +173,7 @@ class ConnectionSpec:
     compression: bool = False
     max_message_size: int | None = 1 << 20
     source_address: str | None = None
+    secret_headers: frozenset[str] = frozenset()
 
 
 # --- payloads and expectations ----------------------------------------------------------------
@@ -256,12 +276,15 @@ class Expectation:
 
 @dataclass(frozen=True, slots=True)
 class Capture:
-    """Store part of a read message in a variable: a JMESPath ``path``, or a ``regex`` group."""
+    """Store part of a read message in a variable: a JMESPath ``path``, or a ``regex`` group.
+    ``secret``: the value is masked in every output (listed under ``secrets:``, or it feeds a
+    sensitive header or a URL's userinfo)."""
 
     variable: str
     path: str | None = None
     regex: str | None = None
     group: int = 1
+    secret: bool = False
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -396,7 +419,9 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One validated scenario file. ``secrets`` lists every literal value that outputs must mask."""
+    """One validated scenario file. ``secrets`` lists every value known at load time that outputs
+    must mask (``${ENV}`` values, sensitive header literals, private keys, userinfo, the values of
+    secret variables); values made at run time are registered by the engine."""
 
     name: str
     file: str

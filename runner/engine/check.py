@@ -136,6 +136,7 @@ async def run_check(
             step = vu.current_step
             error = f"interrupted during step {step.name!r} (line {step.location.line})"
         duration_s = (time.monotonic_ns() - t0) / 1e9
+        error = ctx.secrets.mask(error)  # an internal error may quote a header it could not send
         result = build_result(
             recorder,
             scenario_name=scenario.name,
