@@ -298,7 +298,7 @@ def _static_secrets(data: object, cli_vars: Mapping[str, str], target: str | Non
         headers = spec.get("headers")
         for hname, hvalue in headers.items() if isinstance(headers, dict) else ():
             if str(hname).lower() in secret_headers:
-                found.add(hvalue if isinstance(hvalue, str) else json.dumps(hvalue))
+                found.add(hvalue if isinstance(hvalue, str) else json.dumps(hvalue, default=str))
         key = (
             (spec.get("sslConfig") or {}).get("privateKey")
             if isinstance(spec.get("sslConfig"), dict)

@@ -14,8 +14,11 @@ masks every error and failure text as it is recorded, so worker processes send m
 raw values never reach a result; reports mask once more with the static secrets.
 
 Matching: a regular expression over all forms while there are few (C speed); above
-``REGEX_FORMS`` an index by 3-character prefix (a run where each user logs in with its own token
-can hold thousands, and a regex alternation of thousands of literals is slow to build and to run).
+``REGEX_FORMS`` an index of the forms by their last (up to) 8 characters, looked up at each
+position of a text (a run where each user logs in with its own token can hold thousands, and a
+regex alternation of thousands of literals is slow to build and to run; tokens often share their
+beginning, JWTs their whole header, so the end is what tells them apart). A sorted list of the
+forms answers "does this text end in the beginning of a secret" for texts cut with an ellipsis.
 At most ``MAX_SECRETS`` values are kept, the least recently registered dropped first, so a long
 run that makes a new token per iteration holds bounded memory; a value in use is registered again
 at every use and stays.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote
@@ -54,8 +58,10 @@ ELLIPSIS = "\u2026"  # how runner.expect.describe shortens long values
 MIN_SECRET_LENGTH = 3
 #: Values kept per registry (each with its ~8 forms, about 1 KiB): see the module docstring.
 MAX_SECRETS = 10_000
-#: Up to this many forms one regular expression masks them; above, the prefix index does.
+#: Up to this many forms one regular expression masks them; above, the index does.
 REGEX_FORMS = 256
+#: The index keys a form by this many of its last characters (all of a shorter one).
+_ANCHOR = 8
 #: Masked texts remembered (error texts repeat: a failing load run records the same few), and
 #: the longest text remembered (whole reports are masked once; keeping them would cost memory).
 _CACHE_SIZE = 1024
@@ -184,7 +190,17 @@ class SecretRegistry:
     ``add*`` may be called for every use of a value: a known value costs a dict look-up.
     """
 
-    __slots__ = ("_cache", "_forms", "_index", "_limit", "_longest", "_pattern", "_pinned", "_values")
+    __slots__ = (
+        "_by_end",
+        "_cache",
+        "_forms",
+        "_limit",
+        "_longest",
+        "_pattern",
+        "_pinned",
+        "_sorted",
+        "_values",
+    )
 
     def __init__(self, values: Iterable[object] = (), *, limit: int = MAX_SECRETS) -> None:
         """``values`` (the scenario's static secrets) are kept for good; up to ``limit`` values
@@ -194,7 +210,9 @@ class SecretRegistry:
         self._values: dict[str, tuple[str, ...]] = {}
         self._pinned: set[str] = set()
         self._forms: dict[str, int] = {}  # form -> how many values have it
-        self._index: dict[str, list[str]] = {}  # first 3 characters -> forms, longest first
+        #: anchor length -> last characters -> forms that end in them
+        self._by_end: dict[int, dict[str, list[str]]] = {}
+        self._sorted: list[str] = []  # every form, in order (prefix look-ups)
         self._longest = 0
         self._pattern: re.Pattern[str] | None = None
         self._cache: dict[str, str] = {}
@@ -259,9 +277,9 @@ class SecretRegistry:
             n = self._forms.get(form, 0)
             self._forms[form] = n + 1
             if n == 0:
-                bucket = self._index.setdefault(form[:MIN_SECRET_LENGTH], [])
-                bucket.append(form)
-                bucket.sort(key=len, reverse=True)
+                anchor = min(len(form), _ANCHOR)
+                self._by_end.setdefault(anchor, {}).setdefault(form[-anchor:], []).append(form)
+                insort(self._sorted, form)
                 self._longest = max(self._longest, len(form))
         self._pattern = None
         self._cache.clear()
@@ -274,10 +292,12 @@ class SecretRegistry:
                 self._forms[form] = n
                 continue
             del self._forms[form]
-            bucket = self._index[form[:MIN_SECRET_LENGTH]]
-            bucket.remove(form)
-            if not bucket:
-                del self._index[form[:MIN_SECRET_LENGTH]]
+            anchor = min(len(form), _ANCHOR)
+            buckets = self._by_end[anchor]
+            buckets[form[-anchor:]].remove(form)
+            if not buckets[form[-anchor:]]:
+                del buckets[form[-anchor:]]
+            del self._sorted[bisect_left(self._sorted, form)]
         self._pattern = None
         self._cache.clear()
 
@@ -318,22 +338,28 @@ class SecretRegistry:
                 ordered = sorted(self._forms, key=len, reverse=True)
                 pattern = self._pattern = re.compile("|".join(map(re.escape, ordered)))
             return pattern.sub(MASK, text)
-        # The prefix index: at each position the longest form that starts there; overlapping
-        # occurrences are joined, so no tail of a secret is left.
-        index = self._index
+        # The index: at each end position, the forms whose last characters end there; every
+        # occurrence found is masked, overlapping ones joined, so no part of a secret is left.
+        found: list[tuple[int, int]] = []
+        anchors = [(n, buckets) for n, buckets in self._by_end.items() if buckets]
+        for end in range(MIN_SECRET_LENGTH, len(text) + 1):
+            for n, buckets in anchors:
+                if n > end:
+                    continue
+                bucket = buckets.get(text[end - n : end])
+                if bucket is None:
+                    continue
+                for form in bucket:
+                    start = end - len(form)
+                    if start >= 0 and text.startswith(form, start):
+                        found.append((start, end))
+        found.sort()
         spans: list[list[int]] = []
-        for i in range(len(text) - MIN_SECRET_LENGTH + 1):
-            bucket = index.get(text[i : i + MIN_SECRET_LENGTH])
-            if bucket is None:
-                continue
-            for form in bucket:
-                if text.startswith(form, i):
-                    end = i + len(form)
-                    if spans and i <= spans[-1][1]:
-                        spans[-1][1] = max(spans[-1][1], end)
-                    else:
-                        spans.append([i, end])
-                    break
+        for start, end in found:
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
         if not spans:
             return text
         out: list[str] = []
@@ -346,14 +372,15 @@ class SecretRegistry:
         return "".join(out)
 
     def _cut(self, text: str) -> str:
-        """A value shortened with an ellipsis may end in the first part of a secret: mask it."""
+        """A value shortened with an ellipsis may end in the first part of a secret: mask it.
+        (In the sorted forms, the first one not before ``tail`` starts with it if any does.)"""
         parts = text.split(ELLIPSIS)
-        index = self._index
+        ordered = self._sorted
         for n, part in enumerate(parts[:-1]):
             for k in range(max(0, len(part) - self._longest), len(part) - MIN_SECRET_LENGTH + 1):
                 tail = part[k:]
-                bucket = index.get(tail[:MIN_SECRET_LENGTH])
-                if bucket is not None and any(form.startswith(tail) for form in bucket):
+                i = bisect_left(ordered, tail)
+                if i < len(ordered) and ordered[i].startswith(tail):
                     parts[n] = part[:k] + MASK
                     break
         return ELLIPSIS.join(parts)

@@ -84,22 +84,22 @@ class ConnectOptions:
         )
 
 
+#: Built-in variables that count users and iterations: their values are never secret.
+_COUNTERS = frozenset({"vu", "iteration"})
+
+
 def _render_secret(
     name: str, value: object, ctx: Mapping[str, object], spec: ConnectionSpec, secrets: SecretRegistry
 ) -> tuple[str, str]:
     """``(name, value)`` rendered; a secret header's templated value registered, with the text of
     each variable in it (a captured token alone, not only ``Bearer <token>``; ``vu`` and
-    ``iteration`` are counters, not secrets)."""
+    ``iteration`` are counters, not secrets). A static value is a load-time secret already."""
     parts = getattr(value, "render_parts", None)
     if parts is None or name.lower() not in spec.secret_headers:
         return name, _render(value, ctx)
     text, pieces = parts(ctx)
     secrets.add_header(name, text, (t for root, t in pieces if root is not None and root not in _COUNTERS))
     return name, text
-
-
-#: Built-in variables that count users and iterations: their values are never secret.
-_COUNTERS = frozenset({"vu", "iteration"})
 
 
 def _render(value: object, ctx: Mapping[str, object]) -> str:
