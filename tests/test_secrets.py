@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from certs_fixtures import pki  # noqa: F401 - the fixture
+from certs_fixtures import closed_port, pki  # noqa: F401 - the fixture
 from conftest import scaled
 
 from runner.server import EmbeddedServer
@@ -528,3 +528,19 @@ def test_pytest_plugin_secret_var_is_masked(tmp_path: Path) -> None:
     assert 'expected "X-Trace" == deliberately wrong, got ***' in proc.stdout, proc.stdout
     produced = {"stdout": proc.stdout, "stderr": proc.stderr, "junit": (tmp_path / "junit.xml").read_text()}
     assert _leaks(produced) == []
+
+
+def test_pushgateway_credentials_are_masked_in_its_error(tmp_path: Path) -> None:
+    """A pushgateway URL with userinfo that cannot be reached: exit 3, and the error that names the
+    URL shows `***` for its credentials."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "run", str(ROOT / "scenarios" / "smoke.yaml"), "--report-dir", "",
+         "--pushgateway", f"http://gw-user:gw-pa%24s-Kd4Fj@127.0.0.1:{closed_port()}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "wsload: cannot write report http://***@127.0.0.1:" in proc.stderr, proc.stderr
+    assert "Kd4Fj" not in proc.stdout + proc.stderr

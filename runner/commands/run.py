@@ -25,7 +25,7 @@ from runner.reports import console, json_report, junit
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
 from runner.results import RunResult
-from runner.secrets import SecretText
+from runner.secrets import SecretText, userinfo_secrets
 
 __all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
 
@@ -351,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(str(problem), file=sys.stderr)
         return int(ExitCode.INVALID)
-    secrets: set[str] = set()
+    secrets: set[str] = set(userinfo_secrets(getattr(args, "pushgateway", None) or ""))
     for s in scenarios:
         secrets.update(s.secrets)
     masker = Masker(secrets)
