@@ -104,6 +104,18 @@ def test_many_secrets_use_the_index_and_mask_alike() -> None:
     assert large.mask("abcd-secret-1cdef-ghij-secret!") == f"{MASK}!"  # joined, no tail left
 
 
+def test_tokens_that_share_their_beginning_are_told_apart() -> None:
+    """Thousands of tokens with one long common beginning (JWTs of one issuer): each is masked
+    where it appears, the common part alone is not, and a token cut by an ellipsis is."""
+    head = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+    tokens = [f"{head}payload{i:05d}.signature{i * 7919:09d}" for i in range(2000)]
+    registry = SecretRegistry()
+    for token in tokens:
+        registry.add_header("Authorization", f"Bearer {token}", [token])
+    text = f'{{"a": "{tokens[1234]}", "b": "{head}other"}} {tokens[7][:50]}\u2026'
+    assert registry.mask(text) == f'{{"a": "{MASK}", "b": "{head}other"}} {MASK}\u2026'
+
+
 def test_registry_is_bounded_and_keeps_static_secrets() -> None:
     """At most ``limit`` registered values are kept, the least recently registered dropped first;
     a value registered again stays, and the values given at construction are never dropped."""
