@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -27,6 +28,14 @@ from jsonschema.exceptions import SchemaError
 
 from runner import model as m
 from runner.errors import InvalidThreshold, Problem, ScenarioError
+from runner.secrets import (
+    SecretRegistry,
+    SecretText,
+    is_sensitive_header,
+    mask_excerpt,
+    userinfo_secrets,
+    value_texts,
+)
 from runner.templates import JsonTemplate, Template, TemplateError
 from runner.thresholds import parse_threshold
 from runner.units import UnitError, parse_duration, parse_rate, parse_size
@@ -58,16 +67,8 @@ MAX_ITERATIONS = 1_000_000_000
 MAX_WORKERS = 1024
 
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
-_SENSITIVE_WORDS = ("token", "secret", "key", "auth", "password", "session")
 _THAT_RE = re.compile(r"^\s*(?P<path>\S.*?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>[^<>=!]+?)\s*$")
 _PEM_MARK = "-----BEGIN "
-
-
-def is_sensitive_header(name: str) -> bool:
-    """Whether a header's value is a credential that outputs must mask."""
-    low = name.lower()
-    return low in _SENSITIVE_HEADERS or any(w in low for w in _SENSITIVE_WORDS)
 
 
 def load_scenario(
@@ -78,7 +79,8 @@ def load_scenario(
 ) -> m.Scenario:
     """Load, validate and build the scenario in ``path``; ``ScenarioError`` lists every problem.
 
-    ``variables`` are ``--var`` values (they override the file's); ``target`` is ``--target``.
+    ``variables`` are ``--var`` values (they override the file's; a ``SecretText`` value, from
+    ``--secret-var``, is a secret variable); ``target`` is ``--target``.
     """
     file = str(path)
     try:
@@ -109,18 +111,48 @@ def load_scenario_text(
 ) -> m.Scenario:
     """Like ``load_scenario`` for text in memory; files it names resolve against ``base_dir``.
 
-    ``environ`` replaces ``os.environ`` for ``${ENV}`` lookups (tests use it).
+    ``environ`` replaces ``os.environ`` for ``${ENV}`` lookups (tests use it). Every problem's
+    message and quoted lines are masked with the secrets known by then (``${ENV}`` values,
+    sensitive header literals, userinfo, secret variables, private keys): a validation error is
+    printed, and must not show them.
     """
+    cli_vars = dict(variables or {})
+    secrets: set[str] = {v for v in cli_vars.values() if isinstance(v, SecretText)}
+    secrets.update(userinfo_secrets(target or ""))
+    try:
+        return _load_text(text, file, cli_vars, target, base_dir, environ, secrets)
+    except ScenarioError as exc:
+        registry = SecretRegistry(secrets)
+        raise ScenarioError(
+            [
+                dataclasses.replace(
+                    p, message=registry.mask(p.message), excerpt=mask_excerpt(p.excerpt, registry)
+                )
+                for p in exc.problems
+            ]
+        ) from None
+
+
+def _load_text(
+    text: str,
+    file: str,
+    variables: dict[str, str],
+    target: str | None,
+    base_dir: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None,
+    secrets: set[str],
+) -> m.Scenario:
+    """``load_scenario_text``'s work; ``secrets`` is filled as they are found."""
     data, source = parse_yaml(text, file)
     env = os.environ if environ is None else environ
-    secrets: set[str] = set()
     problems: list[Problem] = []
     data = _substitute_env(data, (), env, secrets, problems, source)
+    secrets.update(_static_secrets(data, variables, target))
     problems.extend(schema_problems(data, source))
 
     def builder() -> _Builder:
         assert isinstance(data, dict)  # the schema requires a mapping
-        return _Builder(source, data, dict(variables or {}), target, FsPath(base_dir or "."), secrets)
+        return _Builder(source, data, variables, target, FsPath(base_dir or "."), secrets)
 
     if problems:
         raise ScenarioError(problems + _problems_beside(problems, builder))
@@ -188,6 +220,90 @@ def _substitute_env(
     return value
 
 
+def _template_names(text: str) -> frozenset[str]:
+    """The variables a template reads (none when it does not compile: that is reported elsewhere)."""
+    try:
+        return Template(text).names
+    except TemplateError:
+        return frozenset()
+
+
+def _userinfo_names(url: str) -> frozenset[str]:
+    """The variables a URL template reads in its userinfo (``ws://{{ user }}:{{ pw }}@host/``)."""
+    rest = url.partition("://")[2]
+    info, at, _ = rest.partition("/")[0].rpartition("@")
+    return _template_names(info) if at else frozenset()
+
+
+def _secret_header_names(spec: Mapping[str, Any]) -> set[str]:
+    """Lower-case names of a connection's headers whose values are secret: by their name, or
+    listed in ``secretHeaders`` (tolerant of a document the schema has not checked yet)."""
+    headers = spec.get("headers")
+    marked = spec.get("secretHeaders")
+    names = {str(n).lower() for n in marked if isinstance(n, str)} if isinstance(marked, list) else set()
+    if isinstance(headers, dict):
+        names.update(str(n).lower() for n in headers if is_sensitive_header(str(n)))
+    return names
+
+
+def _connections(data: object) -> list[Mapping[str, Any]]:
+    connections = data.get("connections") if isinstance(data, dict) else None
+    if not isinstance(connections, dict):
+        return []
+    return [spec for spec in connections.values() if isinstance(spec, dict)]
+
+
+def _secret_names(data: object, cli_vars: Mapping[str, str]) -> set[str]:
+    """Variables (and captures) whose values are secret: listed under ``secrets:``, given with
+    ``--secret-var``, or read by a secret header's template or a URL's userinfo. Built-ins
+    (``vu``, ``iteration``) are counters and never secret."""
+    names = {n for n, v in cli_vars.items() if isinstance(v, SecretText)}
+    listed = data.get("secrets") if isinstance(data, dict) else None
+    if isinstance(listed, list):
+        names.update(n for n in listed if isinstance(n, str))
+    for spec in _connections(data):
+        secret_headers = _secret_header_names(spec)
+        headers = spec.get("headers")
+        for hname, hvalue in headers.items() if isinstance(headers, dict) else ():
+            if isinstance(hvalue, str) and str(hname).lower() in secret_headers:
+                names |= _template_names(hvalue)
+        if isinstance(spec.get("url"), str):
+            names |= _userinfo_names(spec["url"])
+    return names - BUILTIN_VARIABLES
+
+
+def _static_secrets(data: object, cli_vars: Mapping[str, str], target: str | None) -> set[str]:
+    """Every secret value known before the run: secret headers' literal values, userinfo in the
+    target and the URLs, inline private keys, and the values of secret variables. Read from the
+    raw document, so even a file the schema rejects has its secrets masked in the errors."""
+    found: set[str] = set()
+    declared = data.get("variables") if isinstance(data, dict) else None
+    variables: dict[str, object] = dict(declared) if isinstance(declared, dict) else {}
+    variables.update(cli_vars)
+    for name in _secret_names(data, cli_vars):
+        if name in variables:
+            found.update(map(str, value_texts(variables[name])))
+    for url in (target, data.get("target") if isinstance(data, dict) else None):
+        if isinstance(url, str):
+            found.update(userinfo_secrets(url))
+    for spec in _connections(data):
+        if isinstance(spec.get("url"), str):
+            found.update(userinfo_secrets(spec["url"]))
+        secret_headers = _secret_header_names(spec)
+        headers = spec.get("headers")
+        for hname, hvalue in headers.items() if isinstance(headers, dict) else ():
+            if str(hname).lower() in secret_headers:
+                found.add(hvalue if isinstance(hvalue, str) else json.dumps(hvalue, default=str))
+        key = (
+            (spec.get("sslConfig") or {}).get("privateKey")
+            if isinstance(spec.get("sslConfig"), dict)
+            else None
+        )
+        if isinstance(key, dict) and isinstance(key.get("key"), str):
+            found.add(key["key"])
+    return found
+
+
 T = TypeVar("T")
 
 
@@ -212,8 +328,10 @@ class _Builder:
         self.secrets = secrets
         self.problems: list[Problem] = []
         variables = dict(data.get("variables") or {})
-        variables.update(cli_vars)
+        variables.update((name, str(value)) for name, value in cli_vars.items())  # SecretText: a str
         self.variables = variables
+        #: Variables and captures whose values are secret (a capture of one is registered when made).
+        self.secret_names = _secret_names(data, cli_vars)
         self.known: set[str] = set(variables) | BUILTIN_VARIABLES
         self.all_captures = self._all_captures(data.get("steps") or [])
         self.step_names: set[str] = set()
@@ -365,6 +483,7 @@ class _Builder:
             for i, item in enumerate(d.get("thresholds") or [])
             if (t := self.threshold(item, ("thresholds", i))) is not None
         )
+        self.check_secrets(d.get("secrets") or [])
         return m.Scenario(
             name=d.get("name") or FsPath(self.source.file).stem,
             file=self.source.file,
@@ -383,15 +502,32 @@ class _Builder:
         )
 
     def masked_source(self) -> str:
-        text = self.source.text
-        pieces: set[str] = set()
-        for secret in self.secrets:
-            pieces.add(secret)
-            pieces.add(json.dumps(secret)[1:-1])  # as written in a double-quoted YAML string
-            pieces.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
-        for piece in sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True):
-            text = text.replace(piece, m.Secret.MASK)
-        return text
+        """The file's text for reports: every secret masked in any form it is written in (plain,
+        double- or single-quoted YAML), and each line of a multi-line one (a PEM key)."""
+        lines = {
+            line.strip() for secret in self.secrets for line in secret.splitlines() if len(line.strip()) >= 8
+        }
+        return SecretRegistry(self.secrets | lines).mask(self.source.text)
+
+    def check_secrets(self, names: list[str]) -> None:
+        """Each name under ``secrets:`` is a variable (declared or ``--var``) or a capture."""
+        known = set(self.variables) | self.all_captures
+        for i, name in enumerate(names):
+            if name in known:
+                continue
+            path: Path = ("secrets", i)
+            if name in BUILTIN_VARIABLES:
+                self.problem(path, f"'{name}' is a built-in counter; it cannot be a secret")
+                continue
+            hint = closest(name, known)
+            if hint:
+                self.problem(path, f"'{name}' is no variable or capture, did you mean '{hint}'?")
+            else:
+                self.problem(
+                    path,
+                    f"'{name}' is no variable or capture (declare it under 'variables', pass "
+                    f"--secret-var {name}=..., or capture it in a read)",
+                )
 
     def check_target(self, target: str, path: Path) -> None:
         if target in ("embedded", "embedded-tls"):
@@ -412,11 +548,11 @@ class _Builder:
         url = self.template(url_text, (*path, "url"), self.known | self.all_captures)
         self.check_url(url_text, (*path, "url"))
         headers: list[tuple[str, Any]] = []
+        secret_headers = self.secret_headers(spec, path)
         for hname, hvalue in (spec.get("headers") or {}).items():
             text = hvalue if isinstance(hvalue, str) else json.dumps(hvalue)
             hpath = (*path, "headers", hname)
-            if is_sensitive_header(hname):
-                self.secrets.add(text)
+            if hname.lower() in secret_headers:
                 t = self.template(text, hpath, self.known | self.all_captures)
                 headers.append((hname, m.Secret(text) if t.is_static else t))
             else:
@@ -462,7 +598,24 @@ class _Builder:
             compression=bool(spec.get("compression", False)),
             max_message_size=max_size,
             source_address=spec.get("sourceAddress"),
+            secret_headers=frozenset(secret_headers),
         )
+
+    def secret_headers(self, spec: dict[str, Any], path: Path) -> set[str]:
+        """The connection's secret headers (lower case); each ``secretHeaders`` entry must name
+        one of its headers."""
+        declared = [str(n) for n in spec.get("headers") or {}]
+        lower = {n.lower() for n in declared}
+        for i, name in enumerate(spec.get("secretHeaders") or []):
+            if name.lower() in lower:
+                continue
+            hint = closest(name, declared)
+            if hint:
+                extra = f", did you mean '{hint}'?"
+            else:
+                extra = f" (headers: {', '.join(declared)})" if declared else "; it has no headers"
+            self.problem((*path, "secretHeaders", i), f"'{name}' is not a header of this connection{extra}")
+        return _secret_header_names(spec)
 
     def check_url(self, url: str, path: Path) -> None:
         if url.startswith("{{"):
@@ -765,9 +918,10 @@ class _Builder:
         out: list[m.Capture] = []
         for var, spec in raw.items():
             cpath = (*path, var)
+            secret = var in self.secret_names
             if isinstance(spec, str):
                 if self.jmespath(spec, cpath):
-                    out.append(m.Capture(var, path=spec))
+                    out.append(m.Capture(var, path=spec, secret=secret))
             else:
                 rx = self.compile_regex(spec["regex"], (*cpath, "regex"))
                 group = spec.get("group", 1)
@@ -777,7 +931,7 @@ class _Builder:
                     elif isinstance(group, str) and group not in rx.groupindex:
                         self.problem((*cpath, "group"), f"the regex has no group named '{group}'")
                     index = group if isinstance(group, int) else rx.groupindex.get(group, 1)
-                    out.append(m.Capture(var, regex=spec["regex"], group=index))
+                    out.append(m.Capture(var, regex=spec["regex"], group=index, secret=secret))
             self.known.add(var)
         return tuple(out)
 

@@ -12,6 +12,7 @@ kept beside each histogram (the histogram's max is only "equivalent"), so means 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +248,11 @@ class LatencyHistogram:
         return hist
 
 
+def _unmasked(text: str) -> str:
+    """The default ``mask``: texts as they are (a run's ``RunContext`` installs its secrets')."""
+    return text
+
+
 def _add_counts(into: dict[str, int], other: dict[str, int]) -> None:
     for key, n in other.items():
         into[key] = into.get(key, 0) + n
@@ -266,6 +272,7 @@ class StepRecorder:
         "kind",
         "latency",
         "line",
+        "mask",
         "name",
         "ok",
         "pending",
@@ -282,6 +289,9 @@ class StepRecorder:
         self.kind = kind
         self.connection = connection
         self.line = line
+        #: Applied to every error text as it is recorded (``runner.secrets``): raw secrets never
+        #: enter a recorder, so a worker's deltas carry none.
+        self.mask: Callable[[str], str] = _unmasked
         self.count = 0
         self.ok = 0
         self.failures = 0
@@ -374,7 +384,7 @@ class StepRecorder:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
     def add_error(self, rc: int, message: str, count: int = 1) -> None:
-        key = f"{rc}\x00{message}"
+        key = f"{rc}\x00{self.mask(message)}"
         if key not in self.errors and len(self.errors) >= MAX_ERROR_GROUPS:
             key = f"{rc}\x00{OTHER_ERRORS}"
         self.errors[key] = self.errors.get(key, 0) + count
@@ -699,12 +709,15 @@ class RunRecorder:
         self.timeseries = TimeSeries()
         self.load = LoadRecorder()
         self.health = HealthRecorder()
+        #: Applied to failure texts as they are recorded, and given to each step's recorder.
+        self.mask: Callable[[str], str] = _unmasked
 
     def step(self, name: str, kind: str, connection: str = "", line: int = 0) -> StepRecorder:
         """The recorder of step ``name``, made on first use (declare steps up front to keep order)."""
         rec = self.steps.get(name)
         if rec is None:
             rec = self.steps[name] = StepRecorder(name, kind, connection, line)
+            rec.mask = self.mask
         return rec
 
     def second(self, now_ns: int) -> int:
@@ -713,6 +726,8 @@ class RunRecorder:
     def add_failure(
         self, step: str, line: int, message: str, expected: str, actual: str, count: int = 1
     ) -> None:
+        mask = self.mask
+        message, expected, actual = mask(message), mask(expected), mask(actual)
         key = (step, message)
         entry = self.failures.get(key)
         if entry is not None:

@@ -138,7 +138,9 @@ class ConnectionSpec:
     ``url`` may be relative to the scenario's target and may hold templates. Header values are
     templates; a sensitive header's value (Authorization, Cookie, ...) is a ``Secret`` when it
     holds no ``{{ }}`` (the usual case, ``${ENV}`` is already resolved), else a ``Template`` whose
-    source is listed in ``Scenario.secrets``.
+    source is listed in ``Scenario.secrets``. ``secret_headers``: the lower-case names of the
+    headers whose rendered values are secrets (sensitive by name, or listed in ``secretHeaders``);
+    the engine registers each value it renders for them (``runner.secrets``).
     """
 
     name: str
@@ -154,6 +156,7 @@ class ConnectionSpec:
     compression: bool = False
     max_message_size: int | None = 1 << 20
     source_address: str | None = None
+    secret_headers: frozenset[str] = frozenset()
 
 
 # --- payloads and expectations ----------------------------------------------------------------
@@ -256,12 +259,15 @@ class Expectation:
 
 @dataclass(frozen=True, slots=True)
 class Capture:
-    """Store part of a read message in a variable: a JMESPath ``path``, or a ``regex`` group."""
+    """Store part of a read message in a variable: a JMESPath ``path``, or a ``regex`` group.
+    ``secret``: the value is masked in every output (listed under ``secrets:``, or it feeds a
+    sensitive header or a URL's userinfo)."""
 
     variable: str
     path: str | None = None
     regex: str | None = None
     group: int = 1
+    secret: bool = False
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -409,7 +415,9 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One validated scenario file. ``secrets`` lists every literal value that outputs must mask."""
+    """One validated scenario file. ``secrets`` lists every value known at load time that outputs
+    must mask (``${ENV}`` values, sensitive header literals, private keys, userinfo, the values of
+    secret variables); values made at run time are registered by the engine."""
 
     name: str
     file: str

@@ -107,6 +107,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="set a scenario variable, as 'wsload run --var' does (repeatable)",
     )
     group.addoption(
+        "--wsload-secret-var",
+        dest="wsload_secret_vars",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a secret scenario variable, masked in every output, as 'wsload run --secret-var' "
+        "does (repeatable)",
+    )
+    group.addoption(
         "--wsload-report-dir",
         dest="wsload_report_dir",
         default=None,
@@ -142,9 +151,12 @@ def _settings(config: pytest.Config) -> WsloadSettings:
     from runner.commands.run import parse_vars
 
     try:
-        variables = parse_vars(config.getoption("wsload_vars") or [])
+        variables = parse_vars(
+            config.getoption("wsload_vars") or [], config.getoption("wsload_secret_vars") or []
+        )
     except UsageError as exc:
-        raise pytest.UsageError(str(exc).replace("--var", "--wsload-var", 1)) from None
+        text = re.sub(r"--(secret-)?var\b", r"--wsload-\1var", str(exc))
+        raise pytest.UsageError(text) from None
     target = (
         config.getoption("wsload_target")
         or os.environ.get("WSLOAD_TARGET")

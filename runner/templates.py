@@ -159,12 +159,13 @@ class Template:
     when the whole string is one expression.
     """
 
-    __slots__ = ("_parts", "_single", "_static", "is_static", "names", "source")
+    __slots__ = ("_parts", "_roots", "_single", "_static", "is_static", "names", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         parts: list[str | Render] = []
         names: set[str] = set()
+        roots: dict[Render, str | None] = {}  # each expression's variable (None: a function call)
         pos = 0
         while True:
             start = source.find(_OPEN, pos)
@@ -180,6 +181,8 @@ class Template:
             root, render, constant = _compile_expression(source[start + 2 : end])
             if root is not None:
                 names.add(root)
+            if render is not None:
+                roots[render] = root
             parts.append(render if render is not None else to_text(constant))
             if render is None and parts[-1] == "" and len(parts) > 1:
                 parts.pop()
@@ -192,6 +195,7 @@ class Template:
             else:
                 merged.append(part)
         self._parts: tuple[str | Render, ...] = tuple(merged)
+        self._roots: tuple[str | None, ...] = tuple(roots[p] for p in merged if not isinstance(p, str))
         self.names: frozenset[str] = frozenset(names)
         self.is_static = all(isinstance(p, str) for p in merged)
         self._static = "".join(p for p in merged if isinstance(p, str)) if self.is_static else ""
@@ -219,6 +223,24 @@ class Template:
         if self._single is not None:
             return to_text(self._single(ctx))
         return "".join(p if isinstance(p, str) else to_text(p(ctx)) for p in self._parts)
+
+    def render_parts(self, ctx: Mapping[str, object]) -> tuple[str, tuple[tuple[str | None, str], ...]]:
+        """The text, and each expression's variable (None for a function call) with the text it
+        gave: what a secret header value was made of, each evaluated once (``uuid()`` differs
+        per call), so the engine can register the pieces too (``runner.secrets``)."""
+        if self.is_static:
+            return self._static, ()
+        values: list[tuple[str | None, str]] = []
+        out: list[str] = []
+        roots = iter(self._roots)
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                text = to_text(part(ctx))
+                values.append((next(roots), text))
+                out.append(text)
+        return "".join(out), tuple(values)
 
     def render_value(self, ctx: Mapping[str, object]) -> object:
         """Like ``render``, but a string that is exactly one expression keeps the value's type."""

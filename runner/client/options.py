@@ -14,6 +14,7 @@ from runner.model import ClientCertificate, Secret
 
 if TYPE_CHECKING:
     from runner.model import ConnectionSpec, IgnoreSslErrors
+    from runner.secrets import SecretRegistry
 
 __all__ = ["ConnectOptions"]
 
@@ -54,13 +55,21 @@ class ConnectOptions:
         ctx: Mapping[str, object] | None = None,
         timeout_s: float | None = None,
         source_address: str | None = None,
+        secrets: SecretRegistry | None = None,
     ) -> ConnectOptions:
         """Options for opening ``spec`` (at the already rendered ``url``): header templates are
         rendered with ``ctx`` and secrets revealed; ``timeout_s`` / ``source_address`` override
-        the spec's (an open step's own time-out, a worker's assigned address)."""
+        the spec's (an open step's own time-out, a worker's assigned address). Each value rendered
+        for a secret header is registered in ``secrets`` as it is made, with the values of the
+        variables it was made from (static ones are the scenario's own ``secrets``)."""
         del url  # the URL is passed to open(); accepted here so callers can stay uniform
         values = ctx or {}
-        headers = tuple((name, _render(value, values)) for name, value in spec.headers)
+        if secrets is None or not spec.secret_headers:
+            headers = tuple((name, _render(value, values)) for name, value in spec.headers)
+        else:
+            headers = tuple(
+                _render_secret(name, value, values, spec, secrets) for name, value in spec.headers
+            )
         return cls(
             headers=headers,
             timeout_s=spec.timeout_s if timeout_s is None else timeout_s,
@@ -73,6 +82,24 @@ class ConnectOptions:
             max_message_size=spec.max_message_size,
             source_address=source_address or spec.source_address,
         )
+
+
+#: Built-in variables that count users and iterations: their values are never secret.
+_COUNTERS = frozenset({"vu", "iteration"})
+
+
+def _render_secret(
+    name: str, value: object, ctx: Mapping[str, object], spec: ConnectionSpec, secrets: SecretRegistry
+) -> tuple[str, str]:
+    """``(name, value)`` rendered; a secret header's templated value registered, with the text of
+    each variable in it (a captured token alone, not only ``Bearer <token>``; ``vu`` and
+    ``iteration`` are counters, not secrets). A static value is a load-time secret already."""
+    parts = getattr(value, "render_parts", None)
+    if parts is None or name.lower() not in spec.secret_headers:
+        return name, _render(value, ctx)
+    text, pieces = parts(ctx)
+    secrets.add_header(name, text, (t for root, t in pieces if root is not None and root not in _COUNTERS))
+    return name, text
 
 
 def _render(value: object, ctx: Mapping[str, object]) -> str:

@@ -186,7 +186,7 @@ def write_outputs(
             written.append(target)
         except ReportWriteError as exc:
             failure = failure or exc
-            print(f"wsload: {exc}", file=sys.stderr)
+            print(f"wsload: {masker.text(str(exc))}", file=sys.stderr)  # a pushgateway URL's userinfo
 
     srcs = list(sources)[: len(results)]
     srcs += [""] * (len(results) - len(srcs))

@@ -25,6 +25,7 @@ from runner.reports import console, json_report, junit
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
 from runner.results import RunResult
+from runner.secrets import SecretText, userinfo_secrets
 
 __all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
 
@@ -52,6 +53,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="set a scenario variable (repeatable)",
+    )
+    parser.add_argument(
+        "--secret-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a scenario variable whose value is secret: masked in every output, like "
+        "${ENV} values (repeatable)",
     )
     out = parser.add_argument_group("reports")
     out.add_argument(
@@ -178,7 +187,7 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
         thresholds=tuple(args.threshold),
         source_addresses=tuple(args.source_address),
     )
-    variables = parse_vars(args.var)
+    variables = parse_vars(args.var, args.secret_var)
 
     async def run_one(scenario: Scenario, target: str | None) -> RunResult:
         from runner.cluster.cli import run_beyond, wants_beyond
@@ -210,8 +219,10 @@ def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
     return run_one
 
 
-def parse_vars(items: Sequence[str]) -> dict[str, str]:
-    """``NAME=VALUE`` pairs from ``--var``; ``UsageError`` for anything else."""
+def parse_vars(items: Sequence[str], secret_items: Sequence[str] = ()) -> dict[str, str]:
+    """``NAME=VALUE`` pairs from ``--var`` and ``--secret-var`` (values of the latter are
+    ``SecretText``, which the loader makes secret variables); ``UsageError`` for anything else.
+    An error about a ``--secret-var`` never quotes its value."""
     values: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -219,6 +230,15 @@ def parse_vars(items: Sequence[str]) -> dict[str, str]:
         if not sep or not name.isidentifier():
             raise UsageError(f"--var {item!r}: expected NAME=VALUE with NAME a variable name")
         values[name] = value
+    for item in secret_items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            shown = f"{name[:40]!r}" if sep else "a value without '='"
+            raise UsageError(f"--secret-var: expected NAME=VALUE with NAME a variable name, got {shown}")
+        if name in values:
+            raise UsageError(f"variable '{name}' is given both with --var and with --secret-var")
+        values[name] = SecretText(value)
     return values
 
 
@@ -331,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``run`` command: load every file, run each, print and write reports, return the exit code."""
     from runner.loader import load_scenario
 
-    variables = parse_vars(args.var)
+    variables = parse_vars(args.var, args.secret_var)
     scenarios: list[Scenario] = []
     problems: list[ScenarioError] = []
     for file in args.files:
@@ -343,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(str(problem), file=sys.stderr)
         return int(ExitCode.INVALID)
-    secrets: set[str] = set()
+    secrets: set[str] = set(userinfo_secrets(getattr(args, "pushgateway", None) or ""))
     for s in scenarios:
         secrets.update(s.secrets)
     masker = Masker(secrets)

@@ -27,6 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="NAME=VALUE",
         help="a variable as 'wsload run' would pass it (so templates using it validate)",
     )
+    parser.add_argument(
+        "--secret-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a secret variable as 'wsload run --secret-var' would pass it",
+    )
     parser.add_argument("--target", default=None, help="base URL as 'wsload run --target' would set it")
     parser.add_argument("-q", "--quiet", action="store_true", help="print problems only, no OK lines")
     parser.set_defaults(handler=run)
@@ -44,7 +51,14 @@ def _variables(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Validate each file; problems go to stdout so they can be piped and grepped."""
+    from runner.commands.run import parse_vars
+
     variables = _variables(args.var)
+    secret = parse_vars([], args.secret_var)
+    clash = sorted(secret.keys() & variables.keys())
+    if clash:
+        raise UsageError(f"variable '{clash[0]}' is given both with --var and with --secret-var")
+    variables.update(secret)
     failed = False
     for file in args.files:
         try:

@@ -137,6 +137,7 @@ async def run_check(
         elif error.startswith("run time-out") and step is not None:
             error += f" (step {step.name!r} at line {step.location.line} was still waiting)"
         duration_s = (time.monotonic_ns() - t0) / 1e9
+        error = ctx.secrets.mask(error)  # an internal error may quote a header it could not send
         result = build_result(
             recorder,
             scenario_name=scenario.name,

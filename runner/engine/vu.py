@@ -23,6 +23,7 @@ from runner.engine.steps.base import StepOutcome
 from runner.engine.vu_support import resolve_url
 from runner.metrics import RunRecorder, StepRecorder
 from runner.model import RepeatStep, Scenario, Step, StepKind
+from runner.secrets import SecretRegistry
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient
@@ -63,8 +64,13 @@ class RunContext:
     #: (id(open step), source address) -> its URL and options, for connections without per-user
     #: templates (``runner.engine.steps.open``).
     opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]] = field(default_factory=dict)
+    #: The run's secrets: the scenario's, and those its users make (``runner.secrets``); the
+    #: recorder masks every text with them as it is recorded.
+    secrets: SecretRegistry = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secrets = SecretRegistry(self.scenario.secrets)
+        self.secrets.guard(self.recorder)
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)

@@ -285,7 +285,7 @@ class LoadEngine:
             self._wake.set()
         if not task.cancelled() and task.exception() is not None and not self.stopping:
             # A crash of the engine itself (not a step's failure): stop, keep what was measured.
-            self.stop(f"internal error: {task.exception()!r}")
+            self.stop(f"internal error: {self.ctx.recorder.mask(repr(task.exception()))}")
 
     async def _sleep_until(self, at_s: float) -> None:
         """Sleep until ``at_s`` after the start, waking early on ``stop`` or when every user is

@@ -24,10 +24,19 @@ def _is_static(spec: ConnectionSpec) -> bool:
 def _prepare(
     step: OpenStep, vu: VirtualUser, ctx: RunContext, spec: ConnectionSpec
 ) -> tuple[str, ConnectOptions]:
-    """The URL and options of this open (may raise on a template that cannot be rendered)."""
+    """The URL and options of this open (may raise on a template that cannot be rendered).
+    Secrets made here (a userinfo, a secret header's value) are registered before anything is
+    sent, so whatever the server echoes, or an error quotes, is masked when it is recorded."""
     url = resolve_url(spec.url.render(vu.variables), ctx.target)
+    secrets = ctx.secrets
+    secrets.add_url(url)
     options = ConnectOptions.from_spec(
-        spec, url, ctx=vu.variables, timeout_s=step.timeout_s, source_address=vu.source_address
+        spec,
+        url,
+        ctx=vu.variables,
+        timeout_s=step.timeout_s,
+        source_address=vu.source_address,
+        secrets=secrets,
     )
     return url, ctx.adjust_options(options)
 

@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser
 
 
+def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: VirtualUser) -> Failure | None:
+    """Store the captures of a message that passed its checks. Values captured as secrets are
+    registered before the outcome is recorded, and so is a secret the message holds when its
+    checks failed: the failure text quotes the message (a login answer that was not what the
+    scenario expected still carries the token)."""
+    if failure is None:
+        values, failure = apply_captures(step.captures, message)
+        vu.variables.update(values)
+    else:
+        values, _ = apply_captures(tuple(c for c in step.captures if c.secret), message)
+    secrets = vu.ctx.secrets
+    for cap in step.captures:
+        if cap.secret and cap.variable in values:
+            secrets.add(values[cap.variable])
+    return failure
+
+
 async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
     sock = vu.sockets.get(step.connection)
     if sock is None:
@@ -113,7 +130,6 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
             failure = check_content(content, message, variables)
         except Exception as exc:
             failure = Failure(f"expect: {exc}", "", describe(message.data))
-    if failure is None and step.captures:
-        values, failure = apply_captures(step.captures, message)
-        variables.update(values)
+    if step.captures:
+        failure = _capture(step, message, failure, vu)
     return finish(step, StepKind.READ, 0, latency, content_failure=failure, skipped_messages=skipped)
