@@ -214,3 +214,44 @@ def test_a_one_second_run_gets_a_two_second_axis() -> None:
     charts = {c.id: c for c in html.charts([ramp(1)])}
     assert charts["throughput"].data[0] == (0.0, 1.0)
     assert charts["throughput"].data[1] == (2.0, None)
+
+
+def test_the_step_table_fits_a_900_pixel_window(tmp_path: Path) -> None:
+    """At 900 px the page does not scroll sideways: wide tables scroll in their own box."""
+    from browser.chromium import _chromium
+
+    text = html.render(ramp(60))
+    probe = "<script>document.body.setAttribute('data-width', document.documentElement.scrollWidth)</script>"
+    page = tmp_path / "narrow.html"
+    page.write_text(text.replace("</body>", probe + "</body>"))
+    proc = _chromium("--window-size=900,1200", "--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri())
+    width = re.search(r'data-width="(\d+)"', proc.stdout)
+    assert width is not None, proc.stderr[-1000:]
+    assert int(width.group(1)) <= 900
+
+
+def test_the_last_partial_second_is_not_drawn_as_a_collapse() -> None:
+    """A run that ended 0.5 s into its last second: that second's rates are drawn per whole
+    second (its count doubled), and a sliver of a second is left out, not drawn as a drop."""
+    entries = [{"t": 0, "steps": 100}, {"t": 1, "steps": 100}, {"t": 2, "steps": 50, "partial": 0.5}]
+    values = html._dense(entries, lambda e: float(e["steps"]), 0.0, rate=True)
+    assert values == [100.0, 100.0, 100.0]
+    sliver = [*entries[:2], {"t": 2, "steps": 5, "partial": 0.05}]
+    assert html._dense(sliver, lambda e: float(e["steps"]), 0.0, rate=True) == [100.0, 100.0, None]
+
+
+def test_saturated_seconds_are_shaded_and_the_generator_chart_shows_its_bounds() -> None:
+    """Seconds in which the generator was saturated are shaded in the latency and generator
+    charts; the generator chart draws the 90% CPU and 10 ms lag bounds."""
+    result = ramp(120)
+    charts = {c["id"]: c for c in _charts(html.render(result))}
+    saturated = [int(e["t"]) for e in result.timeseries if e.get("saturated")]
+    assert charts["latency"]["shade"] == [[saturated[0], saturated[-1] + 1]]
+    assert charts["generator"]["shade"] == charts["latency"]["shade"]
+    assert [m[0] for m in charts["generator"]["marks"]] == [90.0, 10.0]
+
+
+def test_comparison_charts_name_what_they_measure() -> None:
+    """The comparison's latency charts say which steps they are of."""
+    charts = {c["id"]: c for c in _charts(html.render([ramp(30), ramp(30, seed=2)]))}
+    assert charts["p99"]["title"] == "p99 latency of every read step over time"

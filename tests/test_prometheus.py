@@ -74,6 +74,13 @@ def test_textfile_of_a_passing_run(tmp_path: Path) -> None:
     assert _get(samples, "wsload_threshold_success", scenario=scenario, threshold="read.p99 < 50ms") == 1
     assert {label for _, labels in samples for label, _ in labels} <= LABELS
     assert [p.name for p in path.parent.iterdir()] == ["wsload.prom"]  # written aside, then renamed
+    assert _get(samples, "wsload_scenario_iterations", scenario=scenario, outcome="completed") == 1
+    assert _get(samples, "wsload_scenario_iterations", scenario=scenario, outcome="interrupted") == 0
+    assert _get(samples, "wsload_scenario_problems", scenario=scenario) == 0
+    # values as the report has them (microseconds at most), without binary float noise
+    # values as the report has them (at most nanoseconds), without binary float noise such as
+    # 0.0012339999999999999 for 1.234 ms; the end-of-run timestamp is in whole milliseconds
+    assert all(value == round(value, 9) for (name, _), value in samples.items()), samples
 
 
 def test_textfile_of_a_failing_run(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ class _Results(Collector):
             success.add_metric([scenario], 1.0 if r.passed else 0.0)
             code.add_metric([scenario], float(r.exit_code))
             duration.add_metric([scenario], _clean(r.duration_s))
-            last.add_metric([scenario], _finished_at(r))
+            last.add_metric([scenario], round(_finished_at(r), 3))
             it = r.iterations
             for outcome, n in (("completed", it.completed), ("failed", it.failed), ("interrupted", it.interrupted)):
                 iterations.add_metric([scenario, outcome], float(n))
