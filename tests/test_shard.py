@@ -100,6 +100,10 @@ def test_three_shards_merge_to_one_runs_counts(tmp_path: Path, server_url: str, 
     assert _hist_total(merged) == _hist_total(one)
     assert [t["passed"] for t in merged["thresholds"] if not t["default"]] == [True]
     assert sum(e["iterations"] for e in merged["timeseries"]) == 21
+    # the generator's health of each shard is kept in the merge, per shard
+    workers = merged["settings"]["load"]["generator"]["workers"]
+    assert [w["name"] for w in workers] == ["shard 1", "shard 2", "shard 3"]
+    assert all(w["seconds"] >= 1 and w["loop_lag_ms"] is not None for w in workers), workers
     assert (tmp_path / "m.xml").read_text().count("<testcase") == 1
     schema = json.loads(
         (Path(__file__).resolve().parent.parent / "schemas" / "report.schema.json").read_text()

@@ -36,6 +36,8 @@ __all__ = ["LAG_INTERVAL_NS", "LOOP_LAG_BOUND_S", "SATURATED_CPU", "HealthSample
 LAG_INTERVAL_NS = 10_000_000
 #: A second with a CPU share of one core at or above this is saturated (Locust warns at 90%).
 SATURATED_CPU = 0.90
+#: A sample over less time than this (the run's last, partial second) is not judged saturated.
+MIN_JUDGED_NS = 500_000_000
 #: A second whose loop lag is at or above this at its 90th percentile is saturated: latencies
 #: measured while the loop is that far behind carry that much of the generator's own delay.
 LOOP_LAG_BOUND_S = 0.010
@@ -96,13 +98,16 @@ class HealthSampler:
         cpu, wall = time.process_time_ns(), time.monotonic_ns()
         elapsed = wall - self._wall_ns
         share = (cpu - self._cpu_ns) / elapsed if elapsed > 0 else 0.0
+        # A sliver of a second (the run's last, partial one) says little about the generator:
+        # its CPU share is recorded, but it cannot make its second saturated on that alone.
+        judged = elapsed >= MIN_JUDGED_NS
         # The lag of a wake-up still overdue counts too: a loop blocked for seconds fires nothing.
         lags = self._lags
         lags.append(wall - self._due if wall > self._due else 0)
         lags.sort()
         lag_max, lag_p90 = lags[-1], lags[math.ceil(0.9 * len(lags)) - 1]  # nearest rank
         self._cpu_ns, self._wall_ns, self._lags = cpu, wall, []
-        saturated = share >= SATURATED_CPU or lag_p90 >= LOOP_LAG_BOUND_S * 1e9
+        saturated = judged and (share >= SATURATED_CPU or lag_p90 >= LOOP_LAG_BOUND_S * 1e9)
         self.recorder.health.worker(self.name).seconds[second] = (
             round(share, 3),
             lag_max,
