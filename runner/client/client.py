@@ -20,7 +20,6 @@ from typing import Any
 
 from websockets.exceptions import (
     InvalidHandshake,
-    InvalidHeader,
     InvalidStatus,
     InvalidURI,
     StatusLineTooLong,
@@ -298,7 +297,7 @@ class WebSocketClient:
                     del headers[name]
                 headers[name] = value
             ws.send_request(request)
-        except (InvalidHeader, InvalidHandshake, ValueError) as exc:  # check_request lets nothing by
+        except (InvalidHandshake, ValueError) as exc:  # InvalidHeader...; check_request lets none by
             bad = getattr(exc, "name", None)
             what = f"header {bad!r}" if bad else "the request"
             raise _OpenFailed(
