@@ -5,6 +5,10 @@ port 0, speaking just enough HTTP and WebSocket to misbehave in one precise way.
 coroutine ``(reader, writer, key) -> None`` run per connection after the HTTP request has been
 read (``key`` is its ``Sec-WebSocket-Key``). Each behaviour below is one fault; ``BEHAVIOURS``
 names them for the test that runs them all at once.
+
+``AcceptThenClose`` is the one server that runs in a thread of its own: a server that closes
+right after the accept races with the client's loop, and a server on the client's own loop would
+always lose that race the same way.
 """
 
 from __future__ import annotations
@@ -14,19 +18,26 @@ import base64
 import contextlib
 import hashlib
 import os
+import random
 import socket
 import struct
+import threading
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 __all__ = [
     "BEHAVIOURS",
+    "MALFORMED_UPGRADES",
+    "AcceptThenClose",
     "Behaviour",
     "HostileServer",
     "accept_key",
     "close_frame",
+    "deflated",
     "frame",
     "ping_flood",
+    "recording_close",
 ]
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -40,12 +51,19 @@ def accept_key(key: str) -> str:
 
 
 def frame(
-    opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = False, length: int | None = None
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    mask: bool = False,
+    length: int | None = None,
+    rsv1: bool = False,
 ) -> bytes:
     """One frame as a server would send it (unmasked unless ``mask``); ``length`` overrides the
-    announced payload length (to announce what is never sent)."""
+    announced payload length (to announce what is never sent); ``rsv1`` marks a compressed
+    message (permessage-deflate)."""
     n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | opcode])
+    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
     bit = 0x80 if mask else 0
     if n < 126:
         head += bytes([bit | n])
@@ -64,12 +82,22 @@ def close_frame(code: int, reason: bytes = b"") -> bytes:
     return frame(0x8, struct.pack("!H", code) + reason)
 
 
-def upgrade_response(key: str, accept: str | None = None) -> bytes:
-    """A 101 answer; ``accept`` replaces the correct Sec-WebSocket-Accept."""
+def upgrade_response(key: str, accept: str | None = None, extra: str = "") -> bytes:
+    """A 101 answer; ``accept`` replaces the correct Sec-WebSocket-Accept; ``extra`` is more
+    header lines (each ending in CRLF)."""
     return (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept or accept_key(key)}\r\n\r\n"
+        f"Sec-WebSocket-Accept: {accept or accept_key(key)}\r\n{extra}\r\n"
     ).encode()
+
+
+def deflated(data: bytes, window_bits: int) -> bytes:
+    """``data`` compressed as one permessage-deflate message (RFC 7692 7.2.1: raw deflate, sync
+    flush, the trailing 00 00 ff ff removed) with a ``window_bits`` window."""
+    compressor = zlib.compressobj(wbits=-window_bits)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
 
 
 async def _forever() -> None:
@@ -187,6 +215,145 @@ async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key:
         await writer.drain()
 
 
+def malformed_upgrade(answer: bytes) -> Behaviour:
+    """Answers the upgrade with ``answer`` (a broken HTTP response) and then keeps the connection
+    open, silent: a client that waits for more waits for its whole time-out."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(answer.replace(b"{accept}", accept_key(key).encode()))
+        await writer.drain()
+        await _forever()
+
+    return behaviour
+
+
+async def endless_headers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+    """Answers 101 and then header lines that never end (at most 100,000 of them, as fast as the
+    socket takes them), never the empty line."""
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+    for i in range(0, 100_000, 1000):
+        writer.write(b"".join(b"X-Header-%06d: more\r\n" % n for n in range(i, i + 1000)))
+        await writer.drain()
+    await _forever()
+
+
+#: Broken answers to the upgrade, each a valid 101 but for one thing.
+MALFORMED_UPGRADES: dict[str, bytes] = {
+    "bad_status_line": b"HTTP/1.1 1O1 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    "not_http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "bad_header_line": (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ),
+    "http_1_0": (
+        b"HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ),
+    "endless_status_line": b"HTTP/1.1 101 " + b"x" * 20_000,
+    "header_line_too_long": b"HTTP/1.1 101 Switching Protocols\r\nX-Long: " + b"y" * 20_000,
+}
+
+
+def fragments_then(
+    parts: list[bytes], after: bytes = b"", *, before: bytes = b"", text: bool = True, chunk: int = 4096
+) -> Behaviour:
+    """Upgrades, sends ``before`` (whole frames), then one message in the fragments ``parts``
+    (``chunk`` frames per write), then ``after`` (more frames)."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(upgrade_response(key) + before)
+        last = len(parts) - 1
+        frames = (
+            frame((0x1 if text else 0x2) if i == 0 else 0x0, part, fin=i == last)
+            for i, part in enumerate(parts)
+        )
+        batch: list[bytes] = []
+        for one in frames:
+            batch.append(one)
+            if len(batch) >= chunk:
+                writer.write(b"".join(batch))
+                batch.clear()
+                await writer.drain()
+        writer.write(b"".join(batch) + after)
+        await writer.drain()
+        await _forever()
+
+    return behaviour
+
+
+async def endless_empty_continuations(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str
+) -> None:
+    """Upgrades, starts a text message ("a", not final), then sends empty, non-final continuation
+    frames as fast as the socket takes them (at most 4,000,000: 8 MB), never the last one."""
+    writer.write(upgrade_response(key) + frame(0x1, b"a", fin=False))
+    batch = frame(0x0, b"", fin=False) * 4000
+    for _ in range(1000):
+        writer.write(batch)
+        await writer.drain()
+    await _forever()
+
+
+async def read_client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One (masked) frame from the client: (opcode, unmasked payload)."""
+    head = await reader.readexactly(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", await reader.readexactly(8))[0]
+    key = await reader.readexactly(4) if head[1] & 0x80 else b"\0\0\0\0"
+    payload = await reader.readexactly(length)
+    return head[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def recording_close(behaviour: Behaviour, codes: list[int]) -> Behaviour:
+    """``behaviour``, then (as it waits) the close code of the client's close frame appended to
+    ``codes``: what the client told the peer. Reads at most 100 frames."""
+
+    async def recorded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        task = asyncio.ensure_future(behaviour(reader, writer, key))
+        try:
+            for _ in range(100):
+                opcode, payload = await read_client_frame(reader)
+                if opcode == 0x8:
+                    codes.append(struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005)
+                    break
+            await task
+        finally:
+            task.cancel()
+
+    return recorded
+
+
+#: A close frame (1000, "bye") between the first and the second fragment of a message.
+close_between_fragments = _after_upgrade(
+    frame(0x1, b"part one, ", fin=False) + close_frame(1000, b"bye") + frame(0x0, b"part two")
+)
+#: A binary frame whose 64-bit length has its most significant bit set (RFC 6455 5.2: must be 0).
+length_msb_set = _after_upgrade(bytes([0x82, 127]) + struct.pack("!Q", (1 << 63) | 5) + b"12345")
+
+
+def compressed(messages: list[bytes], window_bits: int = 9) -> Behaviour:
+    """Upgrades with permessage-deflate (server_max_window_bits=``window_bits``), then sends each
+    of ``messages`` as one compressed binary frame."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        extension = f"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits={window_bits}\r\n"
+        writer.write(upgrade_response(key, extra=extension))
+        for message in messages:
+            writer.write(frame(0x2, deflated(message, window_bits), rsv1=True))
+            await writer.drain()
+        await _forever()
+
+    return behaviour
+
+
+def incompressible(size: int, seed: int = 14) -> bytes:
+    """``size`` random bytes (the same for the same seed): deflate makes them larger."""
+    return random.Random(seed).randbytes(size)
+
+
 #: Every fault, by name (for the test that runs them all beside a healthy connection).
 BEHAVIOURS: dict[str, Behaviour] = {
     "silent": silent,
@@ -202,6 +369,11 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "flood": flood,
     "ping_flood": ping_flood(5_000),
     "close_1005": close_with(1005),
+    "bad_header_line": malformed_upgrade(MALFORMED_UPGRADES["bad_header_line"]),
+    "endless_headers": endless_headers,
+    "endless_empty_continuations": endless_empty_continuations,
+    "close_between_fragments": close_between_fragments,
+    "length_msb_set": length_msb_set,
 }
 
 
@@ -269,3 +441,51 @@ class HostileServer:
             self._tasks.discard(task)
             self._writers.discard(writer)
             writer.transport.abort()
+
+
+class AcceptThenClose:
+    """A TCP server on 127.0.0.1:0, in a thread of its own, that closes every connection right
+    after accepting it (``after_request=False``) or once it has read the HTTP request. A context
+    manager (sync) with ``.url`` and ``.accepted``; the thread ends when the block does."""
+
+    def __init__(self, *, after_request: bool = False) -> None:
+        self.after_request = after_request
+        self.accepted = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)  # the thread checks for the end of the block this often
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="accept-then-close", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> AcceptThenClose:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                if self.after_request:
+                    conn.settimeout(2.0)
+                    data = b""
+                    with contextlib.suppress(OSError):
+                        while b"\r\n\r\n" not in data and len(data) < 65536:
+                            chunk = conn.recv(4096)
+                            if not chunk:
+                                break
+                            data += chunk

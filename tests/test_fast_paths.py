@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from conftest import scaled
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol
 from websockets.streams import StreamReader
 
 from runner.client import ConnectOptions, WebSocketClient, protocol
@@ -224,7 +223,7 @@ def test_idle_connection_keeps_no_queue_futures_or_http_answer(arun: Arun) -> No
             assert conn.messages is None and conn.handshake is None and conn.pings is None
             assert conn._lost_waiter is None and conn._frag is None
             assert not hasattr(conn, "__dict__")
-            assert conn.ws.parser.gi_code is Protocol.parse.__code__  # type: ignore[attr-defined]
+            assert conn.ws.parser.gi_code is protocol._FRAME_LOOP  # type: ignore[attr-defined]
             assert client.queued(sock) == (0, 0)
             assert client.write(sock, "hi") == 2
             assert (await client.read(sock, scaled(5))).data == "hi"

@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from conftest import scaled
 from hostile_servers import HostileServer, close_frame, frame, upgrade_response
-from websockets.client import ClientProtocol
 from websockets.frames import Frame
 from websockets.protocol import State
 from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.client.protocol import WsConnection, ws_at_frame_boundary
+from runner.client.protocol import WsClientProtocol, WsConnection, ws_at_frame_boundary
 from runner.server import EmbeddedServer
 
 Arun = Callable[[Callable[[], Any]], Any]
@@ -125,7 +124,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def _connection(
     cls: type[WsConnection], loop: asyncio.AbstractEventLoop, max_size: int = 1 << 20, **limits: int
 ) -> tuple[WsConnection, _Transport]:
-    ws = ClientProtocol(parse_uri("ws://127.0.0.1/"), max_size=max_size)
+    ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"), max_size=max_size)
     ws.send_request(ws.connect())
     conn = cls(ws, loop, **limits)
     transport = _Transport()
@@ -253,7 +252,7 @@ def test_byte_by_byte_and_random_cuts_give_what_websockets_gives(
 def test_handshake_and_frames_in_one_chunk(loop: asyncio.AbstractEventLoop) -> None:
     """Frames that arrive with the 101 answer are parsed (by websockets), and the direct path
     takes over from the next chunk."""
-    ws = ClientProtocol(parse_uri("ws://127.0.0.1/"))
+    ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"))
     ws.send_request(ws.connect())
     conn = WsConnection(ws, loop)
     conn.connection_made(_Transport())  # type: ignore[arg-type]
@@ -346,7 +345,7 @@ def test_queue_limits_pause_at_frame_edges_and_lose_nothing(loop: asyncio.Abstra
 def test_parser_boundary_is_read_from_websockets_generators(loop: asyncio.AbstractEventLoop) -> None:
     """``ws_at_frame_boundary`` is false while websockets holds any part of a frame, including the
     moment it has consumed a whole header and waits for the payload (its buffer is then empty)."""
-    ws = ClientProtocol(parse_uri("ws://127.0.0.1/"))
+    ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"))
     assert not ws_at_frame_boundary(ws)  # the HTTP response comes first
     ws.send_request(ws.connect())
     ws.receive_data(upgrade_response(ws.key))

@@ -5,24 +5,41 @@ other connections carry on."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from conftest import scaled
 from hostile_servers import (
     BEHAVIOURS,
+    MALFORMED_UPGRADES,
+    AcceptThenClose,
     HostileServer,
     bad_utf8_text,
+    close_between_fragments,
     close_with,
+    compressed,
+    deflated,
+    endless_empty_continuations,
+    endless_headers,
     flood,
+    fragments_then,
+    frame,
     html_200,
     huge_frame,
+    incompressible,
+    length_msb_set,
+    malformed_upgrade,
     masked_frame,
     never_reads,
     ping_flood,
+    recording_close,
     reserved_opcode,
     reset_mid_message,
     silent,
@@ -31,8 +48,9 @@ from hostile_servers import (
 )
 
 from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.client.protocol import FEED_CHUNK
+from runner.client.protocol import FEED_CHUNK, MAX_FRAGMENTS
 from runner.engine.check import run_check
+from runner.load import run_load
 from runner.loader import load_scenario_text
 from runner.results import RunResult
 from runner.server import EmbeddedServer
@@ -126,6 +144,171 @@ def test_wrong_accept_key_is_a_protocol_error(arun: Arun) -> None:
     arun(body)
 
 
+CLOSED_IN_UPGRADE = re.compile(
+    r"network error: connection to 127\.0\.0\.1:(\d+) closed during the HTTP upgrade"
+    r"( \(\[Errno \d+\] (Connection reset by peer|Transport endpoint is not connected)\))?"
+)
+
+
+@pytest.mark.parametrize("after_request", [False, True], ids=["at_once", "after_the_request"])
+def test_accept_then_close_is_a_network_error_every_time(arun: Arun, after_request: bool) -> None:
+    """A server (in its own thread) that accepts TCP and closes at once, or after reading the request:
+    each of 150 opens gives -1 'closed during the HTTP upgrade', never an exception (it raised
+    'Cannot call write() after write_eof()' about one time in three under uvloop)."""
+
+    async def body() -> None:
+        with AcceptThenClose(after_request=after_request) as server:
+            client = WebSocketClient()
+            start = time.monotonic()
+            for _ in range(150):
+                assert await client.open(server.url, ConnectOptions(timeout_s=scaled(2))) == -1
+                err = client.last_error()
+                assert err is not None and err.kind is ErrorKind.NETWORK
+                match = CLOSED_IN_UPGRADE.fullmatch(err.text)
+                assert match is not None and int(match.group(1)) == server.port, err.text
+            assert time.monotonic() - start < scaled(15)
+            assert client.open_sockets == 0 and server.accepted == 150
+
+    arun(body)
+
+
+def test_accept_then_close_in_a_load_run_is_counted_not_fatal(arun: Arun) -> None:
+    """A load run against a server that closes every connection right after the accept: the open
+    step counts rc -1 for every open with the network error text, and no internal error ends the
+    run (the first such open used to stop the whole run)."""
+
+    async def body() -> RunResult:
+        with AcceptThenClose() as server:
+            text = (
+                f"name: accept then close\nconnections:\n  main: {{url: '{server.url}', timeout: 2s}}\n"
+                "steps:\n  - open: main\n  - write: {connection: main, text: x}\n  - close: main\n"
+                "load:\n  vus: 20\n  duration: 1s\n  graceful_stop: 1s\n"
+            )
+            scenario = load_scenario_text(text, file="accept-then-close.yaml")
+            return await run_load(scenario, workers=1, handle_signals=False)
+
+    result = arun(body)
+    assert result.error == "", result.error
+    assert result.passed is False
+    opens = next(s for s in result.steps if s.kind == "open")
+    assert opens.count >= 20 and opens.ok == 0
+    assert opens.rc == {"-1": opens.count} and opens.failures == opens.count
+    assert all("closed during the HTTP upgrade" in e.message for e in opens.errors), opens.errors
+    assert sum(e.count for e in opens.errors) == opens.count
+
+
+_NOT_VALID = "did not receive a valid HTTP response: "
+UPGRADE_FAILURES = {
+    "bad_status_line": _NOT_VALID + "invalid status code; expected integer; got 1O1",
+    "not_http": _NOT_VALID + "invalid HTTP status line: SSH-2.0-OpenSSH_9.6",
+    "bad_header_line": _NOT_VALID + "invalid HTTP header line: Upgrade websocket",
+    "http_1_0": _NOT_VALID + "unsupported protocol; expected HTTP/1.1: HTTP/1.0 101 Switching Protocols",
+    "endless_status_line": "status line too long: a line longer than 8192 bytes",
+    "header_line_too_long": _NOT_VALID + "a line longer than 8192 bytes",
+    "endless_headers": _NOT_VALID + "expected no more than 128 headers",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPGRADE_FAILURES))
+def test_malformed_upgrade_answer_fails_the_open_at_once(arun: Arun, name: str) -> None:
+    """A broken answer to the upgrade (bad status line, not HTTP, a header line without a colon,
+    HTTP/1.0, endless lines or headers) from a server that then stays silent: open gives -1 at
+    once with what was wrong, instead of waiting for its whole time-out."""
+    behaviour = endless_headers if name == "endless_headers" else malformed_upgrade(MALFORMED_UPGRADES[name])
+
+    async def body() -> None:
+        async with HostileServer(behaviour) as server:
+            client = WebSocketClient()
+            start = time.monotonic()
+            assert await client.open(server.url, ConnectOptions(timeout_s=scaled(10))) == -1
+            assert time.monotonic() - start < scaled(1)
+            err = client.last_error()
+            assert err is not None and err.kind is ErrorKind.PROTOCOL
+            assert err.text == f"protocol error: invalid handshake response ({UPGRADE_FAILURES[name]})"
+
+    arun(body)
+
+
+def test_malformed_upgrade_answer_without_timeout_fails_the_run_at_once(arun: Arun) -> None:
+    """The same with no connect time-out in a check run: the open fails at once with -1 and the
+    text, instead of holding the run until defaults.run_timeout."""
+
+    async def body() -> RunResult:
+        async with HostileServer(malformed_upgrade(MALFORMED_UPGRADES["http_1_0"])) as server:
+            scenario = _scenario(
+                server.url, "  - open: main\n  - close: main\n", "defaults: {run_timeout: 20s}\n"
+            )
+            start = time.monotonic()
+            result = await run_check(scenario, handle_signals=False)
+            assert time.monotonic() - start < scaled(1)
+            return result
+
+    result = arun(body)
+    assert result.passed is False and result.error == ""
+    opens = next(s for s in result.steps if s.kind == "open")
+    assert opens.rc == {"-1": 1}
+    assert "protocol error: invalid handshake response (did not receive a valid HTTP response: " in (
+        opens.errors[0].message
+    )
+
+
+def test_embedded_hang_port_gives_the_open_timeout(arun: Arun) -> None:
+    """The embedded server's hang listener holds the connection on both loops, so an open with
+    `timeout: 300ms` gets -2 (under uvloop it reset every connection: -1)."""
+
+    async def body() -> RunResult:
+        async with EmbeddedServer() as server:
+            steps = "  - open: main\n    expect: {rc: -2}\n"
+            text = (
+                f"name: hang\nconnections:\n  main: {{url: '{server.hang_url}', timeout: 300ms}}\n"
+                f"steps:\n{steps}"
+            )
+            return await run_check(load_scenario_text(text, file="hang.yaml"), handle_signals=False)
+
+    result = arun(body)
+    assert result.passed is True, [e.message for s in result.steps for e in s.errors]
+    assert result.steps[0].rc == {"-2": 1}
+
+
+@pytest.fixture
+def wsload_serve() -> Iterator[str]:
+    """`wsload serve` in a subprocess (it runs on uvloop): its hang URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        hang = ""
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if line.startswith("hang"):
+                hang = line.split()[1]
+                break
+        assert hang.startswith("ws://127.0.0.1:"), hang
+        yield hang
+    finally:
+        proc.terminate()
+        proc.wait(scaled(10))
+
+
+def test_wsload_serve_hang_port_gives_minus_two(arun: Arun, wsload_serve: str) -> None:
+    """`wsload serve`'s hang port (uvloop) answers an open with `timeout: 300ms` by silence: -2 at the
+    time-out, with the time-out text naming the HTTP upgrade."""
+
+    async def body() -> None:
+        client = WebSocketClient()
+        start = time.monotonic()
+        assert await client.open(wsload_serve, ConnectOptions(timeout_s=SHORT)) == -2
+        assert SHORT - 0.01 <= time.monotonic() - start < SHORT + SLACK
+        assert _error(client).endswith(f"within {SHORT:g} s (during HTTP upgrade)")
+
+    arun(body)
+
+
 # --- invalid frames ---------------------------------------------------------------------------
 
 
@@ -181,6 +364,219 @@ def test_one_gigabyte_frame_header_fails_fast_without_allocating(arun: Arun) -> 
             assert _error(client) == (
                 f"protocol error: socket {sock}: frame with 1073741824 bytes exceeds limit of 1048576 bytes"
             )
+
+    arun(body)
+
+
+def test_64bit_length_with_the_top_bit_set_is_a_protocol_error(arun: Arun) -> None:
+    """A 64-bit frame length with its most significant bit set: read gives -1 with a protocol error
+    and we close with 1002, not 'too big' with 1009 (RFC 6455 5.2)."""
+    codes: list[int] = []
+
+    async def body() -> None:
+        async with HostileServer(recording_close(length_msb_set, codes)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            start = time.monotonic()
+            assert (await client.read(sock, scaled(2))).rc == -1
+            assert time.monotonic() - start < SLACK
+            assert _error(client) == (
+                f"protocol error: socket {sock}: invalid frame length: the most significant bit of a "
+                "64-bit length must be 0 (RFC 6455 5.2)"
+            )
+            for _ in range(100):  # the close frame reaches the server
+                if codes:
+                    break
+                await asyncio.sleep(0.01)
+            assert codes == [1002]
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+# --- fragmented messages ----------------------------------------------------------------------
+
+
+def test_endless_empty_continuation_frames_end_the_read_in_bounded_memory(arun: Arun) -> None:
+    """A message continued by endless empty fragments: read gives -1 once it has more than
+    MAX_FRAGMENTS frames ('fragmented message exceeds limit of 65536 frames', close 1009) instead of
+    waiting for its time-out while memory grows (it took 43 s to give -2 at a 3 s time-out, with
+    20 MB held); memory stays under 6 MiB (parsed frames of one 16 KiB slice at a time)."""
+    codes: list[int] = []
+
+    async def body() -> None:
+        async with HostileServer(recording_close(endless_empty_continuations, codes)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            tracemalloc.start()
+            try:
+                start = time.monotonic()
+                result = await client.read(sock, scaled(10))
+                elapsed = time.monotonic() - start
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert result.rc == -1 and elapsed < scaled(3), (result, elapsed)
+            assert peak < 6 << 20, peak
+            assert _error(client) == (
+                f"protocol error: socket {sock}: fragmented message exceeds limit of {MAX_FRAGMENTS} frames"
+            )
+            for _ in range(100):
+                if codes:
+                    break
+                await asyncio.sleep(0.01)
+            assert codes == [1009]
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+def test_small_fragments_cost_no_memory_per_fragment(arun: Arun) -> None:
+    """A 480,000-byte message in 60,000 fragments of 8 bytes is read whole, and the memory it takes
+    stays under 5 times its size (about 2.9 times: the gathered bytes, the text, one slice of
+    parsed frames); a list of fragments took 17 times (8.1 MB)."""
+    size, count = 8, 60_000
+    parts = [b"%07d|" % i for i in range(count)]
+    assert all(len(p) == size for p in parts)
+
+    async def body() -> None:
+        async with HostileServer(fragments_then(parts, frame(0x1, b"after"), chunk=2048)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            tracemalloc.start()
+            try:
+                result = await client.read(sock, scaled(10))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert result.rc == 0 and result.data == b"".join(parts).decode()
+            assert peak < 5 * size * count, peak
+            after = await client.read(sock, scaled(2))
+            assert (after.rc, after.data) == (0, "after")
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+def test_fragments_count_toward_the_message_size_limit(arun: Arun) -> None:
+    """2 MiB in 64 KiB fragments against the 1 MiB limit: read gives -1 with the same 'exceeds limit'
+    text as one big frame, and we close with 1009; nothing of it is queued."""
+    codes: list[int] = []
+    parts = [b"f" * (64 << 10)] * 32
+
+    async def body() -> None:
+        async with HostileServer(recording_close(fragments_then(parts, chunk=4), codes)) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            assert (await client.read(sock, scaled(5))).rc == -1
+            assert _error(client) == (
+                f"protocol error: socket {sock}: frame with 65536 bytes after reading 1048576 bytes "
+                "exceeds limit of 1048576 bytes"
+            )
+            assert client.queued(sock) == (0, 0)
+            for _ in range(100):
+                if codes:
+                    break
+                await asyncio.sleep(0.01)
+            assert codes == [1009]
+
+    arun(body)
+
+
+def test_fragments_in_progress_count_toward_the_queue_limit(arun: Arun) -> None:
+    """Unread messages plus the fragments of the message still arriving stay within the queue's
+    byte limit (reading pauses; it went on until the 1 MB message was whole), and everything is
+    read in order once we read."""
+    whole = [frame(0x1, b"%d" % i * 10_000) for i in range(5)]  # 50,000 bytes queued
+    parts = [b"p" * 1024] * 1000  # then a 1,024,000-byte message in 1 KiB fragments
+
+    async def body() -> None:
+        async with HostileServer(fragments_then(parts, before=b"".join(whole), chunk=16)) as server:
+            limit = 64 << 10
+            client = WebSocketClient(max_queued_bytes=limit)
+            sock = await _open(client, server)
+            await asyncio.sleep(SHORT)
+            messages, held = client.queued(sock)
+            assert messages == 5
+            assert held <= limit + FEED_CHUNK + 1024, held
+            await asyncio.sleep(SHORT)
+            assert client.queued(sock) == (messages, held), "reading did not pause"
+            for i in range(5):
+                result = await client.read(sock, scaled(2))
+                assert (result.rc, result.data) == (0, str(i) * 10_000)
+            last = await client.read(sock, scaled(5))
+            assert last.rc == 0 and last.data == "p" * 1_024_000
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+def test_close_frame_between_fragments_is_the_peers_close(arun: Arun) -> None:
+    """A close frame between two fragments of a message (control frames may come between fragments,
+    RFC 6455 5.4): read gives 1 with the peer's code, and the text says the message was cut."""
+
+    async def body() -> None:
+        async with HostileServer(close_between_fragments) as server:
+            client = WebSocketClient()
+            sock = await _open(client, server)
+            result = await client.read(sock, scaled(2))
+            assert (result.rc, result.close_code) == (1, 1000)
+            assert _error(client) == (
+                f"connection closed: peer closed socket {sock} with code 1000 (bye), "
+                "in the middle of a fragmented message (10 bytes dropped)"
+            )
+            assert await client.close(sock, SHORT) == 0
+
+    arun(body)
+
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("make", "rc"),
+    [
+        (lambda: incompressible(MIB), 0),
+        (lambda: incompressible(MIB + 1), -1),
+        (lambda: b"\0" * (16 * MIB), -1),
+    ],
+    ids=["incompressible_at_the_limit", "incompressible_one_byte_over", "zip_bomb_16MiB"],
+)
+def test_compressed_message_is_limited_after_decompression(
+    arun: Arun, make: Callable[[], bytes], rc: int
+) -> None:
+    """With permessage-deflate (server window 9 bits) maxMessageSize limits the message, not the
+    frame: a 1 MiB incompressible message, whose frame is larger than 1 MiB, is read (0; it was
+    refused); one byte more, or 16 MiB of zeros in a small frame, gives -1 'exceeds limit ... once
+    decompressed', and we close with 1009."""
+    message = make()
+    codes: list[int] = []
+    wire = len(deflated(message, 9))
+    if message[:1] != b"\0":
+        assert wire > len(message) > MIB - 1  # the frame on the wire is larger than the limit
+
+    async def body() -> None:
+        async with HostileServer(recording_close(compressed([message, b"next"]), codes)) as server:
+            client = WebSocketClient()
+            options = ConnectOptions(timeout_s=scaled(2), compression=True, max_message_size=MIB)
+            sock = await client.open(server.url, options)
+            assert sock >= 0, client.last_error()
+            result = await client.read(sock, scaled(5))
+            assert result.rc == rc
+            if rc == 0:
+                assert result.data == message
+                after = await client.read(sock, scaled(5))
+                assert (after.rc, after.data) == (0, b"next")
+            else:
+                assert _error(client) == (
+                    f"protocol error: socket {sock}: frame exceeds limit of {MIB} bytes once decompressed"
+                )
+                for _ in range(100):
+                    if codes:
+                        break
+                    await asyncio.sleep(0.01)
+                assert codes == [1009]
+            assert await client.close(sock, SHORT) == 0
 
     arun(body)
 
@@ -420,6 +816,11 @@ def test_every_fault_at_once_leaves_a_healthy_connection_alone(arun: Arun) -> No
         "flood": 0,
         "close_1005": -1,
         "ping_flood": -2,  # the pings, "done", then silence: the second read times out
+        "bad_header_line": -1,
+        "endless_headers": -1,
+        "endless_empty_continuations": -1,
+        "close_between_fragments": 1,
+        "length_msb_set": -1,
     }
 
     async def body() -> None:

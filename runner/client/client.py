@@ -11,14 +11,19 @@ import asyncio
 import errno
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import sys
 from time import monotonic_ns
 from typing import Any
 
-from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    StatusLineTooLong,
+)
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
@@ -39,7 +44,14 @@ from runner.client.codes import (
     os_error,
 )
 from runner.client.options import ConnectOptions
-from runner.client.protocol import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, WriteBatcher, WsConnection
+from runner.client.protocol import (
+    MAX_QUEUED_BYTES,
+    MAX_QUEUED_MESSAGES,
+    WriteBatcher,
+    WsClientProtocol,
+    WsConnection,
+)
+from runner.client.request import check_request, url_problem
 from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
 from runner.model import ALL_SSL_ERRORS
 
@@ -78,13 +90,17 @@ class _OpenFailed(Exception):
 
 
 def parse_url(url: str) -> WebSocketURI | LastError:
-    """Check a URL as webSocketOpen does: INVALID_URL for bad syntax, UNSUPPORTED_SCHEME for
-    anything but ws/wss. Pure."""
+    """Check a URL as webSocketOpen does: INVALID_URL for bad syntax (and for a space or a
+    control character, which cannot go on the request line), UNSUPPORTED_SCHEME for anything
+    but ws/wss. Pure."""
     if not isinstance(url, str) or "://" not in url:
         return LastError.of(ErrorKind.INVALID_URL, f"{url!r} is not an absolute URL")
     scheme = url.split("://", 1)[0].lower()
     if scheme not in ("ws", "wss"):
         return LastError.of(ErrorKind.UNSUPPORTED_SCHEME, f"{scheme!r} in {url!r} (use ws or wss)")
+    problem = url_problem(url)
+    if problem is not None:
+        return LastError.of(ErrorKind.INVALID_URL, problem)
     try:
         uri = parse_uri(url)
     except InvalidURI as exc:
@@ -138,6 +154,9 @@ class WebSocketClient:
             return self._fail(
                 LastError.of(ErrorKind.ARGUMENT, f"timeout must be positive, got {options.timeout_s}")
             )
+        refused = check_request(options)  # what cannot be sent is refused before connecting
+        if refused is not None:
+            return self._fail(refused)
         state = _OpenState(start)
         try:
             async with asyncio.timeout(options.timeout_s):
@@ -219,7 +238,7 @@ class WebSocketClient:
             sock = await self._tcp(loop, host, port, options, state)
         elif uri.secure and state.tls is None:
             state.tls = TlsStatus(verified=True)
-        ws = ClientProtocol(
+        ws = WsClientProtocol(
             uri,
             origin=options.origin,  # type: ignore[arg-type]
             extensions=[ClientPerMessageDeflateFactory()] if options.compression else None,
@@ -265,14 +284,25 @@ class WebSocketClient:
             state.tls_ns = now - state.mark
             state.mark = now
         state.phase = "HTTP upgrade"
-        request = ws.connect()
-        headers = request.headers
-        headers["User-Agent"] = USER_AGENT
-        for name, value in options.headers:
-            if name in headers:
-                del headers[name]
-            headers[name] = value
-        ws.send_request(request)
+        if conn.closed or ws.handshake_exc is not None:
+            # The server closed (or spoke first) before our request: websockets has already
+            # half-closed the connection, and nothing may be written after that.
+            raise _OpenFailed(_upgrade_failure(ws.handshake_exc, conn, host, port, uri.secure))
+        try:
+            request = ws.connect()
+            headers = request.headers
+            headers["User-Agent"] = USER_AGENT
+            for name, value in options.headers:
+                if name in headers:
+                    del headers[name]
+                headers[name] = value
+            ws.send_request(request)
+        except (InvalidHandshake, ValueError) as exc:  # InvalidHeader...; check_request lets none by
+            bad = getattr(exc, "name", None)
+            what = f"header {bad!r}" if bad else "the request"
+            raise _OpenFailed(
+                LastError.of(ErrorKind.ARGUMENT, f"{what} cannot be sent ({type(exc).__name__})")
+            ) from None
         conn._flush()
         handshake = conn.handshake
         assert handshake is not None
@@ -517,11 +547,12 @@ class WebSocketClient:
         return conn.last_write_ns if conn is not None else 0
 
     def queued(self, socket: int) -> tuple[int, int]:
-        """Unread messages and their bytes held for ``socket`` (bounded by the queue limits)."""
+        """Unread messages held for ``socket``, and their bytes with those of the fragmented
+        message still arriving (bounded by the queue limits, plus one message)."""
         conn = self._sockets.get(socket)
         if conn is None:
             return (0, 0)
-        return (len(conn.messages) if conn.messages is not None else 0, conn.queued_bytes)
+        return (len(conn.messages) if conn.messages is not None else 0, conn.queued_bytes + conn.partial_in)
 
     def send_buffered(self, socket: int) -> int:
         """Bytes written but not yet handed to the kernel (bounded by ``send_buffer_limit``
@@ -572,6 +603,8 @@ class WebSocketClient:
             detail = f"peer closed socket {socket} with code {code}" + (
                 f" ({rcvd.reason})" if rcvd.reason else ""
             )
+            if conn.dropped:  # allowed (RFC 6455 5.4); the partial message is dropped
+                detail += f", in the middle of a fragmented message ({conn.dropped} bytes dropped)"
         else:
             code = None
             exc = conn.lost_exc
@@ -655,7 +688,21 @@ def _upgrade_failure(
         return LastError.of(
             ErrorKind.NETWORK, f"connection to {host}:{port} closed during the HTTP upgrade{detail}"
         )
-    return LastError.of(ErrorKind.PROTOCOL, f"invalid handshake response ({exc})")
+    return LastError.of(ErrorKind.PROTOCOL, f"invalid handshake response ({_handshake_detail(exc)})")
+
+
+_TOO_LONG = re.compile(r"read \d+ bytes, expected no more than (\d+) bytes")
+
+
+def _handshake_detail(exc: BaseException) -> str:
+    """What was wrong with the answer to the upgrade: websockets' text with its cause (which
+    says what it could not parse), a too long line said so, at most 300 characters."""
+    cause = exc.__cause__
+    detail = f"{exc}: {cause}" if cause is not None and str(cause) else str(exc)
+    detail = _TOO_LONG.sub(r"a line longer than \1 bytes", detail)
+    if isinstance(exc, StatusLineTooLong):
+        detail = f"status line too long: {detail}"
+    return detail if len(detail) <= 300 else detail[:297] + "..."
 
 
 async def _shutdown(conn: WsConnection, timeout_s: float | None) -> None:

@@ -36,6 +36,15 @@ once, after whatever was waiting on that connection, so order on the wire is the
 An idle connection is kept small (row 2 of the benchmarks): slots, no message queue before the
 first message, futures only while someone waits, and, once past the handshake, websockets' frame
 loop runs on its own instead of inside ``ClientProtocol.parse``, whose frame held the 101 answer.
+
+The frame loop is our own (``WsClientProtocol``: websockets' ``Protocol.parse`` with its
+``Frame.parse`` inlined), for what websockets 17 does otherwise: a 64-bit length with the top bit
+set is a protocol error (1002, RFC 6455 5.2), not "too big"; a close frame between the fragments
+of a message ends the connection normally (control frames may come between fragments, 5.4);
+with permessage-deflate ``maxMessageSize`` limits the message after decompression, not the
+compressed frame (which may be slightly larger than the message it carries); and a message may
+have at most ``MAX_FRAGMENTS`` fragments (1009 beyond), so endless empty continuation frames end.
+The fragments of a message are gathered in one ``bytearray``: no object per fragment.
 """
 
 from __future__ import annotations
@@ -45,10 +54,11 @@ import contextlib
 import os
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from time import monotonic_ns
 
 from websockets.client import ClientProtocol
+from websockets.exceptions import PayloadTooBig, ProtocolError, TooManyFragments
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import Protocol, State
@@ -61,10 +71,12 @@ except ImportError:  # pragma: no cover - the wheel ships the extension
 
 __all__ = [
     "FEED_CHUNK",
+    "MAX_FRAGMENTS",
     "MAX_QUEUED_BYTES",
     "MAX_QUEUED_MESSAGES",
     "WRITE_BATCH_BYTES",
     "WriteBatcher",
+    "WsClientProtocol",
     "WsConnection",
     "encode_client_frame",
     "ws_at_frame_boundary",
@@ -80,6 +92,10 @@ WRITE_BATCH_BYTES = 64 << 10
 #: Received data is parsed in slices of this size, so one large chunk of tiny frames cannot
 #: overshoot the queue limits by more than one slice's worth of messages.
 FEED_CHUNK = 16 << 10
+#: Frames one message may come in (the first and its continuations); beyond, the connection
+#: fails with 1009. Bounds the time a peer can keep us busy with empty continuation frames
+#: (they add nothing to the message's size); websockets' own asyncio API allows 4,096.
+MAX_FRAGMENTS = 65536
 
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
@@ -119,7 +135,128 @@ class _MaskKeys:
 _MASK_KEYS = _MaskKeys()
 
 _NO_LIMIT = 1 << 63
-_FRAME_LOOP = Protocol.parse.__code__  # websockets' loop: one ``Frame.parse`` per turn
+_CTRL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+
+
+def _wire_limit(limit: int) -> int:
+    """The longest compressed frame accepted for ``limit`` bytes of message left: deflate can
+    make incompressible data larger (by about 1% with a 512-byte window, as stored blocks; at
+    most 13% with fixed codes), so the frame may be a quarter larger; the decompressed message
+    is held to ``limit`` itself."""
+    return limit + (limit >> 2) + 1024
+
+
+class _InflatedTooBig(PayloadTooBig):
+    """A compressed frame that decompresses to more than the limit."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} once decompressed"
+
+
+class _FrameLoop(Protocol):
+    """websockets' frame loop with the changes listed in the module docstring. A class of its
+    own so that ``ClientProtocol.parse``'s ``super().parse()`` (after the handshake) runs it:
+    ``WsClientProtocol``'s method order is ClientProtocol, _FrameLoop, Protocol."""
+
+    def parse(self) -> Generator[None]:
+        """``Protocol.parse`` with ``Frame.parse`` inlined; never raises (sets ``parser_exc``)."""
+        reader = self.reader
+        read_exact = reader.read_exact
+        fragments = 0  # frames of the message in progress
+        try:
+            while True:
+                if (yield from reader.at_eof()):
+                    raise EOFError("unexpected end of stream")
+                data = yield from read_exact(2)
+                head1 = data[0]
+                head2 = data[1]
+                try:
+                    opcode = Opcode(head1 & 0x0F)
+                except ValueError as exc:
+                    raise ProtocolError("invalid opcode") from exc
+                if head2 & 0x80:
+                    raise ProtocolError("incorrect masking")
+                length = head2 & 0x7F
+                if length == 126:
+                    data = yield from read_exact(2)
+                    length = (data[0] << 8) | data[1]
+                elif length == 127:
+                    data = yield from read_exact(8)
+                    length = int.from_bytes(data, "big")
+                    if length >> 63:
+                        raise ProtocolError(
+                            "invalid frame length: the most significant bit of a 64-bit length "
+                            "must be 0 (RFC 6455 5.2)"
+                        )
+                if length > 125 and opcode in _CTRL_OPCODES:
+                    raise ProtocolError("control frame too long")  # before reading it
+                limit = self.max_message_size
+                if limit is not None and self.current_size is not None:
+                    limit -= self.current_size
+                if self.max_fragment_size is not None:
+                    limit = self.max_fragment_size if limit is None else min(limit, self.max_fragment_size)
+                extensions = self.extensions
+                if limit is not None and length > (_wire_limit(limit) if extensions else limit):
+                    raise PayloadTooBig(length, limit)
+                payload = yield from read_exact(length)
+                fin = head1 & 0x80 != 0
+                frame = Frame(opcode, payload, fin, head1 & 0x40 != 0, head1 & 0x20 != 0, head1 & 0x10 != 0)
+                if extensions:
+                    try:
+                        for extension in reversed(extensions):
+                            frame = extension.decode(frame, max_size=limit)
+                    except PayloadTooBig as exc:
+                        raise _InflatedTooBig(exc.size, limit) from None  # type: ignore[arg-type]
+                    if limit is not None and len(frame.data) > limit:  # a frame sent uncompressed
+                        raise PayloadTooBig(len(frame.data), limit)
+                frame.check()
+                if opcode is _CONT:
+                    fragments += 1
+                    if fragments > MAX_FRAGMENTS:
+                        raise TooManyFragments(MAX_FRAGMENTS)
+                    if fin:
+                        fragments = 0
+                elif opcode is _TEXT or opcode is _BINARY:
+                    fragments = 0 if fin else 1
+                self.recv_frame(frame)
+        except ProtocolError as exc:
+            self.fail(1002, str(exc))
+            self.parser_exc = exc
+        except EOFError as exc:
+            self.fail(1006, str(exc))
+            self.parser_exc = exc
+        except UnicodeDecodeError as exc:
+            self.fail(1007, f"{exc.reason} at position {exc.start}")
+            self.parser_exc = exc
+        except PayloadTooBig as exc:
+            exc.set_current_size(self.current_size)
+            self.fail(1009, str(exc))
+            self.parser_exc = exc
+        except TooManyFragments as exc:
+            self.fail(1009, "too many fragments")
+            self.parser_exc = exc
+        except Exception as exc:
+            self.logger.error("parser failed", exc_info=True)
+            self.fail(1011)
+            self.parser_exc = exc
+        # After a failure, fail() replaced this generator with discard().
+        yield
+        raise AssertionError("parse() shouldn't step after error")
+
+    def recv_frame(self, frame: Frame) -> None:
+        """websockets' ``recv_frame``, but a close frame between the fragments of a message is
+        the peer's close (RFC 6455 5.4 lets control frames come between fragments), not the
+        protocol error "incomplete fragmented message": the unfinished message is dropped."""
+        if frame.opcode is _CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class WsClientProtocol(ClientProtocol, _FrameLoop):
+    """websockets' ``ClientProtocol`` (handshake, control frames, closing) with our frame loop."""
+
+
+_FRAME_LOOP = _FrameLoop.parse.__code__  # our loop: one frame per turn
 _AT_EOF = StreamReader.at_eof.__code__  # where that loop waits between frames
 
 
@@ -141,13 +278,14 @@ def ws_at_frame_boundary(ws: Protocol) -> bool:
     buffered, so the next byte it would be given starts a frame.
 
     Read from the suspended generators (``gi_yieldfrom``): the innermost one is
-    ``StreamReader.at_eof`` (which only waits on an empty buffer) called from
-    ``Protocol.parse``. After a header or part of a payload it is ``Frame.parse`` waiting in
-    ``read_exact``; after a close or a failure it is ``discard``. Anything unrecognised (another
-    websockets version) answers False, which only turns the direct path off."""
+    ``StreamReader.at_eof`` (which only waits on an empty buffer) called from our frame loop
+    (``WsClientProtocol``). After a header or part of a payload it is ``read_exact``; after a
+    close or a failure it is ``discard``. Anything unrecognised (another websockets version, a
+    protocol object that is not a ``WsClientProtocol``) answers False, which only turns the
+    direct path off."""
     outer = None
     gen = ws.parser
-    for _ in range(8):  # ClientProtocol.parse -> Protocol.parse -> StreamReader.at_eof
+    for _ in range(8):  # ClientProtocol.parse -> _FrameLoop.parse -> StreamReader.at_eof
         inner = getattr(gen, "gi_yieldfrom", None)
         if inner is None:
             break
@@ -218,6 +356,7 @@ class WsConnection(asyncio.Protocol):
         "_direct_limit",
         "_direct_ok",
         "_drain",
+        "_dropped",
         "_frag",
         "_frag_text",
         "_held_pong",
@@ -248,7 +387,7 @@ class WsConnection(asyncio.Protocol):
 
     def __init__(
         self,
-        ws: ClientProtocol,
+        ws: WsClientProtocol,
         loop: asyncio.AbstractEventLoop,
         *,
         max_queued_messages: int = MAX_QUEUED_MESSAGES,
@@ -282,7 +421,8 @@ class WsConnection(asyncio.Protocol):
         self.lost_exc: BaseException | None = None
         self.pings: dict[bytes, tuple[int, asyncio.Future[int]]] | None = None
         self.last_write_ns = 0
-        self._frag: list[bytes] | None = None  # the parts of a fragmented message so far
+        self._frag: bytearray | None = None  # a fragmented message so far
+        self._dropped = 0  # bytes of a fragmented message cut by the peer's close frame
         self._frag_text = False
         self.write_paused = False  # the send buffer is above its high-water mark
         self._drain: asyncio.Future[None] | None = None
@@ -304,7 +444,7 @@ class WsConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         now = monotonic_ns()
-        if self._direct_ok and self.ws.state is _OPEN and not self._frag:
+        if self._direct_ok and self.ws.state is _OPEN and self._frag is None:
             if type(data) is not bytes:
                 data = bytes(data)
             pos = self._receive_direct(data, now)
@@ -371,7 +511,8 @@ class WsConnection(asyncio.Protocol):
             if events:
                 self._handle(events, now)
             if ws.parser_exc is not None or self.invalid_utf8 is not None:
-                self._set_closed()  # a protocol error or a too big message: no more messages
+                self._frag = None  # a protocol error or a too big message: no more messages
+                self._set_closed()
                 break
             if pos >= size:
                 break
@@ -383,6 +524,9 @@ class WsConnection(asyncio.Protocol):
         if self._over_limit():
             self._pause_reading()
         self._flush()
+        handshake = self.handshake
+        if handshake is not None and ws.handshake_exc is not None and not handshake.done():
+            handshake.set_result(False)  # a malformed answer: fail the open now, not at EOF
         self._direct_ok = direct = (
             ws.state is _OPEN
             and not ws.extensions
@@ -394,10 +538,10 @@ class WsConnection(asyncio.Protocol):
             and ws_at_frame_boundary(ws)
         )
         if direct and getattr(ws.parser, "gi_code", None) is not _FRAME_LOOP:
-            # Past the handshake, between frames: run websockets' frame loop on its own. The
-            # generator it ran in (ClientProtocol.parse) holds the parsed HTTP answer, about
-            # 1.3 KiB of headers, for as long as the connection lives.
-            ws.parser = Protocol.parse(ws)
+            # Past the handshake, between frames: run the frame loop on its own. The generator
+            # it ran in (ClientProtocol.parse) holds the parsed HTTP answer, about 1.3 KiB of
+            # headers, for as long as the connection lives.
+            ws.parser = _FrameLoop.parse(ws)
             next(ws.parser)
 
     def eof_received(self) -> bool | None:
@@ -424,6 +568,7 @@ class WsConnection(asyncio.Protocol):
             self.ws.events_received()
         self._set_closed()
         self.lost = True
+        self._frag = None  # an unfinished message never completes now
         handshake = self.handshake
         if handshake is not None and not handshake.done():
             handshake.set_result(None)
@@ -463,34 +608,37 @@ class WsConnection(asyncio.Protocol):
                         else:
                             self._deliver(payload, now)
                     else:
-                        self._frag = [payload]
+                        self._frag = bytearray(payload)
                         self._frag_text = opcode is _TEXT
                 elif opcode is _CONT:
                     frag = self._frag
-                    assert frag is not None  # websockets fails a continuation out of the blue
-                    frag.append(bytes(event.data))
+                    assert frag is not None  # the frame loop fails a continuation out of the blue
+                    frag += event.data
                     if event.fin:
-                        payload = b"".join(frag)
                         self._frag = None
                         if self._frag_text:
-                            self._deliver_text(payload, now)
+                            self._deliver_text(frag, now)  # decoded from the bytearray: no copy
                             if self.invalid_utf8 is not None:
                                 return  # the connection failed: nothing after this counts
                         else:
-                            self._deliver(payload, now)
+                            self._deliver(bytes(frag), now)
                 elif opcode is _PONG:
                     pings = self.pings
                     entry = pings.pop(bytes(event.data), None) if pings else None
                     if entry is not None and not entry[1].done():
                         entry[1].set_result(now - entry[0])
                 elif opcode is _CLOSE:
+                    frag = self._frag
+                    if frag is not None:  # between fragments (RFC 6455 5.4): the message is cut
+                        self._frag = None
+                        self._dropped = len(frag)
                     self._set_closed()
             elif isinstance(event, Response):
                 handshake = self.handshake
                 if handshake is not None and not handshake.done():
                     handshake.set_result(True)
 
-    def _deliver_text(self, payload: bytes, now: int) -> None:
+    def _deliver_text(self, payload: bytes | bytearray, now: int) -> None:
         """A text message, or (not UTF-8) the end of the connection with close code 1007."""
         if self.invalid_utf8 is not None:
             return
@@ -545,10 +693,12 @@ class WsConnection(asyncio.Protocol):
                 if head == _CLOSE_HEAD:
                     self._held_pong = None
                 transport.write(chunk)
-            elif transport.can_write_eof():
-                transport.write_eof()
             else:
-                transport.close()
+                self._held_pong = None  # nothing may be written after the end of the stream
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()
 
     def arm(self, deadline: float) -> None:
         """Make sure a timer fires no later than ``deadline`` (loop time) for the current waiter.
@@ -583,10 +733,17 @@ class WsConnection(asyncio.Protocol):
                 fut.set_result(None)
 
     def _over_limit(self) -> bool:
+        """Whether the unread messages, with the fragments of the message in progress, are over
+        the queue limits (only while there is a message to read: pausing for a partial message
+        alone would wait for ever; ``maxMessageSize`` bounds that one)."""
         messages = self.messages
+        if not messages:
+            return False
+        frag = self._frag
         return (
-            messages is not None and len(messages) > self.max_queued_messages
-        ) or self.queued_bytes > self.max_queued_bytes
+            len(messages) > self.max_queued_messages
+            or self.queued_bytes + (len(frag) if frag is not None else 0) > self.max_queued_bytes
+        )
 
     def _pause_reading(self) -> None:
         transport = self.transport
@@ -614,6 +771,17 @@ class WsConnection(asyncio.Protocol):
             transport.resume_reading()
 
     # --- used by the client -------------------------------------------------------------------
+
+    @property
+    def partial_in(self) -> int:
+        """Bytes of the fragmented message still arriving."""
+        frag = self._frag
+        return len(frag) if frag is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        """Bytes of a fragmented message the peer's close frame cut short (0 if none)."""
+        return self._dropped
 
     @property
     def is_open(self) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from itertools import count
 from types import TracebackType
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -49,17 +50,22 @@ def _number(params: dict[str, str], name: str, default: float) -> float:
 
 
 class _Silent(asyncio.Protocol):
-    """Accepts a TCP connection and never says anything (the hang listener)."""
+    """Accepts a TCP connection and never says anything (the hang listener); the connection is
+    held until the client leaves or the server stops. Any transport is taken: uvloop's are not
+    subclasses of ``asyncio.Transport`` (an isinstance check here used to reset every
+    connection under uvloop, so a client saw -1 instead of its time-out)."""
 
     def __init__(self, held: set[asyncio.Transport]) -> None:
         self.held = held
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.held.add(transport)
+        self.transport = cast(asyncio.Transport, transport)
+        self.held.add(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass
+        if self.transport is not None:
+            self.held.discard(self.transport)  # a long `wsload serve` keeps no dead connection
 
 
 class EmbeddedServer:
