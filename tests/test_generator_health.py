@@ -82,7 +82,9 @@ def test_an_overloaded_generator_fails_its_plan_and_says_why(
     plan, gen = load["plan"], load["generator"]
     assert plan["planned"] == 60_000 and plan["made"] == load["started"] < 0.95 * 60_000, plan
     assert plan["delivered"] == pytest.approx(plan["made"] / plan["planned"], abs=1e-6)
-    assert gen["saturated_seconds"] >= 2 and gen["cpu_max"] >= 0.9, gen
+    # saturated by CPU (its core all used) or, on a machine shared with others, by loop lag
+    assert gen["saturated_seconds"] >= 2, gen
+    assert gen["cpu_max"] >= 0.9 or gen["workers"][0]["loop_lag_ms"]["p99"] >= 10, gen
     assert gen["workers"][0]["name"] == "1" and gen["workers"][0]["loop_lag_ms"]["p99"] > 0
     assert any(e.get("saturated") for e in doc["timeseries"]), doc["timeseries"]
     # every iteration begun is accounted for: completed, failed, or cut at the end
@@ -155,8 +157,10 @@ def test_the_capacity_finder_gives_a_rate_that_a_run_at_80_percent_delivers(
     assert found, out
     capacity, suggested = int(found.group(1).replace(",", "")), int(found.group(2))
     assert 200 <= capacity <= 4000 and suggested == round(capacity * 0.8), out
-    # A fresh server: the ramp's last, overloaded seconds leave thousands of closes behind.
+    # A fresh server (the ramp's last, overloaded seconds leave thousands of closes behind),
+    # warmed up first: Node compiles its hot paths in its first second of work.
     with node_ws_server() as fresh:
+        _run(tmp_path, fresh, "warm-up", "--rate", "200/s", "--duration", "1s")
         code, doc, _ = _run(tmp_path, fresh, "at80", "--rate", f"{suggested}/s")
     assert code == 0, doc["error"]
     assert doc["settings"]["load"]["plan"]["delivered"] >= 0.95

@@ -373,8 +373,12 @@ def test_every_kind_of_secret_is_masked_in_every_output(tmp_path: Path) -> None:
     proc, produced = _run_every_kind(tmp_path, [])
     assert proc.returncode == 1, proc.stderr  # every scenario fails on purpose, quoting what came back
     assert "Traceback" not in proc.stderr
-    # The secrets really went out, came back and were shown: masked where each was quoted.
+    # The secrets really went out, came back and were shown: masked where each was quoted. The
+    # unsendable header never goes out: its open fails naming the header, never quoting the value.
     for stem in _every_kind(0):
+        if stem == "newline":
+            assert "header 'Authorization' cannot be sent" in _echoed(tmp_path, stem)
+            continue
         assert "***" in _echoed(tmp_path, stem), (stem, _echoed(tmp_path, stem))
     assert _echoed(tmp_path, "bearer").startswith('*** expected "Authorization" == deliberately wrong')
     assert _echoed(tmp_path, "target").startswith("Basic *** ")

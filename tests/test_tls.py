@@ -78,7 +78,8 @@ def test_self_signed_allowed_by_keyword(arun: Arun, pki: TestPKI) -> None:  # no
 
 
 def test_all_ignored(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
-    """ignoreSslErrors as a non-list accepts a certificate with several errors at once."""
+    """ignoreSslErrors as a non-list accepts a certificate with several errors at once, and says
+    which errors it met (read off the certificate: verification was off)."""
 
     async def body() -> None:
         async with EmbeddedServer(certificate=pki.self_signed_expired_wrong_host) as server:
@@ -87,6 +88,7 @@ def test_all_ignored(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
             assert sock >= 0, client.last_error()
             status = client.tls_status(sock)
             assert status is not None and status.all_ignored and not status.verified
+            assert status.ignored_errors == ("SelfSignedCertificate", "CertificateExpired", "HostNameMismatch")
 
     arun(body)
 
@@ -347,3 +349,23 @@ def test_garbage_key_and_certificate(arun: Arun, pki: TestPKI) -> None:  # noqa:
         ),
         "not a PEM certificate",
     )
+
+
+def test_ignoring_all_errors_says_which_were_met(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ignoreSslErrors: true against the self-signed embedded TLS server: the report says
+    verification was relaxed for all and that a self-signed certificate was met; a plain ws://
+    run of a scenario that allows it says nothing about TLS."""
+    from runner.cli import main
+
+    text = (
+        "name: all\ntarget: embedded-tls\nconnections: {main: {url: /echo, timeout: 5s, ignoreSslErrors: true}}\n"
+        "steps: [{open: main}, {close: main}]\n"
+    )
+    path = tmp_path / "all.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--report-dir", ""]) == 0
+    out = capsys.readouterr().out
+    assert "TLS: certificate verification relaxed (allowed: all); ignored: SelfSignedCertificate" in out
+    path.write_text(text.replace("embedded-tls", "embedded"))
+    assert main(["run", str(path), "--report-dir", ""]) == 0
+    assert "TLS" not in capsys.readouterr().out

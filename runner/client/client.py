@@ -52,7 +52,15 @@ from runner.client.protocol import (
     WsConnection,
 )
 from runner.client.request import check_request, url_problem
-from runner.client.tls import TlsArgumentError, client_context, decide, pinned_context, probe, ssl_error
+from runner.client.tls import (
+    TlsArgumentError,
+    client_context,
+    decide,
+    leaf_errors,
+    pinned_context,
+    probe,
+    ssl_error,
+)
 from runner.model import ALL_SSL_ERRORS
 
 _OPEN = State.OPEN
@@ -280,6 +288,10 @@ class WebSocketClient:
                 peer = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
                 if peer != pinned:
                     raise _OpenFailed(_CHANGED_CERTIFICATE)
+            elif ignore is ALL_SSL_ERRORS:  # verification off: say which errors were met anyway
+                peer = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+                met = leaf_errors(peer, host) if peer else ()
+                state.tls = TlsStatus(verified=False, ignored_errors=met, all_ignored=True)
             now = monotonic_ns()
             state.tls_ns = now - state.mark
             state.mark = now

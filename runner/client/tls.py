@@ -25,6 +25,7 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
@@ -42,6 +43,7 @@ __all__ = [
     "client_context",
     "decide",
     "hostname_matches",
+    "leaf_errors",
     "pinned_context",
     "probe",
     "ssl_error",
@@ -97,6 +99,30 @@ def hostname_matches(cert: x509.Certificate, host: str) -> bool:
         names = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
     host = host.lower().rstrip(".")
     return any(_dns_match(name.lower().rstrip("."), host) for name in names)
+
+
+@lru_cache(maxsize=64)
+def leaf_errors(leaf_der: bytes, host: str) -> tuple[str, ...]:
+    """The certificate errors that can be read off a leaf certificate alone, as Qt names them:
+    what a connection with verification off (``ignoreSslErrors: true``) still reports having met.
+    Self-signed, expired or not yet valid, and a host name it does not cover; a chain problem
+    needs the chain, which a handshake without verification does not keep, so it is not listed.
+    Cached by certificate: every open of a load run sees the same one."""
+    try:
+        cert = x509.load_der_x509_certificate(leaf_der)
+    except ValueError:
+        return ("UnspecifiedError",)
+    found: list[str] = []
+    if cert.issuer == cert.subject:
+        found.append("SelfSignedCertificate")
+    now = datetime.now(UTC)
+    if cert.not_valid_after_utc < now:
+        found.append("CertificateExpired")
+    if cert.not_valid_before_utc > now:
+        found.append("CertificateNotYetValid")
+    if not hostname_matches(cert, host):
+        found.append("HostNameMismatch")
+    return tuple(found)
 
 
 def _dns_match(pattern: str, host: str) -> bool:
