@@ -149,7 +149,9 @@ class VirtualUser:
         #: starts (``runner.engine.steps.write`` sets it, the read that answers takes it).
         self.requests: dict[str, int] = {}
         self.current_step: Step | None = None  # the step in flight, for interrupt reports
-        self.step_started_ns = 0  # when it began: how long it had waited if the run cuts it
+        #: When the step in flight began (each step module sets it from the clock reading it takes
+        #: anyway, not one more per step): how long it had waited if the run cuts it.
+        self.step_started_ns = 0
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -192,8 +194,7 @@ class VirtualUser:
             if index is not None:
                 variables[index] = round_
             for position, step in enumerate(steps):
-                self.current_step = step
-                self.step_started_ns = monotonic_ns()
+                self.current_step = step  # (each step module sets ``step_started_ns`` when it begins)
                 # No context manager or helper per step: a generator context manager per step
                 # cost ~1 us, and every coroutine frame a waiting user holds costs memory.
                 try:

@@ -18,7 +18,7 @@ async def execute(step: CloseStep, vu: VirtualUser) -> StepOutcome | int:
         return not_open(step, StepKind.CLOSE, step.connection)
     client = vu.client
     timeout = step.timeout_s
-    started = time.monotonic_ns()
+    started = vu.step_started_ns = time.monotonic_ns()
     rc = await client.close(sock, 5.0 if timeout is None else timeout)
     latency = time.monotonic_ns() - started
     if rc == 0 and step.expect.outcome_default:

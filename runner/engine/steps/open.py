@@ -42,6 +42,7 @@ def _prepare(
 
 
 async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
+    vu.step_started_ns = time.monotonic_ns()
     ctx = vu.ctx
     spec = ctx.scenario.connections[step.connection]
     # Building the URL and ``ConnectOptions`` (templates, ten fields, the CA adjustment) was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from time import monotonic_ns
 from typing import TYPE_CHECKING
 
 from runner.engine.steps.base import StepOutcome, finish, not_open
@@ -17,6 +18,7 @@ async def execute(step: PingStep, vu: VirtualUser) -> StepOutcome:
         return not_open(step, StepKind.PING, step.connection)
     client = vu.client
     timeout = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
+    vu.step_started_ns = monotonic_ns()
     result = await client.ping(sock, timeout)
     if result.rc != 0:
         err = client.last_error()

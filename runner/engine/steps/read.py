@@ -51,7 +51,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
         return not_open(step, StepKind.READ, step.connection)
     client = vu.client
     timeout_s = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
-    now = started = monotonic_ns()
+    now = started = vu.step_started_ns = monotonic_ns()
     deadline = started + int(timeout_s * 1e9)
     variables = vu.variables
     skipped = 0

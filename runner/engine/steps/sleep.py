@@ -14,6 +14,6 @@ if TYPE_CHECKING:
 
 
 async def execute(step: SleepStep, vu: VirtualUser) -> StepOutcome:
-    started = time.monotonic_ns()
+    started = vu.step_started_ns = time.monotonic_ns()
     await asyncio.sleep(step.duration_s)  # (not vu.sleep: one coroutine frame less per user)
     return finish(step, StepKind.SLEEP, 0, time.monotonic_ns() - started)

@@ -39,8 +39,8 @@ async def execute(step: WriteStep, vu: VirtualUser) -> StepOutcome | int:
     except Exception as exc:
         return finish(step, StepKind.WRITE, -1, None, render_error(exc))
     client = vu.client
-    vu.requests[step.connection] = vu.step_started_ns  # where the answer's response time starts
-    started = monotonic_ns()
+    # where the answer's response time starts (``VirtualUser.requests``)
+    vu.requests[step.connection] = vu.step_started_ns = started = monotonic_ns()
     rc = client.write(sock, data)
     latency = monotonic_ns() - started
     if rc < 0:
