@@ -440,10 +440,10 @@ def _timeseries(recorder: RunRecorder, duration_s: float) -> tuple[dict[str, Any
         hist = entry.pop("latency")
         summary = LatencySummary.of(LatencyHistogram.from_serialized(hist).summary()) if hist else None
         entry["latency_ms"] = summary.to_json() if summary else None
-        h = health.get(entry["t"])
-        if h is not None:
-            entry["cpu"], entry["loop_lag_ms"] = h[0], round(h[1] / 1e6, 3)
-            entry["send_blocked"], entry["saturated"] = h[2], h[3]
+        sample = health.get(entry["t"])
+        if sample is not None:
+            entry["cpu"], entry["loop_lag_ms"] = sample[0], round(sample[1] / 1e6, 3)
+            entry["send_blocked"], entry["saturated"] = sample[2], sample[3]
         if entry["t"] == last and 0 < covered < 0.999:
             entry["partial"] = covered
         out.append(entry)

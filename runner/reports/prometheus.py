@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily
@@ -162,7 +163,8 @@ class _Results(Collector):
             for outcome, n in (("completed", it.completed), ("failed", it.failed), ("interrupted", it.interrupted)):
                 iterations.add_metric([scenario, outcome], float(n))
             problems.add_metric([scenario], float(len(r.problems)))
-            load = r.settings.get("load") if isinstance(r.settings.get("load"), dict) else {}
+            settings_load = r.settings.get("load")
+            load: dict[str, Any] = settings_load if isinstance(settings_load, dict) else {}
             plan = load.get("plan") or {}
             if plan.get("delivered") is not None:
                 delivered.add_metric([scenario], _clean(plan["delivered"]))
