@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner import model as m
-from runner.errors import ScenarioError
+from runner.errors import ScenarioError, UsageError
 from runner.loader import is_sensitive_header, load_scenario, load_scenario_text
 from runner.yamlsource import format_path, parse_yaml
 
@@ -109,8 +109,8 @@ steps:
     assert isinstance(read, m.ReadStep) and read.timeout_s == 0.5
     assert read.expect.latency_lt_s == pytest.approx(0.05)
     assert read.expect.content is not None and read.expect.content.that == (
-        ("n", ">=", 3),
-        ("name", "==", "x"),
+        ("n >= 3", "n >= `3`"),
+        ("name == 'x'", "name == 'x'"),
     )
     assert read.expect.content.length == 1024 and read.match is not None and read.match.needs_json
     assert read.captures == (m.Capture("got", path="n"), m.Capture("word", regex="(?P<w>[a-z]+)", group=1))
@@ -289,7 +289,8 @@ def test_target_override_allows_relative_urls() -> None:
     text = "connections: {main: {url: /echo}}\nsteps: [{open: main}]\n"
     assert "needs a target" in problems(text)[0]
     assert load(text, target="ws://127.0.0.1:9").target == "ws://127.0.0.1:9"
-    assert "use ws:// or wss://" in problems(text, target="http://127.0.0.1:9")[0]
+    with pytest.raises(UsageError, match="^command line: --target: .*use ws:// or wss://"):
+        load(text, target="http://127.0.0.1:9")  # the command line's mistake, not the file's
 
 
 def test_cli_variables_known_and_override() -> None:
