@@ -19,14 +19,13 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from websockets.exceptions import InvalidURI
-from websockets.uri import parse_uri
-
 import jmespath
 import regex
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from runner import model as m
 from runner.errors import Problem, ScenarioError, UsageError
@@ -912,8 +911,9 @@ def _count(text: object) -> float:
 #: JMESPath's comparators; a JSON value written beside one is a value (see ``that_expression``).
 _COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
 #: Tokens that end an operand on its right / start one on its left.
-_ENDS_OPERAND = frozenset({"eof", "rparen", "rbracket", "rbrace", "and", "or", "comma", "pipe"}) | _COMPARATORS
-_STARTS_OPERAND = frozenset({"lparen", "filter", "lbracket", "lbrace", "and", "or", "not", "comma", "colon", "pipe"})
+_ENDS_OPERAND = _COMPARATORS | {"eof", "rparen", "rbracket", "rbrace", "and", "or", "comma", "pipe"}
+_STARTS_OPERAND = _COMPARATORS | {"lparen", "filter", "lbracket", "lbrace", "and", "or", "not", "comma"}
+_STARTS_OPERAND |= {"colon", "pipe"}
 _JSON_SCALAR_RE = re.compile(r'-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|"(?:[^"\\]|\\.)*"')
 
 
@@ -946,7 +946,7 @@ def that_expression(text: str) -> str:
             last += 1
         operand(k + 1, last - 1)
         first = k - 1  # and on the left, back to the token that starts it
-        while first >= 0 and tokens[first]["type"] not in _STARTS_OPERAND | _COMPARATORS:
+        while first >= 0 and tokens[first]["type"] not in _STARTS_OPERAND:
             first -= 1
         operand(first + 1, k - 1)
     out, at = [], 0
@@ -1084,7 +1084,7 @@ def target_problem(target: str) -> str | None:
     if scheme not in ("ws", "wss"):
         return f"target '{target}' must be a ws:// or wss:// URL, 'embedded' or 'embedded-tls'"
     problem = url_problem(target)
-    return None if problem is None else f"target is not a valid URL: {problem}"
+    return None if problem is None else f"not a valid URL: {problem}"
 
 
 def url_problem(url: str) -> str | None:

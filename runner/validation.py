@@ -12,8 +12,8 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache
-from itertools import islice
 from importlib import resources
+from itertools import islice
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator
@@ -22,7 +22,16 @@ from jsonschema.exceptions import ValidationError
 from runner.errors import Problem
 from runner.yamlsource import Path, SourceMap
 
-__all__ = ["MAX_SCHEMA_ERRORS", "MAX_STEPS", "closest", "scenario_schema", "schema_problems", "schema_text"]
+__all__ = [
+    "MAX_SCHEMA_ERRORS",
+    "MAX_STEPS",
+    "closest",
+    "scenario_schema",
+    "schema_problems",
+    "schema_text",
+    "template_names",
+    "unused_variables",
+]
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -281,3 +290,43 @@ def schema_problems(data: object, source: SourceMap) -> list[Problem]:
         message = f"more than {MAX_SCHEMA_ERRORS} problems; the rest are not listed (fix these first)"
         problems.append(source.problem(more, message))
     return problems
+
+
+def template_names(value: object) -> set[str]:
+    """Every variable name the templates inside ``value`` (a ``Scenario`` or any part of one) use."""
+    import dataclasses
+
+    from runner.templates import JsonTemplate, Template
+
+    names: set[str] = set()
+    todo: list[object] = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Template | JsonTemplate):
+            names |= item.names
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            todo.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, Mapping):
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend(item)
+    return names
+
+
+def unused_variables(names: Iterable[str], scenarios: Iterable[object]) -> list[str]:
+    """A warning for each ``--var`` name that no template of ``scenarios`` uses (a misspelling is
+    otherwise silent: the file's default is used), with the name it most likely meant."""
+    scenarios = list(scenarios)
+    used: set[str] = set()
+    for scenario in scenarios:
+        used |= template_names(scenario)
+    where = getattr(scenarios[0], "file", "the scenario") if len(scenarios) == 1 else "no scenario"
+    warnings = []
+    for name in names:
+        if name in used:
+            continue
+        hint = closest(name, used)
+        extra = f"; did you mean '{hint}'?" if hint else ""
+        verb = "uses" if len(scenarios) == 1 else "given uses"
+        warnings.append(f"--var {name}: {where} {verb} no variable '{name}'{extra}")
+    return warnings

@@ -15,16 +15,17 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.events import (
     CollectionEndEvent,
     MappingStartEvent,
     NodeEvent,
     SequenceStartEvent,
 )
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
@@ -179,10 +180,9 @@ class SourceMap:
         if self._chunk_breaks is None:
             self._chunk_breaks = [text.count("\n", i, i + _CHUNK) for i in range(0, len(text), _CHUNK)]
         chunk, before = 0, 0  # the chunk holding the start of line n, and the breaks before it
-        for chunk, breaks in enumerate(self._chunk_breaks):
-            if before + breaks >= n - 1:
-                break
-            before += breaks
+        while chunk < len(self._chunk_breaks) - 1 and before + self._chunk_breaks[chunk] < n - 1:
+            before += self._chunk_breaks[chunk]
+            chunk += 1
         start = chunk * _CHUNK
         for _ in range(n - 1 - before):
             start = text.index("\n", start) + 1
@@ -253,6 +253,14 @@ class _Limits:
             self._depth -= 1
 
 
+class _Loader(Protocol):
+    """What the builder needs of either composer once the tree is composed."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> object: ...
+
+    def dispose(self) -> None: ...
+
+
 class _Composer(_Limits, yaml.SafeLoader):
     """The pure-Python parser and composer: PyYAML's own error texts, about 1 MB/s."""
 
@@ -311,8 +319,9 @@ def _count_values(text: str) -> None:
                 count += 1
                 if count > MAX_VALUES:
                     mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
                     where: Path = (top_key,) if top_key is not None and stack[0][0] else ()
-                    raise _TooManyValues(mark.line + 1, mark.column + 1, where)
+                    raise _TooManyValues(line, column, where)
             if isinstance(event, MappingStartEvent):
                 stack.append([True, True])
             elif isinstance(event, SequenceStartEvent):
@@ -327,7 +336,7 @@ def _count_values(text: str) -> None:
 class _Builder:
     """Turns a composed node tree into plain values, recording marks and problems."""
 
-    def __init__(self, loader: _Composer, source: SourceMap) -> None:
+    def __init__(self, loader: _Loader, source: SourceMap) -> None:
         self.loader = loader
         self.source = source
         self.problems: list[Problem] = []
@@ -480,7 +489,7 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
     return data, source
 
 
-def _compose(text: str) -> tuple[_Limits, Node | None]:
+def _compose(text: str) -> tuple[_Loader, Node | None]:
     """The node tree of the one document in ``text``, and the loader that constructs its scalars.
 
     libyaml's parser first, when present. A text it refuses is parsed again by the pure-Python

@@ -289,7 +289,7 @@ def test_target_override_allows_relative_urls() -> None:
     text = "connections: {main: {url: /echo}}\nsteps: [{open: main}]\n"
     assert "needs a target" in problems(text)[0]
     assert load(text, target="ws://127.0.0.1:9").target == "ws://127.0.0.1:9"
-    with pytest.raises(UsageError, match="^command line: --target: .*use ws:// or wss://"):
+    with pytest.raises(UsageError, match=r"^command line: --target: .*use ws:// or wss://"):
         load(text, target="http://127.0.0.1:9")  # the command line's mistake, not the file's
 
 
