@@ -234,6 +234,7 @@ class _Limits:
 
     _depth = 0
     _values = 0
+    _top_key: str | None = None
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._depth += 1
@@ -244,10 +245,13 @@ class _Limits:
                     problem=f"nesting deeper than {MAX_DEPTH} levels", problem_mark=mark
                 )
             if parent is None or index is not None:  # a value, not a mapping key
+                if self._depth == 2 and isinstance(index, ScalarNode):
+                    self._top_key = str(index.value)  # named in the problem, as the C count does
                 self._values += 1
                 if self._values > MAX_VALUES:
                     mark = self.peek_event().start_mark  # type: ignore[attr-defined]
-                    raise _TooManyValues(mark.line + 1, mark.column + 1, ())
+                    where: Path = (self._top_key,) if self._top_key is not None and self._depth > 1 else ()
+                    raise _TooManyValues(mark.line + 1, mark.column + 1, where)
             return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
         finally:
             self._depth -= 1

@@ -398,3 +398,20 @@ def test_schema_and_semantic_problems_are_reported_together() -> None:
     assert any(":9:" in p and "nosuchstep" in p for p in found), found
     # Nothing is reported twice, and nothing about the broken parts beyond the schema's words.
     assert len(found) == len(set(found)) == 5, found
+
+
+@pytest.mark.parametrize(
+    ("that", "message"),
+    [
+        ("lenght(items) > 1", "'lenght(items) > 1': JMESPath has no function 'lenght', did you mean"),
+        ("length(a, b) == 2", "'length(a, b) == 2': length() takes 1 argument(s), got 2"),
+        ("a = 3", "'a = 3' is not a JMESPath expression: Bad jmespath expression: Unknown token '='"),
+        ("a == ", "'a == ' is not a JMESPath expression"),
+    ],
+)
+def test_that_which_cannot_be_evaluated_is_refused_with_its_position(that: str, message: str) -> None:
+    """A ``that`` entry that is no JMESPath expression (or calls an unknown function, or one with the
+    wrong number of arguments) is a positioned problem at load, not a failure at run time."""
+    text = BASE + f"steps:\n  - open: main\n  - read: main\n    expect:\n      that: [{that!r}]\n"
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith(f"t.yaml:9:14: steps[1].expect.that[0]: {message}")
