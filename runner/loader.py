@@ -474,8 +474,8 @@ class _Builder:
             )
         elif not url.startswith("/"):
             self.problem(path, f"relative url '{url}' must start with '/' (or be a ws:// or wss:// URL)")
-        elif (bad := _unsafe_character(url)) is not None:
-            self.problem(path, bad)
+        elif "{{" not in url and (bad := _unsafe_character(url)) is not None:
+            self.problem(path, bad)  # a URL with templates is checked when it is opened
 
     # --- steps --------------------------------------------------------------------------------
 

@@ -415,3 +415,20 @@ def test_that_which_cannot_be_evaluated_is_refused_with_its_position(that: str, 
     text = BASE + f"steps:\n  - open: main\n  - read: main\n    expect:\n      that: [{that!r}]\n"
     found = problems(text)
     assert len(found) == 1 and found[0].startswith(f"t.yaml:9:14: steps[1].expect.that[0]: {message}")
+
+
+def test_templated_urls_are_left_to_the_open() -> None:
+    """URLs with templates (spaces inside ``{{ }}`` included) are not judged at load; the same URL
+    written out with a space or a bad port is a positioned problem."""
+    text = (
+        "target: embedded\nvariables: {port: 9}\nconnections:\n"
+        "  a: {url: '/echo?vu={{ vu }}'}\n  b: {url: 'ws://127.0.0.1:{{ port }}/x'}\n"
+        "steps: [{open: a}, {open: b}]\n"
+    )
+    assert load(text).connections["a"].location.line == 4
+    found = problems(text.replace("{{ vu }}", "1 2").replace("{{ port }}", "port"))
+    assert found == [
+        "t.yaml:4:12: connections.a.url: contains a space at position 11; percent-encode it "
+        "(%20 for a space)",
+        "t.yaml:5:12: connections.b.url: port 'port' is not a number from 1 to 65535",
+    ]
