@@ -7,9 +7,12 @@ input; ``entry()`` is the console-script wrapper that does exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from runner import __version__
 from runner.commands import COMMANDS
@@ -22,6 +25,8 @@ exit codes:
   2    invalid input or usage (the scenario file, the command line)
   3    could not run (server could not start, a system limit, a report not writable)
   130  interrupted (SIGINT/SIGTERM); the report of what was measured is still written
+  A reader that goes away (wsload ... | head -1) changes nothing: the rest of the output is
+  dropped, the command finishes (a run still writes its reports) and exits with its own code.
 
 examples:
   wsload run scenarios/smoke.yaml                 run a bundled scenario against the embedded server
@@ -64,6 +69,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
 
 
+class _QuietWhenReaderGone:
+    """``sys.stdout``/``sys.stderr`` for the process: once the reader of a pipe has gone
+    (``wsload validate ... | head -1``) the rest of the output is dropped instead of raising
+    ``BrokenPipeError`` wherever the next ``print`` happens to be, so the command still does its
+    work (a run writes its reports) and exits with its own code. Python ignores SIGPIPE, so a
+    write to such a pipe fails with EPIPE; see "Note on SIGPIPE" in the ``signal`` docs.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        self.gone = True
+        # Python flushes the stream once more at exit: aim its descriptor at /dev/null, so that
+        # flush cannot fail again ("Exception ignored ... BrokenPipeError", exit code 120).
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def entry() -> None:
-    """Console-script entry point: exit with ``main``'s code."""
-    sys.exit(main())
+    """Console-script entry point: exit with ``main``'s code; a closed pipe is not an error."""
+    sys.stdout = _QuietWhenReaderGone(sys.stdout)  # type: ignore[assignment]
+    sys.stderr = _QuietWhenReaderGone(sys.stderr)  # type: ignore[assignment]
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # written past the guard (a library holding the raw stream)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.__stdout__.fileno())  # type: ignore[union-attr]
+        code = int(ExitCode.FAILED)
+    sys.exit(code)

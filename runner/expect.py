@@ -9,15 +9,16 @@ JSON is parsed lazily, once per message, and only when a check or capture needs 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import jmespath
+import jmespath.visitor
 import regex
 from jsonschema import Draft202012Validator
 
@@ -135,8 +136,17 @@ def check_rc(kind: StepKind, expect: Expectation, rc: int) -> Failure | None:
     """Whether ``rc`` is what the step wants: ``expect.rc`` or the kind's default success.
 
     For open and write a non-negative ``expect.rc`` means "succeeded" (their rc is a socket number
-    or a byte count), so ``rc: 0`` reads naturally in YAML.
+    or a byte count), so ``rc: 0`` reads naturally in YAML. ``expect.error`` without ``rc`` means
+    the step must fail (any code but the kind's success), with that error (``check_error``).
     """
+    if expect.rc is None and expect.error is not None:
+        if not is_default_success(kind, rc):
+            return None
+        return Failure(
+            f"{kind.value} returned rc {rc} (succeeded), expected it to fail with error {expect.error!r}",
+            f"error {expect.error}",
+            f"rc {rc}",
+        )
     if expect.rc is None:
         if is_default_success(kind, rc):
             return None
@@ -281,42 +291,32 @@ def json_subset_problem(expected: Any, actual: Any, path: str = "$") -> str | No
     return f"{path}: expected {describe(expected, 60)}, got {describe(actual, 60)}"
 
 
-_COMPARE = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def _compare(value: Any, op: str, literal: Any) -> bool:
-    if op == "exists":
-        return (value is not None) == bool(literal if literal is not None else True)
-    if op == "contains":
-        if isinstance(value, str):
-            return str(literal) in value
-        if isinstance(value, (list, Mapping)):
-            return literal in value
+def _truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null, "" and empty lists and objects are false; 0 is true."""
+    if value is None or value is False:
         return False
-    if op in ("matches", "=~"):
-        return isinstance(value, str) and _search(str(literal), value) is not None
-    if op in ("in",):
-        return isinstance(literal, (list, tuple, str)) and value in literal
-    fn = _COMPARE.get(op)
-    if fn is None:
-        raise ValueError(f"unknown operator {op!r}")
-    if op in ("<", "<=", ">", ">="):
-        numeric = (int, float)
-        if isinstance(value, bool) or not isinstance(value, numeric):
-            if not (isinstance(value, str) and isinstance(literal, str)):
-                return False
-        elif isinstance(literal, bool) or not isinstance(literal, numeric):
-            return False
-        if isinstance(value, float) and math.isnan(value):
-            return False
-    return bool(fn(value, literal))
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
+def _that_failure(text: str, expression: str, doc: Any) -> Failure | None:
+    """``that``: the JMESPath ``expression`` must come out true on ``doc``. A failure shows what the
+    left side of a comparison was (``expected result.count > 3, got 2``), else the result."""
+    compiled = _jmes(expression)
+    try:
+        value = compiled.search(doc)
+    except jmespath.exceptions.JMESPathError as exc:  # e.g. length() of a number
+        return Failure(f"{text}: {exc}", text, "")
+    except TypeError:  # jmespath orders a string against a number with Python's '<'
+        value = None
+    if _truthy(value):
+        return None
+    node = compiled.parsed
+    if node.get("type") == "comparator" and node["children"][0].get("type") != "literal":
+        with contextlib.suppress(jmespath.exceptions.JMESPathError, TypeError):
+            value = jmespath.visitor.TreeInterpreter().visit(node["children"][0], doc)
+    return Failure(f"expected {text}, got {describe(value, 60)}", text, describe(value))
 
 
 def check_content(check: ContentCheck, message: Message, ctx: Mapping[str, object]) -> Failure | None:
@@ -379,18 +379,10 @@ def check_content(check: ContentCheck, message: Message, ctx: Mapping[str, objec
                     "valid against the JSON Schema",
                     describe(doc),
                 )
-        for path, op, literal in check.that:
-            try:
-                value = _jmes(path).search(doc)
-                ok = _compare(value, op, literal)
-            except (ValueError, TypeError, jmespath.exceptions.JMESPathError) as exc:
-                return Failure(f"{path} {op} {describe(literal, 60)}: {exc}", f"{path} {op} {literal}", "")
-            if not ok:
-                return Failure(
-                    f"expected {path} {op} {describe(literal, 60)}, got {describe(value, 60)}",
-                    f"{path} {op} {describe(literal, 60)}",
-                    describe(value),
-                )
+        for text, expression in check.that:
+            failure = _that_failure(text, expression, doc)
+            if failure is not None:
+                return failure
     return None
 
 

@@ -25,9 +25,11 @@ import regex
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from runner import model as m
-from runner.errors import InvalidThreshold, Problem, ScenarioError
+from runner.errors import InvalidThreshold, Problem, ScenarioError, UsageError
 from runner.secrets import (
     SecretRegistry,
     SecretText,
@@ -40,7 +42,7 @@ from runner.templates import JsonTemplate, Template, TemplateError
 from runner.thresholds import parse_threshold
 from runner.units import UnitError, parse_duration, parse_rate, parse_size
 from runner.validation import closest, schema_problems
-from runner.yamlsource import Path, SourceMap, parse_yaml
+from runner.yamlsource import MAX_FILE_BYTES, Path, SourceMap, parse_yaml, read_limited, read_source
 
 __all__ = [
     "BUILTIN_VARIABLES",
@@ -61,13 +63,12 @@ BUILTIN_VARIABLES = frozenset({"vu", "iteration"})
 MAX_VUS = 1_000_000
 MAX_DURATION_S = 7 * 86400.0
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-MAX_SCENARIO_BYTES = 16 * 1024 * 1024
+MAX_SCENARIO_BYTES = MAX_FILE_BYTES
 MAX_REPEAT = 10_000_000
 MAX_ITERATIONS = 1_000_000_000
 MAX_WORKERS = 1024
 
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_THAT_RE = re.compile(r"^\s*(?P<path>\S.*?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>[^<>=!]+?)\s*$")
 _PEM_MARK = "-----BEGIN "
 
 
@@ -83,18 +84,7 @@ def load_scenario(
     ``--secret-var``, is a secret variable); ``target`` is ``--target``.
     """
     file = str(path)
-    try:
-        if FsPath(path).stat().st_size > MAX_SCENARIO_BYTES:
-            raise ScenarioError([Problem(file, 1, 1, "", "larger than 16 MiB; is this a scenario file?")])
-        text = FsPath(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(file, 1, 1, "", "no such file")]) from None
-    except IsADirectoryError:
-        raise ScenarioError([Problem(file, 1, 1, "", "is a directory, not a scenario file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem(file, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(file, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+    text = read_source(path, file)  # at most 16 MiB + 1 byte is read, whatever the file is
     return load_scenario_text(
         text, file=file, variables=variables, target=target, base_dir=FsPath(path).parent
     )
@@ -416,10 +406,11 @@ class _Builder:
     def read_file(self, rel: str, path: Path, *, binary: bool = False) -> str | bytes | None:
         full = self.base_dir / rel
         try:
-            if full.stat().st_size > MAX_PAYLOAD_BYTES:
+            data = read_limited(full, MAX_PAYLOAD_BYTES)  # bounded while reading: /dev/zero, FIFOs
+            if data is None:
                 self.problem(path, f"file '{rel}' is larger than 16 MiB")
                 return None
-            return full.read_bytes() if binary else full.read_text(encoding="utf-8")
+            return data if binary else data.decode("utf-8")
         except FileNotFoundError:
             self.problem(path, f"file '{rel}' not found (looked in {full})")
         except IsADirectoryError:
@@ -530,16 +521,12 @@ class _Builder:
                 )
 
     def check_target(self, target: str, path: Path) -> None:
-        if target in ("embedded", "embedded-tls"):
+        problem = target_problem(target)
+        if problem is None:
             return
-        scheme = urlsplit(target).scheme.lower() if "://" in target else ""
-        if scheme in ("http", "https"):
-            fixed = "ws" + target[4:]
-            self.problem(path, f"target '{target}' uses {scheme}://; use ws:// or wss:// (e.g. '{fixed}')")
-        elif scheme not in ("ws", "wss"):
-            self.problem(
-                path, f"target '{target}' must be a ws:// or wss:// URL, 'embedded' or 'embedded-tls'"
-            )
+        if self.target_override is not None and not path:  # --target: not the file's mistake
+            raise UsageError(f"command line: --target: {problem}")
+        self.problem(path, problem)
 
     # --- connections --------------------------------------------------------------------------
 
@@ -626,8 +613,8 @@ class _Builder:
                 self.problem(path, f"'{url}' is an {scheme}:// URL; use ws:// or wss:// (e.g. 'ws{url[4:]}')")
             elif scheme not in ("ws", "wss"):
                 self.problem(path, f"unsupported scheme '{scheme}://'; use ws:// or wss://")
-            elif not urlsplit(url).netloc:
-                self.problem(path, f"'{url}' has no host")
+            elif "{{" not in url and (problem := url_problem(url)) is not None:
+                self.problem(path, problem)  # a URL with templates is checked when it is opened
         elif self.target is None:
             self.problem(
                 path,
@@ -635,6 +622,8 @@ class _Builder:
             )
         elif not url.startswith("/"):
             self.problem(path, f"relative url '{url}' must start with '/' (or be a ws:// or wss:// URL)")
+        elif "{{" not in url and (bad := _unsafe_character(url)) is not None:
+            self.problem(path, bad)  # a URL with templates is checked when it is opened
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -865,7 +854,26 @@ class _Builder:
         )
 
     def compile_regex(self, pattern: str, path: Path) -> regex.Pattern[str] | None:
-        """Compiled as the checks will compile it (``regex``, ``re``'s syntax; see ``expect``)."""
+        """Compiled as the checks will compile it (``regex``, ``re``'s syntax; see ``expect``),
+        once its size is known to be within ``MAX_REGEX_SIZE`` (and the file's patterns together
+        within ``MAX_REGEX_TOTAL``): ``x{100000000}`` took 5.7 GB to compile."""
+        size = regex_size(pattern)
+        total = getattr(self, "regex_total", 0) + size
+        self.regex_total = total
+        if size > MAX_REGEX_SIZE:
+            self.problem(
+                path,
+                f"regular expression too large: it repeats to about {size:,} items, more than "
+                f"{MAX_REGEX_SIZE:,} (a count in {{m}} or {{m,n}}, multiplied by the counts around it); "
+                "use a smaller count, or 'length' to check a message's size",
+            )
+            return None
+        if total > MAX_REGEX_TOTAL:
+            self.problem(
+                path,
+                f"the file's regular expressions repeat to more than {MAX_REGEX_TOTAL:,} items together",
+            )
+            return None
         try:
             return regex.compile(pattern)
         except (regex.error, RecursionError, OverflowError) as exc:
@@ -904,15 +912,14 @@ class _Builder:
             return False
         return True
 
-    def comparison(self, expr: str, path: Path) -> tuple[str, str, object] | None:
-        match = _THAT_RE.match(expr)
-        if match is None:
-            self.problem(path, f"'{expr}' is not 'PATH OP VALUE' (e.g. 'result.count >= 3')")
+    def comparison(self, expr: str, path: Path) -> tuple[str, str] | None:
+        """A ``that`` entry as (the text as written, the JMESPath expression evaluated): see
+        ``that_expression``. Refused here when it cannot be evaluated, never at run time."""
+        problem = that_problem(expr)
+        if problem is not None:
+            self.problem(path, problem)
             return None
-        jpath, op, lit = match.group("path"), match.group("op"), match.group("lit")
-        if not self.jmespath(jpath, path):
-            return None
-        return (jpath, op, _literal(lit))
+        return (expr, that_expression(expr))
 
     def captures(self, raw: dict[str, Any], path: Path) -> tuple[m.Capture, ...]:
         out: list[m.Capture] = []
@@ -1049,12 +1056,218 @@ class _Builder:
             return None
 
 
-def _literal(text: str) -> object:
-    """The right-hand side of a ``that`` comparison: JSON literal, quoted string or bare word."""
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1]
+#: JMESPath's comparators; a JSON value written beside one is a value (see ``that_expression``).
+_COMPARATORS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte"})
+#: Tokens that end an operand on its right / start one on its left.
+_ENDS_OPERAND = _COMPARATORS | {"eof", "rparen", "rbracket", "rbrace", "and", "or", "comma", "pipe"}
+_STARTS_OPERAND = _COMPARATORS | {"lparen", "filter", "lbracket", "lbrace", "and", "or", "not", "comma"}
+_STARTS_OPERAND |= {"colon", "pipe"}
+_JSON_SCALAR_RE = re.compile(r'-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|"(?:[^"\\]|\\.)*"')
+
+
+def that_expression(text: str) -> str:
+    """The JMESPath expression a ``that`` entry means: the entry itself, except that a JSON value
+    written beside a comparator (``3``, ``-1.5``, ``true``, ``null``, ``"text"``) is that value,
+    as it was before ``that`` took whole JMESPath expressions (``result.count >= 3``,
+    ``session != null``). In JMESPath proper a bare number is not an expression, and ``null`` or
+    ``"text"`` would be field names; such a field is still reachable as ``@.null`` or in a longer
+    path. Everything else is plain JMESPath: ``a == `1```, ``a == b`` (two paths), ``name == 'x'``.
+    Raises ``jmespath`` errors for text that is not an expression at all.
+    """
+    tokens = list(jmespath.lexer.Lexer().tokenize(text))
+    starts = [t["start"] for t in tokens]
+    replace: dict[int, tuple[int, str]] = {}  # start -> (end, replacement)
+
+    def operand(first: int, last: int) -> None:
+        if first > last:
+            return
+        begin, end = starts[first], starts[last + 1] if last + 1 < len(tokens) else len(text)
+        raw = text[begin:end].strip()
+        if _JSON_SCALAR_RE.fullmatch(raw):  # JSON text is a JMESPath literal between backticks
+            replace[begin] = (begin + len(raw), "`" + raw.replace("`", "\\`") + "`")
+
+    for k, token in enumerate(tokens):
+        if token["type"] not in _COMPARATORS:
+            continue
+        last = k + 1  # the operand on the right: up to the token that ends it
+        while last < len(tokens) and tokens[last]["type"] not in _ENDS_OPERAND:
+            last += 1
+        operand(k + 1, last - 1)
+        first = k - 1  # and on the left, back to the token that starts it
+        while first >= 0 and tokens[first]["type"] not in _STARTS_OPERAND:
+            first -= 1
+        operand(first + 1, k - 1)
+    out, at = [], 0
+    for begin in sorted(replace):
+        end, value = replace[begin]
+        out.append(text[at:begin])
+        out.append(value)
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def that_problem(text: str) -> str | None:
+    """Why a ``that`` entry cannot be evaluated, or None: JMESPath syntax, an unknown function, a
+    function given the wrong number of arguments."""
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        parsed = jmespath.compile(that_expression(text)).parsed
+    except Exception as exc:  # jmespath raises several unrelated error types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return (
+            f"'{text}' is not a JMESPath expression: {first} (e.g. 'result.count >= 3', "
+            "\"status == 'ok'\", 'a == b', 'length(items) > `0`')"
+        )
+    table = jmespath.functions.Functions().FUNCTION_TABLE
+    todo = [parsed]
+    while todo:
+        node = todo.pop()
+        if node.get("type") == "function_expression":
+            name = node["value"]
+            if name not in table:
+                hint = closest(name, table)
+                extra = f", did you mean '{hint}'?" if hint else ""
+                return f"'{text}': JMESPath has no function '{name}'{extra}"
+            signature = table[name]["signature"]
+            given = len(node["children"])
+            variadic = any(arg.get("variadic") for arg in signature)
+            if given < len(signature) - variadic or (not variadic and given > len(signature)):
+                return f"'{text}': {name}() takes {len(signature)} argument(s), got {given}"
+        todo.extend(c for c in node.get("children", ()) if isinstance(c, dict))
+    return None
+
+
+#: A pattern is refused when ``regex_size`` says it unrolls to more than this many items: the
+#: ``regex`` module copies a repeated item once per required repetition (``x{10000}``: 0.08 s and
+#: 2.6 MB to compile; ``x{100000000}``: 5.7 GB).
+MAX_REGEX_SIZE = 10_000
+#: The same for all the patterns of one file together (each is compiled, and cached, once).
+MAX_REGEX_TOTAL = 50_000
+_REPEAT_RE = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
+_GROUP_OPEN_RE = re.compile(r"\(\?(?:P?<(?![=!])\w+>|<?[=!]|[:>|]|[\w^-]*[:)])")
+
+
+def regex_size(pattern: str) -> int:
+    """About how many items ``regex`` unrolls ``pattern`` into, without compiling it.
+
+    Every character, escape or set counts 1; a repeat ``{m}``, ``{m,}`` or ``{m,n}`` multiplies
+    what it repeats (a group as a whole) by ``m`` (the required copies; the optional rest is one
+    loop, which cost nothing measurable up to ``x{0,10000000}``). Errs on the large side for
+    syntax it does not know; the compile that follows reports invalid syntax.
+    """
+    # One entry per open group: [size so far, size of the last item (what a repeat repeats)].
+    stack: list[list[int]] = [[0, 0]]
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        top = stack[-1]
+        if c == "\\":
+            j = i + 2
+            if pattern[i + 1 : i + 2] in ("p", "P", "N") and pattern[j : j + 1] == "{":
+                close = pattern.find("}", j)  # \p{Letter}, \N{EM DASH}: one item, not a repeat
+                j = n if close < 0 else close + 1
+            top[0] += 1
+            top[1] = 1
+            i = j
+        elif c == "[":
+            j = i + 1
+            if pattern[j : j + 1] == "^":
+                j += 1
+            if pattern[j : j + 1] == "]":
+                j += 1
+            depth = 1  # sets nest in the module's version 1 syntax
+            while j < n and depth:
+                if pattern[j] == "\\":
+                    j += 1
+                elif pattern[j] == "[":
+                    depth += 1
+                elif pattern[j] == "]":
+                    depth -= 1
+                j += 1
+            top[0] += 1
+            top[1] = 1
+            i = j
+        elif c == "(":
+            # "(?:", "(?P<name>", "(?<=", "(?i:" open a group without an item of their own;
+            # "(?i)" sets flags and closes at once.
+            m = _GROUP_OPEN_RE.match(pattern, i)
+            i = m.end() if m else i + 1
+            if not (m and m.group().endswith(")")):
+                stack.append([0, 0])
+        elif c == ")":
+            if len(stack) > 1:
+                size = stack.pop()[0]
+                stack[-1][0] += size
+                stack[-1][1] = size
+            i += 1
+        elif c == "|":
+            top[1] = 0
+            i += 1
+        elif c == "{" and (m := _REPEAT_RE.match(pattern, i)) and (m.group(1) or m.group(3)):
+            times = max(1, int(m.group(1) or 0))
+            top[0] += top[1] * (times - 1)
+            top[1] *= times
+            i = m.end()
+        else:
+            if c not in "*+?":
+                top[0] += 1
+                top[1] = 1
+            i += 1
+        if stack[0][0] > 1 << 40:  # already absurd: stop counting
+            break
+    while len(stack) > 1:  # an unclosed group: the compile reports it
+        size = stack.pop()[0]
+        stack[-1][0] += size
+    return stack[0][0]
+
+
+def target_problem(target: str) -> str | None:
+    """What is wrong with a ``target`` (the file's or ``--target``), or None when it is usable:
+    ``embedded``, ``embedded-tls`` or an absolute ws:// or wss:// URL."""
+    if target in ("embedded", "embedded-tls"):
+        return None
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    if scheme in ("http", "https"):
+        return f"target '{target}' uses {scheme}://; use ws:// or wss:// (e.g. 'ws{target[4:]}')"
+    if scheme not in ("ws", "wss"):
+        return f"target '{target}' must be a ws:// or wss:// URL, 'embedded' or 'embedded-tls'"
+    problem = url_problem(target)
+    return None if problem is None else f"not a valid URL: {problem}"
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an absolute ws:// or wss:// URL, or None: parsed as the client will parse
+    it when it opens (``urllib``, then ``websockets``), so a URL that passes cannot fail to parse
+    at run time. The URL itself is not repeated: it may hold a password or an ``${ENV}`` value."""
+    bad = _unsafe_character(url)
+    if bad is not None:
+        return bad
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        if "Invalid IPv6 URL" in str(exc):
+            return "the host has an unclosed '[' or a stray ']' (an IPv6 address is written [::1])"
+        return f"the host is not valid: {exc}"  # e.g. 'zz' does not appear to be an IPv6 address
+    host_port = parts.netloc.rpartition("@")[2]
+    port_text = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    port_text = port_text.partition(":")[2] if ":" in port_text else ""
+    if port_text and not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        return f"port '{port_text[:20]}' is not a number from 1 to 65535"
+    if not parts.hostname:
+        return "has no host (expected ws://HOST[:PORT]/PATH)"
+    try:
+        parse_uri(url)
+    except InvalidURI as exc:
+        return f"not a valid WebSocket URL: {exc.msg}"
+    except ValueError as exc:
+        return f"not a valid WebSocket URL: {exc}"
+    return None
+
+
+def _unsafe_character(url: str) -> str | None:
+    """A space or control character in a URL: it cannot be sent in the HTTP request line."""
+    for index, char in enumerate(url):
+        if char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F:
+            what = "a space" if char == " " else f"the character {char!r}"
+            return f"contains {what} at position {index + 1}; percent-encode it (%20 for a space)"
+    return None

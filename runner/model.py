@@ -190,8 +190,9 @@ Payload: TypeAlias = "TextPayload | JsonPayload | BinaryPayload"
 class ContentCheck:
     """What a received message must satisfy (for ``match`` and for a read's ``expect``).
 
-    Every field that is set must hold. ``that`` holds comparisons such as
-    ``("result.count", ">=", 3)``: a JMESPath expression, an operator, a literal.
+    Every field that is set must hold. ``that`` holds JMESPath expressions that must come out
+    true, each as (the text as written, the expression evaluated), e.g.
+    ``("result.count >= 3", "result.count >= `3`")`` (see ``runner.loader.that_expression``).
     """
 
     text: Template | None = None
@@ -199,7 +200,7 @@ class ContentCheck:
     regex: str | None = None
     json: JsonTemplate | None = None  # subset match
     json_schema: Mapping[str, object] | None = None
-    that: tuple[tuple[str, str, object], ...] = ()
+    that: tuple[tuple[str, str], ...] = ()
     binary: bool | None = None  # True: must be binary, False: must be text
     length: int | None = None
     sha256: str | None = None

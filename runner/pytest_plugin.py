@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import pytest
 
-from runner.errors import Problem, ScenarioError, UsageError, WsloadError
+from runner.errors import ScenarioError, UsageError, WsloadError
 
 if TYPE_CHECKING:  # the rest is imported when a scenario runs: every pytest session loads this module
     from runner.model import Scenario
@@ -163,6 +163,18 @@ def _settings(config: pytest.Config) -> WsloadSettings:
         or str(config.getini("wsload_target") or "")
         or None
     )
+    if target is not None:  # a usage error before collection, named after where it came from
+        from runner.loader import target_problem
+
+        problem = target_problem(target)
+        if problem is not None:
+            if config.getoption("wsload_target"):
+                where = "command line: --wsload-target"
+            elif os.environ.get("WSLOAD_TARGET"):
+                where = "environment: WSLOAD_TARGET"
+            else:
+                where = "ini file: wsload_target"
+            raise pytest.UsageError(f"{where}: {problem}")
     report_dir = config.getoption("wsload_report_dir")
     return WsloadSettings(
         target=target,
@@ -205,13 +217,13 @@ def _peek(path: Path) -> tuple[str, tuple[str, ...]]:
     Uses the project's guarded YAML reader, so a hostile file cannot hang collection; an unreadable
     or invalid file still gets an item (named after the file) whose run reports the problems.
     """
-    from runner.yamlsource import parse_yaml
+    from runner.yamlsource import parse_yaml, read_source
 
     name: str = path.stem
     tags: tuple[str, ...] = ()
     try:
-        data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    except (ScenarioError, OSError, UnicodeDecodeError, RecursionError):
+        data, _ = parse_yaml(read_source(path), str(path))
+    except (ScenarioError, RecursionError):
         return name, tags
     if isinstance(data, dict):
         if isinstance(data.get("name"), str) and data["name"].strip():
@@ -338,15 +350,11 @@ class ScenarioItem(pytest.Item):
     def load(self) -> Scenario:
         """Validate and build the scenario; ``ScenarioError`` lists every problem."""
         from runner.loader import load_scenario_text
+        from runner.yamlsource import read_source
 
         settings = self.config.stash[_SETTINGS]
         file = self._display_file()
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ScenarioError([Problem(file, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
-        except OSError as exc:
-            raise ScenarioError([Problem(file, 1, 1, "", f"cannot read: {exc.strerror}")]) from None
+        text = read_source(self.path, file)  # at most 16 MiB + 1 byte read, whatever the file is
         # Files the scenario names resolve against its own folder, whatever the working directory.
         return load_scenario_text(
             text, file=file, variables=settings.variables, target=settings.target, base_dir=self.path.parent

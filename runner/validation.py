@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
+from itertools import islice
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator
@@ -21,7 +22,16 @@ from jsonschema.exceptions import ValidationError
 from runner.errors import Problem
 from runner.yamlsource import Path, SourceMap
 
-__all__ = ["closest", "scenario_schema", "schema_problems", "schema_text"]
+__all__ = [
+    "MAX_SCHEMA_ERRORS",
+    "MAX_STEPS",
+    "closest",
+    "scenario_schema",
+    "schema_problems",
+    "schema_text",
+    "template_names",
+    "unused_variables",
+]
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -125,9 +135,15 @@ class _Formatter:
         self.source = source
         self.problems: dict[tuple[Path, str], Problem] = {}
         self.choice_paths: set[Path] = set()
+        self.more: Path | None = None  # where the first problem not listed is
 
     def add(self, path: Path, message: str, *, key: bool = False) -> None:
-        self.problems.setdefault((path, message), self.source.problem(path, message, key=key))
+        if (path, message) in self.problems:
+            return
+        if len(self.problems) >= MAX_SCHEMA_ERRORS:  # one error can list 100,000 unknown keys
+            self.more = self.more or path
+            return
+        self.problems[(path, message)] = self.source.problem(path, message, key=key)
 
     def error(self, err: ValidationError, base: Path = ()) -> None:
         path: Path = (*base, *err.relative_path) if base else tuple(err.absolute_path)
@@ -141,6 +157,9 @@ class _Formatter:
                     continue
                 if path in self.choice_paths and extra in _STEP_KINDS:
                     continue
+                if len(self.problems) >= MAX_SCHEMA_ERRORS:
+                    self.more = self.more or (*path, extra)
+                    break
                 hint = _did_you_mean(extra, known)
                 kinds = [k for k in known if k in _STEP_KINDS]
                 if not hint and len(kinds) == 1:
@@ -224,12 +243,90 @@ _STEP_KINDS = ("open", "write", "read", "close", "sleep", "ping", "repeat")
 _COMMON_KEYS = ("name", "expect", "capture")
 
 
+#: Schema problems listed per file. jsonschema builds each error with the errors of every
+#: alternative inside it: a file of 90,000 misspelt steps took 24 s and 2 GB to list them all.
+#: A file with more is told so; the first ones are what to fix first anyway.
+MAX_SCHEMA_ERRORS = 200
+#: More steps than this (counting those inside repeat blocks) is refused before the schema is
+#: checked: checking takes about 0.2 ms a step, and a scenario needs tens (use ``repeat``).
+MAX_STEPS = 10_000
+
+
+def _count_steps(data: object, limit: int) -> tuple[int, Path]:
+    """How many steps ``data`` declares, counting stops past ``limit``; and the path of the last."""
+    count = 0
+    last: Path = ("steps",)
+    todo: list[tuple[object, Path]] = [(data.get("steps"), ("steps",))] if isinstance(data, dict) else []
+    while todo and count <= limit:
+        steps, path = todo.pop()
+        if not isinstance(steps, list):
+            continue
+        for i, step in enumerate(steps):
+            count += 1
+            last = (*path, i)
+            if count > limit:
+                break
+            inner = step.get("repeat") if isinstance(step, dict) else None
+            if isinstance(inner, dict):
+                todo.append((inner.get("steps"), (*path, i, "repeat", "steps")))
+    return count, last
+
+
 def schema_problems(data: object, source: SourceMap) -> list[Problem]:
-    """Every schema violation of ``data`` as a ``Problem`` with position and excerpt."""
-    errors = sorted(
-        _validator().iter_errors(data), key=lambda e: (len(e.absolute_path), e.validator != "oneOf")
-    )
+    """Every schema violation of ``data`` as a ``Problem`` with position and excerpt (at most
+    ``MAX_SCHEMA_ERRORS``, then one problem saying there are more)."""
+    steps, last = _count_steps(data, MAX_STEPS)
+    if steps > MAX_STEPS:
+        message = f"more than {MAX_STEPS:,} steps; use 'repeat' for steps that run many times"
+        return [source.problem(last, message)]
+    found = list(islice(_validator().iter_errors(data), MAX_SCHEMA_ERRORS + 1))
+    errors = sorted(found[:MAX_SCHEMA_ERRORS], key=lambda e: (len(e.absolute_path), e.validator != "oneOf"))
     fmt = _Formatter(source)
     for err in errors:
         fmt.error(err)
-    return list(fmt.problems.values())
+    problems = list(fmt.problems.values())
+    more = tuple(found[MAX_SCHEMA_ERRORS].absolute_path) if len(found) > MAX_SCHEMA_ERRORS else fmt.more
+    if more is not None:
+        message = f"more than {MAX_SCHEMA_ERRORS} problems; the rest are not listed (fix these first)"
+        problems.append(source.problem(more, message))
+    return problems
+
+
+def template_names(value: object) -> set[str]:
+    """Every variable name the templates inside ``value`` (a ``Scenario`` or any part of one) use."""
+    import dataclasses
+
+    from runner.templates import JsonTemplate, Template
+
+    names: set[str] = set()
+    todo: list[object] = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Template | JsonTemplate):
+            names |= item.names
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            todo.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, Mapping):
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            todo.extend(item)
+    return names
+
+
+def unused_variables(names: Iterable[str], scenarios: Iterable[object]) -> list[str]:
+    """A warning for each ``--var`` name that no template of ``scenarios`` uses (a misspelling is
+    otherwise silent: the file's default is used), with the name it most likely meant."""
+    scenarios = list(scenarios)
+    used: set[str] = set()
+    for scenario in scenarios:
+        used |= template_names(scenario)
+    where = getattr(scenarios[0], "file", "the scenario") if len(scenarios) == 1 else "no scenario"
+    warnings = []
+    for name in names:
+        if name in used:
+            continue
+        hint = closest(name, used)
+        extra = f"; did you mean '{hint}'?" if hint else ""
+        verb = "uses" if len(scenarios) == 1 else "given uses"
+        warnings.append(f"--var {name}: {where} {verb} no variable '{name}'{extra}")
+    return warnings

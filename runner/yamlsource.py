@@ -11,28 +11,114 @@ not mean (duplicate keys) and what an attacker might send (alias bombs, extreme 
 from __future__ import annotations
 
 import datetime
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    CollectionEndEvent,
+    MappingStartEvent,
+    NodeEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from runner.errors import Problem, ScenarioError
 
-__all__ = ["MAX_CHARS", "MAX_DEPTH", "MAX_VALUES", "Path", "SourceMap", "format_path", "parse_yaml"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_VALUES",
+    "Path",
+    "SourceMap",
+    "format_path",
+    "parse_yaml",
+    "read_limited",
+    "read_source",
+]
 
 Path = tuple[str | int, ...]
 
 #: Deeper nesting than this is refused (a scenario needs perhaps 10 levels).
 MAX_DEPTH = 64
-#: More values than this after alias expansion is refused (billion-laughs guard).
+#: More values than this is refused: in the file as written (counted while parsing, before any
+#: tree is built, so a 15 MiB file of small values is refused after its first 200,000 in a
+#: fraction of a second) and after alias expansion (billion-laughs guard). Mapping keys are not
+#: counted; a scenario needs a few hundred values.
 MAX_VALUES = 200_000
+#: A scenario file larger than this is refused; the limit holds while reading, so an endless
+#: stream (``/dev/zero``, a FIFO) costs at most this much memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Problems after this many are listed without the lines around them.
+MAX_EXCERPTS = 100
+#: Texts up to this size are split into lines for excerpts; larger ones are searched (see ``_line``).
+_SPLIT_LINES_UP_TO = 1 << 20
+#: YAML errors in texts up to this size are worded by the pure-Python parser (see ``_compose``).
+_PYTHON_WORDING_UP_TO = 1 << 20
+_CHUNK = 1 << 16
 #: More text than this in all scalars after alias expansion is refused: a few aliases of one long
 #: string stay under MAX_VALUES yet would expand to gigabytes (a file itself is at most 16 MiB).
 MAX_CHARS = 32 * 1024 * 1024
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+#: Count values with libyaml's C parser before the pure-Python parse (which keeps positions and
+#: our error texts): the C parser gets to value 200,001 about 50 times sooner. Off, or without
+#: libyaml, the composer's own count holds the same bound, only later.
+USE_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
+_TOO_MANY_VALUES = (
+    f"more than {MAX_VALUES:,} values in the file (a scenario needs a few hundred); "
+    "is this a data file?"
+)
+
+
+def read_limited(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """At most ``limit`` bytes of the file at ``path``, or None when it holds more.
+
+    The bound holds while reading: a regular file is judged by its size without reading it, and
+    anything else (``/dev/zero``, a FIFO, ``/proc`` files) is read up to ``limit + 1`` bytes only.
+    ``OSError`` (missing file, a directory, no permission) is left to the caller.
+    """
+    with open(path, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            return None
+        data = fh.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def read_source(path: str | os.PathLike[str], file: str | None = None) -> str:
+    """The text of the scenario file at ``path`` (UTF-8, an optional BOM dropped).
+
+    Every way it cannot be a scenario is a ``ScenarioError`` at ``FILE:1:1`` (``file`` is the name
+    shown, default ``path``): missing, a directory, unreadable, not UTF-8, or more than
+    ``MAX_FILE_BYTES``, which is refused after reading at most one byte more than that.
+    """
+    shown = os.fspath(path) if file is None else file
+    try:
+        data = read_limited(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise ScenarioError([Problem(shown, 1, 1, "", "no such file")]) from None
+    except IsADirectoryError:
+        raise ScenarioError([Problem(shown, 1, 1, "", "is a directory, not a scenario file")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(shown, 1, 1, "", f"cannot read: {exc.strerror or exc}")]) from None
+    if data is None:
+        message = f"larger than {MAX_FILE_BYTES >> 20} MiB; is this a scenario file?"
+        raise ScenarioError([Problem(shown, 1, 1, "", message)])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem(shown, 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -54,6 +140,10 @@ class SourceMap:
     text: str
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    #: How many excerpts were made; past ``MAX_EXCERPTS`` problems come without one.
+    excerpts: int = field(default=0, init=False, repr=False, compare=False)
+    _lines: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _chunk_breaks: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Where ``path`` is (its key when ``key``), falling back to the nearest known parent."""
@@ -70,18 +160,54 @@ class SourceMap:
                 return self.values[probe]
         return (1, 1)
 
+    def _line_count(self) -> int:
+        if len(self.text) <= _SPLIT_LINES_UP_TO:
+            if self._lines is None:
+                self._lines = self.text.splitlines()
+            return len(self._lines)
+        return self.text.count("\n") + (0 if self.text.endswith("\n") else 1)
+
+    def _line(self, n: int) -> str:
+        """Line ``n`` (1-based, within ``_line_count``).
+
+        Up to ``_SPLIT_LINES_UP_TO`` characters this is ``splitlines()`` (every break YAML knows);
+        a larger text is not split (two million short lines cost 150 MB as strings): its line is
+        found through the newline count of each 64 KiB chunk, made once.
+        """
+        if self._lines is not None:
+            return self._lines[n - 1]
+        text = self.text
+        if self._chunk_breaks is None:
+            self._chunk_breaks = [text.count("\n", i, i + _CHUNK) for i in range(0, len(text), _CHUNK)]
+        chunk, before = 0, 0  # the chunk holding the start of line n, and the breaks before it
+        while chunk < len(self._chunk_breaks) - 1 and before + self._chunk_breaks[chunk] < n - 1:
+            before += self._chunk_breaks[chunk]
+            chunk += 1
+        start = chunk * _CHUNK
+        for _ in range(n - 1 - before):
+            start = text.index("\n", start) + 1
+        end = text.find("\n", start)
+        return text[start : end if end >= 0 else len(text)].rstrip("\r")
+
     def excerpt(self, line: int, column: int) -> str:
-        """The line before, the line itself and a caret under ``column``, numbered like an editor."""
-        lines = self.text.splitlines()
-        if not lines:
+        """The line before, the line itself and a caret under ``column``, numbered like an editor.
+
+        Only the first ``MAX_EXCERPTS`` problems get one: a hostile file can have a problem on each
+        of 100,000 lines, and each excerpt has its cost.
+        """
+        if self.excerpts >= MAX_EXCERPTS:
             return ""
-        line = max(1, min(line, len(lines)))
+        self.excerpts += 1
+        count = self._line_count()
+        if not count or not self.text:
+            return ""
+        line = max(1, min(line, count))
         first = max(1, line - 1)
         width = len(str(line))
         # Long lines (minified JSON, alias bombs) are cut to a 100-column window around the caret.
         start = max(0, column - 60) if column > 80 else 0
         shown = [
-            f"  {n:>{width}} | {lines[n - 1].expandtabs(1)[start : start + 100]}"
+            f"  {n:>{width}} | {self._line(n).expandtabs(1)[start : start + 100]}"
             for n in range(first, line + 1)
         ]
         shown.append(f"  {'':>{width}} | {' ' * max(0, column - 1 - start)}^")
@@ -97,34 +223,124 @@ class SourceMap:
         return Problem(self.file, line, column, format_path(path), message, self.excerpt(line, column))
 
 
-class _Composer(yaml.SafeLoader):
-    """A safe loader that refuses nesting deeper than ``MAX_DEPTH`` while composing.
+class _Limits:
+    """Refuses nesting deeper than ``MAX_DEPTH`` and more than ``MAX_VALUES`` values while composing.
 
     PyYAML composes recursively, so a document of ten thousand ``[`` would otherwise end in a
-    ``RecursionError``; counting here stops it early.
+    ``RecursionError``; counting here stops it early. Each composed node costs about half a
+    kilobyte (the node and its two marks), so the value count also bounds memory before any tree
+    exists. Mixed into both composers below.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
+    _values = 0
+    _top_key: str | None = None
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark  # type: ignore[attr-defined]
                 raise yaml.MarkedYAMLError(
                     problem=f"nesting deeper than {MAX_DEPTH} levels", problem_mark=mark
                 )
-            return super().compose_node(parent, index)
+            if parent is None or index is not None:  # a value, not a mapping key
+                if self._depth == 2 and isinstance(index, ScalarNode):
+                    self._top_key = str(index.value)  # named in the problem, as the C count does
+                self._values += 1
+                if self._values > MAX_VALUES:
+                    mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+                    where: Path = (self._top_key,) if self._top_key is not None and self._depth > 1 else ()
+                    raise _TooManyValues(mark.line + 1, mark.column + 1, where)
+            return super().compose_node(parent, index)  # type: ignore[misc, no-any-return]
         finally:
             self._depth -= 1
+
+
+class _Loader(Protocol):
+    """What the builder needs of either composer once the tree is composed."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> object: ...
+
+    def dispose(self) -> None: ...
+
+
+class _Composer(_Limits, yaml.SafeLoader):
+    """The pure-Python parser and composer: PyYAML's own error texts, about 1 MB/s."""
+
+
+if USE_LIBYAML:
+    from yaml._yaml import CParser  # type: ignore[import-not-found, unused-ignore]
+
+    class _CComposer(_Limits, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc, unused-ignore]
+        """libyaml's C scanner and parser under PyYAML's Python composer (so ``_Limits`` applies):
+        the same nodes and marks, 5 to 70 times sooner than the pure-Python parser."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
+class _TooManyValues(Exception):
+    """More than ``MAX_VALUES`` values in the file as written, at a 1-based line and column."""
+
+    def __init__(self, line: int, column: int, path: Path) -> None:
+        self.line = line
+        self.column = column
+        self.path = path
+
+
+def _count_values(text: str) -> None:
+    """Raise ``_TooManyValues`` at the first value past ``MAX_VALUES``, counted on libyaml's event
+    stream (C, no tree, constant memory). Anything libyaml cannot parse ends the count quietly:
+    the pure-Python parse that follows reports it in our words (and counts again)."""
+    try:
+        parser = yaml.CSafeLoader(text)
+    except ValueError:  # a lone surrogate in text given by a caller: the Python reader words it
+        return
+    #: One entry per open collection: [is a mapping, the next node in it is a key].
+    stack: list[list[bool]] = []
+    top_key: str | None = None
+    count = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, CollectionEndEvent):
+                stack.pop()
+                continue
+            if not isinstance(event, NodeEvent):
+                continue
+            is_key = False
+            if stack and stack[-1][0]:
+                is_key = stack[-1][1]
+                stack[-1][1] = not is_key
+            if is_key:
+                if len(stack) == 1 and isinstance(getattr(event, "value", None), str):
+                    top_key = event.value  # type: ignore[attr-defined]
+            else:
+                count += 1
+                if count > MAX_VALUES:
+                    mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+                    where: Path = (top_key,) if top_key is not None and stack[0][0] else ()
+                    raise _TooManyValues(line, column, where)
+            if isinstance(event, MappingStartEvent):
+                stack.append([True, True])
+            elif isinstance(event, SequenceStartEvent):
+                stack.append([False, False])
+            # An alias counts once here; the builder counts what it expands to.
+    except yaml.YAMLError:
+        return
+    finally:
+        parser.dispose()
 
 
 class _Builder:
     """Turns a composed node tree into plain values, recording marks and problems."""
 
-    def __init__(self, loader: _Composer, source: SourceMap) -> None:
+    def __init__(self, loader: _Loader, source: SourceMap) -> None:
         self.loader = loader
         self.source = source
         self.problems: list[Problem] = []
@@ -236,47 +452,87 @@ def _yaml_problem(source: SourceMap, exc: yaml.YAMLError) -> Problem:
 def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
     """Parse one YAML document into plain values and its ``SourceMap``.
 
-    Raises ``ScenarioError`` for syntax errors, duplicate keys, several documents, alias bombs and
-    extreme nesting, each as a ``Problem`` with a position.
+    Raises ``ScenarioError`` for syntax errors, duplicate keys, several documents, alias bombs,
+    too many values and extreme nesting, each as a ``Problem`` with a position.
     """
     source = SourceMap(file, text)
     try:
-        loader = _Composer(text)
-    except yaml.reader.ReaderError as exc:
-        before = text[: exc.position]
-        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
-        message = f"YAML syntax error: character #x{exc.character:04x} is not allowed in YAML text"
-        raise ScenarioError([source.at(line, column, message)]) from None
-    try:
+        if USE_LIBYAML:
+            _count_values(text)
+        loader, node = _compose(text)
         try:
-            node = loader.get_single_node()
-        except yaml.composer.ComposerError as exc:
-            if "expected a single document" in str(exc):
-                message = "a scenario file holds one YAML document; remove the second '---'"
-                raise ScenarioError([source.at(_line(exc), 1, message)]) from None
-            raise
-        if node is None:
-            raise ScenarioError([source.at(1, 1, "the file is empty; a scenario needs at least 'steps'")])
-        builder = _Builder(loader, source)
-        try:
+            if node is None:
+                raise ScenarioError([source.at(1, 1, "the file is empty; a scenario needs at least 'steps'")])
+            builder = _Builder(loader, source)
             data = builder.build(node, ())
-        except _TooLarge as big:
-            message = (
-                f"document too large or too deep: more than {MAX_VALUES} values, {MAX_CHARS >> 20} MiB "
-                f"of text or {MAX_DEPTH} levels after expanding aliases (an alias bomb?)"
-            )
-            raise ScenarioError([source.problem(big.path[:1], message, key=bool(big.path))]) from None
+        finally:
+            loader.dispose()
+    except _TooManyValues as many:
+        raise ScenarioError([source.at(many.line, many.column, _TOO_MANY_VALUES, many.path)]) from None
+    except _TooLarge as big:
+        message = (
+            f"document too large or too deep: more than {MAX_VALUES} values, {MAX_CHARS >> 20} MiB "
+            f"of text or {MAX_DEPTH} levels after expanding aliases (an alias bomb?)"
+        )
+        raise ScenarioError([source.problem(big.path[:1], message, key=bool(big.path))]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ScenarioError([_reader_problem(source, exc)]) from None
+    except yaml.composer.ComposerError as exc:
+        if "expected a single document" not in str(exc):
+            raise ScenarioError([_yaml_problem(source, exc)]) from None
+        message = "a scenario file holds one YAML document; remove the second '---'"
+        raise ScenarioError([source.at(_line(exc), 1, message)]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([_yaml_problem(source, exc)]) from None
     except RecursionError:
         raise ScenarioError([source.at(1, 1, "document nested too deeply")]) from None
     except (ValueError, OverflowError, TypeError) as exc:  # e.g. a float PyYAML cannot convert
         raise ScenarioError([source.at(1, 1, f"YAML value error: {exc}")]) from None
-    finally:
-        loader.dispose()
     if builder.problems:
         raise ScenarioError(builder.problems)
     return data, source
+
+
+def _compose(text: str) -> tuple[_Loader, Node | None]:
+    """The node tree of the one document in ``text``, and the loader that constructs its scalars.
+
+    libyaml's parser first, when present. A text it refuses is parsed again by the pure-Python
+    parser, whose error texts are the ones users know and tests check; above
+    ``_PYTHON_WORDING_UP_TO`` characters (where that would take seconds) libyaml's own error stands.
+    """
+    if USE_LIBYAML:
+        try:
+            fast = _CComposer(text)
+        except (ValueError, yaml.YAMLError):  # e.g. a lone surrogate in text given by a caller
+            fast = None
+        if fast is not None:
+            try:
+                return fast, fast.get_single_node()
+            except yaml.YAMLError:
+                fast.dispose()
+                if len(text) > _PYTHON_WORDING_UP_TO:
+                    raise
+            except BaseException:
+                fast.dispose()
+                raise
+    loader = _Composer(text)
+    try:
+        return loader, loader.get_single_node()
+    except BaseException:
+        loader.dispose()
+        raise
+
+
+def _reader_problem(source: SourceMap, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow, at its line and column."""
+    position = exc.position if isinstance(exc.position, int) else 0
+    if exc.encoding == "?":  # from libyaml: a byte offset into the UTF-8 text
+        before = source.text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "replace")
+        position = len(before)
+    before = source.text[:position]
+    line, column = before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+    what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "a character"
+    return source.at(line, column, f"YAML syntax error: {what} is not allowed in YAML text")
 
 
 def _line(exc: yaml.YAMLError) -> int:

@@ -20,6 +20,7 @@ from runner.expect import (
     match_json_fields,
     matches,
 )
+from runner.loader import that_expression
 from runner.model import Capture, ContentCheck, Expectation, StepKind
 from runner.templates import JsonTemplate, Template
 
@@ -110,18 +111,21 @@ def test_json_schema() -> None:
     assert failure is not None and failure.message.startswith("JSON Schema: $.id:")
 
 
+def _that(*texts: str) -> ContentCheck:
+    """A content check of ``that`` entries, built as the loader builds them."""
+    return ContentCheck(that=tuple((t, that_expression(t)) for t in texts))
+
+
 def test_that_comparisons() -> None:
     """JMESPath comparisons: numbers, equality, missing paths and wrong types fail cleanly."""
     doc = Message('{"result": {"count": 3, "items": ["a", "b"], "name": "x"}}')
-    ok = ContentCheck(
-        that=(("result.count", ">=", 3), ("result.name", "==", "x"), ("length(result.items)", "==", 2))
-    )
+    ok = _that("result.count >= 3", "result.name == 'x'", "length(result.items) == 2")
     assert check_content(ok, doc, {}) is None
-    failure = check_content(ContentCheck(that=(("result.count", ">", 3),)), doc, {})
+    failure = check_content(_that("result.count > 3"), doc, {})
     assert failure is not None and failure.message == "expected result.count > 3, got 3"
-    assert not matches(ContentCheck(that=(("result.missing", ">", 1),)), doc, {})
-    assert not matches(ContentCheck(that=(("result.name", "<", 1),)), doc, {})
-    assert matches(ContentCheck(that=(("result.items", "contains", "b"),)), doc, {})
+    assert not matches(_that("result.missing > 1"), doc, {})
+    assert not matches(_that("result.name < 1"), doc, {})
+    assert matches(_that("contains(result.items, 'b')"), doc, {})
 
 
 def test_binary_length_and_digest() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner import model as m
-from runner.errors import ScenarioError
+from runner.errors import ScenarioError, UsageError
 from runner.loader import is_sensitive_header, load_scenario, load_scenario_text
 from runner.yamlsource import format_path, parse_yaml
 
@@ -109,8 +109,8 @@ steps:
     assert isinstance(read, m.ReadStep) and read.timeout_s == 0.5
     assert read.expect.latency_lt_s == pytest.approx(0.05)
     assert read.expect.content is not None and read.expect.content.that == (
-        ("n", ">=", 3),
-        ("name", "==", "x"),
+        ("n >= 3", "n >= `3`"),
+        ("name == 'x'", "name == 'x'"),
     )
     assert read.expect.content.length == 1024 and read.match is not None and read.match.needs_json
     assert read.captures == (m.Capture("got", path="n"), m.Capture("word", regex="(?P<w>[a-z]+)", group=1))
@@ -318,7 +318,8 @@ def test_target_override_allows_relative_urls() -> None:
     text = "connections: {main: {url: /echo}}\nsteps: [{open: main}]\n"
     assert "needs a target" in problems(text)[0]
     assert load(text, target="ws://127.0.0.1:9").target == "ws://127.0.0.1:9"
-    assert "use ws:// or wss://" in problems(text, target="http://127.0.0.1:9")[0]
+    with pytest.raises(UsageError, match=r"^command line: --target: .*use ws:// or wss://"):
+        load(text, target="http://127.0.0.1:9")  # the command line's mistake, not the file's
 
 
 def test_cli_variables_known_and_override() -> None:
@@ -426,3 +427,37 @@ def test_schema_and_semantic_problems_are_reported_together() -> None:
     assert any(":9:" in p and "nosuchstep" in p for p in found), found
     # Nothing is reported twice, and nothing about the broken parts beyond the schema's words.
     assert len(found) == len(set(found)) == 5, found
+
+
+@pytest.mark.parametrize(
+    ("that", "message"),
+    [
+        ("lenght(items) > 1", "'lenght(items) > 1': JMESPath has no function 'lenght', did you mean"),
+        ("length(a, b) == 2", "'length(a, b) == 2': length() takes 1 argument(s), got 2"),
+        ("a = 3", "'a = 3' is not a JMESPath expression: Bad jmespath expression: Unknown token '='"),
+        ("a == ", "'a == ' is not a JMESPath expression"),
+    ],
+)
+def test_that_which_cannot_be_evaluated_is_refused_with_its_position(that: str, message: str) -> None:
+    """A ``that`` entry that is no JMESPath expression (or calls an unknown function, or one with the
+    wrong number of arguments) is a positioned problem at load, not a failure at run time."""
+    text = BASE + f"steps:\n  - open: main\n  - read: main\n    expect:\n      that: [{that!r}]\n"
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith(f"t.yaml:9:14: steps[1].expect.that[0]: {message}")
+
+
+def test_templated_urls_are_left_to_the_open() -> None:
+    """URLs with templates (spaces inside ``{{ }}`` included) are not judged at load; the same URL
+    written out with a space or a bad port is a positioned problem."""
+    text = (
+        "target: embedded\nvariables: {port: 9}\nconnections:\n"
+        "  a: {url: '/echo?vu={{ vu }}'}\n  b: {url: 'ws://127.0.0.1:{{ port }}/x'}\n"
+        "steps: [{open: a}, {open: b}]\n"
+    )
+    assert load(text).connections["a"].location.line == 4
+    found = problems(text.replace("{{ vu }}", "1 2").replace("{{ port }}", "port"))
+    assert found == [
+        "t.yaml:4:12: connections.a.url: contains a space at position 11; percent-encode it "
+        "(%20 for a space)",
+        "t.yaml:5:12: connections.b.url: port 'port' is not a number from 1 to 65535",
+    ]

@@ -245,6 +245,26 @@ def test_bad_wsload_var_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--wsload-var 'novalue'*"])
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("ws://[zz]:80", "not a valid URL: the host is not valid: 'zz' does not appear to be an IPv4*"),
+        ("ws://127.0.0.1:99999", "not a valid URL: port '99999' is not a number from 1 to 65535"),
+    ],
+)
+def test_bad_wsload_target_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, target: str, message: str
+) -> None:
+    """A malformed ``--wsload-target`` stops pytest with a usage error naming the option (it was a
+    traceback, or a problem pinned on each scenario file's line 1)."""
+    monkeypatch.delenv("WSLOAD_TARGET", raising=False)
+    pytester.makefile(".ws.yaml", relative=RELATIVE)
+    result = run(pytester, "--wsload-target", target)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*command line: --wsload-target: {message}*"])
+    assert "relative.ws.yaml" not in result.stdout.str() + result.stderr.str()
+
+
 def test_wsload_target_option_sets_the_base_url(pytester: pytest.Pytester, echo_server: str) -> None:
     """``--wsload-target`` gives a scenario without a target the server its relative URLs go to."""
     pytester.makefile(".ws.yaml", relative=RELATIVE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -124,6 +125,96 @@ steps:
     assert result.passed, result.failures
     step = result.steps[0]
     assert step.ok == 1 and step.rc == {"-1": 1}
+
+
+def test_error_alone_on_an_open_means_it_must_fail(arun: Arun) -> None:
+    """``expect: {error: KEYWORD}`` without ``rc``: the open must fail with that error. A rejected
+    open passes; an open that succeeds fails, saying it was expected to fail."""
+    result = _run(
+        arun,
+        """
+name: error alone
+target: embedded
+connections:
+  rejected: {url: /status/403, timeout: 5s}
+steps:
+  - open: rejected
+    expect: {error: "HTTP 403"}
+""",
+    )
+    assert result.passed, result.failures
+    assert result.steps[0].ok == 1 and result.steps[0].rc == {"-1": 1}
+    result = _run(
+        arun,
+        """
+name: error alone, but the open works
+target: embedded
+connections:
+  fine: {url: /echo, timeout: 5s}
+steps:
+  - open: fine
+    expect: {error: "HTTP 403"}
+""",
+    )
+    assert not result.passed and result.exit_code == 1
+    assert "expected it to fail with error 'HTTP 403'" in result.failures[0].message
+
+
+#: A request to /rpc whose answer the ``that`` expressions below read: {"id": 7, "result":
+#: {"method": "m", "payload": {"a": 1, "b": 1, "c": 2, "name": "x"}, "session": ...}}.
+THAT_SCENARIO = """
+name: that
+target: embedded
+connections: {rpc: {url: /rpc, timeout: 5s}}
+steps:
+  - open: rpc
+  - write: {connection: rpc, json: {method: m, id: 7, payload: {a: 1, b: 1, c: 2, name: x}}}
+  - read: {connection: rpc, timeout: 2s}
+    expect:
+      that: THAT
+  - close: rpc
+"""
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "result.payload.a == `1`",  # a JMESPath literal
+        "result.payload.a == result.payload.b",  # path to path
+        "result.payload.c > result.payload.a",
+        "id == `7` && result.method == 'm'",
+        "!(result.payload.a == `2`) || result.payload.c == `99`",
+        "length(result.payload) == `4`",
+        "id == 7",  # the forms that worked before: a bare JSON value beside a comparator
+        "result.session != null",
+        "result.payload.name == 'x'",
+        'result.payload.name == "x"',
+        "result.payload.a >= 1 && result.payload.a < 1.5",
+    ],
+)
+def test_that_is_a_jmespath_expression_that_must_be_true(arun: Arun, expression: str) -> None:
+    """``that`` entries are JMESPath expressions evaluated on a real /rpc answer: literals in
+    backticks and path-to-path comparisons match (they never did), and the older forms still do."""
+    text = THAT_SCENARIO.replace("THAT", f"[{json.dumps(expression)}]")
+    result = _run(arun, text)
+    assert result.passed, result.failures
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("result.payload.a == `2`", "expected result.payload.a == `2`, got 1"),
+        ("result.payload.a == result.payload.c", "expected result.payload.a == result.payload.c, got 1"),
+        ("result.payload.c < result.payload.a", "expected result.payload.c < result.payload.a, got 2"),
+        ("result.missing", "expected result.missing, got null"),
+        ("id == 8", "expected id == 8, got 7"),
+    ],
+)
+def test_that_which_does_not_hold_fails_its_read(arun: Arun, expression: str, message: str) -> None:
+    """A ``that`` expression that comes out false fails the read, showing the left side's value."""
+    result = _run(arun, THAT_SCENARIO.replace("THAT", f"[{json.dumps(expression)}]"))
+    assert not result.passed and result.exit_code == 1
+    assert result.failures[0].message == message
 
 
 def test_failed_step_skips_rest_and_closes(arun: Arun) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import scaled
 from jsonschema import Draft202012Validator
 
 from runner.cli import main
@@ -178,3 +182,33 @@ def test_open_model_shards_add_up_to_the_plans_starts(tmp_path: Path, server_url
     load = merged["settings"]["load"]
     assert load["model"] == "open" and load["started"] == 30 and merged["iterations"]["completed"] == 30
     assert 30 <= load["achieved_rate"] <= 75, load  # 30 starts over the plan's ~0.5 s at 60/s
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_while_waiting_for_start_at_ends_the_shard_at_once(
+    tmp_path: Path, server_url: str, sig: signal.Signals
+) -> None:
+    """SIGTERM/SIGINT while a shard waits for a --start-at a minute away ends it at once (a
+    Kubernetes delete would otherwise end in SIGKILL): exit 130, a JSON report marked interrupted
+    with nothing measured."""
+    path = _file(tmp_path)
+    out = tmp_path / "shard.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(path), "--target", server_url, "--report-dir", "",
+         "--json", str(out), "-q", "--shard", "1/2", "--start-at", _start_at(60)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # said once the signal handlers are in place
+    assert line.startswith("wsload: shard 1/2 waits "), line
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=scaled(20))
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < scaled(5)
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True and doc["exit_code"] == 130
+    assert all(step["count"] == 0 for step in doc["steps"])  # nothing was measured
+    assert stdout.splitlines()[-1].startswith("INTERRUPTED shard echo")

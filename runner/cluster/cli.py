@@ -17,7 +17,7 @@ from runner.load.settings import LoadOverrides
 from runner.model import Scenario
 from runner.results import RunResult
 
-__all__ = ["add_cluster_options", "run_beyond", "wants_beyond"]
+__all__ = ["add_cluster_options", "check_cluster_options", "run_beyond", "wants_beyond"]
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,23 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def wants_beyond(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "shard", None) or getattr(args, "cluster", None))
+
+
+def check_cluster_options(args: argparse.Namespace) -> None:
+    """Usage errors of these options, before any file is read: ``--start-at`` is the shared start
+    of shards and means nothing to a run of one machine (it used to be ignored in silence)."""
+    start_at = getattr(args, "start_at", None)
+    if not start_at:
+        return
+    if not (getattr(args, "shard", None) or getattr(args, "cluster", None)):
+        given = "--start-at" if start_at != os.environ.get("WSLOAD_START_AT") else "WSLOAD_START_AT"
+        raise UsageError(
+            f"{given} {start_at!r} needs --shard K/N (or --cluster): it is the start time shared by "
+            "the shards of one load run; without them the run starts at once"
+        )
+    from runner.cluster.shard import parse_start_at
+
+    parse_start_at(start_at)  # a bad time is a usage error now, not after the files are loaded
 
 
 async def run_beyond(

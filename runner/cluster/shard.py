@@ -14,6 +14,7 @@ cores); shards compose exactly, sub-shards of a shard would not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import time
@@ -164,22 +165,26 @@ async def run_shard(
         )
         engine = driver.engine
 
+        stopped = asyncio.Event()
+
         def on_signal(signum: int) -> None:
             nonlocal interrupted
             interrupted = True
+            stopped.set()
             driver.stop(f"interrupted by signal {signum}")
 
         guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
-                await driver.run()
+                if await _wait_for_start(start_ns, start_unix_ns, stopped, f"{index}/{count}"):
+                    await driver.run()
         finally:
             monitor.done()
         delta = live.take_interval()
         total.merge(delta)
         if on_tick is not None:
             on_tick(delta, 0, 0)
-        duration_s = (time.monotonic_ns() - start_ns) / 1e9
+        duration_s = max(0.0, (time.monotonic_ns() - start_ns) / 1e9)  # 0 if stopped before the start
         result = load_result(
             scenario,
             total,
@@ -199,6 +204,27 @@ async def run_shard(
         )
     shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=total)
     return replace(result, settings={**result.settings, SHARD_KEY: shard})
+
+
+async def _wait_for_start(start_ns: int, start_unix_ns: int, stopped: asyncio.Event, shard: str) -> bool:
+    """Wait for the shared start (monotonic ``start_ns``); False when a stop signal came first.
+
+    Here, not in the engine's own sleep, so that SIGTERM/SIGINT ends a shard waiting for a
+    ``--start-at`` an hour away at once (a Kubernetes delete sends SIGTERM, then SIGKILL after its
+    grace period): the shard then reports itself interrupted with nothing measured.
+    """
+    delay = (start_ns - time.monotonic_ns()) / 1e9
+    if delay > 1.0:
+        at = datetime.fromtimestamp(start_unix_ns / 1e9, tz=UTC).isoformat(timespec="seconds")
+        print(
+            f"wsload: shard {shard} waits {delay:.1f}s for the shared start at {at.replace('+00:00', 'Z')}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), delay)
+    return not stopped.is_set()
 
 
 def shard_result_settings(result: RunResult) -> Mapping[str, Any] | None:

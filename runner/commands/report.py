@@ -257,12 +257,32 @@ def _stop_signals() -> Iterator[_StopSignals]:
         stop.restore()
 
 
+#: The word of each exit code in a round's line.
+_VERDICTS: dict[int, str] = {
+    ExitCode.PASSED: "PASS",
+    ExitCode.FAILED: "FAIL",
+    ExitCode.INVALID: "INVALID",
+    ExitCode.COULD_NOT_RUN: "COULD NOT RUN",
+    ExitCode.INTERRUPTED: "INTERRUPTED",
+}
+
+
+def _round_line(n: int, started_unix: float, code: int) -> str:
+    """``round 3 at 2026-12-04T10:15:00Z: PASS``: which round, when it started (UTC), its verdict."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_unix))
+    verdict = _VERDICTS.get(code, f"exit {code}")
+    return f"round {n} at {at}: {verdict}"
+
+
 def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """``handler`` run once, or in rounds with ``--every``/``--rounds`` (rounds start ``--every`` apart).
 
-    A signal between rounds (or during one, after the engine has written that round's reports) ends
-    the loop with exit code 130; ``--rounds N`` ends it with the last round's code. Invalid input
-    (exit 2) ends it at once: waiting will not fix the file.
+    After each round a line says its number, start time and verdict (``round 3 at ...Z: PASS``).
+    A SIGTERM/SIGINT between rounds is the normal way to end the loop: it ends at once with the
+    last round's exit code (0 when it passed), its reports left as written. A signal during a
+    round interrupts that round, which is reported as interrupted, and the loop ends with 130.
+    ``--rounds N`` ends it with the last round's code. Invalid input (exit 2) ends it at once:
+    waiting will not fix the file.
     """
 
     def run_rounds(args: argparse.Namespace) -> int:
@@ -275,11 +295,17 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
             while True:
                 n += 1
                 started = time.monotonic()
+                started_unix = time.time()
                 code = handler(args)
                 stop.install()  # the engine's handlers left the defaults behind
-                if stop.received is not None or code == ExitCode.INTERRUPTED:
+                print(_round_line(n, started_unix, code), flush=True)
+                if code == ExitCode.INTERRUPTED:
                     return int(ExitCode.INTERRUPTED)
-                if code == ExitCode.INVALID or (rounds is not None and n >= rounds):
+                # A signal that came while the round was being set up or reported (the engine
+                # did not see it) stops the loop as one between rounds does.
+                if stop.received is not None or code == ExitCode.INVALID:
+                    return code
+                if rounds is not None and n >= rounds:
                     return code
                 # Start to start, like cron: a 5m interval means a round every 5 minutes however
                 # long each takes (a round longer than the interval is followed at once).
@@ -287,6 +313,8 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
                 if getattr(args, "verbose", False):
                     print(f"wsload: round {n} done (exit {code}); next in {wait:.1f}s", file=sys.stderr)
                 if wait and stop.wait(wait):
-                    return int(ExitCode.INTERRUPTED)
+                    if getattr(args, "verbose", False):
+                        print(f"wsload: stopped by signal {stop.received} between rounds", file=sys.stderr)
+                    return code
 
     return run_rounds

@@ -347,11 +347,60 @@ def write_reports(
     return written
 
 
+def check_target_option(target: str | None, option: str = "--target", env: str = "WSLOAD_TARGET") -> None:
+    """A ``--target`` that is no usable target is the command line's mistake (exit 2), said so
+    before any file is read (``command line: --target: ...``), or the environment's."""
+    from runner.loader import target_problem
+
+    problem = None if target is None else target_problem(target)
+    if problem is not None:
+        from_env = bool(env) and target == os.environ.get(env)
+        where = f"environment: {env}" if from_env else f"command line: {option}"
+        raise UsageError(f"{where}: {problem}")
+
+
+def warn_unused_vars(variables: Sequence[str], scenarios: Sequence[Scenario]) -> None:
+    """On stderr, each ``--var`` name that none of ``scenarios`` uses (a misspelling, probably)."""
+    from runner.validation import unused_variables
+
+    if variables and scenarios:
+        for warning in unused_variables(variables, scenarios):
+            print(f"wsload: warning: {warning}", file=sys.stderr)
+
+
+def report_dirs(args: argparse.Namespace) -> list[str]:
+    """The directories this run will write reports into (``--report-dir``, and those of
+    ``--json``, ``--junit``, ``--html``, ``--prometheus-textfile``)."""
+    dirs = [args.report_dir] if args.report_dir else []
+    for path in (args.json_path, args.junit_path, getattr(args, "html_path", None),
+                 getattr(args, "prometheus_textfile", None)):  # fmt: skip
+        if path:
+            dirs.append(os.path.dirname(os.path.abspath(path)))
+    return list(dict.fromkeys(os.path.abspath(d) for d in dirs))
+
+
+def check_report_dirs(dirs: Sequence[str]) -> None:
+    """Each report directory exists (it is made if missing) and takes a file: a temporary one is
+    written and removed. ``RunError`` (exit 3) now rather than after a run of an hour."""
+    import tempfile
+
+    for directory in dirs:
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".wsload-probe-"):
+                pass
+        except OSError as exc:
+            raise RunError(f"cannot write reports to {directory}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``run`` command: load every file, run each, print and write reports, return the exit code."""
+    from runner.cluster.cli import check_cluster_options
     from runner.loader import load_scenario
 
     variables = parse_vars(args.var, args.secret_var)
+    check_target_option(args.target)
+    check_cluster_options(args)
     scenarios: list[Scenario] = []
     problems: list[ScenarioError] = []
     for file in args.files:
@@ -363,6 +412,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(str(problem), file=sys.stderr)
         return int(ExitCode.INVALID)
+    warn_unused_vars(list(variables), scenarios)
+    check_report_dirs(report_dirs(args))
     secrets: set[str] = set(userinfo_secrets(getattr(args, "pushgateway", None) or ""))
     for s in scenarios:
         secrets.update(s.secrets)
@@ -397,9 +448,9 @@ def run(args: argparse.Namespace) -> int:
         written += outputs.write_outputs(args, results, masker, [s.source for s in scenarios])
     except ReportWriteError:
         return int(ExitCode.COULD_NOT_RUN)
-    if args.verbose:
-        for path in written:
-            print(f"wsload: report {path}", file=sys.stderr)
+    files = [p for p in written if p != getattr(args, "pushgateway", None)]
+    if files and not args.quiet:  # on stderr: the last line on stdout stays the verdict
+        print(f"reports: {', '.join(_shown(p) for p in files)}", file=sys.stderr)
     return int(exit_code_of(results))
 
 
@@ -460,3 +511,9 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
         args_for_reports = argparse.Namespace(**{**vars(args), "junit_path": None})
         write_reports(args_for_reports, [replace(result, settings={**result.settings, "mode": "capacity"})], masker, stamp)
     return int(code)
+
+
+def _shown(path: str) -> str:
+    """A report path as a user would type it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative

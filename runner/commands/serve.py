@@ -35,8 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--mtls",
         action="store_true",
-        help="require a client certificate (implies --tls); with --client-ca, else a "
-        "generated CA whose client certificate and key are printed",
+        help="require a client certificate (implies --tls) signed by a CA in --client-ca; without "
+        "--client-ca a CA is generated, and a client certificate it signed and its key are written "
+        "to files whose paths are printed (removed at exit)",
     )
     parser.add_argument("--cert", help="server certificate chain PEM file (implies --tls)")
     parser.add_argument("--key", help="server private key PEM file")
@@ -47,7 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="serve from N processes sharing one port (SO_REUSEPORT), for runs with more connections "
-        "than one process can hold (about 20,000 open files each) or echo (default 1)",
+        "than one process can hold (about 20,000 open files each) or more messages than one process "
+        "can echo (default 1)",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for helpers
     parser.set_defaults(handler=run)

@@ -6,6 +6,7 @@ import argparse
 
 from runner.errors import ExitCode, ScenarioError, UsageError
 from runner.loader import load_scenario
+from runner.model import Scenario
 
 __all__ = ["add_parser", "run"]
 
@@ -50,23 +51,28 @@ def _variables(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate each file; problems go to stdout so they can be piped and grepped."""
-    from runner.commands.run import parse_vars
+    """Validate each file; problems go to stdout so they can be piped and grepped. A bad
+    ``--target`` is the command line's mistake (exit 2 before any file is read); a ``--var`` no
+    valid file uses is warned about on stderr."""
+    from runner.commands.run import check_target_option, parse_vars, warn_unused_vars
 
     variables = _variables(args.var)
+    check_target_option(args.target, env="")
     secret = parse_vars([], args.secret_var)
     clash = sorted(secret.keys() & variables.keys())
     if clash:
         raise UsageError(f"variable '{clash[0]}' is given both with --var and with --secret-var")
     variables.update(secret)
     failed = False
+    loaded: list[Scenario] = []
     for file in args.files:
         try:
-            load_scenario(file, variables=variables, target=args.target)
+            loaded.append(load_scenario(file, variables=variables, target=args.target))
         except ScenarioError as exc:
             failed = True
             print(exc)
             continue
         if not args.quiet:
             print(f"OK {file}")
+    warn_unused_vars(list(variables), loaded)
     return int(ExitCode.INVALID if failed else ExitCode.PASSED)
