@@ -1067,8 +1067,8 @@ _JSON_SCALAR_RE = re.compile(r'-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null|
 
 def that_expression(text: str) -> str:
     """The JMESPath expression a ``that`` entry means: the entry itself, except that a JSON value
-    written beside a comparator (``3``, ``-1.5``, ``true``, ``null``, ``"text"``) is that value,
-    as it was before ``that`` took whole JMESPath expressions (``result.count >= 3``,
+    written beside a comparator (``3``, ``-1.5``, ``true``, ``null``, and on its right ``"text"``)
+    is that value, as it was before ``that`` took whole JMESPath expressions (``result.count >= 3``,
     ``session != null``). In JMESPath proper a bare number is not an expression, and ``null`` or
     ``"text"`` would be field names; such a field is still reachable as ``@.null`` or in a longer
     path. Everything else is plain JMESPath: ``a == `1```, ``a == b`` (two paths), ``name == 'x'``.
@@ -1078,11 +1078,13 @@ def that_expression(text: str) -> str:
     starts = [t["start"] for t in tokens]
     replace: dict[int, tuple[int, str]] = {}  # start -> (end, replacement)
 
-    def operand(first: int, last: int) -> None:
+    def operand(first: int, last: int, *, right: bool) -> None:
         if first > last:
             return
         begin, end = starts[first], starts[last + 1] if last + 1 < len(tokens) else len(text)
         raw = text[begin:end].strip()
+        if raw.startswith('"') and not right:
+            return  # on the left, as before, "X-Trace" is a (quoted) field name
         if _JSON_SCALAR_RE.fullmatch(raw):  # JSON text is a JMESPath literal between backticks
             replace[begin] = (begin + len(raw), "`" + raw.replace("`", "\\`") + "`")
 
@@ -1092,11 +1094,11 @@ def that_expression(text: str) -> str:
         last = k + 1  # the operand on the right: up to the token that ends it
         while last < len(tokens) and tokens[last]["type"] not in _ENDS_OPERAND:
             last += 1
-        operand(k + 1, last - 1)
+        operand(k + 1, last - 1, right=True)
         first = k - 1  # and on the left, back to the token that starts it
         while first >= 0 and tokens[first]["type"] not in _STARTS_OPERAND:
             first -= 1
-        operand(first + 1, k - 1)
+        operand(first + 1, k - 1, right=False)
     out, at = [], 0
     for begin in sorted(replace):
         end, value = replace[begin]

@@ -16,6 +16,7 @@ from runner.engine.check import on_stop_signals, tls_info, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
+from runner.load.engine import quiet_gc
 from runner.load.limits import LimitPlan, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
@@ -89,6 +90,22 @@ async def run_load(
             progress=progress,
             handle_signals=handle_signals,
         )
+    # The GC set-up first: a full collection of a big heap (a long-lived process, such as a test
+    # run) that fell between fixing the start and the engine's own set-up held the first starts
+    # back by half a second (schedule lag p99 0.49 s in a 3 s run at 100/s).
+    with quiet_gc():
+        return await _run_here(scenario, limits, target, progress, handle_signals, client_factory)
+
+
+async def _run_here(
+    scenario: Scenario,
+    limits: LimitPlan,
+    target: str | None,
+    progress: Progress | None,
+    handle_signals: bool,
+    client_factory: Callable[[], WebSocketClient] | None,
+) -> RunResult:
+    """The run in this process (``run_load`` without workers)."""
     started_at = utc_now_iso()
     interrupted = False
     async with resolved_target(target or scenario.target) as resolved:
