@@ -83,7 +83,7 @@ async def _hold(tool: str, urls: list[str], n: int, source: str | None, concurre
         from runner.client import WebSocketClient
         from runner.engine.vu import RunContext, VirtualUser
         from runner.loader import load_scenario
-        from runner.metrics import RunRecorder
+        from runner.results.recorders import RunRecorder
 
         scenarios = [load_scenario(SCENARIO, target=u.rstrip("/")) for u in urls]
         recorder = RunRecorder(time.monotonic_ns())

@@ -103,7 +103,7 @@ async def run_wsload_vu(
     from runner.client import WebSocketClient
     from runner.engine.vu import RunContext, VirtualUser
     from runner.loader import load_scenario
-    from runner.metrics import RunRecorder
+    from runner.results.recorders import RunRecorder
 
     scenario = load_scenario(SCENARIO, target=url.rstrip("/"))
     recorder = RunRecorder(time.monotonic_ns())

@@ -28,9 +28,10 @@ from jsonschema.exceptions import SchemaError
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from runner import model as m
+from runner.checks.thresholds import parse_threshold
 from runner.errors import InvalidThreshold, Problem, ScenarioError, UsageError
-from runner.secrets import (
+from runner.scenario import model as m
+from runner.scenario.secrets import (
     SecretRegistry,
     SecretText,
     is_sensitive_header,
@@ -38,11 +39,10 @@ from runner.secrets import (
     userinfo_secrets,
     value_texts,
 )
-from runner.templates import JsonTemplate, Template, TemplateError
-from runner.thresholds import parse_threshold
-from runner.units import UnitError, parse_duration, parse_rate, parse_size
-from runner.validation import closest, schema_problems
-from runner.yamlsource import MAX_FILE_BYTES, Path, SourceMap, parse_yaml, read_limited, read_source
+from runner.scenario.source import MAX_FILE_BYTES, Path, SourceMap, parse_yaml, read_limited, read_source
+from runner.scenario.templates import JsonTemplate, Template, TemplateError
+from runner.scenario.units import UnitError, parse_duration, parse_rate, parse_size
+from runner.scenario.validation import closest, schema_problems
 
 __all__ = [
     "BUILTIN_VARIABLES",

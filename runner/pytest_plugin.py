@@ -38,9 +38,9 @@ import pytest
 from runner.errors import ScenarioError, UsageError, WsloadError
 
 if TYPE_CHECKING:  # the rest is imported when a scenario runs: every pytest session loads this module
-    from runner.model import Scenario
     from runner.reports.masking import Masker
-    from runner.results import RunResult
+    from runner.results.result import RunResult
+    from runner.scenario.model import Scenario
 
 __all__ = [
     "FILE_SUFFIXES",
@@ -217,7 +217,7 @@ def _peek(path: Path) -> tuple[str, tuple[str, ...]]:
     Uses the project's guarded YAML reader, so a hostile file cannot hang collection; an unreadable
     or invalid file still gets an item (named after the file) whose run reports the problems.
     """
-    from runner.yamlsource import parse_yaml, read_source
+    from runner.scenario.source import parse_yaml, read_source
 
     name: str = path.stem
     tags: tuple[str, ...] = ()
@@ -350,7 +350,7 @@ class ScenarioItem(pytest.Item):
     def load(self) -> Scenario:
         """Validate and build the scenario; ``ScenarioError`` lists every problem."""
         from runner.loader import load_scenario_text
-        from runner.yamlsource import read_source
+        from runner.scenario.source import read_source
 
         settings = self.config.stash[_SETTINGS]
         file = self._display_file()

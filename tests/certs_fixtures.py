@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from runner.model import ClientCertificate, Secret
+from runner.scenario.model import ClientCertificate, Secret
 from runner.server.certs import CertKey, TestPKI
 
 

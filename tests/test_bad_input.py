@@ -18,12 +18,12 @@ from conftest import scaled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import yamlsource
 from runner.errors import ScenarioError
 from runner.loader import MAX_DURATION_S, MAX_PAYLOAD_BYTES, MAX_VUS, load_scenario_text
-from runner.model import BinaryPayload, JsonPayload, Scenario, TextPayload, WriteStep
-from runner.templates import JsonTemplate, Template, TemplateError
-from runner.yamlsource import parse_yaml
+from runner.scenario import source as yamlsource
+from runner.scenario.model import BinaryPayload, JsonPayload, Scenario, TextPayload, WriteStep
+from runner.scenario.source import parse_yaml
+from runner.scenario.templates import JsonTemplate, Template, TemplateError
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "connections:\n  m: {url: 'ws://127.0.0.1:9/'}\nsteps:\n  - open: m\n"

@@ -7,7 +7,7 @@ import errno
 from runner.client import ConnectOptions, ErrorKind, LastError, parse_url
 from runner.client.codes import keywords_for_verify_code, os_error
 from runner.client.tls import decide, hostname_matches
-from runner.model import ALL_SSL_ERRORS, SSL_ERROR_KEYWORDS, Secret
+from runner.scenario.model import ALL_SSL_ERRORS, SSL_ERROR_KEYWORDS, Secret
 from runner.server.certs import self_signed
 
 

@@ -334,7 +334,7 @@ def test_read_timeouts_after_longer_and_shorter_ones(arun: Arun) -> None:
 
 def test_options_from_spec_render_headers() -> None:
     """ConnectOptions.from_spec renders header templates, reveals secrets and applies overrides."""
-    from runner.model import ConnectionSpec, Location, Secret
+    from runner.scenario.model import ConnectionSpec, Location, Secret
 
     class Rendered:
         def __init__(self, text: str) -> None:

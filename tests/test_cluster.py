@@ -18,7 +18,7 @@ from distributed import Client, LocalCluster
 from runner.cli import main
 from runner.cluster.dask_runner import StopFlag, run_on_cluster
 from runner.load.settings import LoadOverrides
-from runner.results import RunResult
+from runner.results.result import RunResult
 from runner.server import EmbeddedServer
 
 SCENARIO = """\

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.expect import (
+from runner.checks.expect import (
     Message,
     apply_captures,
     check_content,
@@ -21,8 +21,8 @@ from runner.expect import (
     matches,
 )
 from runner.loader import that_expression
-from runner.model import Capture, ContentCheck, Expectation, StepKind
-from runner.templates import JsonTemplate, Template
+from runner.scenario.model import Capture, ContentCheck, Expectation, StepKind
+from runner.scenario.templates import JsonTemplate, Template
 
 
 def test_default_success_per_kind() -> None:

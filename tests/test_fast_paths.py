@@ -16,12 +16,12 @@ from conftest import scaled
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from runner.checks.expect import Message, json_subset_problem
 from runner.client import ConnectOptions, WebSocketClient, protocol
 from runner.client.protocol import encode_client_frame
-from runner.expect import Message, json_subset_problem
-from runner.metrics import StepRecorder, TimeSeries
+from runner.results.recorders import StepRecorder, TimeSeries
+from runner.scenario.templates import JsonTemplate, TemplateError
 from runner.server import EmbeddedServer
-from runner.templates import JsonTemplate, TemplateError
 
 Arun = Callable[[Callable[[], Awaitable[Any]]], Any]
 

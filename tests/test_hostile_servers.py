@@ -52,7 +52,7 @@ from runner.client.protocol import FEED_CHUNK, MAX_FRAGMENTS
 from runner.engine.check import run_check
 from runner.load import run_load
 from runner.loader import load_scenario_text
-from runner.results import RunResult
+from runner.results.result import RunResult
 from runner.server import EmbeddedServer
 
 Arun = Callable[[Callable[[], Any]], Any]

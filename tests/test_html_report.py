@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from runner.cli import main
 from runner.reports import html
 from runner.reports.masking import Masker
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_SCHEMA = json.loads((ROOT / "runner" / "schemas" / "report.schema.json").read_text())

@@ -17,7 +17,7 @@ from runner.errors import RunError
 from runner.load import LoadOverrides, run_load
 from runner.load.limits import raise_nofile
 from runner.loader import load_scenario
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 ECHO = """\
 name: load echo
@@ -338,7 +338,7 @@ def test_alarm_goes_off_at_its_deadline_not_before(kind: str) -> None:
     (on an idle loop) well within a millisecond-timer's error; re-arming replaces the deadline."""
     import sys
 
-    from runner.load.clock import Alarm
+    from runner.runtime import Alarm
 
     async def main() -> list[int]:
         loop = asyncio.get_running_loop()

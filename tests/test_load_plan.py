@@ -7,8 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.load.plan import VuChange, closed_plan, open_starts, plan_duration, shard_count, shard_starts
-from runner.model import LoadSpec, Stage
+from runner.scenario.model import LoadSpec, Stage
+from runner.scenario.plan import VuChange, closed_plan, open_starts, plan_duration, shard_count, shard_starts
 
 
 def test_closed_without_ramp_starts_everyone_at_once() -> None:

@@ -25,7 +25,7 @@ import pytest
 import runner.load.workers as workers_mod
 from runner.load import LoadOverrides, run_load
 from runner.loader import load_scenario
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 SLOW_BIND = """
 import socket

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import model as m
 from runner.errors import ScenarioError, UsageError
 from runner.loader import is_sensitive_header, load_scenario, load_scenario_text
-from runner.yamlsource import format_path, parse_yaml
+from runner.scenario import model as m
+from runner.scenario.source import format_path, parse_yaml
 
 BASE = """\
 target: embedded

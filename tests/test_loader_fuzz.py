@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from runner.errors import ScenarioError
 from runner.loader import load_scenario_text
-from runner.model import Scenario
+from runner.scenario.model import Scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 VALID = {p.name: p.read_text() for p in sorted(SCENARIOS.glob("*.yaml"))}

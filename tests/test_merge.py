@@ -1,4 +1,4 @@
-"""Shard reports merged exactly (``runner.merge``): pure tests, no network and no event loop."""
+"""Shard reports merged exactly (``runner.load.merge``): pure tests, no network and no event loop."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from runner.cli import main
+from runner.load.merge import MergeError, merge_recorders, merge_results, parse_shard, shard_settings
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.loader import load_scenario_text
-from runner.merge import MergeError, merge_recorders, merge_results, parse_shard, shard_settings
-from runner.metrics import RunRecorder
-from runner.model import Scenario
-from runner.results import build_result
+from runner.results.recorders import RunRecorder
+from runner.results.result import build_result
+from runner.scenario.model import Scenario
 
 SCENARIO = """\
 name: merge me

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from runner.metrics import (
+from runner.results.recorders import (
     HIGHEST_US,
     LOWEST_US,
     MAX_ERROR_GROUPS,
@@ -101,7 +101,7 @@ def test_connect_split_recorded_for_open() -> None:
 
 def test_timeseries_keeps_old_seconds_compact() -> None:
     """Only the newest two seconds keep a live histogram; older ones are serialised, still exact."""
-    from runner.metrics import TimeSeries
+    from runner.results.recorders import TimeSeries
 
     series = TimeSeries()
     for second in range(10):
@@ -116,7 +116,7 @@ def test_timeseries_keeps_old_seconds_compact() -> None:
 
 def test_batched_samples_equal_one_by_one() -> None:
     """Buffered recording gives the same histogram as the library's own per-value recording."""
-    from runner.metrics import new_hdr
+    from runner.results.recorders import new_hdr
 
     hist = LatencyHistogram()
     ref = new_hdr()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.checks.thresholds import CATALOG, parse_threshold
 from runner.cli import main
 from runner.commands import metrics
-from runner.model import Location
-from runner.thresholds import CATALOG, parse_threshold
+from runner.scenario.model import Location
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,7 +17,7 @@ from conftest import scaled
 
 from runner.cli import main
 from runner.reports import html
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG_SLEEP = ROOT / "tests" / "failing" / "long_sleep.yaml"

@@ -221,7 +221,7 @@ def test_atomic_write_failure_leaves_nothing(tmp_path: Path) -> None:
 
 def test_real_report_reads_back(tmp_path: Path) -> None:
     """A written JSON report reads back into a RunResult that writes the same document."""
-    from runner.results import RunResult
+    from runner.results.result import RunResult
 
     assert _run(tmp_path, str(FAILING / "no_match.yaml")) == 1
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -241,7 +241,7 @@ def test_private_key_masked_in_every_form() -> None:
 def test_junit_survives_control_characters() -> None:
     """Control characters from a received message never make the JUnit XML unparsable."""
     from runner.reports import junit
-    from runner.results import FailureRecord, RunResult
+    from runner.results.result import FailureRecord, RunResult
 
     result = RunResult(
         passed=False,

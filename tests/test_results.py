@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from runner.metrics import RunRecorder
-from runner.model import Location, Threshold
-from runner.results import RunResult, build_result
-from runner.thresholds import evaluate, observed
+from runner.checks.thresholds import evaluate, observed
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult, build_result
+from runner.scenario.model import Location, Threshold
 
 LOC = Location("t.yaml", 7, 3)
 

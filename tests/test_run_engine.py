@@ -11,7 +11,7 @@ import pytest
 
 from runner.engine.check import run_check
 from runner.loader import load_scenario_text
-from runner.results import RunResult, StepResult
+from runner.results.result import RunResult, StepResult
 
 Arun = Callable[[Callable[[], Any]], Any]
 

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from runner.errors import ScenarioError
 from runner.loader import load_scenario
-from runner.validation import scenario_schema
+from runner.scenario.validation import scenario_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -17,15 +17,15 @@ from urllib.parse import quote, quote_plus
 import pytest
 from conftest import scaled
 
-from runner import model as m
 from runner.commands.run import parse_vars
 from runner.engine.check import run_check
 from runner.errors import ScenarioError, UsageError
 from runner.loader import load_scenario_text
-from runner.metrics import RunRecorder
-from runner.results import RunResult
-from runner.secrets import MASK, REGEX_FORMS, SecretRegistry, SecretText
-from runner.templates import Template
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult
+from runner.scenario import model as m
+from runner.scenario.secrets import MASK, REGEX_FORMS, SecretRegistry, SecretText
+from runner.scenario.templates import Template
 
 Arun = Callable[[Callable[[], Awaitable[Any]]], Any]
 ROOT = Path(__file__).resolve().parent.parent

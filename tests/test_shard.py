@@ -73,7 +73,7 @@ def _steps(doc: dict[str, Any]) -> dict[str, tuple[int, int, dict[str, int]]]:
 
 
 def _hist_total(doc: dict[str, Any]) -> dict[str, int]:
-    from runner.results import StepResult
+    from runner.results.result import StepResult
 
     return {s["name"]: StepResult.from_json(s).hdr().get_total_count() for s in doc["steps"]}
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.templates import JsonTemplate, Template, TemplateError, to_text
+from runner.scenario.templates import JsonTemplate, Template, TemplateError, to_text
 
 
 def test_static_template_is_constant() -> None:

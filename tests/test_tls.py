@@ -13,7 +13,7 @@ from certs_fixtures import client_config, pki  # noqa: F401  (pki is a fixture)
 from conftest import scaled
 
 from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.model import ALL_SSL_ERRORS, ClientCertificate, Secret
+from runner.scenario.model import ALL_SSL_ERRORS, ClientCertificate, Secret
 from runner.server import EmbeddedServer
 from runner.server.certs import CertKey, TestPKI, self_signed, write_pem
 

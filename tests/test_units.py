@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from runner.units import (
+from runner.scenario.units import (
     DURATION_PATTERN,
     RATE_PATTERN,
     SIZE_PATTERN,

@@ -172,10 +172,11 @@ def test_a_crash_inside_a_step_of_a_load_run_fails_it(tmp_path: Path) -> None:
     """An exception inside a step of a load run (here: a template function that raises at run
     time, as a bug would) fails the run with the step's internal errors counted; it used to stop
     the engine and pass with exit 0."""
+    from conftest import run_on
+
+    from runner.client import WebSocketClient
     from runner.load import run_load
     from runner.loader import load_scenario_text
-    from runner.client import WebSocketClient
-    from conftest import run_on
 
     class Broken(WebSocketClient):
         def write(self, socket: int, data: str | bytes) -> int:

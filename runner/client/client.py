@@ -61,7 +61,7 @@ from runner.client.tls import (
     probe,
     ssl_error,
 )
-from runner.model import ALL_SSL_ERRORS
+from runner.scenario.model import ALL_SSL_ERRORS
 
 _OPEN = State.OPEN
 

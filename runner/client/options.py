@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from runner.model import ClientCertificate, Secret
+from runner.scenario.model import ClientCertificate, Secret
 
 if TYPE_CHECKING:
-    from runner.model import ConnectionSpec, IgnoreSslErrors
-    from runner.secrets import SecretRegistry
+    from runner.scenario.model import ConnectionSpec, IgnoreSslErrors
+    from runner.scenario.secrets import SecretRegistry
 
 __all__ = ["ConnectOptions"]
 

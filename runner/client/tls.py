@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from runner.client.codes import ErrorKind, LastError, keywords_for_verify_code
 from runner.client.options import ConnectOptions
-from runner.model import ALL_SSL_ERRORS, ClientCertificate
+from runner.scenario.model import ALL_SSL_ERRORS, ClientCertificate
 
 __all__ = [
     "ProbeResult",

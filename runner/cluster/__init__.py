@@ -1,7 +1,7 @@
 """Load runs beyond one machine: shards of one plan, run by hand or on a Dask cluster.
 
 - ``shard.run_shard``: shard K of N in this process (``wsload run FILE --shard K/N``); its report
-  carries what ``runner.merge`` needs to combine the N reports exactly (``wsload merge``).
+  carries what ``runner.load.merge`` needs to combine the N reports exactly (``wsload merge``).
 - ``dask_runner.run_on_cluster``: ``wsload run FILE --cluster tcp://HOST:8786``; one shard per
   Dask worker, progress streamed back, one merged result. Dask is optional (``wsload[cluster]``):
   nothing here imports it until a cluster run asks for it.

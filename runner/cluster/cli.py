@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from runner.errors import UsageError
 from runner.load.monitor import Progress
 from runner.load.settings import LoadOverrides
-from runner.model import Scenario
-from runner.results import RunResult
+from runner.results.result import RunResult
+from runner.scenario.model import Scenario
 
 __all__ = ["add_cluster_options", "check_cluster_options", "run_beyond", "wants_beyond"]
 
@@ -82,7 +82,7 @@ async def run_beyond(
         if args.shard:
             raise UsageError("--shard and --cluster do not go together: the cluster run makes its own shards")
         from runner.cluster.dask_runner import StopFlag, run_on_cluster
-        from runner.engine.check import on_stop_signals
+        from runner.runtime import on_stop_signals
 
         flag = StopFlag()
         with on_stop_signals(lambda signum: flag.set(f"interrupted by signal {signum}")):

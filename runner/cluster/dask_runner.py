@@ -41,11 +41,11 @@ from typing import Any
 
 from runner.errors import RunError
 from runner.load.driver import Gauges
+from runner.load.merge import SHARD_KEY, ShardReport, merge_results, parse_shard, shard_settings
 from runner.load.monitor import Monitor, Progress
 from runner.load.settings import LoadOverrides, apply_overrides
-from runner.merge import SHARD_KEY, ShardReport, merge_results, parse_shard, shard_settings
-from runner.metrics import RunRecorder
-from runner.results import RunResult, build_result
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult, build_result
 
 __all__ = ["INSTALL_HINT", "ShardJob", "StopFlag", "run_on_cluster", "shard_task"]
 

@@ -23,20 +23,21 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.engine.check import on_stop_signals, tls_info
+from runner.engine.check import tls_info
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.errors import UsageError
 from runner.load.driver import Gauges, ShardDriver
 from runner.load.limits import LimitPlan, default_max_vus, plan_limits
+from runner.load.merge import SHARD_KEY, shard_settings
 from runner.load.monitor import Monitor, Progress
-from runner.load.plan import shard_count
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
-from runner.merge import SHARD_KEY, shard_settings
-from runner.metrics import RunRecorder
-from runner.model import LoadSpec, Scenario, Stage
-from runner.results import RunResult
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult
+from runner.runtime import on_stop_signals
+from runner.scenario.model import LoadSpec, Scenario, Stage
+from runner.scenario.plan import shard_count
 
 __all__ = ["START_MARGIN_S", "parse_shard_arg", "parse_start_at", "run_shard", "shard_share"]
 

@@ -1,7 +1,7 @@
 """``wsload merge A.json B.json ... [-o OUT.json] [--html OUT.html] [--junit OUT.xml]``: shard
 reports (``wsload run --shard K/N``) combined into the report of the whole run.
 
-The merge itself is ``runner.merge`` (pure); this module reads files, prints the usual console
+The merge itself is ``runner.load.merge`` (pure); this module reads files, prints the usual console
 report and writes the outputs. Exit code: the merged verdict (0 passed; 1 failed, a lost
 threshold, or incomplete: shards missing or lost; 130 when a shard was interrupted), 2 for
 reports that do not merge (not shard reports, different scenarios or plans, a shard twice).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ExitCode, ReportWriteError
-from runner.merge import MergeError, ShardReport, merge_results, parse_shard
+from runner.load.merge import MergeError, ShardReport, merge_results, parse_shard
 from runner.reports import console, json_report, junit
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker

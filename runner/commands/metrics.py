@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runner.checks.thresholds import metrics_table
 from runner.errors import ExitCode
-from runner.thresholds import metrics_table
 
 __all__ = ["add_parser", "render", "run"]
 

@@ -26,8 +26,8 @@ from runner.errors import ExitCode, ReportWriteError, UsageError
 from runner.reports import html
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
-from runner.results import RunResult
-from runner.units import parse_duration
+from runner.results.result import RunResult
+from runner.scenario.units import parse_duration
 
 __all__ = ["add_output_options", "add_parser", "load_results", "repeating", "run", "write_outputs"]
 

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 from runner.commands import report as outputs
 from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
-from runner.model import Scenario
 from runner.reports import console, json_report, junit
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
-from runner.results import RunResult
-from runner.secrets import SecretText, userinfo_secrets
+from runner.results.result import RunResult
+from runner.scenario.model import Scenario
+from runner.scenario.secrets import SecretText, userinfo_secrets
 
 __all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
 
@@ -91,7 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     """The load group: any of these (or a ``load:`` section) makes the run a load test."""
     from runner.loader import MAX_DURATION_S, MAX_ITERATIONS, MAX_VUS, MAX_WORKERS
-    from runner.units import parse_duration, parse_rate
+    from runner.scenario.units import parse_duration, parse_rate
 
     def duration(text: str) -> float:
         try:
@@ -361,7 +361,7 @@ def check_target_option(target: str | None, option: str = "--target", env: str =
 
 def warn_unused_vars(variables: Sequence[str], scenarios: Sequence[Scenario]) -> None:
     """On stderr, each ``--var`` name that none of ``scenarios`` uses (a misspelling, probably)."""
-    from runner.validation import unused_variables
+    from runner.scenario.validation import unused_variables
 
     if variables and scenarios:
         for warning in unused_variables(variables, scenarios):
@@ -467,7 +467,7 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
 
     from runner.load import Progress, run_load
     from runner.load.capacity import capacity_of, ramp_plan, render
-    from runner.model import LoadSpec
+    from runner.scenario.model import LoadSpec
 
     code = ExitCode.PASSED
     for scenario in scenarios:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from runner.errors import ExitCode
-from runner.validation import schema_text
+from runner.scenario.validation import schema_text
 
 __all__ = ["add_parser", "run"]
 

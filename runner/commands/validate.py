@@ -6,7 +6,7 @@ import argparse
 
 from runner.errors import ExitCode, ScenarioError, UsageError
 from runner.loader import load_scenario
-from runner.model import Scenario
+from runner.scenario.model import Scenario
 
 __all__ = ["add_parser", "run"]
 

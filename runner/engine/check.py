@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
+from runner.checks.thresholds import evaluate
 from runner.engine.embedded import resolved_target
 from runner.engine.vu import RunContext, VirtualUser
-from runner.metrics import RunRecorder
-from runner.model import ALL_SSL_ERRORS, Scenario
-from runner.results import RunResult, TlsInfo, build_result
-from runner.thresholds import evaluate
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult, TlsInfo, build_result
+from runner.runtime import on_stop_signals, utc_now_iso
+from runner.scenario.model import ALL_SSL_ERRORS, Scenario
 
-__all__ = ["on_stop_signals", "run_check", "tls_info", "utc_now_iso"]
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
+__all__ = ["run_check", "tls_info"]
 
 def tls_info(scenario: Scenario, ctx: RunContext | None = None) -> TlsInfo:
     """How certificates were treated: ``verified`` is False when the scenario relaxes
@@ -50,32 +41,6 @@ def tls_info(scenario: Scenario, ctx: RunContext | None = None) -> TlsInfo:
         ignored_errors=tuple(sorted(ignored)),
         allowed=tuple(sorted(allowed)),
     )
-
-
-@contextlib.contextmanager
-def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
-    """Call ``callback(signum)`` on SIGINT/SIGTERM while inside (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    loop = asyncio.get_running_loop()
-    installed: list[tuple[signal.Signals, Any]] = []
-    for sig in STOP_SIGNALS:
-        previous = signal.getsignal(sig)
-        try:
-            loop.add_signal_handler(sig, callback, sig)
-            installed.append((sig, previous))
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    try:
-        yield
-    finally:
-        for sig, previous in installed:
-            loop.remove_signal_handler(sig)
-            # asyncio puts SIG_DFL back; restore what was there (e.g. the --every loop's handler),
-            # so a signal while reports are written does not kill the process outright.
-            if previous is not None:
-                signal.signal(sig, previous)
 
 
 async def run_check(

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.steps import EXECUTE
-from runner.engine.steps.base import StepOutcome
-from runner.engine.vu_support import resolve_url
-from runner.metrics import RunRecorder, StepRecorder
-from runner.model import RepeatStep, Scenario, Step, StepKind
-from runner.secrets import SecretRegistry
+from runner.results.recorders import RunRecorder, StepRecorder
+from runner.scenario.model import RepeatStep, Scenario, Step, StepKind
+from runner.scenario.secrets import SecretRegistry
+from runner.scenario.urls import resolve_url
+from runner.steps import EXECUTE
+from runner.steps.base import StepOutcome
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient
@@ -62,9 +62,9 @@ class RunContext:
     #: needs, in one look-up per executed step.
     rows: dict[int, tuple[StepRecorder, bool, bool, str]] = field(default_factory=dict)
     #: (id(open step), source address) -> its URL and options, for connections without per-user
-    #: templates (``runner.engine.steps.open``).
+    #: templates (``runner.steps.open``).
     opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]] = field(default_factory=dict)
-    #: The run's secrets: the scenario's, and those its users make (``runner.secrets``); the
+    #: The run's secrets: the scenario's, and those its users make (``runner.scenario.secrets``); the
     #: recorder masks every text with them as it is recorded.
     secrets: SecretRegistry = field(init=False)
 
@@ -146,7 +146,7 @@ class VirtualUser:
         self.variables["iteration"] = 0
         self.sockets: dict[str, int] = {}
         #: connection -> when the last write step on it began: where a read's response time
-        #: starts (``runner.engine.steps.write`` sets it, the read that answers takes it).
+        #: starts (``runner.steps.write`` sets it, the read that answers takes it).
         self.requests: dict[str, int] = {}
         self.current_step: Step | None = None  # the step in flight, for interrupt reports
         #: When the step in flight began (each step module sets it from the clock reading it takes

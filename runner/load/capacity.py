@@ -21,9 +21,9 @@ from typing import Any
 
 from runner.load.health import SATURATED_CPU
 from runner.load.limits import default_max_vus
-from runner.load.plan import planned_starts
-from runner.model import LoadSpec, Scenario, Stage
-from runner.results import RunResult
+from runner.results.result import RunResult
+from runner.scenario.model import LoadSpec, Scenario, Stage
+from runner.scenario.plan import planned_starts
 
 __all__ = ["Capacity", "CapacityLevel", "capacity_of", "ramp_plan", "render"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runner.engine.vu import RunContext
-from runner.load.clock import each_second
 from runner.load.engine import LoadEngine
 from runner.load.health import HealthSampler
+from runner.runtime import each_second
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient

@@ -1,4 +1,4 @@
-"""One process's share of a load run: follows the pure plan (``runner.load.plan``) in time.
+"""One process's share of a load run: follows the pure plan (``runner.scenario.plan``) in time.
 
 ``LoadEngine`` runs shard ``shard`` of ``shards`` on the running event loop:
 
@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from runner.engine.vu import RunContext, VirtualUser
-from runner.load.clock import Alarm
 from runner.load.limits import default_max_vus
-from runner.load.plan import closed_plan, open_starts, shard_count, shard_starts
-from runner.model import LoadSpec
+from runner.runtime import Alarm
+from runner.scenario.model import LoadSpec
+from runner.scenario.plan import closed_plan, open_starts, shard_count, shard_starts
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient

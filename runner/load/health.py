@@ -27,8 +27,8 @@ import math
 import time
 from collections.abc import Callable
 
-from runner.load.clock import Alarm
-from runner.metrics import RunRecorder
+from runner.results.recorders import RunRecorder
+from runner.runtime import Alarm
 
 __all__ = ["LAG_INTERVAL_NS", "LOOP_LAG_BOUND_S", "SATURATED_CPU", "HealthSampler"]
 

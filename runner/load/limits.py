@@ -20,10 +20,10 @@ import resource
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from runner.engine.vu_support import resolve_url
 from runner.errors import RunError
-from runner.load.plan import closed_plan
-from runner.model import LoadSpec, Scenario
+from runner.scenario.model import LoadSpec, Scenario
+from runner.scenario.plan import closed_plan
+from runner.scenario.urls import resolve_url
 
 __all__ = [
     "FD_RESERVE",

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from runner.checks.thresholds import evaluate
 from runner.load.driver import Gauges
-from runner.metrics import RunRecorder
-from runner.model import Scenario, Threshold
-from runner.results import build_result
-from runner.thresholds import evaluate
+from runner.results.recorders import RunRecorder
+from runner.results.result import build_result
+from runner.scenario.model import Scenario, Threshold
 
 __all__ = ["Monitor", "Progress", "can_abort"]
 

@@ -19,13 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from runner.checks.thresholds import evaluate, parse_threshold
 from runner.load.health import LOOP_LAG_BOUND_S, SATURATED_CPU
 from runner.load.limits import LimitPlan, default_max_vus
-from runner.load.plan import closed_plan, plan_duration, planned_starts, planned_vus, shard_count
-from runner.metrics import LatencyHistogram, RunRecorder
-from runner.model import LoadSpec, Location, Scenario, Threshold
-from runner.results import LatencySummary, RunResult, ThresholdResult, TlsInfo, build_result
-from runner.thresholds import evaluate, parse_threshold
+from runner.results.recorders import LatencyHistogram, RunRecorder
+from runner.results.result import LatencySummary, RunResult, ThresholdResult, TlsInfo, build_result
+from runner.scenario.model import LoadSpec, Location, Scenario, Threshold
+from runner.scenario.plan import closed_plan, plan_duration, planned_starts, planned_vus, shard_count
 
 __all__ = [
     "GeneratorFigures",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from runner.engine.check import on_stop_signals, tls_info, utc_now_iso
+from runner.engine.check import tls_info
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
@@ -21,9 +21,10 @@ from runner.load.limits import LimitPlan, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
-from runner.metrics import RunRecorder
-from runner.model import Scenario
-from runner.results import RunResult
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult
+from runner.runtime import on_stop_signals, utc_now_iso
+from runner.scenario.model import Scenario
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from runner import thresholds
+from runner.checks import thresholds
 from runner.errors import InvalidThreshold, UsageError
-from runner.model import LoadSpec, Location, RepeatStep, Scenario, Step, Threshold
+from runner.scenario.model import LoadSpec, Location, RepeatStep, Scenario, Step, Threshold
 
 __all__ = ["LoadOverrides", "apply_overrides", "is_load_run", "parse_threshold"]
 

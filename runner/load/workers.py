@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from runner.engine.check import on_stop_signals, utc_now_iso
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.errors import RunError
 from runner.load.driver import Gauges
@@ -48,9 +47,10 @@ from runner.load.limits import LimitPlan
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides
-from runner.metrics import RunRecorder
-from runner.model import Scenario
-from runner.results import RunResult, TlsInfo
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult, TlsInfo
+from runner.runtime import on_stop_signals, utc_now_iso
+from runner.scenario.model import Scenario
 
 __all__ = ["WorkerJob", "run_workers", "worker_main"]
 
@@ -310,7 +310,7 @@ async def run_workers(
 
 
 def _planned_s(scenario: Scenario) -> float | None:
-    from runner.load.plan import plan_duration
+    from runner.scenario.plan import plan_duration
 
     assert scenario.load is not None
     return plan_duration(scenario.load)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.reports.masking import Masker
-from runner.results import RunResult, StepResult
+from runner.results.result import RunResult, StepResult
 
 __all__ = ["LATENCY_LEGEND", "render", "status_word", "summary_line", "verdict_line"]
 

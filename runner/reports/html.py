@@ -23,7 +23,7 @@ from typing import Any
 from runner import __version__
 from runner.reports import console
 from runner.reports.masking import Masker
-from runner.results import LatencySummary, RunResult, StepResult
+from runner.results.result import LatencySummary, RunResult, StepResult
 
 __all__ = ["MAX_POINTS", "PERCENTILES", "Chart", "charts", "downsample", "render"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from runner.reports.masking import Masker
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 __all__ = ["document", "render"]
 

@@ -10,7 +10,7 @@ from pathlib import PurePath
 
 from runner.reports import console
 from runner.reports.masking import Masker
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 __all__ = ["render"]
 

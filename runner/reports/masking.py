@@ -1,6 +1,6 @@
 """Masking of secrets in every output: the scenario's ``secrets`` (``${ENV}`` values, private keys,
 sensitive header values, userinfo, secret variables) and any value that follows a sensitive header
-name. The forms a secret takes and how it is found are ``runner.secrets``'s; values made at run
+name. The forms a secret takes and how it is found are ``runner.scenario.secrets``'s; values made at run
 time were masked when they were recorded (``SecretRegistry.guard``), so reports need only the
 static ones.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runner.secrets import MASK, MIN_SECRET_LENGTH, SENSITIVE_HEADERS, SecretRegistry
+from runner.scenario.secrets import MASK, MIN_SECRET_LENGTH, SENSITIVE_HEADERS, SecretRegistry
 
 __all__ = ["MASK", "MIN_SECRET_LENGTH", "SENSITIVE_HEADERS", "Masker"]
 

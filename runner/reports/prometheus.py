@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from runner.errors import ReportWriteError
 from runner.reports.masking import Masker
-from runner.results import RunResult
+from runner.results.result import RunResult
 
 __all__ = ["JOB", "QUANTILES", "push", "registry", "render", "write_textfile"]
 

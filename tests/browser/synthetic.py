@@ -7,8 +7,15 @@ import math
 import random
 from typing import Any
 
-from runner.metrics import LatencyHistogram
-from runner.results import ErrorGroup, IterationCounts, LatencySummary, RunResult, StepResult, ThresholdResult
+from runner.results.recorders import LatencyHistogram
+from runner.results.result import (
+    ErrorGroup,
+    IterationCounts,
+    LatencySummary,
+    RunResult,
+    StepResult,
+    ThresholdResult,
+)
 
 #: A step name and error text that would break the page if anything were not escaped.
 HOSTILE = '</script><img src=x onerror="alert(1)"> & <!--'

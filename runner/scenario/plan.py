@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from runner.model import LoadSpec, Stage
+from runner.scenario.model import LoadSpec, Stage
 
 __all__ = [
     "VuChange",

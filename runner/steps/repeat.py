@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner.engine.steps.base import StepOutcome
-from runner.expect import Failure
-from runner.model import RepeatStep
+from runner.checks.expect import Failure
+from runner.scenario.model import RepeatStep
+from runner.steps.base import StepOutcome
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

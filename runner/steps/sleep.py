@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from runner.engine.steps.base import StepOutcome, finish
-from runner.model import SleepStep, StepKind
+from runner.scenario.model import SleepStep, StepKind
+from runner.steps.base import StepOutcome, finish
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

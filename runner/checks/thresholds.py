@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from runner.errors import InvalidThreshold
-from runner.metrics import new_hdr
-from runner.model import Location, Threshold
-from runner.results import LatencySummary, RunResult, StepResult, ThresholdResult
-from runner.units import UnitError, parse_duration, parse_fraction, parse_rate
-from runner.validation import closest
+from runner.results.recorders import new_hdr
+from runner.results.result import LatencySummary, RunResult, StepResult, ThresholdResult
+from runner.scenario.model import Location, Threshold
+from runner.scenario.units import UnitError, parse_duration, parse_fraction, parse_rate
+from runner.scenario.validation import closest
 
 __all__ = [
     "CATALOG",

@@ -23,7 +23,7 @@ import regex
 from jsonschema import Draft202012Validator
 
 from runner.errors import RegexTimeout
-from runner.model import Capture, ContentCheck, Expectation, StepKind
+from runner.scenario.model import Capture, ContentCheck, Expectation, StepKind
 
 __all__ = [
     "Failure",

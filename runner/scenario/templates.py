@@ -227,7 +227,7 @@ class Template:
     def render_parts(self, ctx: Mapping[str, object]) -> tuple[str, tuple[tuple[str | None, str], ...]]:
         """The text, and each expression's variable (None for a function call) with the text it
         gave: what a secret header value was made of, each evaluated once (``uuid()`` differs
-        per call), so the engine can register the pieces too (``runner.secrets``)."""
+        per call), so the engine can register the pieces too (``runner.scenario.secrets``)."""
         if self.is_static:
             return self._static, ()
         values: list[tuple[str | None, str]] = []

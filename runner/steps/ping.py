@@ -5,8 +5,8 @@ from __future__ import annotations
 from time import monotonic_ns
 from typing import TYPE_CHECKING
 
-from runner.engine.steps.base import StepOutcome, finish, not_open
-from runner.model import PingStep, StepKind
+from runner.scenario.model import PingStep, StepKind
+from runner.steps.base import StepOutcome, finish, not_open
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote
 
 if TYPE_CHECKING:
-    from runner.metrics import RunRecorder
+    from runner.results.recorders import RunRecorder
 
 __all__ = [
     "MASK",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from time import monotonic_ns
 from typing import TYPE_CHECKING
 
-from runner.engine.steps.base import StepOutcome, finish, not_open
-from runner.engine.vu_support import render_error
-from runner.model import BinaryPayload, JsonPayload, StepKind, TextPayload, WriteStep
+from runner.scenario.model import BinaryPayload, JsonPayload, StepKind, TextPayload, WriteStep
+from runner.scenario.urls import render_error
+from runner.steps.base import StepOutcome, finish, not_open
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

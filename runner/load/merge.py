@@ -31,9 +31,9 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.load.result import evaluate_load, load_figures
-from runner.metrics import RunRecorder
-from runner.model import LoadSpec, Location, Scenario, Stage, Threshold
-from runner.results import RunResult, TlsInfo, build_result
+from runner.results.recorders import RunRecorder
+from runner.results.result import RunResult, TlsInfo, build_result
+from runner.scenario.model import LoadSpec, Location, Scenario, Stage, Threshold
 
 __all__ = [
     "MergeError",

@@ -6,9 +6,9 @@ import time
 from typing import TYPE_CHECKING
 
 from runner.client.options import ConnectOptions
-from runner.engine.steps.base import StepOutcome, finish
-from runner.engine.vu_support import render_error, resolve_url
-from runner.model import ConnectionSpec, OpenStep, Secret, StepKind
+from runner.scenario.model import ConnectionSpec, OpenStep, Secret, StepKind
+from runner.scenario.urls import render_error, resolve_url
+from runner.steps.base import StepOutcome, finish
 
 if TYPE_CHECKING:
     from runner.engine.vu import RunContext, VirtualUser

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from runner.errors import Problem
-from runner.yamlsource import Path, SourceMap
+from runner.scenario.source import Path, SourceMap
 
 __all__ = [
     "MAX_SCHEMA_ERRORS",
@@ -296,7 +296,7 @@ def template_names(value: object) -> set[str]:
     """Every variable name the templates inside ``value`` (a ``Scenario`` or any part of one) use."""
     import dataclasses
 
-    from runner.templates import JsonTemplate, Template
+    from runner.scenario.templates import JsonTemplate, Template
 
     names: set[str] = set()
     todo: list[object] = [value]

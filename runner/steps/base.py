@@ -2,7 +2,7 @@
 
 A step module has ``async def execute(step, vu) -> StepOutcome | int``. It moves messages and
 time through the virtual user's client and hands what came back to the pure checks of
-``runner.expect``; ``finish`` applies the checks every kind shares (rc, error, latency).
+``runner.checks.expect``; ``finish`` applies the checks every kind shares (rc, error, latency).
 The virtual user records the outcome; step modules never touch recorders.
 
 An ``int`` is the per-message shortcut: the step passed with its kind's default success and has
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from runner.expect import Failure, check_error, check_latency, check_rc, is_default_success
-from runner.model import Step, StepKind
+from runner.checks.expect import Failure, check_error, check_latency, check_rc, is_default_success
+from runner.scenario.model import Step, StepKind
 
 if TYPE_CHECKING:
     from runner.client.codes import ConnectTiming

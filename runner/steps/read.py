@@ -12,9 +12,7 @@ from __future__ import annotations
 from time import monotonic_ns
 from typing import TYPE_CHECKING
 
-from runner.client.codes import ReadResult
-from runner.engine.steps.base import StepOutcome, finish, not_open
-from runner.expect import (
+from runner.checks.expect import (
     Failure,
     Message,
     apply_captures,
@@ -22,7 +20,9 @@ from runner.expect import (
     describe,
     match_json_fields,
 )
-from runner.model import ReadStep, StepKind
+from runner.client.codes import ReadResult
+from runner.scenario.model import ReadStep, StepKind
+from runner.steps.base import StepOutcome, finish, not_open
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

@@ -1,5 +1,9 @@
-"""The run's one-second clock, shared by every place that acts once a second, and ``Alarm``,
-the open-model scheduler's precise wake-up.
+"""The runtime a run lives in: its clocks and its signals, in one place.
+
+``each_second``: the run's one-second clock, shared by every place that acts once a second;
+``Alarm``: a precise wake-up (the open-model scheduler's and the health sampler's);
+``on_stop_signals``: SIGINT/SIGTERM handed to whoever runs the scenario; ``utc_now_iso``: the
+wall-clock time reports are stamped with.
 
 Progress, ``abort_on_fail``, worker snapshots and cluster shards all sample "just after each
 second of the run ends" on the same grid (``start_ns + k s + 5 ms``), so their per-second buckets
@@ -9,13 +13,18 @@ line up; a late wake-up skips the seconds it missed instead of firing several ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["Alarm", "each_second"]
+__all__ = ["STOP_SIGNALS", "Alarm", "each_second", "on_stop_signals", "utc_now_iso"]
 
 _SECOND = 1_000_000_000
 _AFTER = 5_000_000  # sample 5 ms after the second ends, once its last samples are in
@@ -123,3 +132,36 @@ class _timespec(ctypes.Structure):
 
 class _itimerspec(ctypes.Structure):
     _fields_ = [("it_interval", _timespec), ("it_value", _timespec)]
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
+    """Call ``callback(signum)`` on SIGINT/SIGTERM while inside (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    installed: list[tuple[signal.Signals, Any]] = []
+    for sig in STOP_SIGNALS:
+        previous = signal.getsignal(sig)
+        try:
+            loop.add_signal_handler(sig, callback, sig)
+            installed.append((sig, previous))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            # asyncio puts SIG_DFL back; restore what was there (e.g. the --every loop's handler),
+            # so a signal while reports are written does not kill the process outright.
+            if previous is not None:
+                signal.signal(sig, previous)

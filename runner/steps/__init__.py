@@ -2,7 +2,7 @@
 
 ``EXECUTE`` maps a step class to its module's ``execute``; adding a kind touches its module, this
 table and the scenario schema. An ``int`` result is the per-message shortcut described in
-``runner.engine.steps.base``.
+``runner.steps.base``.
 """
 
 from __future__ import annotations
@@ -10,15 +10,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.steps import close as _close
-from runner.engine.steps import open as _open
-from runner.engine.steps import ping as _ping
-from runner.engine.steps import read as _read
-from runner.engine.steps import repeat as _repeat
-from runner.engine.steps import sleep as _sleep
-from runner.engine.steps import write as _write
-from runner.engine.steps.base import StepOutcome
-from runner.model import CloseStep, OpenStep, PingStep, ReadStep, RepeatStep, SleepStep, Step, WriteStep
+from runner.scenario.model import (
+    CloseStep,
+    OpenStep,
+    PingStep,
+    ReadStep,
+    RepeatStep,
+    SleepStep,
+    Step,
+    WriteStep,
+)
+from runner.steps import close as _close
+from runner.steps import open as _open
+from runner.steps import ping as _ping
+from runner.steps import read as _read
+from runner.steps import repeat as _repeat
+from runner.steps import sleep as _sleep
+from runner.steps import write as _write
+from runner.steps.base import StepOutcome
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

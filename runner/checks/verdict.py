@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.results import IterationCounts, StepResult
+    from runner.results.result import IterationCounts, StepResult
 
 __all__ = ["measurement_problems"]
 

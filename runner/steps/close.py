@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from runner.engine.steps.base import StepOutcome, finish, not_open
-from runner.model import CloseStep, StepKind
+from runner.scenario.model import CloseStep, StepKind
+from runner.steps.base import StepOutcome, finish, not_open
 
 if TYPE_CHECKING:
     from runner.engine.vu import VirtualUser

@@ -289,7 +289,7 @@ class StepRecorder:
         self.kind = kind
         self.connection = connection
         self.line = line
-        #: Applied to every error text as it is recorded (``runner.secrets``): raw secrets never
+        #: Applied to every error text as it is recorded (``runner.scenario.secrets``): raw secrets never
         #: enter a recorder, so a worker's deltas carry none.
         self.mask: Callable[[str], str] = _unmasked
         self.count = 0

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 if TYPE_CHECKING:
-    from runner.templates import JsonTemplate, Template
+    from runner.scenario.templates import JsonTemplate, Template
 
 __all__ = [
     "ALL_SSL_ERRORS",
@@ -140,7 +140,7 @@ class ConnectionSpec:
     holds no ``{{ }}`` (the usual case, ``${ENV}`` is already resolved), else a ``Template`` whose
     source is listed in ``Scenario.secrets``. ``secret_headers``: the lower-case names of the
     headers whose rendered values are secrets (sensitive by name, or listed in ``secretHeaders``);
-    the engine registers each value it renders for them (``runner.secrets``).
+    the engine registers each value it renders for them (``runner.scenario.secrets``).
     """
 
     name: str
@@ -390,7 +390,7 @@ class LoadSpec:
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """A pass/fail gate such as ``read.p99 < 50ms``, parsed at load (``runner.thresholds``).
+    """A pass/fail gate such as ``read.p99 < 50ms``, parsed at load (``runner.checks.thresholds``).
 
     ``subject``: a step name, a step kind (all steps of it), or a run-wide subject (``errors``,
     ``iterations``, ``plan``...); ``stat`` one of the subject's figures in
