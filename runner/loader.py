@@ -8,8 +8,6 @@ missing files, absurd values). Nothing downstream sees a raw dict.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import json
@@ -17,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import jmespath
@@ -31,6 +29,14 @@ from websockets.uri import parse_uri
 from runner.checks.thresholds import parse_threshold
 from runner.errors import InvalidThreshold, Problem, ScenarioError, UsageError
 from runner.scenario import model as m
+from runner.scenario.model import (
+    MAX_DURATION_S,
+    MAX_ITERATIONS,
+    MAX_PAYLOAD_BYTES,
+    MAX_REPEAT,
+    MAX_VUS,
+    MAX_WORKERS,
+)
 from runner.scenario.secrets import (
     SecretRegistry,
     SecretText,
@@ -42,7 +48,9 @@ from runner.scenario.secrets import (
 from runner.scenario.source import MAX_FILE_BYTES, Path, SourceMap, parse_yaml, read_limited, read_source
 from runner.scenario.templates import JsonTemplate, Template, TemplateError
 from runner.scenario.units import UnitError, parse_duration, parse_rate, parse_size
-from runner.scenario.validation import closest, schema_problems
+from runner.scenario.validation import closest, nested_steps, schema_problems
+from runner.steps import KINDS
+from runner.steps.base import StepNode
 
 __all__ = [
     "BUILTIN_VARIABLES",
@@ -59,14 +67,8 @@ __all__ = [
 
 #: Names every template may use without declaring them.
 BUILTIN_VARIABLES = frozenset({"vu", "iteration"})
-#: Limits beyond which a value is a mistake, not a plan.
-MAX_VUS = 1_000_000
-MAX_DURATION_S = 7 * 86400.0
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+#: A scenario file larger than this is refused before it is parsed.
 MAX_SCENARIO_BYTES = MAX_FILE_BYTES
-MAX_REPEAT = 10_000_000
-MAX_ITERATIONS = 1_000_000_000
-MAX_WORKERS = 1024
 
 _ENV_RE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PEM_MARK = "-----BEGIN "
@@ -328,6 +330,8 @@ class _Builder:
         self.kinds_used: set[str] = set()
         self.repeat_factor = 1  # product of the enclosing repeat blocks' times
         self.block_indexes: dict[str, int] = {}  # repeat ``index`` names -> the block's line
+        #: connection -> None while open, or the line of the step that closed it (parse order)
+        self.opened: dict[str, int | None] = {}
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -365,7 +369,7 @@ class _Builder:
             self.problem(path, str(exc))
             return 0
 
-    def template(self, text: str, path: Path, known: set[str]) -> Template:
+    def template_in(self, text: str, path: Path, known: set[str]) -> Template:
         try:
             t = Template(text)
         except TemplateError as exc:
@@ -374,7 +378,7 @@ class _Builder:
         self.check_names(t.names, path, known)
         return t
 
-    def json_template(self, value: object, path: Path, known: set[str]) -> JsonTemplate:
+    def json_template_in(self, value: object, path: Path, known: set[str]) -> JsonTemplate:
         try:
             t = JsonTemplate(value)
         except TemplateError as exc:
@@ -442,9 +446,8 @@ class _Builder:
             if not isinstance(step, dict):
                 continue
             found.update((step.get("capture") or {}).keys())
-            inner = step.get("repeat")
-            if isinstance(inner, dict):
-                found |= _Builder._all_captures(inner.get("steps") or [])
+            for _, inner in nested_steps(step):
+                found |= _Builder._all_captures(inner)
         return found
 
     # --- the scenario -------------------------------------------------------------------------
@@ -458,13 +461,14 @@ class _Builder:
         self.target = target
         connections: dict[str, m.ConnectionSpec] = {}
         for name, spec in (d.get("connections") or {}).items():
-            built = self.tolerating(self.connection, str(name), spec, ("connections", name))
+            built = self.tolerating(self.connection_spec, str(name), spec, ("connections", name))
             if built is not None:
                 connections[str(name)] = built
         self.connections = connections
         self.explicit_names = self._explicit_names(d["steps"], ("steps",))
         self.name_counts: dict[str, int] = {}
-        steps = self.steps(d["steps"], ("steps",), opened={})
+        self.opened = {}
+        steps = self.steps(d["steps"], ("steps",))
         defaults = d.get("defaults") or {}
         read_timeout = self.duration(defaults.get("read_timeout", 10.0), ("defaults", "read_timeout"))
         run_timeout = self.duration(defaults.get("run_timeout", 300.0), ("defaults", "run_timeout"))
@@ -530,9 +534,9 @@ class _Builder:
 
     # --- connections --------------------------------------------------------------------------
 
-    def connection(self, name: str, spec: dict[str, Any], path: Path) -> m.ConnectionSpec:
+    def connection_spec(self, name: str, spec: dict[str, Any], path: Path) -> m.ConnectionSpec:
         url_text = spec["url"]
-        url = self.template(url_text, (*path, "url"), self.known | self.all_captures)
+        url = self.template_in(url_text, (*path, "url"), self.known | self.all_captures)
         self.check_url(url_text, (*path, "url"))
         headers: list[tuple[str, Any]] = []
         secret_headers = self.secret_headers(spec, path)
@@ -540,10 +544,10 @@ class _Builder:
             text = hvalue if isinstance(hvalue, str) else json.dumps(hvalue)
             hpath = (*path, "headers", hname)
             if hname.lower() in secret_headers:
-                t = self.template(text, hpath, self.known | self.all_captures)
+                t = self.template_in(text, hpath, self.known | self.all_captures)
                 headers.append((hname, m.Secret(text) if t.is_static else t))
             else:
-                headers.append((hname, self.template(text, hpath, self.known | self.all_captures)))
+                headers.append((hname, self.template_in(text, hpath, self.known | self.all_captures)))
         ignore: Any = None
         if "ignoreSslErrors" in spec:
             value = spec["ignoreSslErrors"]
@@ -642,8 +646,8 @@ class _Builder:
                         )
                     else:
                         names[name] = line
-                if "repeat" in step:
-                    walk(step["repeat"]["steps"], (*p, i, "repeat", "steps"))
+                for kind, inner in nested_steps(step):
+                    walk(inner, (*p, i, kind, "steps"))
 
         walk(steps, path)
         return names
@@ -656,10 +660,10 @@ class _Builder:
             if candidate not in self.explicit_names:
                 return candidate
 
-    def steps(self, items: list[Any], path: Path, opened: dict[str, int | None]) -> tuple[m.Step, ...]:
-        out: list[m.Step] = []
+    def steps(self, items: list[Any], path: Path) -> tuple[m.StepBase, ...]:
+        out: list[m.StepBase] = []
         for i, raw in enumerate(items):
-            step = self.tolerating(self.step, raw, (*path, i), opened)
+            step = self.tolerating(self.step, raw, (*path, i))
             if step is not None:
                 out.append(step)
         return tuple(out)
@@ -685,131 +689,85 @@ class _Builder:
                 self.problem(where, f"connection '{name}' is not declared{extra}")
         return str(name)
 
-    def step(self, raw: dict[str, Any], path: Path, opened: dict[str, int | None]) -> m.Step | None:
-        kind = next(k for k in m.StepKind if k.value in raw)
-        self.kinds_used.add(kind.value)
-        body = raw[kind.value]
-        kpath = (*path, kind.value)
-        loc = self.location(path)
-        explicit = raw.get("name")
+    def step(self, raw: dict[str, Any], path: Path) -> m.StepBase | None:
+        """One step: its kind's ``parse`` (``runner.steps``), with the common fields built here."""
+        kind = next(KINDS[key] for key in raw if key in KINDS)  # the schema let exactly one through
+        self.kinds_used.add(kind.name)
         expect_raw = raw.get("expect") or {}
-        expect = self.expectation(expect_raw, (*path, "expect"), read=kind is m.StepKind.READ)
-        on_purpose = "rc" in expect_raw or "error" in expect_raw
+        node = StepNode(
+            raw=raw,
+            path=path,
+            kind=kind.name,
+            location=self.location(path),
+            expect=self.expectation(expect_raw, (*path, "expect"), read=kind.content),
+            on_purpose="rc" in expect_raw or "error" in expect_raw,
+        )
+        return kind.parse(node, self)
 
-        if kind is m.StepKind.SLEEP:
-            name = explicit or self.default_name("sleep")
-            self.step_names.add(name)
-            return m.SleepStep(name=name, location=loc, expect=expect, duration_s=self.duration(body, kpath))
-        if kind is m.StepKind.REPEAT:
-            name = explicit or self.default_name("repeat")
-            self.step_names.add(name)
-            times = body["times"]
-            if times > MAX_REPEAT:
-                self.problem(
-                    (*kpath, "times"), f"{times} repetitions is more than {MAX_REPEAT}; use load.iterations"
-                )
-            elif times * self.repeat_factor > MAX_REPEAT:  # nested blocks multiply
-                self.problem(
-                    (*kpath, "times"),
-                    f"nested repeats multiply to {times * self.repeat_factor} repetitions, more than "
-                    f"{MAX_REPEAT}; use load.iterations",
-                )
-            index = body.get("index")
-            scoped = index is not None and index not in self.known and index not in self.all_captures
-            if index is not None and not scoped:
-                self.problem(
-                    (*kpath, "index"),
-                    f"'{index}' is already a variable (built-in, declared, captured or an outer "
-                    "block's index); choose another name",
-                )
-            outer = self.repeat_factor
-            self.repeat_factor = min(outer * times, MAX_REPEAT + 1)
-            if scoped:
-                self.known.add(index)  # known inside the block only
-                self.block_indexes.setdefault(index, self.location(kpath).line)
-            try:
-                inner = self.steps(body["steps"], (*kpath, "steps"), opened)
-            finally:
-                self.repeat_factor = outer
-                if scoped:
-                    self.known.discard(index)
-            return m.RepeatStep(name=name, location=loc, expect=expect, times=times, steps=inner, index=index)
+    # --- what a kind's parser may use (``runner.steps.base.StepParse``) ----------------------------
 
-        conn = self.resolve_connection(body, kpath)
-        name = explicit or self.default_name(f"{kind.value} {conn}".strip())
+    def name(self, node: StepNode, default: str) -> str:
+        """The step's ``name``, or a default such as ``read main`` (``read main #2`` ...)."""
+        name = node.raw.get("name") or self.default_name(default.strip())
         self.step_names.add(name)
-        opts = body if isinstance(body, dict) else {}
-        timeout = None
-        if "timeout" in opts and "timeout" in raw:
-            self.problem((*path, "timeout"), f"timeout given twice: here and under '{kind.value}'", key=True)
-        elif "timeout" in opts:
-            timeout = self.duration(opts["timeout"], (*kpath, "timeout"))
-        elif "timeout" in raw:
-            timeout = self.duration(raw["timeout"], (*path, "timeout"))
-        if conn in self.connections and kind is not m.StepKind.OPEN and not on_purpose:
+        return str(name)
+
+    def connection(self, node: StepNode, use: Literal["opens", "closes", "uses"]) -> str:
+        """The connection the step names (or the only one declared), checked to be open when used
+        (unless the step expects a failure on purpose); ``opens`` and ``closes`` say what it does."""
+        conn = self.resolve_connection(node.body, node.body_path)
+        opened = self.opened
+        if conn in self.connections and use != "opens" and not node.on_purpose:
             if conn not in opened:
-                self.problem(kpath, f"'{kind.value}' on connection '{conn}' before any 'open: {conn}'")
+                self.problem(node.body_path, f"'{node.kind}' on connection '{conn}' before any 'open: {conn}'")
             elif opened[conn] is not None:
                 self.problem(
-                    kpath, f"'{kind.value}' on connection '{conn}' after it was closed on line {opened[conn]}"
+                    node.body_path,
+                    f"'{node.kind}' on connection '{conn}' after it was closed on line {opened[conn]}",
                 )
-        if kind is m.StepKind.OPEN:
+        if use == "opens":
             opened[conn] = None
-            return m.OpenStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
-        if kind is m.StepKind.CLOSE:
-            if conn in opened and not on_purpose:
-                opened[conn] = loc.line
-            return m.CloseStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
-        if kind is m.StepKind.PING:
-            return m.PingStep(name=name, location=loc, expect=expect, connection=conn, timeout_s=timeout)
-        if kind is m.StepKind.WRITE:
-            payload = self.payload(body, kpath)
-            return m.WriteStep(name=name, location=loc, expect=expect, connection=conn, payload=payload)
-        match = self.content(opts["match"], (*kpath, "match")) if "match" in opts else None
-        captures = self.captures(raw.get("capture") or {}, (*path, "capture"))
-        return m.ReadStep(
-            name=name,
-            location=loc,
-            expect=expect,
-            connection=conn,
-            timeout_s=timeout,
-            match=match,
-            captures=captures,
-        )
+        elif use == "closes" and conn in opened and not node.on_purpose:
+            opened[conn] = node.location.line
+        return conn
 
-    def payload(self, body: dict[str, Any], path: Path) -> m.Payload | None:
-        if "text" in body:
-            text = body["text"]
-            if len(text.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
-                self.problem((*path, "text"), "inline text is larger than 16 MiB; use binary: {file: ...}")
-            return m.TextPayload(self.template(text, (*path, "text"), self.known))
-        if "json" in body:
-            value = self.json_template(body["json"], (*path, "json"), self.known)
-            if value.is_static and len(value.dumps({})) > MAX_PAYLOAD_BYTES:
-                self.problem((*path, "json"), "inline JSON is larger than 16 MiB")
-            return m.JsonPayload(value)
-        spec = body["binary"]
-        bpath = (*path, "binary")
-        data = b""
-        if "hex" in spec:
-            data = bytes.fromhex("".join(spec["hex"].split()))
-        elif "base64" in spec:
-            try:
-                data = base64.b64decode("".join(spec["base64"].split()), validate=True)
-            except (binascii.Error, ValueError):
-                self.problem((*bpath, "base64"), "not valid base64")
-        elif "file" in spec:
-            got = self.read_file(spec["file"], (*bpath, "file"), binary=True)
-            data = got if isinstance(got, bytes) else b""
-        else:
-            size = self.size(spec["size"], (*bpath, "size"))
-            if size > MAX_PAYLOAD_BYTES:
-                self.problem((*bpath, "size"), f"{spec['size']!r} is larger than the 16 MiB payload limit")
-            else:
-                data = (bytes(range(256)) * (size // 256 + 1))[:size]
-        if len(data) > MAX_PAYLOAD_BYTES:
-            self.problem(bpath, "binary payload is larger than 16 MiB")
-        return m.BinaryPayload(data)
+    def timeout(self, node: StepNode) -> float | None:
+        """``KIND: {timeout}`` or, for the short form, ``timeout`` beside it (not both)."""
+        opts = node.body if isinstance(node.body, dict) else {}
+        if "timeout" in opts and "timeout" in node.raw:
+            self.problem((*node.path, "timeout"), f"timeout given twice: here and under '{node.kind}'", key=True)
+        elif "timeout" in opts:
+            return self.duration(opts["timeout"], (*node.body_path, "timeout"))
+        elif "timeout" in node.raw:
+            return self.duration(node.raw["timeout"], (*node.path, "timeout"))
+        return None
+
+    def template(self, text: str, path: Path) -> Template:
+        return self.template_in(text, path, self.known)
+
+    def json_template(self, value: object, path: Path) -> JsonTemplate:
+        return self.json_template_in(value, path, self.known)
+
+    def is_variable(self, name: str) -> bool:
+        return name in self.known or name in self.all_captures
+
+    @property
+    def nesting(self) -> int:
+        return self.repeat_factor
+
+    def block(self, items: list[Any], path: Path, *, times: int, index: str | None) -> tuple[m.StepBase, ...]:
+        """The steps of a block run ``times`` times, ``index`` a variable known inside it only."""
+        outer = self.repeat_factor
+        self.repeat_factor = min(outer * times, MAX_REPEAT + 1)
+        if index is not None:
+            self.known.add(index)
+            self.block_indexes.setdefault(index, self.location(path[:-1]).line)
+        try:
+            return self.steps(items, path)
+        finally:
+            self.repeat_factor = outer
+            if index is not None:
+                self.known.discard(index)
 
     # --- expectations and captures ------------------------------------------------------------
 
@@ -840,12 +798,12 @@ class _Builder:
             if (c := self.comparison(expr, (*path, "that", i))) is not None
         )
         return m.ContentCheck(
-            text=self.template(raw["text"], (*path, "text"), known) if "text" in raw else None,
-            contains=self.template(raw["contains"], (*path, "contains"), known)
+            text=self.template_in(raw["text"], (*path, "text"), known) if "text" in raw else None,
+            contains=self.template_in(raw["contains"], (*path, "contains"), known)
             if "contains" in raw
             else None,
             regex=regex,
-            json=self.json_template(raw["json"], (*path, "json"), known) if "json" in raw else None,
+            json=self.json_template_in(raw["json"], (*path, "json"), known) if "json" in raw else None,
             json_schema=schema,
             that=that,
             binary=raw.get("binary"),

@@ -17,6 +17,10 @@ is attached to the item's ``user_properties`` (so ``--junitxml`` carries it) and
 Loading it twice (the entry point and ``-p runner.pytest_plugin`` or ``pytest_plugins``) is harmless:
 once registered under one name, the module blocks the other (see ``pytest_plugin_registered``).
 ``-p no:wsload`` turns the installed plugin off.
+
+The engine is imported when a scenario runs, not when the plugin loads: the plugin loads in every
+pytest session of every project that installs wsload, and importing the engine (websockets, uvloop,
+HDR histograms, jsonschema) costs that session about 0.3 s whether it runs a scenario or not.
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager
 
 
 def _settings(config: pytest.Config) -> WsloadSettings:
-    from runner.commands.run import parse_vars
+    from runner.scenario.variables import parse_vars
 
     try:
         variables = parse_vars(
@@ -293,21 +297,19 @@ async def _run(scenario: Scenario, settings: WsloadSettings, path: Path) -> RunR
     for the whole process afterwards): it cancels the run, a check keeps what it measured and marks
     the result interrupted, and the item turns that into ``KeyboardInterrupt`` for pytest.
     """
-    from runner.engine.check import run_check
-
-    if scenario.load is None:
-        return await run_check(scenario, target=settings.target, handle_signals=False)
-    from runner.load import run_load
+    from runner.run import RunRequest, run  # (see the module docstring: imported when a scenario runs)
 
     # Worker processes load the file themselves: give them a path that holds from any directory,
-    # and give the result back the name the test's messages use.
-    result = await run_load(
-        replace(scenario, file=str(path)),
+    # and give the result back the name the test's messages use. ``workers`` None: the file's
+    # ``workers:``, else one process unless the load is large.
+    request = RunRequest(
+        scenario=replace(scenario, file=str(path)) if scenario.load is not None else scenario,
         target=settings.target,
-        workers=None,  # the file's ``workers:``, else one process unless the load is large
         variables=settings.variables,
+        progress=False,
         handle_signals=False,
     )
+    result = await run(request)
     return replace(result, scenario_file=scenario.file)
 
 

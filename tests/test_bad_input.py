@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from runner.errors import ScenarioError
 from runner.loader import MAX_DURATION_S, MAX_PAYLOAD_BYTES, MAX_VUS, load_scenario_text
 from runner.scenario import source as yamlsource
-from runner.scenario.model import BinaryPayload, JsonPayload, Scenario, TextPayload, WriteStep
+from runner.scenario.model import Scenario
 from runner.scenario.source import parse_yaml
 from runner.scenario.templates import JsonTemplate, Template, TemplateError
+from runner.steps.write import BinaryPayload, JsonPayload, TextPayload, WriteStep
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "connections:\n  m: {url: 'ws://127.0.0.1:9/'}\nsteps:\n  - open: m\n"

@@ -15,34 +15,39 @@ from runner.checks.expect import (
     check_error,
     check_latency,
     check_rc,
-    is_default_success,
     json_subset_problem,
     match_json_fields,
     matches,
 )
 from runner.loader import that_expression
-from runner.scenario.model import Capture, ContentCheck, Expectation, StepKind
+from runner.scenario.model import Capture, ContentCheck, Expectation, SuccessRule
 from runner.scenario.templates import JsonTemplate, Template
+from runner.steps import KINDS
+
+
+def _success(kind: str) -> SuccessRule:
+    return KINDS[kind].step.success
 
 
 def test_default_success_per_kind() -> None:
     """Open and write succeed with rc >= 0; read, close and ping only with rc 0."""
-    assert is_default_success(StepKind.OPEN, 3)
-    assert is_default_success(StepKind.WRITE, 120)
-    assert not is_default_success(StepKind.OPEN, -2)
-    assert not is_default_success(StepKind.READ, 1)
-    assert is_default_success(StepKind.CLOSE, 0)
-    assert not is_default_success(StepKind.PING, -2)
+    assert _success("open").holds(3)
+    assert _success("write").holds(120)
+    assert not _success("open").holds(-2)
+    assert not _success("read").holds(1)
+    assert _success("close").holds(0)
+    assert not _success("ping").holds(-2)
 
 
 def test_expected_rc_overrides_default() -> None:
     """``expect.rc: -1`` makes a failed open the success; ``rc: 0`` on open means succeeded."""
-    assert check_rc(StepKind.OPEN, Expectation(rc=-1), -1) is None
-    failure = check_rc(StepKind.OPEN, Expectation(rc=-1), 4)
+    opened, read = _success("open"), _success("read")
+    assert check_rc("open", opened, Expectation(rc=-1), -1) is None
+    failure = check_rc("open", opened, Expectation(rc=-1), 4)
     assert failure is not None and failure.expected == "rc -1" and failure.actual == "rc 4"
-    assert check_rc(StepKind.OPEN, Expectation(rc=0), 7) is None
-    assert check_rc(StepKind.READ, Expectation(rc=1), 1) is None
-    assert check_rc(StepKind.READ, Expectation(), -2) is not None
+    assert check_rc("open", opened, Expectation(rc=0), 7) is None
+    assert check_rc("read", read, Expectation(rc=1), 1) is None
+    assert check_rc("read", read, Expectation(), -2) is not None
 
 
 def test_expected_error_keyword_or_substring() -> None:

@@ -11,6 +11,10 @@ from runner.errors import ScenarioError, UsageError
 from runner.loader import is_sensitive_header, load_scenario, load_scenario_text
 from runner.scenario import model as m
 from runner.scenario.source import format_path, parse_yaml
+from runner.steps.read import ReadStep
+from runner.steps.repeat import RepeatStep
+from runner.steps.sleep import SleepStep
+from runner.steps.write import BinaryPayload, TextPayload, WriteStep
 
 BASE = """\
 target: embedded
@@ -106,7 +110,7 @@ steps:
         "CloseStep",
     ]
     read = s.steps[2]
-    assert isinstance(read, m.ReadStep) and read.timeout_s == 0.5
+    assert isinstance(read, ReadStep) and read.timeout_s == 0.5
     assert read.expect.latency_lt_s == pytest.approx(0.05)
     assert read.expect.content is not None and read.expect.content.that == (
         ("n >= 3", "n >= `3`"),
@@ -116,11 +120,11 @@ steps:
     assert read.captures == (m.Capture("got", path="n"), m.Capture("word", regex="(?P<w>[a-z]+)", group=1))
     assert read.location == m.Location("t.yaml", 14, 5)
     bin_hex, bin_size = s.steps[4], s.steps[5]
-    assert isinstance(bin_hex, m.WriteStep) and bin_hex.payload == m.BinaryPayload(b"\x00\xff")
-    assert isinstance(bin_size, m.WriteStep) and isinstance(bin_size.payload, m.BinaryPayload)
+    assert isinstance(bin_hex, WriteStep) and bin_hex.payload == BinaryPayload(b"\x00\xff")
+    assert isinstance(bin_size, WriteStep) and isinstance(bin_size.payload, BinaryPayload)
     assert len(bin_size.payload.data) == 1024
     sleep = s.steps[7]
-    assert isinstance(sleep, m.SleepStep) and sleep.duration_s == 0.25
+    assert isinstance(sleep, SleepStep) and sleep.duration_s == 0.25
 
 
 def test_default_step_names_unique() -> None:
@@ -141,7 +145,7 @@ steps:
     names = [step.name for step in s.steps]
     assert names == ["open main", "read main", "read main #2", "read main #3", "read main #4", "repeat"]
     inner = s.steps[-1]
-    assert isinstance(inner, m.RepeatStep) and [x.name for x in inner.steps] == ["sleep", "sleep #2"]
+    assert isinstance(inner, RepeatStep) and [x.name for x in inner.steps] == ["sleep", "sleep #2"]
 
 
 def test_connection_may_be_omitted_with_one_connection() -> None:
@@ -260,7 +264,7 @@ def test_dollar_dollar_escapes_env() -> None:
     """$${NAME} stays a literal ${NAME}."""
     s = load(BASE + 'steps: [{open: main}, {write: {text: "$${HOME}"}}]\n', environ={})
     payload = s.steps[1].payload  # type: ignore[union-attr]
-    assert isinstance(payload, m.TextPayload) and payload.template.source == "${HOME}"
+    assert isinstance(payload, TextPayload) and payload.template.source == "${HOME}"
 
 
 def test_sensitive_header_names() -> None:
@@ -308,7 +312,7 @@ def test_files_relative_to_scenario(tmp_path: Path) -> None:
         and cfg.algorithm == "EC"
     )
     assert s.connections["main"].ca_certificates == pem and key in s.secrets
-    assert s.steps[1].payload == m.BinaryPayload(b"\x01\x02")  # type: ignore[union-attr]
+    assert s.steps[1].payload == BinaryPayload(b"\x01\x02")  # type: ignore[union-attr]
     assert s.steps[2].expect.content.json_schema == {"type": "object"}  # type: ignore[union-attr]
     assert "MIIBkey" not in s.source
 

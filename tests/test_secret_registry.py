@@ -17,7 +17,6 @@ from urllib.parse import quote, quote_plus
 import pytest
 from conftest import scaled
 
-from runner.commands.run import parse_vars
 from runner.engine.check import run_check
 from runner.errors import ScenarioError, UsageError
 from runner.loader import load_scenario_text
@@ -26,6 +25,7 @@ from runner.results.result import RunResult
 from runner.scenario import model as m
 from runner.scenario.secrets import MASK, REGEX_FORMS, SecretRegistry, SecretText
 from runner.scenario.templates import Template
+from runner.scenario.variables import parse_vars
 
 Arun = Callable[[Callable[[], Awaitable[Any]]], Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ def test_recorder_masks_texts_as_they_are_recorded() -> None:
     registry = SecretRegistry()
     recorder = RunRecorder(0)
     early = recorder.step("early", "read")
-    registry.guard(recorder)
+    recorder.set_mask(registry.mask)
     late = recorder.step("late", "read")
     registry.add("tok-made-at-run-time")
     early.record(ok=False, rc=0, rc_is_success=True, latency_ns=1, error="got tok-made-at-run-time")

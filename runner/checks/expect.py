@@ -23,7 +23,7 @@ import regex
 from jsonschema import Draft202012Validator
 
 from runner.errors import RegexTimeout
-from runner.scenario.model import Capture, ContentCheck, Expectation, StepKind
+from runner.scenario.model import Capture, ContentCheck, Expectation, SuccessRule
 
 __all__ = [
     "Failure",
@@ -34,7 +34,6 @@ __all__ = [
     "check_latency",
     "check_rc",
     "describe",
-    "is_default_success",
     "json_subset_problem",
     "matches",
 ]
@@ -125,40 +124,34 @@ class Message:
 # --- return codes -------------------------------------------------------------------------------
 
 
-def is_default_success(kind: StepKind, rc: int) -> bool:
-    """Default success per kind: open/write rc >= 0 (socket, bytes written); others rc == 0."""
-    if kind is StepKind.OPEN or kind is StepKind.WRITE:
-        return rc >= 0
-    return rc == 0
+def check_rc(kind: str, success: SuccessRule, expect: Expectation, rc: int) -> Failure | None:
+    """Whether ``rc`` is what the step wants: ``expect.rc`` or its kind's ``success``.
 
-
-def check_rc(kind: StepKind, expect: Expectation, rc: int) -> Failure | None:
-    """Whether ``rc`` is what the step wants: ``expect.rc`` or the kind's default success.
-
-    For open and write a non-negative ``expect.rc`` means "succeeded" (their rc is a socket number
-    or a byte count), so ``rc: 0`` reads naturally in YAML. ``expect.error`` without ``rc`` means
-    the step must fail (any code but the kind's success), with that error (``check_error``).
+    Where success is "rc >= 0" (open, write: a socket number or a byte count), a non-negative
+    ``expect.rc`` means "succeeded", so ``rc: 0`` reads naturally in YAML. ``expect.error``
+    without ``rc`` means the step must fail (any code but its success), with that error
+    (``check_error``).
     """
     if expect.rc is None and expect.error is not None:
-        if not is_default_success(kind, rc):
+        if not success.holds(rc):
             return None
         return Failure(
-            f"{kind.value} returned rc {rc} (succeeded), expected it to fail with error {expect.error!r}",
+            f"{kind} returned rc {rc} (succeeded), expected it to fail with error {expect.error!r}",
             f"error {expect.error}",
             f"rc {rc}",
         )
     if expect.rc is None:
-        if is_default_success(kind, rc):
+        if success.holds(rc):
             return None
-        wanted = ">= 0" if kind in (StepKind.OPEN, StepKind.WRITE) else "0"
-        return Failure(f"{kind.value} returned rc {rc}, expected rc {wanted}", f"rc {wanted}", f"rc {rc}")
-    if kind in (StepKind.OPEN, StepKind.WRITE) and expect.rc >= 0:
+        wanted = success.value
+        return Failure(f"{kind} returned rc {rc}, expected rc {wanted}", f"rc {wanted}", f"rc {rc}")
+    if success is SuccessRule.NON_NEGATIVE and expect.rc >= 0:
         if rc >= 0:
             return None
-        return Failure(f"{kind.value} returned rc {rc}, expected rc >= 0", "rc >= 0", f"rc {rc}")
+        return Failure(f"{kind} returned rc {rc}, expected rc >= 0", "rc >= 0", f"rc {rc}")
     if rc == expect.rc:
         return None
-    return Failure(f"{kind.value} returned rc {rc}, expected rc {expect.rc}", f"rc {expect.rc}", f"rc {rc}")
+    return Failure(f"{kind} returned rc {rc}, expected rc {expect.rc}", f"rc {expect.rc}", f"rc {rc}")
 
 
 def check_error(expect: Expectation, error_text: str | None, keyword: str | None) -> Failure | None:

@@ -128,83 +128,117 @@ async def run_shard(
     scenario = apply_overrides(scenario, overrides or LoadOverrides())
     assert scenario.load is not None
     limits = _limits(scenario, index, count, target)
-    interrupted = False
     async with resolved_target(target or scenario.target) as resolved:
-        now_unix, now_mono = time.time_ns(), time.monotonic_ns()
-        if start_unix_ns is None:
-            start_unix_ns = now_unix + int(START_MARGIN_S * 1e9)
-        late_s = (now_unix - start_unix_ns) / 1e9
-        if late_s > 1.0:
-            print(
-                f"wsload: shard {index}/{count} starts {late_s:.1f}s after the shared start time; "
-                "it follows the shared plan clock (what was due is started at once)",
-                file=sys.stderr,
-            )
-        start_ns = now_mono + (start_unix_ns - now_unix)
-        live = RunRecorder(start_ns)
-        total = RunRecorder(start_ns)
-        ctx = RunContext(scenario, live, resolved.url, resolved.ca_pem)
-        monitor = Monitor(scenario, total, progress=progress, stop=lambda reason: driver.stop(reason))
+        start_unix_ns, start_ns = _shared_start(start_unix_ns, f"{index}/{count}")
+        ctx = RunContext(scenario, RunRecorder(start_ns), resolved.url, resolved.ca_pem)
+        shard_run = _ShardRun(ctx, limits, index, count, start_ns, progress, on_tick, should_stop)
+        await shard_run.run(start_unix_ns, handle_signals)
+        result = shard_run.result(start_unix_ns, resolved.label)
+    shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=shard_run.total)
+    return replace(result, settings={**result.settings, SHARD_KEY: shard})
 
-        def tick(gauges: Gauges) -> None:
-            delta = live.take_interval()
-            total.merge(delta)
-            monitor.tick(gauges)
-            if on_tick is not None:
-                on_tick(delta, gauges.vus, gauges.connections)
-            if should_stop is not None and (reason := should_stop()):
-                driver.stop(reason)
 
-        driver = ShardDriver(
+def _shared_start(start_unix_ns: int | None, shard: str) -> tuple[int, int]:
+    """The shared wall-clock start (now + a margin without ``--start-at``) and its monotonic
+    time in this process; a shard that starts late says so and catches up with the plan."""
+    now_unix, now_mono = time.time_ns(), time.monotonic_ns()
+    if start_unix_ns is None:
+        start_unix_ns = now_unix + int(START_MARGIN_S * 1e9)
+    late_s = (now_unix - start_unix_ns) / 1e9
+    if late_s > 1.0:
+        print(
+            f"wsload: shard {shard} starts {late_s:.1f}s after the shared start time; "
+            "it follows the shared plan clock (what was due is started at once)",
+            file=sys.stderr,
+        )
+    return start_unix_ns, now_mono + (start_unix_ns - now_unix)
+
+
+class _ShardRun:
+    """One shard's run: its engine (``ShardDriver``), the per-second tick that adds each interval
+    to the shard's total (and streams it, for Dask), and its result."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        limits: LimitPlan,
+        index: int,
+        count: int,
+        start_ns: int,
+        progress: Progress | None,
+        on_tick: TickSink | None,
+        should_stop: Callable[[], str] | None,
+    ) -> None:
+        self.ctx, self.limits, self.index, self.count = ctx, limits, index, count
+        self.start_ns = start_ns
+        self.total = RunRecorder(start_ns)
+        self.on_tick, self.should_stop = on_tick, should_stop
+        self.interrupted = False
+        self.stopped = asyncio.Event()
+        self.monitor = Monitor(ctx.scenario, self.total, progress=progress, stop=self.stop)
+        self.driver = ShardDriver(
             ctx,
             start_ns=start_ns,
-            on_second=tick,
+            on_second=self.tick,
             shard=index - 1,
             shards=count,
             source_addresses=limits.source_addresses,
             worker=f"shard {index}",
         )
-        engine = driver.engine
 
-        stopped = asyncio.Event()
+    def stop(self, reason: str) -> None:
+        self.driver.stop(reason)
 
-        def on_signal(signum: int) -> None:
-            nonlocal interrupted
-            interrupted = True
-            stopped.set()
-            driver.stop(f"interrupted by signal {signum}")
+    def _take(self) -> dict[str, Any]:
+        delta = self.ctx.recorder.take_interval()
+        self.total.merge(delta)
+        return delta
 
-        guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
+    def tick(self, gauges: Gauges) -> None:
+        delta = self._take()
+        self.monitor.tick(gauges)
+        if self.on_tick is not None:
+            self.on_tick(delta, gauges.vus, gauges.connections)
+        if self.should_stop is not None and (reason := self.should_stop()):
+            self.stop(reason)
+
+    def on_signal(self, signum: int) -> None:
+        self.interrupted = True
+        self.stopped.set()
+        self.stop(f"interrupted by signal {signum}")
+
+    async def run(self, start_unix_ns: int, handle_signals: bool) -> None:
+        guard = on_stop_signals(self.on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
-                if await _wait_for_start(start_ns, start_unix_ns, stopped, f"{index}/{count}"):
-                    await driver.run()
+                if await _wait_for_start(self.start_ns, start_unix_ns, self.stopped, f"{self.index}/{self.count}"):
+                    await self.driver.run()
         finally:
-            monitor.done()
-        delta = live.take_interval()
-        total.merge(delta)
-        if on_tick is not None:
-            on_tick(delta, 0, 0)
-        duration_s = max(0.0, (time.monotonic_ns() - start_ns) / 1e9)  # 0 if stopped before the start
-        result = load_result(
-            scenario,
-            total,
+            self.monitor.done()
+        delta = self._take()
+        if self.on_tick is not None:
+            self.on_tick(delta, 0, 0)
+
+    def result(self, start_unix_ns: int, target: str) -> RunResult:
+        engine = self.driver.engine
+        start_ns = self.start_ns
+        return load_result(
+            self.ctx.scenario,
+            self.total,
             started_at=datetime.fromtimestamp(start_unix_ns / 1e9, tz=UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
-            duration_s=duration_s,
-            target=resolved.label,
-            limits=limits,
-            max_vus=max(monitor.max_vus, engine.max_active),
-            max_connections=monitor.max_connections,
-            interrupted=interrupted or engine.stop_reason.startswith("interrupted"),
+            duration_s=max(0.0, (time.monotonic_ns() - start_ns) / 1e9),  # 0 if stopped before the start
+            target=target,
+            limits=self.limits,
+            max_vus=max(self.monitor.max_vus, engine.max_active),
+            max_connections=self.monitor.max_connections,
+            interrupted=self.interrupted or engine.stop_reason.startswith("interrupted"),
             stop_reason=engine.stop_reason,
             stopped_at_s=None if engine.stopped_at_ns is None else (engine.stopped_at_ns - start_ns) / 1e9,
-            tls=tls_info(scenario, ctx),
-            shard=(index - 1, count),
+            tls=tls_info(self.ctx.scenario, self.ctx),
+            shard=(self.index - 1, self.count),
         )
-    shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=total)
-    return replace(result, settings={**result.settings, SHARD_KEY: shard})
 
 
 async def _wait_for_start(start_ns: int, start_unix_ns: int, stopped: asyncio.Event, shard: str) -> bool:

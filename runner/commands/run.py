@@ -14,18 +14,23 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.commands import report as outputs
+from runner.commands.cluster_options import add_cluster_options, check_cluster_options, shard_of, start_of
 from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
+from runner.load.settings import LoadOverrides
 from runner.reports import console, json_report, junit
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
 from runner.results.result import RunResult
+from runner.run import RunRequest
+from runner.run import run as run_one
 from runner.scenario.model import Scenario
-from runner.scenario.secrets import SecretText, userinfo_secrets
+from runner.scenario.secrets import userinfo_secrets
+from runner.scenario.variables import parse_vars
 
 __all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
 
@@ -76,9 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     outputs.add_output_options(parser)  # --html, --prometheus-textfile, --pushgateway, --every, --rounds
     add_load_options(parser)
-    from runner.cluster.cli import add_cluster_options  # --shard K/N, --start-at, --cluster
-
-    add_cluster_options(parser)
+    add_cluster_options(parser)  # --shard K/N, --start-at, --cluster
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
     noise.add_argument(
@@ -174,72 +177,30 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_runner(args: argparse.Namespace) -> ScenarioRunner:
-    """The per-scenario runner: a load run where asked for, a check run otherwise."""
-    from runner.load import LoadOverrides, Progress, is_load_run, run_load
-
-    overrides = LoadOverrides(
-        vus=args.vus,
-        duration_s=args.duration,
-        rate=args.rate,
-        iterations=args.iterations,
-        max_vus=args.max_vus,
-        thresholds=tuple(args.threshold),
-        source_addresses=tuple(args.source_address),
+def run_request(args: argparse.Namespace, scenario: Scenario) -> RunRequest:
+    """How the command line asks one scenario to run (``runner.run`` decides the mode)."""
+    env = os.environ.get("WSLOAD_WORKERS", "").strip()
+    return RunRequest(
+        scenario=scenario,
+        target=args.target,
+        overrides=LoadOverrides(
+            vus=args.vus,
+            duration_s=args.duration,
+            rate=args.rate,
+            iterations=args.iterations,
+            max_vus=args.max_vus,
+            thresholds=tuple(args.threshold),
+            source_addresses=tuple(args.source_address),
+        ),
+        workers=args.workers,
+        default_workers=max(1, int(env)) if env.isdigit() else None,  # sizes a load run, makes none
+        check=args.check,
+        shard=shard_of(args),
+        cluster=args.cluster,
+        start_unix_ns=start_of(args),
+        variables=parse_vars(args.var, args.secret_var),
+        progress=not args.quiet,
     )
-    variables = parse_vars(args.var, args.secret_var)
-
-    async def run_one(scenario: Scenario, target: str | None) -> RunResult:
-        from runner.cluster.cli import run_beyond, wants_beyond
-
-        if not args.check and wants_beyond(args):  # --shard / --cluster: a load run, sharded
-            progress = None if args.quiet else Progress()
-            return await run_beyond(args, scenario, target, overrides, variables, progress)
-        if args.check or not is_load_run(scenario, overrides, args.workers):
-            if overrides.thresholds:
-                from dataclasses import replace
-
-                from runner.load.settings import parse_threshold
-
-                extra = tuple(parse_threshold(t, scenario) for t in overrides.thresholds)
-                scenario = replace(scenario, thresholds=scenario.thresholds + extra)
-            return await _check(scenario, target)
-        workers = args.workers
-        if workers is None and os.environ.get("WSLOAD_WORKERS", "").strip().isdigit():
-            workers = max(1, int(os.environ["WSLOAD_WORKERS"]))  # a default, not a load trigger
-        return await run_load(
-            scenario,
-            target=target,
-            overrides=overrides,
-            workers=workers,
-            progress=None if args.quiet else Progress(),
-            variables=variables,
-        )
-
-    return run_one
-
-
-def parse_vars(items: Sequence[str], secret_items: Sequence[str] = ()) -> dict[str, str]:
-    """``NAME=VALUE`` pairs from ``--var`` and ``--secret-var`` (values of the latter are
-    ``SecretText``, which the loader makes secret variables); ``UsageError`` for anything else.
-    An error about a ``--secret-var`` never quotes its value."""
-    values: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            raise UsageError(f"--var {item!r}: expected NAME=VALUE with NAME a variable name")
-        values[name] = value
-    for item in secret_items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            shown = f"{name[:40]!r}" if sep else "a value without '='"
-            raise UsageError(f"--secret-var: expected NAME=VALUE with NAME a variable name, got {shown}")
-        if name in values:
-            raise UsageError(f"variable '{name}' is given both with --var and with --secret-var")
-        values[name] = SecretText(value)
-    return values
 
 
 def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -260,31 +221,15 @@ def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
     return ExitCode.PASSED
 
 
-#: How one scenario is run: ``run_check`` (once, as a check); the load engine passes its own.
-ScenarioRunner = Callable[[Scenario, "str | None"], Awaitable[RunResult]]
-
-
-async def _check(scenario: Scenario, target: str | None) -> RunResult:
-    from runner.engine.check import run_check
-
-    return await run_check(scenario, target=target)
-
-
 async def run_scenarios(
-    scenarios: Sequence[Scenario],
-    target: str | None,
-    *,
-    verbose: bool = False,
-    runner: ScenarioRunner | None = None,
+    requests: Sequence[RunRequest], *, verbose: bool = False
 ) -> list[RunResult]:
-    """Run each scenario in order (once as a check unless ``runner`` says otherwise); stop after
-    one that was interrupted."""
-    run_one = runner or _check
+    """Run each request in order; stop after one that was interrupted."""
     results: list[RunResult] = []
-    for scenario in scenarios:
+    for request in requests:
         if verbose:
-            print(f"wsload: running {scenario.file}", file=sys.stderr, flush=True)
-        result = await run_one(scenario, target)
+            print(f"wsload: running {request.scenario.file}", file=sys.stderr, flush=True)
+        result = await run_one(request)
         results.append(result)
         if result.interrupted:
             break
@@ -395,7 +340,6 @@ def check_report_dirs(dirs: Sequence[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``run`` command: load every file, run each, print and write reports, return the exit code."""
-    from runner.cluster.cli import check_cluster_options
     from runner.loader import load_scenario
 
     variables = parse_vars(args.var, args.secret_var)
@@ -424,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
         return _check_capacity(args, scenarios, masker)
     try:
         results = _run_loop(
-            run_scenarios(scenarios, args.target, verbose=args.verbose, runner=_load_runner(args))
+            run_scenarios([run_request(args, s) for s in scenarios], verbose=args.verbose)
         )
     except RunError:
         raise

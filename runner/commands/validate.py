@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     """Validate each file; problems go to stdout so they can be piped and grepped. A bad
     ``--target`` is the command line's mistake (exit 2 before any file is read); a ``--var`` no
     valid file uses is warned about on stderr."""
-    from runner.commands.run import check_target_option, parse_vars, warn_unused_vars
+    from runner.commands.run import check_target_option, warn_unused_vars
+    from runner.scenario.variables import parse_vars
 
     variables = _variables(args.var)
     check_target_option(args.target, env="")

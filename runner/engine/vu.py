@@ -19,10 +19,10 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from runner.results.recorders import RunRecorder, StepRecorder
-from runner.scenario.model import RepeatStep, Scenario, Step, StepKind
+from runner.scenario.model import Scenario, Step
 from runner.scenario.secrets import SecretRegistry
 from runner.scenario.urls import resolve_url
-from runner.steps import EXECUTE
+from runner.steps import EXECUTE, kind_of
 from runner.steps.base import StepOutcome
 
 if TYPE_CHECKING:
@@ -35,8 +35,9 @@ __all__ = ["RunContext", "VirtualUser", "iter_steps", "resolve_url"]
 def iter_steps(steps: Sequence[Step]) -> Iterator[Step]:
     """Every step in declaration order, blocks' inner steps included (blocks themselves not)."""
     for step in steps:
-        if isinstance(step, RepeatStep):
-            yield from iter_steps(step.steps)
+        inner = step.inner()
+        if inner:
+            yield from iter_steps(inner)
         else:
             yield step
 
@@ -70,7 +71,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.secrets = SecretRegistry(self.scenario.secrets)
-        self.secrets.guard(self.recorder)
+        self.recorder.set_mask(self.secrets.mask)
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)
@@ -79,11 +80,11 @@ class RunContext:
         rec = self.recorders.get(id(step))
         if rec is None:
             rec = self.recorders[id(step)] = self.recorder.step(
-                step.name, step.kind.value, getattr(step, "connection", ""), step.location.line
+                step.name, step.kind, getattr(step, "connection", ""), step.location.line
             )
-            is_read = step.kind is StepKind.READ
+            kind = kind_of(step)
             conn = getattr(step, "connection", "")
-            self.rows[id(step)] = (rec, is_read, is_read or step.kind is StepKind.WRITE, conn)
+            self.rows[id(step)] = (rec, kind.answer, kind.message, conn)
         return rec
 
     def row(self, step: Step) -> tuple[StepRecorder, bool, bool, str]:
@@ -286,7 +287,7 @@ class VirtualUser:
         counted as pending with how long it had waited, the iteration as interrupted."""
         ctx = self.ctx
         step = self.current_step
-        if step is not None and not isinstance(step, RepeatStep):
+        if step is not None and not step.inner():
             ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
         ctx.recorder.iterations_interrupted += 1
 

@@ -27,10 +27,13 @@ of its recorder, which the parent merges exactly (``RunRecorder.merge``).
 would be hit; ``UsageError`` for bad overrides. The result's ``settings["load"]`` holds the load
 figures (model, workers, VUs, achieved rate, lag, dropped, incomplete workers, stop reason).
 
-Modules: ``plan`` (pure ramp/stage/start plans), ``settings`` (overrides, ``--threshold``),
-``limits`` (checked before the run), ``engine`` (one process's shard, closed and open model),
+Modules: ``settings`` (overrides, ``--threshold``), ``limits`` (checked before the run),
+``engine`` (one process's shard, closed and open model), ``health`` (the generator watching
+itself), ``driver`` (engine, health and the per-second tick of one process or shard),
 ``monitor`` (once a second: gauges, progress, ``abort_on_fail``), ``workers`` (processes, exact
-merge, dead-worker detection), ``result`` (the ``RunResult``), ``run`` (``run_load``).
+merge, dead-worker detection), ``result`` (the ``RunResult``, the plan checks), ``merge`` (shard
+reports merged exactly), ``capacity`` (``--check-capacity``), ``run`` (``run_load``). The plan
+itself (what should run when) is pure: ``runner.scenario.plan``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from runner.checks import thresholds
 from runner.errors import InvalidThreshold, UsageError
-from runner.scenario.model import LoadSpec, Location, RepeatStep, Scenario, Step, Threshold
+from runner.scenario.model import LoadSpec, Location, Scenario, Step, Threshold
 
 __all__ = ["LoadOverrides", "apply_overrides", "is_load_run", "parse_threshold"]
 
@@ -46,8 +46,7 @@ def is_load_run(scenario: Scenario, overrides: LoadOverrides, workers: int | Non
 def _all_steps(steps: Sequence[Step]) -> Iterator[Step]:
     for step in steps:
         yield step
-        if isinstance(step, RepeatStep):
-            yield from _all_steps(step.steps)
+        yield from _all_steps(step.inner())
 
 
 def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
@@ -58,7 +57,7 @@ def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
         return thresholds.parse_threshold(
             expression,
             step_names={s.name for s in steps},
-            kinds={s.kind.value for s in steps},
+            kinds={s.kind for s in steps},
             location=Location("--threshold", 0, 0),
         )
     except InvalidThreshold as exc:

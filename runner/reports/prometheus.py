@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from runner.errors import ReportWriteError
 from runner.reports.masking import Masker
-from runner.results.result import RunResult
+from runner.results.result import RunResult, StepResult
 
 __all__ = ["JOB", "QUANTILES", "push", "registry", "render", "write_textfile"]
 
@@ -74,140 +74,114 @@ class _Results(Collector):
         self._text = masker.text if masker is not None else (lambda s: s)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = {name: GaugeMetricFamily(name, doc, labels=list(labels)) for name, doc, labels in _FAMILIES}
         t = self._text
-
-        def gauge(name: str, doc: str, labels: Sequence[str], unit: str = "") -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
-
-        success = gauge(
-            "wsload_scenario_success", "1 if the scenario's last run passed, else 0.", ["scenario"]
-        )
-        code = gauge("wsload_scenario_exit_code", "Exit code of the scenario's last run.", ["scenario"])
-        duration = gauge("wsload_scenario_duration_seconds", "Duration of the last run.", ["scenario"])
-        last = gauge(
-            "wsload_scenario_last_run_timestamp_seconds", "Unix time the last run ended.", ["scenario"]
-        )
-        iterations = gauge(
-            "wsload_scenario_iterations",
-            "Iterations of the last run by outcome: completed (every step passed), failed (ended at a "
-            "failed step), interrupted (cut by the end of the run or a signal).",
-            ["scenario", "outcome"],
-        )
-        problems = gauge(
-            "wsload_scenario_problems",
-            "Problems that fail the run whatever its thresholds say (internal errors, steps that "
-            "never completed, no iteration completed, a plan not delivered).",
-            ["scenario"],
-        )
-        delivered = gauge(
-            "wsload_plan_delivered_ratio",
-            "Load runs: the share of the plan delivered (open model: starts made / due; closed: users).",
-            ["scenario"],
-        )
-        cpu = gauge(
-            "wsload_generator_cpu_ratio",
-            "Load runs: the highest CPU share of one core a worker used in one second.",
-            ["scenario", "worker"],
-        )
-        loop_lag = gauge(
-            "wsload_generator_loop_lag_seconds",
-            "Load runs: the worker's event-loop lag quantiles (1 = max).",
-            ["scenario", "worker", "quantile"],
-        )
-        saturated = gauge(
-            "wsload_generator_saturated_seconds",
-            "Load runs: seconds in which the worker was saturated (CPU or loop lag over its bound).",
-            ["scenario", "worker"],
-        )
-        pending = gauge(
-            "wsload_step_pending",
-            "Executions of the step still in flight when the last run ended.",
-            ["scenario", "step"],
-        )
-        internal = gauge(
-            "wsload_step_internal_errors",
-            "Executions of the step that raised inside wsload (a bug; fails the run).",
-            ["scenario", "step"],
-        )
-        threshold = gauge(
-            "wsload_threshold_success", "1 if the threshold held in the last run.", ["scenario", "threshold"]
-        )
-        step_ok = gauge(
-            "wsload_step_success",
-            "1 if no execution of the step failed in the last run.",
-            ["scenario", "step"],
-        )
-        runs = gauge(
-            "wsload_step_executions", "Executions of the step in the last run.", ["scenario", "step"]
-        )
-        fails = gauge(
-            "wsload_step_failures", "Failed executions of the step in the last run.", ["scenario", "step"]
-        )
-        rcs = gauge(
-            "wsload_step_return_codes",
-            "Executions by non-success return code in the last run.",
-            ["scenario", "step", "rc"],
-        )
-        latency = gauge(
-            "wsload_step_latency_seconds",
-            "Step latency quantiles of the last run (1 = max).",
-            ["scenario", "step", "quantile"],
-        )
-        names = _unique([t(r.scenario_name) for r in self._results])
-        for scenario, r in zip(names, self._results, strict=True):
-            success.add_metric([scenario], 1.0 if r.passed else 0.0)
-            code.add_metric([scenario], float(r.exit_code))
-            duration.add_metric([scenario], _clean(r.duration_s))
-            last.add_metric([scenario], round(_finished_at(r), 3))
-            it = r.iterations
-            for outcome, n in (("completed", it.completed), ("failed", it.failed), ("interrupted", it.interrupted)):
-                iterations.add_metric([scenario, outcome], float(n))
-            problems.add_metric([scenario], float(len(r.problems)))
-            settings_load = r.settings.get("load")
-            load: dict[str, Any] = settings_load if isinstance(settings_load, dict) else {}
-            plan = load.get("plan") or {}
-            if plan.get("delivered") is not None:
-                delivered.add_metric([scenario], _clean(plan["delivered"]))
-            for w in (load.get("generator") or {}).get("workers", []):
-                cpu.add_metric([scenario, str(w["name"])], _clean(w["cpu_max"]))
-                saturated.add_metric([scenario, str(w["name"])], float(w["saturated_seconds"]))
-                for q, key in QUANTILES:
-                    if w.get("loop_lag_ms") and w["loop_lag_ms"].get(key) is not None:
-                        loop_lag.add_metric([scenario, str(w["name"]), q], _clean(w["loop_lag_ms"][key] / 1000.0))
+        for scenario, r in zip(_unique([t(r.scenario_name) for r in self._results]), self._results, strict=True):
+            _scenario_metrics(families, scenario, r)
+            _generator_metrics(families, scenario, r)
             for expr, th in zip(_unique([t(x.expression) for x in r.thresholds]), r.thresholds, strict=True):
-                threshold.add_metric([scenario, expr], 1.0 if th.passed else 0.0)
+                families["wsload_threshold_success"].add_metric([scenario, expr], 1.0 if th.passed else 0.0)
             for step, s in zip(_unique([t(s.name) for s in r.steps]), r.steps, strict=True):
-                step_ok.add_metric([scenario, step], 0.0 if s.failures else 1.0)
-                runs.add_metric([scenario, step], float(s.count))
-                fails.add_metric([scenario, step], float(s.failures))
-                pending.add_metric([scenario, step], float(s.pending))
-                internal.add_metric([scenario, step], float(s.internal_errors))
-                standard = () if s.kind == "sleep" else _STANDARD_RC
-                for rc in sorted({*standard, *s.rc}, key=lambda c: int(c) if c.lstrip("-").isdigit() else 0):
-                    rcs.add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))
-                if s.latency_ms is not None:
-                    for q, key in QUANTILES:
-                        latency.add_metric([scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0))
-        yield from (
-            success,
-            code,
-            duration,
-            last,
-            iterations,
-            problems,
-            delivered,
-            cpu,
-            loop_lag,
-            saturated,
-            threshold,
-            step_ok,
-            runs,
-            fails,
-            pending,
-            internal,
-            rcs,
-            latency,
-        )
+                _step_metrics(families, scenario, step, s)
+        yield from families.values()
+
+
+#: Every metric family: name, help text, labels (in the order they are written).
+_FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("wsload_scenario_success", "1 if the scenario's last run passed, else 0.", ("scenario",)),
+    ("wsload_scenario_exit_code", "Exit code of the scenario's last run.", ("scenario",)),
+    ("wsload_scenario_duration_seconds", "Duration of the last run.", ("scenario",)),
+    ("wsload_scenario_last_run_timestamp_seconds", "Unix time the last run ended.", ("scenario",)),
+    (
+        "wsload_scenario_iterations",
+        "Iterations of the last run by outcome: completed (every step passed), failed (ended at a "
+        "failed step), interrupted (cut by the end of the run or a signal).",
+        ("scenario", "outcome"),
+    ),
+    (
+        "wsload_scenario_problems",
+        "Problems that fail the run whatever its thresholds say (internal errors, steps that "
+        "never completed, no iteration completed, a plan not delivered).",
+        ("scenario",),
+    ),
+    (
+        "wsload_plan_delivered_ratio",
+        "Load runs: the share of the plan delivered (open model: starts made / due; closed: users).",
+        ("scenario",),
+    ),
+    (
+        "wsload_generator_cpu_ratio",
+        "Load runs: the highest CPU share of one core a worker used in one second.",
+        ("scenario", "worker"),
+    ),
+    (
+        "wsload_generator_loop_lag_seconds",
+        "Load runs: the worker's event-loop lag quantiles (1 = max).",
+        ("scenario", "worker", "quantile"),
+    ),
+    (
+        "wsload_generator_saturated_seconds",
+        "Load runs: seconds in which the worker was saturated (CPU or loop lag over its bound).",
+        ("scenario", "worker"),
+    ),
+    ("wsload_threshold_success", "1 if the threshold held in the last run.", ("scenario", "threshold")),
+    ("wsload_step_success", "1 if no execution of the step failed in the last run.", ("scenario", "step")),
+    ("wsload_step_executions", "Executions of the step in the last run.", ("scenario", "step")),
+    ("wsload_step_failures", "Failed executions of the step in the last run.", ("scenario", "step")),
+    ("wsload_step_pending", "Executions of the step still in flight when the last run ended.", ("scenario", "step")),
+    (
+        "wsload_step_internal_errors",
+        "Executions of the step that raised inside wsload (a bug; fails the run).",
+        ("scenario", "step"),
+    ),
+    (
+        "wsload_step_return_codes",
+        "Executions by non-success return code in the last run.",
+        ("scenario", "step", "rc"),
+    ),
+    ("wsload_step_latency_seconds", "Step latency quantiles of the last run (1 = max).", ("scenario", "step", "quantile")),
+)
+
+
+def _scenario_metrics(f: dict[str, GaugeMetricFamily], scenario: str, r: RunResult) -> None:
+    f["wsload_scenario_success"].add_metric([scenario], 1.0 if r.passed else 0.0)
+    f["wsload_scenario_exit_code"].add_metric([scenario], float(r.exit_code))
+    f["wsload_scenario_duration_seconds"].add_metric([scenario], _clean(r.duration_s))
+    f["wsload_scenario_last_run_timestamp_seconds"].add_metric([scenario], round(_finished_at(r), 3))
+    it = r.iterations
+    for outcome, n in (("completed", it.completed), ("failed", it.failed), ("interrupted", it.interrupted)):
+        f["wsload_scenario_iterations"].add_metric([scenario, outcome], float(n))
+    f["wsload_scenario_problems"].add_metric([scenario], float(len(r.problems)))
+
+
+def _generator_metrics(f: dict[str, GaugeMetricFamily], scenario: str, r: RunResult) -> None:
+    settings_load = r.settings.get("load")
+    load: dict[str, Any] = settings_load if isinstance(settings_load, dict) else {}
+    plan = load.get("plan") or {}
+    if plan.get("delivered") is not None:
+        f["wsload_plan_delivered_ratio"].add_metric([scenario], _clean(plan["delivered"]))
+    for w in (load.get("generator") or {}).get("workers", []):
+        worker = str(w["name"])
+        f["wsload_generator_cpu_ratio"].add_metric([scenario, worker], _clean(w["cpu_max"]))
+        f["wsload_generator_saturated_seconds"].add_metric([scenario, worker], float(w["saturated_seconds"]))
+        lag = w.get("loop_lag_ms") or {}
+        for q, key in QUANTILES:
+            if lag.get(key) is not None:
+                f["wsload_generator_loop_lag_seconds"].add_metric([scenario, worker, q], _clean(lag[key] / 1000.0))
+
+
+def _step_metrics(f: dict[str, GaugeMetricFamily], scenario: str, step: str, s: StepResult) -> None:
+    f["wsload_step_success"].add_metric([scenario, step], 0.0 if s.failures else 1.0)
+    f["wsload_step_executions"].add_metric([scenario, step], float(s.count))
+    f["wsload_step_failures"].add_metric([scenario, step], float(s.failures))
+    f["wsload_step_pending"].add_metric([scenario, step], float(s.pending))
+    f["wsload_step_internal_errors"].add_metric([scenario, step], float(s.internal_errors))
+    standard = () if s.kind == "sleep" else _STANDARD_RC
+    for rc in sorted({*standard, *s.rc}, key=lambda c: int(c) if c.lstrip("-").isdigit() else 0):
+        f["wsload_step_return_codes"].add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))
+    if s.latency_ms is not None:
+        for q, key in QUANTILES:
+            f["wsload_step_latency_seconds"].add_metric([scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0))
 
 
 def registry(results: Sequence[RunResult], masker: Masker | None = None) -> CollectorRegistry:

@@ -720,6 +720,13 @@ class RunRecorder:
             rec.mask = self.mask
         return rec
 
+    def set_mask(self, mask: Callable[[str], str]) -> None:
+        """Mask every error and failure text as it is recorded (a run's secrets,
+        ``runner.scenario.secrets.SecretRegistry.mask``), in this recorder and its steps'."""
+        self.mask = mask
+        for step in self.steps.values():
+            step.mask = mask
+
     def second(self, now_ns: int) -> int:
         return max(0, (now_ns - self.start_ns) // 1_000_000_000)
 

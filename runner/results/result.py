@@ -15,8 +15,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from runner import __version__
-from runner.checks.verdict import measurement_problems
 from runner.results.recorders import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr
+from runner.results.verdict import measurement_problems
 
 __all__ = [
     "OPERATION_KINDS",
@@ -467,7 +467,7 @@ def build_result(
 ) -> RunResult:
     """Freeze a finished recorder into a result (thresholds are added by ``with_thresholds``).
 
-    The run fails on any of ``runner.checks.verdict``'s problems (``hold``: iterations are meant to last
+    The run fails on any of ``runner.results.verdict``'s problems (``hold``: iterations are meant to last
     until the end of the run) and on ``problems`` the caller found (a plan not delivered)."""
     steps = tuple(StepResult.of(rec) for rec in recorder.steps.values())
     failures = tuple(

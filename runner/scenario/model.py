@@ -9,43 +9,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
 
 if TYPE_CHECKING:
     from runner.scenario.templates import JsonTemplate, Template
 
 __all__ = [
     "ALL_SSL_ERRORS",
+    "MAX_DURATION_S",
+    "MAX_ITERATIONS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_REPEAT",
+    "MAX_VUS",
+    "MAX_WORKERS",
     "SSL_ERROR_KEYWORDS",
-    "BinaryPayload",
     "Capture",
     "ClientCertificate",
-    "CloseStep",
     "ConnectionSpec",
     "ContentCheck",
     "Expectation",
-    "JsonPayload",
     "LoadSpec",
     "Location",
     "Matcher",
-    "OpenStep",
-    "Payload",
-    "PingStep",
-    "ReadStep",
-    "RepeatStep",
     "Scenario",
     "Secret",
-    "SleepStep",
     "Stage",
     "Step",
-    "StepKind",
-    "TextPayload",
+    "StepBase",
+    "SuccessRule",
     "Threshold",
-    "WriteStep",
     "frozen_map",
 ]
+
+
+#: Limits beyond which a value is a mistake, not a plan (the loader and the command line refuse it).
+MAX_VUS = 1_000_000
+MAX_DURATION_S = 7 * 86400.0
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_REPEAT = 10_000_000
+MAX_ITERATIONS = 1_000_000_000
+MAX_WORKERS = 1024
 
 
 def frozen_map(items: Mapping[str, object] | None = None) -> Mapping[str, object]:
@@ -162,28 +167,6 @@ class ConnectionSpec:
 # --- payloads and expectations ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TextPayload:
-    """A text frame; the template is rendered per send unless static."""
-
-    template: Template
-
-
-@dataclass(frozen=True, slots=True)
-class JsonPayload:
-    """A text frame holding JSON; static values are serialised once at load."""
-
-    value: JsonTemplate
-
-
-@dataclass(frozen=True, slots=True)
-class BinaryPayload:
-    """A binary frame: bytes from hex, base64, a file, or a generated size (made at load)."""
-
-    data: bytes
-
-
-Payload: TypeAlias = "TextPayload | JsonPayload | BinaryPayload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,80 +257,38 @@ class Capture:
 # --- steps ------------------------------------------------------------------------------------
 
 
-class StepKind(StrEnum):
-    OPEN = "open"
-    WRITE = "write"
-    READ = "read"
-    CLOSE = "close"
-    SLEEP = "sleep"
-    PING = "ping"
-    REPEAT = "repeat"
+class SuccessRule(Enum):
+    """What rc a step kind succeeds with, as in the manual: a socket number or a byte count
+    (``open``, ``write``: any rc >= 0), or 0 (the others)."""
+
+    ZERO = "0"
+    NON_NEGATIVE = ">= 0"
+
+    def holds(self, rc: int) -> bool:
+        return rc >= 0 if self is SuccessRule.NON_NEGATIVE else rc == 0
 
 
 @dataclass(frozen=True, slots=True)
-class _StepBase:
-    """Common to all steps. ``name`` is unique in the scenario (the loader makes default names
-    such as ``read main`` or ``read main #2``) and is what thresholds and reports use."""
+class StepBase:
+    """Common to all steps; each kind's module (``runner.steps.<kind>``) subclasses it with its
+    own fields and says its ``kind`` (the YAML key) and ``success`` rule. ``name`` is unique in
+    the scenario (the loader makes default names such as ``read main`` or ``read main #2``) and
+    is what thresholds and reports use."""
+
+    kind: ClassVar[str] = ""
+    success: ClassVar[SuccessRule] = SuccessRule.ZERO
 
     name: str
     location: Location
     expect: Expectation = field(default_factory=Expectation)
 
-
-@dataclass(frozen=True, slots=True)
-class OpenStep(_StepBase):
-    connection: str = ""
-    timeout_s: float | None = None  # overrides the connection's ``timeout``
-    kind: StepKind = StepKind.OPEN
+    def inner(self) -> tuple[StepBase, ...]:
+        """The steps a block holds (``repeat``); none for the others."""
+        return ()
 
 
-@dataclass(frozen=True, slots=True)
-class WriteStep(_StepBase):
-    connection: str = ""
-    payload: Payload | None = None
-    kind: StepKind = StepKind.WRITE
-
-
-@dataclass(frozen=True, slots=True)
-class ReadStep(_StepBase):
-    connection: str = ""
-    timeout_s: float | None = None  # None: the scenario's default read time-out
-    match: Matcher | None = None  # wait for the first matching message, skipping others
-    captures: tuple[Capture, ...] = ()
-    kind: StepKind = StepKind.READ
-
-
-@dataclass(frozen=True, slots=True)
-class CloseStep(_StepBase):
-    connection: str = ""
-    timeout_s: float | None = None
-    kind: StepKind = StepKind.CLOSE
-
-
-@dataclass(frozen=True, slots=True)
-class SleepStep(_StepBase):
-    duration_s: float = 0.0
-    kind: StepKind = StepKind.SLEEP
-
-
-@dataclass(frozen=True, slots=True)
-class PingStep(_StepBase):
-    connection: str = ""
-    timeout_s: float | None = None
-    kind: StepKind = StepKind.PING
-
-
-@dataclass(frozen=True, slots=True)
-class RepeatStep(_StepBase):
-    """Run ``steps`` ``times`` times (the block's own name is for reports of its location)."""
-
-    times: int = 1
-    steps: tuple[Step, ...] = ()
-    index: str | None = None  # variable set to the round number (0-based) while the block runs
-    kind: StepKind = StepKind.REPEAT
-
-
-Step: TypeAlias = "OpenStep | WriteStep | ReadStep | CloseStep | SleepStep | PingStep | RepeatStep"
+#: Any step (the kinds are ``StepBase``'s subclasses in ``runner.steps``).
+Step: TypeAlias = StepBase
 
 
 # --- load and thresholds ----------------------------------------------------------------------

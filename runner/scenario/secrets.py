@@ -30,12 +30,9 @@ import base64
 import json
 import re
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote
-
-if TYPE_CHECKING:
-    from runner.results.recorders import RunRecorder
 
 __all__ = [
     "MASK",
@@ -384,15 +381,6 @@ class SecretRegistry:
                     parts[n] = part[:k] + MASK
                     break
         return ELLIPSIS.join(parts)
-
-    # --- a run's recorder --------------------------------------------------------------------
-
-    def guard(self, recorder: RunRecorder) -> None:
-        """Make ``recorder`` mask every error and failure text as it is recorded."""
-        mask: Callable[[str], str] = self.mask
-        recorder.mask = mask
-        for step in recorder.steps.values():
-            step.mask = mask
 
 
 def _keep_name(match: re.Match[str]) -> str:

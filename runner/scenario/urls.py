@@ -1,13 +1,8 @@
-"""Small helpers shared by step modules."""
+"""Connection URLs of a scenario: a relative one is joined to the target."""
 
 from __future__ import annotations
 
-__all__ = ["render_error", "resolve_url"]
-
-
-def render_error(exc: BaseException) -> str:
-    """The text of a template that could not be rendered at run time (a missing capture)."""
-    return f"template error: {exc}"
+__all__ = ["resolve_url"]
 
 
 def resolve_url(url: str, target: str | None) -> str:

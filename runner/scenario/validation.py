@@ -26,9 +26,11 @@ __all__ = [
     "MAX_SCHEMA_ERRORS",
     "MAX_STEPS",
     "closest",
+    "nested_steps",
     "scenario_schema",
     "schema_problems",
     "schema_text",
+    "step_kinds",
     "template_names",
     "unused_variables",
 ]
@@ -155,13 +157,13 @@ class _Formatter:
             for extra in inst:
                 if extra in known:
                     continue
-                if path in self.choice_paths and extra in _STEP_KINDS:
+                if path in self.choice_paths and extra in step_kinds():
                     continue
                 if len(self.problems) >= MAX_SCHEMA_ERRORS:
                     self.more = self.more or (*path, extra)
                     break
                 hint = _did_you_mean(extra, known)
-                kinds = [k for k in known if k in _STEP_KINDS]
+                kinds = [k for k in known if k in step_kinds()]
                 if not hint and len(kinds) == 1:
                     hint = f" (a {kinds[0]} step takes: {', '.join(known)})"
                 self.add((*path, extra), f"unknown key '{extra}'{hint}", key=True)
@@ -202,7 +204,7 @@ class _Formatter:
         keys = _required_choice(cast(Any, err.validator_value))
         if keys is not None and isinstance(inst, dict):
             present = [k for k in keys if k in inst]
-            what = "a step" if set(keys) == set(_STEP_KINDS) else "this"
+            what = "a step" if set(keys) == set(step_kinds()) else "this"
             if not present:
                 for extra in inst:
                     guess = closest(extra, keys)
@@ -239,7 +241,12 @@ class _Formatter:
         self.add(path, f"expected {expected}, got {_yaml_kind(inst)}")
 
 
-_STEP_KINDS = ("open", "write", "read", "close", "sleep", "ping", "repeat")
+@cache
+def step_kinds() -> tuple[str, ...]:
+    """The step kinds the schema knows (its step choice: one of these keys), in its order."""
+    return tuple(alt["required"][0] for alt in scenario_schema()["$defs"]["step"]["oneOf"])
+
+
 _COMMON_KEYS = ("name", "expect", "capture")
 
 
@@ -250,6 +257,17 @@ MAX_SCHEMA_ERRORS = 200
 #: More steps than this (counting those inside repeat blocks) is refused before the schema is
 #: checked: checking takes about 0.2 ms a step, and a scenario needs tens (use ``repeat``).
 MAX_STEPS = 10_000
+
+
+def nested_steps(step: object) -> list[tuple[str, list[Any]]]:
+    """The blocks a step's YAML holds: a kind whose body has a ``steps`` list (``repeat``)."""
+    if not isinstance(step, dict):
+        return []
+    return [
+        (kind, body["steps"])
+        for kind in step_kinds()
+        if isinstance(body := step.get(kind), dict) and isinstance(body.get("steps"), list)
+    ]
 
 
 def _count_steps(data: object, limit: int) -> tuple[int, Path]:
@@ -266,9 +284,8 @@ def _count_steps(data: object, limit: int) -> tuple[int, Path]:
             last = (*path, i)
             if count > limit:
                 break
-            inner = step.get("repeat") if isinstance(step, dict) else None
-            if isinstance(inner, dict):
-                todo.append((inner.get("steps"), (*path, i, "repeat", "steps")))
+            for kind, inner in nested_steps(step):
+                todo.append((inner, (*path, i, kind, "steps")))
     return count, last
 
 

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
-from runner.scenario.model import CloseStep, StepKind
-from runner.steps.base import StepOutcome, finish, not_open
-
-if TYPE_CHECKING:
-    from runner.engine.vu import VirtualUser
+from runner.scenario.model import StepBase
+from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
+from runner.steps.schema import connection_step
 
 
-async def execute(step: CloseStep, vu: VirtualUser) -> StepOutcome | int:
+@dataclass(frozen=True, slots=True)
+class CloseStep(StepBase):
+    kind: ClassVar[str] = "close"
+
+    connection: str = ""
+    timeout_s: float | None = None
+
+
+def parse(node: StepNode, ctx: StepParse) -> CloseStep:
+    connection = ctx.connection(node, "closes")
+    return CloseStep(
+        name=ctx.name(node, f"close {connection}"),
+        location=node.location,
+        expect=node.expect,
+        connection=connection,
+        timeout_s=ctx.timeout(node),
+    )
+
+
+async def execute(step: CloseStep, vu: User) -> StepOutcome | int:
     sock = vu.sockets.pop(step.connection, None)
     if sock is None:
-        return not_open(step, StepKind.CLOSE, step.connection)
+        return not_open(step, step.connection)
     client = vu.client
     timeout = step.timeout_s
     started = vu.step_started_ns = time.monotonic_ns()
@@ -25,12 +43,24 @@ async def execute(step: CloseStep, vu: VirtualUser) -> StepOutcome | int:
         return latency  # passed, default success: the per-message shortcut (see ``base``)
     if rc != 0:
         err = client.last_error()
-        return finish(
-            step,
-            StepKind.CLOSE,
-            rc,
+        return finish(step, rc,
             latency,
             err.text if err else "close failed",
             err.keyword if err else None,
         )
-    return finish(step, StepKind.CLOSE, rc, latency)
+    return finish(step, rc, latency)
+
+
+KIND = Kind(
+    name="close",
+    step=CloseStep,
+    schema=connection_step(
+        "close",
+        "Close a connection (webSocketClose): rc 0, -1 error.",
+        "The connection to close.",
+        "Time to wait for the closing handshake.",
+    ),
+    parse=parse,
+    execute=execute,
+    summary="`close: main` | 0; -1 error",
+)

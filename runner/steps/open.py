@@ -1,17 +1,37 @@
-"""``open``: webSocketOpen(url, options); latency is the whole connect, split TCP/TLS/upgrade."""
+"""``open``: webSocketOpen(url, options); rc >= 0 the socket, -1 error, -2 time-out. Its latency
+is the whole connect, split TCP/TLS/upgrade."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
 from runner.client.options import ConnectOptions
-from runner.scenario.model import ConnectionSpec, OpenStep, Secret, StepKind
-from runner.scenario.urls import render_error, resolve_url
-from runner.steps.base import StepOutcome, finish
+from runner.scenario.model import ConnectionSpec, Secret, StepBase, SuccessRule
+from runner.scenario.urls import resolve_url
+from runner.steps.base import Kind, RunView, StepNode, StepOutcome, StepParse, User, finish, render_error
+from runner.steps.schema import connection_step
 
-if TYPE_CHECKING:
-    from runner.engine.vu import RunContext, VirtualUser
+
+@dataclass(frozen=True, slots=True)
+class OpenStep(StepBase):
+    kind: ClassVar[str] = "open"
+    success: ClassVar[SuccessRule] = SuccessRule.NON_NEGATIVE
+
+    connection: str = ""
+    timeout_s: float | None = None  # overrides the connection's ``timeout``
+
+
+def parse(node: StepNode, ctx: StepParse) -> OpenStep:
+    connection = ctx.connection(node, "opens")
+    return OpenStep(
+        name=ctx.name(node, f"open {connection}"),
+        location=node.location,
+        expect=node.expect,
+        connection=connection,
+        timeout_s=ctx.timeout(node),
+    )
 
 
 def _is_static(spec: ConnectionSpec) -> bool:
@@ -21,9 +41,7 @@ def _is_static(spec: ConnectionSpec) -> bool:
     return all(isinstance(v, Secret) or v.is_static for _, v in spec.headers)
 
 
-def _prepare(
-    step: OpenStep, vu: VirtualUser, ctx: RunContext, spec: ConnectionSpec
-) -> tuple[str, ConnectOptions]:
+def _prepare(step: OpenStep, vu: User, ctx: RunView, spec: ConnectionSpec) -> tuple[str, ConnectOptions]:
     """The URL and options of this open (may raise on a template that cannot be rendered).
     Secrets made here (a userinfo, a secret header's value) are registered before anything is
     sent, so whatever the server echoes, or an error quotes, is masked when it is recorded."""
@@ -41,7 +59,7 @@ def _prepare(
     return url, ctx.adjust_options(options)
 
 
-async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
+async def execute(step: OpenStep, vu: User) -> StepOutcome:
     vu.step_started_ns = time.monotonic_ns()
     ctx = vu.ctx
     spec = ctx.scenario.connections[step.connection]
@@ -56,7 +74,7 @@ async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
         try:
             url, options = _prepare(step, vu, ctx, spec)
         except Exception as exc:
-            return finish(step, StepKind.OPEN, -1, None, render_error(exc))
+            return finish(step, -1, None, render_error(exc))
         if _is_static(spec):
             ctx.opens[key] = (url, options)
     sockets = vu.sockets
@@ -71,16 +89,28 @@ async def execute(step: OpenStep, vu: VirtualUser) -> StepOutcome:
         tls = client.tls_status(rc)
         if tls is not None:
             ctx.note_tls(tls.verified, tls.ignored_errors, tls.all_ignored)
-        return finish(
-            step, StepKind.OPEN, rc, timing.total_ns or time.monotonic_ns() - started, timing=timing
-        )
+        return finish(step, rc, timing.total_ns or time.monotonic_ns() - started, timing=timing)
     elapsed = time.monotonic_ns() - started
     err = client.last_error()
     return finish(
         step,
-        StepKind.OPEN,
         rc,
         elapsed,
         err.text if err else f"open failed with rc {rc}",
         err.keyword if err else None,
     )
+
+
+KIND = Kind(
+    name="open",
+    step=OpenStep,
+    schema=connection_step(
+        "open",
+        "Open a connection (webSocketOpen): rc >= 0 socket, -1 error, -2 time-out.",
+        "The connection to open.",
+        "Connect time-out for this step, overriding the connection's.",
+    ),
+    parse=parse,
+    execute=execute,
+    summary="`open: main` | socket number >= 0; -1 error; -2 time-out",
+)

@@ -1,4 +1,5 @@
-"""``read``: webSocketRead(socket, timeout); with ``match``, the first matching message.
+"""``read``: webSocketRead(socket, timeout); rc 0 a message, 1 the peer closed, -1 error, -2
+time-out. With ``match``, the first matching message.
 
 Messages that do not match are counted as skipped; the time-out covers the whole wait, so the
 remaining time shrinks with every skipped message. Latency is from when the last write on this
@@ -9,8 +10,9 @@ matched message was parsed by the client.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from time import monotonic_ns
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar
 
 from runner.checks.expect import (
     Failure,
@@ -21,14 +23,36 @@ from runner.checks.expect import (
     match_json_fields,
 )
 from runner.client.codes import ReadResult
-from runner.scenario.model import ReadStep, StepKind
-from runner.steps.base import StepOutcome, finish, not_open
-
-if TYPE_CHECKING:
-    from runner.engine.vu import VirtualUser
+from runner.scenario.model import Capture, Matcher, StepBase
+from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
+from runner.steps.schema import connection_step
 
 
-def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: VirtualUser) -> Failure | None:
+@dataclass(frozen=True, slots=True)
+class ReadStep(StepBase):
+    kind: ClassVar[str] = "read"
+
+    connection: str = ""
+    timeout_s: float | None = None  # None: the scenario's default read time-out
+    match: Matcher | None = None  # wait for the first matching message, skipping others
+    captures: tuple[Capture, ...] = ()
+
+
+def parse(node: StepNode, ctx: StepParse) -> ReadStep:
+    connection = ctx.connection(node, "uses")
+    opts = node.body if isinstance(node.body, dict) else {}
+    return ReadStep(
+        name=ctx.name(node, f"read {connection}"),
+        location=node.location,
+        expect=node.expect,
+        connection=connection,
+        timeout_s=ctx.timeout(node),
+        match=ctx.content(opts["match"], (*node.body_path, "match")) if "match" in opts else None,
+        captures=ctx.captures(node.raw.get("capture") or {}, (*node.path, "capture")),
+    )
+
+
+def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: User) -> Failure | None:
     """Store the captures of a message that passed its checks. Values captured as secrets are
     registered before the outcome is recorded, and so is a secret the message holds when its
     checks failed: the failure text quotes the message (a login answer that was not what the
@@ -45,16 +69,18 @@ def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: Virt
     return failure
 
 
-async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
+async def execute(step: ReadStep, vu: User) -> StepOutcome | int:
     sock = vu.sockets.get(step.connection)
     if sock is None:
-        return not_open(step, StepKind.READ, step.connection)
+        return not_open(step, step.connection)
     client = vu.client
     timeout_s = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
     now = started = vu.step_started_ns = monotonic_ns()
     deadline = started + int(timeout_s * 1e9)
     variables = vu.variables
     skipped = 0
+    # The per-message path (one round trip of a load run) stays in this one function: a call per
+    # message more cost ~0.1 us of the ~11 a round trip takes (bench/bench_roundtrip.py).
     while True:
         if skipped and (now := monotonic_ns()) >= deadline:
             # A busy stream keeps the buffer full: the time-out must still end the wait.
@@ -62,31 +88,7 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
         else:
             result = await client.read(sock, max(0.0, (deadline - now) / 1e9))
         if result.rc != 0:
-            err = client.last_error() if result.rc == -1 else None
-            text = err.text if err else None
-            if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
-                reason = f", reason {result.close_reason!r}" if result.close_reason else ""
-                text = f"connection closed by peer (code {result.close_code}{reason})"
-                last = client.last_error()
-                if result.close_code is None and last is not None:  # no close frame: say how it ended
-                    text = last.text
-            elif result.rc == -2:
-                what = "matching message" if step.match is not None else "message"
-                text = f"time-out: no {what} within {timeout_s:g}s"
-                if skipped:
-                    text += f" ({skipped} other messages skipped)"
-            outcome = finish(
-                step,
-                StepKind.READ,
-                result.rc,
-                None,
-                text or f"read failed with rc {result.rc}",
-                err.keyword if err else None,
-                skipped_messages=skipped,
-            )
-            if result.rc == 1:
-                outcome.closed = (result.close_code, result.close_reason)
-            return outcome
+            return _no_message(step, vu, result, timeout_s, skipped)
         data = result.data if result.data is not None else ""
         match = step.match
         if match is not None:
@@ -94,23 +96,11 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
             # The per-message case of a load run (a flat JSON ``match``), decided without the
             # general checks when it can be; ``matches`` is the same decision in full.
             hit = match_json_fields(fields, data, variables) if fields is not None else None
-            if hit is False:
-                skipped += 1
-                continue
-            if hit:
-                break
-            message = Message(data)
-            try:
-                hit = check_content(match, message, variables) is None  # (the shortcut said: undecided)
-            except Exception as exc:
-                return finish(
-                    step,
-                    StepKind.READ,
-                    0,
-                    None,
-                    content_failure=Failure(f"match: {exc}"),
-                    skipped_messages=skipped,
-                )
+            if hit is None:  # undecided by the shortcut
+                try:
+                    hit = check_content(match, Message(data), variables) is None
+                except Exception as exc:
+                    return finish(step, 0, None, content_failure=Failure(f"match: {exc}"), skipped_messages=skipped)
             if not hit:
                 skipped += 1
                 continue
@@ -118,18 +108,79 @@ async def execute(step: ReadStep, vu: VirtualUser) -> StepOutcome | int:
     since = client.last_write_ns(sock) or started  # a round trip: from the last write
     latency = max(0, result.received_ns - since) if result.received_ns else monotonic_ns() - since
     expect = step.expect
-    content = expect.content
-    if content is None and not step.captures and expect.outcome_default:
+    if expect.content is None and not step.captures and expect.outcome_default:
         if not skipped:
             return latency  # passed, default success: the per-message shortcut (see ``base``)
         return StepOutcome(0, latency, None, None, skipped)  # ``finish``'s success path
+    return _checked(step, vu, data, latency, skipped)
+
+
+def _checked(step: ReadStep, vu: User, data: str | bytes, latency: int, skipped: int) -> StepOutcome:
+    """A message with content checks or captures to apply."""
     message = Message(data)
     failure = None
+    content = step.expect.content
     if content is not None:
         try:
-            failure = check_content(content, message, variables)
+            failure = check_content(content, message, vu.variables)
         except Exception as exc:
             failure = Failure(f"expect: {exc}", "", describe(message.data))
     if step.captures:
         failure = _capture(step, message, failure, vu)
-    return finish(step, StepKind.READ, 0, latency, content_failure=failure, skipped_messages=skipped)
+    return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
+
+
+def _no_message(step: ReadStep, vu: User, result: ReadResult, timeout_s: float, skipped: int) -> StepOutcome:
+    """The read ended without a message: the peer closed (1, with its code and reason), an
+    error (-1) or the time-out (-2)."""
+    client = vu.client
+    err = client.last_error() if result.rc == -1 else None
+    text = err.text if err else None
+    if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
+        reason = f", reason {result.close_reason!r}" if result.close_reason else ""
+        text = f"connection closed by peer (code {result.close_code}{reason})"
+        last = client.last_error()
+        if result.close_code is None and last is not None:  # no close frame: say how it ended
+            text = last.text
+    elif result.rc == -2:
+        what = "matching message" if step.match is not None else "message"
+        text = f"time-out: no {what} within {timeout_s:g}s"
+        if skipped:
+            text += f" ({skipped} other messages skipped)"
+    outcome = finish(
+        step,
+        result.rc,
+        None,
+        text or f"read failed with rc {result.rc}",
+        err.keyword if err else None,
+        skipped_messages=skipped,
+    )
+    if result.rc == 1:
+        outcome.closed = (result.close_code, result.close_reason)
+    return outcome
+
+
+_TIMEOUT = "Read time-out (default: defaults.read_timeout)."
+_SCHEMA: dict[str, Any] = connection_step(
+    "read",
+    "Read one message (webSocketRead): rc 0 message, 1 peer closed, -1 error, -2 time-out.",
+    "The connection to read from.",
+    _TIMEOUT,
+    expect="readExpect",
+    body_extra={
+        "match": {"$ref": "#/$defs/match", "description": "Wait for the first message satisfying this, skipping others."}
+    },
+    extra={"capture": {"$ref": "#/$defs/capture", "description": "Store parts of the message in variables for later steps."}},
+)
+
+KIND = Kind(
+    name="read",
+    step=ReadStep,
+    schema=_SCHEMA,
+    parse=parse,
+    execute=execute,
+    message=True,
+    answer=True,
+    content=True,
+    summary="`read: main` or `read: {connection, timeout, match}` | 0 a message; 1 the peer closed; -1 error; -2 time-out",
+)
