@@ -18,12 +18,12 @@ import signal
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import runner.load.workers as workers_mod
-from runner.load import LoadOverrides, run_load
+from runner.load import LoadOverrides
+from runner.load.run import prepare
+from runner.load.workers import WorkerPool
 from runner.loader import load_scenario
 from runner.results.result import RunResult
 
@@ -71,31 +71,33 @@ def test_sigint_during_mass_open_keeps_workers_measurements(
     (site / "sitecustomize.py").write_text(textwrap.dedent(SLOW_BIND))
     paths = [str(site), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    monkeypatch.setattr(workers_mod, "END_MARGIN_S", 3.0)
     started = asyncio.Event()
 
-    class _Monitor(workers_mod.Monitor):  # made by the parent right after it sent the start
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+    class _Pool(WorkerPool):
+        def start(self) -> int:  # the parent has sent the shared start, 0.1 s ahead
+            start_ns = super().start()
             started.set()
+            return start_ns
 
-    monkeypatch.setattr(workers_mod, "Monitor", _Monitor)
     path = tmp_path / "mass_open.yaml"
     path.write_text(SCENARIO)
-    scenario = load_scenario(str(path), target="embedded")
+    overrides = LoadOverrides(source_addresses=("127.0.0.1",))
+    scenario, limits = prepare(load_scenario(str(path), target="embedded"), overrides, 2, "embedded")
 
     async def main() -> tuple[RunResult, float]:
-        task = asyncio.ensure_future(
-            run_load(
-                scenario,
-                target="embedded",
-                overrides=LoadOverrides(source_addresses=("127.0.0.1",)),
-                workers=2,
-                handle_signals=True,
-            )
+        pool = _Pool(
+            scenario,
+            limits,
+            target="embedded",
+            overrides=overrides,
+            variables=None,
+            progress=None,
+            handle_signals=True,
+            end_margin_s=3.0,  # the parent's patience after the grace
         )
+        task = asyncio.ensure_future(pool.run())
         await asyncio.wait_for(started.wait(), 60)
-        await asyncio.sleep(1.1)  # the start is 0.1 s after the monitor, then 1 s of mass open
+        await asyncio.sleep(1.1)  # the start is 0.1 s ahead, then 1 s of mass open
         sent = time.monotonic()
         os.kill(os.getpid(), signal.SIGINT)
         result = await asyncio.wait_for(task, 60)

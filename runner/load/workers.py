@@ -1,16 +1,20 @@
 """A load run over worker processes: each runs its shard; the parent merges their measurements.
 
 Protocol over one ``multiprocessing`` Pipe per worker (spawn context: a fresh interpreter, no
-inherited event loop or sockets):
+inherited event loop or sockets), in the typed records of ``runner.load.messages``:
 
-    worker -> parent   ("ready", None)                 scenario loaded, waiting for the start
-                       ("tick", delta, gauges)         every second: ``RunRecorder.take_interval()``,
-                                                       and (vus, connections, paused) now,
-                                                       and at once when a stop arrives
-                       ("done", delta, info)           the last delta; info: max_active, tls, reason
-                       ("error", text)                 could not load or run (the run fails)
-    parent -> worker   ("start", start_ns)             a shared start on the monotonic clock
-                       ("stop", reason)                SIGINT/SIGTERM or a lost abort_on_fail
+    worker -> parent   Ready()                         scenario loaded, waiting for the start
+                       Tick(delta, gauges)             every second: ``RunRecorder.take_interval()``
+                                                       and the ``Gauges`` (vus, connections, paused)
+                                                       now, and at once when a stop arrives
+                       Done(delta, info)               the last delta; ``WorkerInfo``: max_active,
+                                                       stop_reason, tls
+                       Failed(text)                    could not load or run (the run fails)
+    parent -> worker   Start(start_ns)                 a shared start on the monotonic clock
+                       Stop(reason)                    SIGINT/SIGTERM or a lost abort_on_fail
+
+What each message does to the run is ``runner.load.pool_state.PoolState.apply``, pure code; the
+``WorkerPool`` here spawns the processes, moves the messages and keeps time.
 
 ``start_ns`` is on ``CLOCK_MONOTONIC``, which every process of one machine shares (and which NTP
 does not step, unlike the wall clock), so all shards follow one plan from one instant.
@@ -38,26 +42,50 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.process import BaseProcess
 
+from runner.engine.check import tls_info
 from runner.engine.embedded import is_embedded, resolved_target
-from runner.errors import RunError
-from runner.load.driver import Gauges
-from runner.load.limits import LimitPlan
+from runner.engine.vu import RunContext
+from runner.errors import RunError, WsloadError
+from runner.load.driver import Gauges, ShardDriver
+from runner.load.limits import LimitPlan, raise_nofile
+from runner.load.messages import (
+    Done,
+    Failed,
+    ParentMessage,
+    Ready,
+    Stop,
+    Tick,
+    WorkerInfo,
+    WorkerMessage,
+)
 from runner.load.monitor import Monitor, Progress
+from runner.load.pool_state import PoolState
 from runner.load.result import load_result
-from runner.load.settings import LoadOverrides
+from runner.load.settings import LoadOverrides, apply_overrides
+from runner.loader import load_scenario
 from runner.results.recorders import RunRecorder
-from runner.results.result import RunResult, TlsInfo
+from runner.results.result import RunResult
 from runner.runtime import on_stop_signals, utc_now_iso
 from runner.scenario.model import Scenario
+from runner.scenario.plan import plan_duration
 
-__all__ = ["WorkerJob", "run_workers", "worker_main"]
+try:
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None  # type: ignore[assignment]
+
+__all__ = ["WorkerJob", "WorkerPool", "run_workers", "worker_main"]
 
 #: Seconds a worker may take to start (spawn, imports, loading the scenario).
 READY_TIMEOUT_S = 60.0
 #: After the plan and the grace period, how long the parent waits before killing a worker.
 END_MARGIN_S = 15.0
+#: The shared start is this far after the parent sends it, so every worker has it in time.
+START_AHEAD_NS = 100_000_000
+#: The parent's tick is this far into each second, so the workers' deltas of it have arrived.
+TICK_AFTER_NS = 200_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +102,6 @@ class WorkerJob:
     source_addresses: tuple[str, ...]
 
 
-class _Worker:
-    def __init__(self, number: int, process: Any, conn: Connection) -> None:
-        self.number = number  # 1-based, as reports name it
-        self.process = process
-        self.conn = conn
-        self.ready = False
-        self.done = False
-        self.dead = False
-        self.error = ""
-        self.gauges = Gauges()
-        self.info: dict[str, Any] = {}
-
-
 async def run_workers(
     scenario: Scenario,
     limits: LimitPlan,
@@ -98,27 +113,90 @@ async def run_workers(
     handle_signals: bool = True,
 ) -> RunResult:
     """Run ``scenario`` (overrides applied) over ``limits.workers`` processes; merge exactly."""
-    load = scenario.load
-    assert load is not None
-    started_at = utc_now_iso()
-    mp = multiprocessing.get_context("spawn")
-    loop = asyncio.get_running_loop()
-    interrupted = False
-    name = target or scenario.target
-    # Embedded: each worker starts its own server (see the module docstring); else the URL as is.
-    async with resolved_target(None if is_embedded(name) else name) as resolved:
-        label = f"{name} (one server per worker)" if is_embedded(name) else resolved.label
-        workers: list[_Worker] = []
-        for shard in range(limits.workers):
+    pool = WorkerPool(
+        scenario,
+        limits,
+        target=target,
+        overrides=overrides,
+        variables=variables,
+        progress=progress,
+        handle_signals=handle_signals,
+    )
+    return await pool.run()
+
+
+class WorkerPool:
+    """One run over ``limits.workers`` spawned processes: spawn, wait until all are ready, start
+    them together, tick the monitor once a second until all have ended (killing those past
+    the patience, keeping what they sent), then the merged result."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        limits: LimitPlan,
+        *,
+        target: str | None,
+        overrides: LoadOverrides,
+        variables: Mapping[str, str] | None,
+        progress: Progress | None,
+        handle_signals: bool = True,
+        end_margin_s: float = END_MARGIN_S,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
+        load = scenario.load
+        assert load is not None
+        self.scenario = scenario
+        self.limits = limits
+        self.name = target or scenario.target
+        self.overrides = overrides
+        self.variables = dict(variables or {})
+        self.progress = progress
+        self.handle_signals = handle_signals
+        self.ready_timeout_s = ready_timeout_s
+        self.state = PoolState(limits.workers, patience_ns=round((load.graceful_stop_s + end_margin_s) * 1e9))
+        self.processes: list[BaseProcess] = []
+        self.conns: list[Connection] = []
+        self.interrupted = False
+        self.monitor: Monitor | None = None
+        self._changed = asyncio.Event()  # a message arrived or a worker ended
+
+    async def run(self) -> RunResult:
+        started_at = utc_now_iso()
+        # Embedded: each worker starts its own server (see the module docstring); else the URL.
+        async with resolved_target(None if is_embedded(self.name) else self.name) as resolved:
+            label = f"{self.name} (one server per worker)" if is_embedded(self.name) else resolved.label
+            self.spawn()
+            guard = on_stop_signals(self.on_signal) if self.handle_signals else contextlib.nullcontext()
+            try:
+                with guard:
+                    await self.wait_ready()
+                    start_ns = self.start()
+                    self.monitor = Monitor(
+                        self.scenario, self.state.total, progress=self.progress, stop=self.stop
+                    )
+                    await self.follow(start_ns)
+            finally:
+                self.close()
+            return self.result(started_at, label)
+
+    # --- the phases ---------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Start one process per shard, each loading the scenario itself, and watch its pipe and
+        its exit on the running loop."""
+        mp = multiprocessing.get_context("spawn")
+        loop = asyncio.get_running_loop()
+        shards = self.limits.workers
+        for shard in range(shards):
             job = WorkerJob(
-                file=scenario.file,
-                variables=dict(variables or {}),
-                target=name,
-                overrides=overrides,
-                workers=limits.workers,
+                file=self.scenario.file,
+                variables=self.variables,
+                target=self.name,
+                overrides=self.overrides,
+                workers=shards,
                 shard=shard,
-                shards=limits.workers,
-                source_addresses=limits.source_addresses,
+                shards=shards,
+                source_addresses=self.limits.source_addresses,
             )
             parent_conn, child_conn = mp.Pipe(duplex=True)
             process = mp.Process(
@@ -126,211 +204,178 @@ async def run_workers(
             )
             process.start()
             child_conn.close()
-            workers.append(_Worker(shard + 1, process, parent_conn))
-        total = RunRecorder(0)
-        changed = asyncio.Event()
-        stop_reason = ""
-        stop_deadline = float("inf")  # when workers told to stop must have ended
-        stopped_at_ns: int | None = None
+            self.processes.append(process)
+            self.conns.append(parent_conn)
+        for number in range(1, shards + 1):
+            loop.add_reader(self._conn(number).fileno(), self.receive, number)
+            loop.add_reader(self._process(number).sentinel, self.on_exit, number)
 
-        def stop(reason: str) -> None:
-            nonlocal stop_reason, stop_deadline, stopped_at_ns
-            if not stop_reason:
-                stop_reason = reason
-                stopped_at_ns = time.monotonic_ns()
-                stop_deadline = time.monotonic() + load.graceful_stop_s + END_MARGIN_S
-            # (sent again on a second signal: workers then cancel in-flight iterations at once)
-            for w in workers:
-                if not w.done and not w.dead:
-                    with contextlib.suppress(OSError, ValueError):
-                        w.conn.send(("stop", reason))
-
-        def on_message(w: _Worker) -> None:
-            try:
-                while w.conn.poll():
-                    message = w.conn.recv()
-                    kind = message[0]
-                    if kind == "ready":
-                        w.ready = True
-                    elif kind == "tick":
-                        total.merge(message[1])
-                        w.gauges = Gauges(*message[2])
-                    elif kind == "done":
-                        total.merge(message[1])
-                        w.info = message[2]
-                        w.done = True
-                        w.gauges = Gauges()
-                        _forget(w)
-                    elif kind == "error":
-                        w.error = message[1]
-                        w.done = True
-                        _forget(w)
-                        stop(f"worker {w.number}: {w.error}")
-            except (EOFError, OSError):
-                _died(w)
-            changed.set()
-
-        def on_exit(w: _Worker) -> None:
-            if not w.done:
-                # Read what is still in the pipe before deciding the worker died.
-                on_message(w)
-            if not w.done:
-                _died(w)
-            with contextlib.suppress(Exception):
-                loop.remove_reader(w.process.sentinel)
-            changed.set()
-
-        def _kill_keeping_deltas(w: _Worker) -> None:
-            # Every delta the worker wrote before it was killed is kept: read what is still in
-            # the pipe (whole messages; a message cut by the kill ends the reading), then it is
-            # named as incomplete in the report.
-            _terminate(w)
-            w.process.join(timeout=2)
-            on_message(w)
-            _died(w)
-
-        def _forget(w: _Worker) -> None:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(w.conn.fileno())
-
-        def _died(w: _Worker) -> None:
-            if w.done or w.dead:
-                return
-            w.dead = True
-            w.gauges = Gauges()
-            _forget(w)
-
-        for w in workers:
-            loop.add_reader(w.conn.fileno(), on_message, w)
-            loop.add_reader(w.process.sentinel, on_exit, w)
-
-        def on_signal(signum: int) -> None:
-            nonlocal interrupted
-            interrupted = True
-            stop(f"interrupted by signal {signum}")
-
-        monitor: Monitor | None = None
-        guard = on_stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
-        try:
-            with guard:
-                deadline = time.monotonic() + READY_TIMEOUT_S
-                while not all(w.ready or w.done or w.dead for w in workers) and not interrupted:
-                    changed.clear()
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), left)
-                not_ready = [w.number for w in workers if not (w.ready or w.done or w.dead)]
-                errors = [f"worker {w.number}: {w.error}" for w in workers if w.error]
-                if not_ready or errors or interrupted:
-                    stop("start aborted")
-                    for w in workers:
-                        _terminate(w)
-                    if interrupted:
-                        raise KeyboardInterrupt
-                    raise RunError(
-                        "; ".join(errors)
-                        or f"worker(s) {not_ready} did not start within {READY_TIMEOUT_S:g}s"
-                    )
-                start_ns = time.monotonic_ns() + 100_000_000
-                total.start_ns = start_ns
-                for w in workers:
-                    if not w.dead:
-                        w.conn.send(("start", start_ns))
-                monitor = Monitor(scenario, total, progress=progress, stop=stop)
-                planned = _planned_s(scenario)
-                hard_end = (
-                    None
-                    if planned is None
-                    else start_ns / 1e9 + planned + load.graceful_stop_s + END_MARGIN_S
-                )
-                k = 1
-                while not all(w.done or w.dead for w in workers):
-                    next_tick = (start_ns + k * 1_000_000_000 + 200_000_000) / 1e9
-                    changed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), max(0.0, next_tick - time.monotonic()))
-                    now = time.monotonic()
-                    if now >= next_tick:
-                        k = int((now * 1e9 - start_ns) // 1_000_000_000) + 1
-                        monitor.tick(
-                            Gauges(
-                                sum(w.gauges.vus for w in workers),
-                                sum(w.gauges.connections for w in workers),
-                                sum(w.gauges.paused for w in workers),
-                            )
-                        )
-                    if (hard_end is not None and now > hard_end) or now > stop_deadline:
-                        for w in workers:
-                            if not w.done and not w.dead:
-                                _kill_keeping_deltas(w)
-                        break
-        finally:
-            for w in workers:
-                with contextlib.suppress(Exception):
-                    loop.remove_reader(w.conn.fileno())
-                with contextlib.suppress(Exception):
-                    loop.remove_reader(w.process.sentinel)
-            if monitor is not None:
-                monitor.done()
-            for w in workers:
-                w.process.join(timeout=5)
-                if w.process.is_alive():
-                    _terminate(w)
-                    w.process.join(timeout=5)
-                with contextlib.suppress(Exception):
-                    w.conn.close()
-        assert monitor is not None
-        duration_s = (time.monotonic_ns() - total.start_ns) / 1e9
-        incomplete = [w.number for w in workers if w.dead]
-        problems = [f"worker {w.number}: {w.error}" for w in workers if w.error]
-        for w in workers:
-            if w.dead:
-                code = w.process.exitcode
-                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                problems.append(f"worker {w.number} died ({how})")
-        reasons = [w.info.get("stop_reason", "") for w in workers if w.info]
-        return load_result(
-            scenario,
-            total,
-            started_at=started_at,
-            duration_s=duration_s,
-            target=label,
-            limits=limits,
-            max_vus=monitor.max_vus or sum(w.info.get("max_active", 0) for w in workers),
-            max_connections=monitor.max_connections,
-            interrupted=interrupted,
-            stop_reason=stop_reason or next((r for r in reasons if r), ""),
-            stopped_at_s=None if stopped_at_ns is None else (stopped_at_ns - total.start_ns) / 1e9,
-            incomplete_workers=incomplete,
-            problems=problems,
-            tls=_merged_tls(workers),
+    async def wait_ready(self) -> None:
+        """Until every worker is ready (or has ended); ``RunError`` naming those that failed or
+        did not start in time, ``KeyboardInterrupt`` on a signal meanwhile."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        while not self.state.all_started() and not self.interrupted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await self._changed_within(left)
+        not_ready, errors = self.state.not_started(), self.state.errors()
+        if not (not_ready or errors or self.interrupted):
+            return
+        self.stop("start aborted")
+        for process in self.processes:
+            _kill(process)
+        if self.interrupted:
+            raise KeyboardInterrupt
+        raise RunError(
+            "; ".join(errors) or f"worker(s) {not_ready} did not start within {self.ready_timeout_s:g}s"
         )
+
+    def start(self) -> int:
+        """Send every living worker the shared start; return it (``CLOCK_MONOTONIC`` ns)."""
+        message = self.state.start(time.monotonic_ns() + START_AHEAD_NS, _planned_s(self.scenario))
+        for number in self.state.alive():
+            self._conn(number).send(message)
+        return message.start_ns
+
+    async def follow(self, start_ns: int) -> None:
+        """Tick the monitor just after each second until every worker has ended; kill those
+        still running past the parent's patience."""
+        assert self.monitor is not None
+        k = 1
+        while not self.state.all_ended():
+            next_tick_ns = start_ns + k * 1_000_000_000 + TICK_AFTER_NS
+            await self._changed_within(max(0.0, (next_tick_ns - time.monotonic_ns()) / 1e9))
+            now_ns = time.monotonic_ns()
+            if now_ns >= next_tick_ns:
+                k = (now_ns - start_ns) // 1_000_000_000 + 1
+                self.monitor.tick(self.state.gauges())
+            if self.state.overdue(now_ns):
+                for number in self.state.running():
+                    self.kill_keeping_deltas(number)
+                break
+
+    def stop(self, reason: str) -> None:
+        """Stop the run: tell every worker still running (again, on a second signal)."""
+        self._send_running(self.state.stop(reason, time.monotonic_ns()))
+
+    def on_signal(self, signum: int) -> None:
+        self.interrupted = True
+        self.stop(f"interrupted by signal {signum}")
+
+    def close(self) -> None:
+        """Stop watching, end the progress line, and reap every process (killing a straggler)."""
+        loop = asyncio.get_running_loop()
+        for number in range(1, len(self.processes) + 1):
+            self._forget(number)
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._process(number).sentinel)
+        if self.monitor is not None:
+            self.monitor.done()
+        for process, conn in zip(self.processes, self.conns, strict=True):
+            process.join(timeout=5)
+            if process.is_alive():
+                _kill(process)
+                process.join(timeout=5)
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def result(self, started_at: str, label: str) -> RunResult:
+        """The merged result, naming incomplete workers and how each died."""
+        assert self.monitor is not None
+        state = self.state
+        exit_codes = {n: p.exitcode for n, p in enumerate(self.processes, 1)}
+        return load_result(
+            self.scenario,
+            state.total,
+            started_at=started_at,
+            duration_s=(time.monotonic_ns() - state.total.start_ns) / 1e9,
+            target=label,
+            limits=self.limits,
+            max_vus=self.monitor.max_vus or state.max_active(),
+            max_connections=self.monitor.max_connections,
+            interrupted=self.interrupted,
+            stop_reason=state.final_stop_reason(),
+            stopped_at_s=state.stopped_at_s(),
+            incomplete_workers=state.incomplete(),
+            problems=state.problems(exit_codes),
+            tls=state.tls(),
+        )
+
+    # --- messages and exits (called by the loop) ----------------------------------------------
+
+    def receive(self, number: int) -> None:
+        """Reduce every whole message waiting in worker ``number``'s pipe; a closed pipe means
+        the worker died."""
+        conn = self._conn(number)
+        try:
+            while conn.poll():
+                self._apply(number, conn.recv())
+        except (EOFError, OSError):
+            self._died(number)
+        self._changed.set()
+
+    def on_exit(self, number: int) -> None:
+        """Worker ``number``'s process ended: read what is still in its pipe before deciding it
+        died."""
+        if not self.state.worker(number).done:
+            self.receive(number)
+        if not self.state.worker(number).done:
+            self._died(number)
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._process(number).sentinel)
+        self._changed.set()
+
+    def kill_keeping_deltas(self, number: int) -> None:
+        """Kill worker ``number``, keeping every delta it wrote before (whole messages; one cut
+        by the kill ends the reading); it is then named incomplete in the report."""
+        process = self._process(number)
+        _kill(process)
+        process.join(timeout=2)
+        self.receive(number)
+        self._died(number)
+
+    def _apply(self, number: int, message: WorkerMessage) -> None:
+        stop = self.state.apply(number, message, time.monotonic_ns())
+        if self.state.worker(number).done:
+            self._forget(number)
+        if stop is not None:
+            self._send_running(stop)
+
+    def _died(self, number: int) -> None:
+        self.state.died(number)
+        self._forget(number)
+
+    def _send_running(self, message: ParentMessage) -> None:
+        for number in self.state.running():
+            with contextlib.suppress(OSError, ValueError):
+                self._conn(number).send(message)
+
+    def _forget(self, number: int) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._conn(number).fileno())
+
+    async def _changed_within(self, timeout_s: float) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def _conn(self, number: int) -> Connection:
+        return self.conns[number - 1]
+
+    def _process(self, number: int) -> BaseProcess:
+        return self.processes[number - 1]
 
 
 def _planned_s(scenario: Scenario) -> float | None:
-    from runner.scenario.plan import plan_duration
-
     assert scenario.load is not None
     return plan_duration(scenario.load)
 
 
-def _terminate(w: _Worker) -> None:
+def _kill(process: BaseProcess) -> None:
     with contextlib.suppress(Exception):
-        if w.process.is_alive():
-            w.process.kill()
-
-
-def _merged_tls(workers: list[_Worker]) -> TlsInfo:
-    infos = [w.info["tls"] for w in workers if w.info.get("tls")]
-    if not infos:
-        return TlsInfo()
-    return TlsInfo(
-        verified=all(i["verified"] for i in infos),
-        ignored_errors=tuple(sorted({e for i in infos for e in i["ignored_errors"]})),
-        allowed=tuple(sorted({e for i in infos for e in i["allowed"]})),
-    )
+        if process.is_alive():
+            process.kill()
 
 
 # --- the worker process ---------------------------------------------------------------------------
@@ -338,115 +383,121 @@ def _merged_tls(workers: list[_Worker]) -> TlsInfo:
 
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """Entry point of a worker process: load the scenario, wait for the start, run the shard."""
-    # Ctrl-C reaches the whole process group: the parent decides and forwards ("stop").
+    # Ctrl-C reaches the whole process group: the parent decides and forwards (``Stop``).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import uvloop
-
-        runner: Any = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:  # pragma: no cover
-        runner = asyncio.Runner()
+    runner = asyncio.Runner() if uvloop is None else asyncio.Runner(loop_factory=uvloop.new_event_loop)
     with runner:
         try:
             runner.run(_worker(conn, job))
         except Exception as exc:  # a bug must reach the parent as text, not a silent exit
             with contextlib.suppress(Exception):
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                conn.send(Failed(f"{type(exc).__name__}: {exc}"))
     conn.close()
 
 
 async def _worker(conn: Connection, job: WorkerJob) -> None:
-    from runner.errors import WsloadError
-    from runner.load.limits import raise_nofile
-    from runner.load.settings import apply_overrides
-    from runner.loader import load_scenario
-
     raise_nofile()
     try:
         scenario = load_scenario(job.file, variables=job.variables, target=job.target)
         scenario = apply_overrides(scenario, job.overrides)
     except WsloadError as exc:
-        conn.send(("error", str(exc)))
+        conn.send(Failed(str(exc)))
         return
     try:
         async with resolved_target(job.target) as resolved:
-            await _run_shard(conn, job, scenario, resolved.url, resolved.ca_pem)
+            await _run_shard(ParentLink(conn), job, scenario, resolved.url, resolved.ca_pem)
     except WsloadError as exc:  # the embedded server could not start
-        conn.send(("error", str(exc)))
+        conn.send(Failed(str(exc)))
 
 
 async def _run_shard(
-    conn: Connection, job: WorkerJob, scenario: Scenario, target_url: str | None, ca_pem: str | None
+    link: ParentLink, job: WorkerJob, scenario: Scenario, target_url: str | None, ca_pem: str | None
 ) -> None:
-    from runner.engine.check import tls_info
-    from runner.engine.vu import RunContext
-    from runner.load.driver import ShardDriver
-
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def on_readable() -> None:
-        try:
-            while conn.poll():
-                inbox.put_nowait(conn.recv())
-        except (EOFError, OSError):  # the parent is gone: stop
-            loop.remove_reader(conn.fileno())
-            inbox.put_nowait(("stop", "the parent process went away"))
-
-    loop.add_reader(conn.fileno(), on_readable)
-    conn.send(("ready", None))
-    kind, start_ns = await inbox.get()
-    if kind != "start":
-        conn.send(("done", RunRecorder(0).take_interval(), {"stop_reason": str(start_ns)}))
+    link.send(Ready())
+    first = await link.receive()
+    if isinstance(first, Stop):  # stopped before the start
+        link.send(Done(RunRecorder(0).take_interval(), WorkerInfo(stop_reason=first.reason)))
         return
-    recorder = RunRecorder(start_ns)
-    ctx = RunContext(scenario, recorder, target_url, ca_pem)
+    shard = ShardWorker(link, job, scenario, first.start_ns, target_url, ca_pem)
+    await shard.run()
 
-    def send(gauges: Gauges) -> None:
-        conn.send(("tick", recorder.take_interval(), (gauges.vus, gauges.connections, gauges.paused)))
 
-    driver = ShardDriver(
-        ctx,
-        start_ns=start_ns,
-        on_second=send,
-        shard=job.shard,
-        shards=job.shards,
-        source_addresses=job.source_addresses,
-        worker=str(job.shard + 1),
-    )
-    engine = driver.engine
+class ParentLink:
+    """A worker's end of its pipe: typed sends, and the parent's messages queued as they arrive
+    (read on the worker's loop, so a stop is seen between any two of its callbacks)."""
 
-    async def listen() -> None:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.inbox: asyncio.Queue[ParentMessage] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(conn.fileno(), self._on_readable)
+
+    def send(self, message: WorkerMessage) -> None:
+        self.conn.send(message)
+
+    async def receive(self) -> ParentMessage:
+        return await self.inbox.get()
+
+    def _on_readable(self) -> None:
+        try:
+            while self.conn.poll():
+                self.inbox.put_nowait(self.conn.recv())
+        except (EOFError, OSError):  # the parent is gone: stop
+            self.loop.remove_reader(self.conn.fileno())
+            self.inbox.put_nowait(Stop("the parent process went away"))
+
+
+class ShardWorker:
+    """A worker's run of its shard from the shared start: a ``Tick`` each second, the engine
+    stopped on the parent's ``Stop`` (or SIGTERM), and ``Done`` with the last delta."""
+
+    def __init__(
+        self,
+        link: ParentLink,
+        job: WorkerJob,
+        scenario: Scenario,
+        start_ns: int,
+        target_url: str | None,
+        ca_pem: str | None,
+    ) -> None:
+        self.link = link
+        self.scenario = scenario
+        self.recorder = RunRecorder(start_ns)
+        self.ctx = RunContext(scenario, self.recorder, target_url, ca_pem)
+        self.driver = ShardDriver(
+            self.ctx,
+            start_ns=start_ns,
+            on_second=self.tick,
+            shard=job.shard,
+            shards=job.shards,
+            source_addresses=job.source_addresses,
+            worker=str(job.shard + 1),
+        )
+
+    def tick(self, gauges: Gauges) -> None:
+        self.link.send(Tick(self.recorder.take_interval(), gauges))
+
+    async def listen(self) -> None:
+        """Stop the engine on each ``Stop`` (a second one cancels in-flight iterations)."""
         while True:
-            kind, reason = await inbox.get()
-            if kind == "stop":
-                engine.stop(str(reason))
+            message = await self.link.receive()
+            if isinstance(message, Stop):
+                self.driver.stop(message.reason)
                 # What was measured up to the stop is in the parent now, even if the graceful
                 # end then outlasts the parent's patience.
                 with contextlib.suppress(OSError, ValueError):
-                    send(driver.gauges())
+                    self.tick(self.driver.gauges())
 
-    listener = asyncio.ensure_future(listen())
-    loop.add_signal_handler(signal.SIGTERM, engine.stop, "worker got SIGTERM")
-    try:
-        await driver.run()
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-    tls = tls_info(scenario, ctx)
-    conn.send(
-        (
-            "done",
-            recorder.take_interval(),
-            {
-                "max_active": engine.max_active,
-                "stop_reason": engine.stop_reason,
-                "tls": {
-                    "verified": tls.verified,
-                    "ignored_errors": list(tls.ignored_errors),
-                    "allowed": list(tls.allowed),
-                },
-            },
-        )
-    )
+    async def run(self) -> None:
+        engine = self.driver.engine
+        loop = asyncio.get_running_loop()
+        listener = asyncio.ensure_future(self.listen())
+        loop.add_signal_handler(signal.SIGTERM, engine.stop, "worker got SIGTERM")
+        try:
+            await self.driver.run()
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        info = WorkerInfo(engine.max_active, engine.stop_reason, tls_info(self.scenario, self.ctx))
+        self.link.send(Done(self.recorder.take_interval(), info))
