@@ -53,7 +53,9 @@ steps:
       times: 1000000
       index: seq
       steps:
-        - write: {{connection: main, json: {{vu: "{{{{ vu }}}}", seq: "{{{{ seq }}}}", pad: xxxxxxxxxxxxxxxxxxxxxx}}}}
+        - write:
+            connection: main
+            json: {{vu: "{{{{ vu }}}}", seq: "{{{{ seq }}}}", pad: xxxxxxxxxxxxxxxxxxxxxx}}
         - read: {{connection: main, match: {{json: {{seq: "{{{{ seq }}}}"}}}}}}
 {pause}  - close: main
 load: {{vus: {vus}, duration: {seconds}s, hold: true, graceful_stop: 1s}}
@@ -168,7 +170,10 @@ def run(name: str, vus: int, pace_ms: float, seconds: float, tmp: Path) -> dict[
     pause = f"        - sleep: {pace_ms}ms\n" if pace_ms else ""
     scenario.write_text(SCENARIO.format(name=name, vus=vus, seconds=seconds, pause=pause))
     server = subprocess.Popen(
-        ["taskset", "-c", "1", "node", str(SERVER), "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ["taskset", "-c", "1", "node", str(SERVER), "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert server.stdout is not None
     port = int(server.stdout.readline().split()[1])
@@ -182,8 +187,25 @@ def run(name: str, vus: int, pace_ms: float, seconds: float, tmp: Path) -> dict[
     report = tmp / f"{name}.json"
     try:
         subprocess.run(
-            ["taskset", "-c", "0", sys.executable, "-m", "runner", "run", str(scenario), "--target",
-             f"ws://127.0.0.1:{port}", "--workers", "1", "--json", str(report), "--report-dir", "", "-q"],
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                "-m",
+                "runner",
+                "run",
+                str(scenario),
+                "--target",
+                f"ws://127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--json",
+                str(report),
+                "--report-dir",
+                "",
+                "-q",
+            ],
             check=False,
             timeout=seconds + 60,
             cwd=ROOT,
@@ -229,7 +251,10 @@ def main() -> int:
         print(json.dumps(results, indent=1))
         return 0
     for r in results:
-        print(f"{r['name']}: {r['vus']} users, {r['round_trips_per_s']:,} round trips/s, capture: {r['capture'] or 'ok'}")
+        print(
+            f"{r['name']}: {r['vus']} users, {r['round_trips_per_s']:,} round trips/s, "
+            f"capture: {r['capture'] or 'ok'}"
+        )
         gen = r["generator"]
         print(f"  generator cpu max {gen['cpu_max']:.0%}, saturated {gen['saturated_seconds']} s")
         print(f"  {'':10} {'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}  (ms)")

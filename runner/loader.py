@@ -719,7 +719,9 @@ class _Builder:
         opened = self.opened
         if conn in self.connections and use != "opens" and not node.on_purpose:
             if conn not in opened:
-                self.problem(node.body_path, f"'{node.kind}' on connection '{conn}' before any 'open: {conn}'")
+                self.problem(
+                    node.body_path, f"'{node.kind}' on connection '{conn}' before any 'open: {conn}'"
+                )
             elif opened[conn] is not None:
                 self.problem(
                     node.body_path,
@@ -735,7 +737,9 @@ class _Builder:
         """``KIND: {timeout}`` or, for the short form, ``timeout`` beside it (not both)."""
         opts = node.body if isinstance(node.body, dict) else {}
         if "timeout" in opts and "timeout" in node.raw:
-            self.problem((*node.path, "timeout"), f"timeout given twice: here and under '{node.kind}'", key=True)
+            self.problem(
+                (*node.path, "timeout"), f"timeout given twice: here and under '{node.kind}'", key=True
+            )
         elif "timeout" in opts:
             return self.duration(opts["timeout"], (*node.body_path, "timeout"))
         elif "timeout" in node.raw:
@@ -981,11 +985,19 @@ class _Builder:
             return None
         pace = self.duration(raw["pace"], (*path, "pace"))
         if is_open:
-            self.problem((*path, "pace"), "pace is for the closed model (vus); the open model's rate sets when starts are due")
+            self.problem(
+                (*path, "pace"),
+                "pace is for the closed model (vus); the open model's rate sets when starts are due",
+            )
         elif "think_time" in raw:
-            self.problem((*path, "pace"), "give either 'pace' (start to start) or 'think_time' (end to start), not both")
+            self.problem(
+                (*path, "pace"),
+                "give either 'pace' (start to start) or 'think_time' (end to start), not both",
+            )
         elif pace <= 0:
-            self.problem((*path, "pace"), "a pace of 0 is no pace; leave it out to start each iteration at once")
+            self.problem(
+                (*path, "pace"), "a pace of 0 is no pace; leave it out to start each iteration at once"
+            )
         return pace
 
     def rate(self, value: object, path: Path) -> float:

@@ -121,7 +121,7 @@ def test_a_modest_rate_delivers_its_plan_and_passes(tmp_path: Path, node_ws_url:
 def test_a_plan_check_is_relaxed_like_any_threshold(tmp_path: Path, node_ws_url: str) -> None:
     """A threshold of the user's on a plan check's name replaces it: the overloaded run that
     accepts any delivery and any saturation passes its plan (its own thresholds still judge)."""
-    code, doc, _ = _run(
+    _, doc, _ = _run(
         tmp_path,
         node_ws_url,
         "relaxed",
@@ -148,8 +148,22 @@ def test_the_capacity_finder_gives_a_rate_that_a_run_at_80_percent_delivers(
     path = tmp_path / "gen.yaml"
     path.write_text(SCENARIO)
     code = main(
-        ["run", str(path), "--target", node_ws_url, "--workers", "1", "--check-capacity", "--rate", "4000/s",
-         "--duration", "8s", "--report-dir", "", "-q"]
+        [
+            "run",
+            str(path),
+            "--target",
+            node_ws_url,
+            "--workers",
+            "1",
+            "--check-capacity",
+            "--rate",
+            "4000/s",
+            "--duration",
+            "8s",
+            "--report-dir",
+            "",
+            "-q",
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0, out

@@ -224,7 +224,9 @@ def test_the_step_table_fits_a_900_pixel_window(tmp_path: Path) -> None:
     probe = "<script>document.body.setAttribute('data-width', document.documentElement.scrollWidth)</script>"
     page = tmp_path / "narrow.html"
     page.write_text(text.replace("</body>", probe + "</body>"))
-    proc = _chromium("--window-size=900,1200", "--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri())
+    proc = _chromium(
+        "--window-size=900,1200", "--virtual-time-budget=3000", "--dump-dom", page.resolve().as_uri()
+    )
     width = re.search(r'data-width="(\d+)"', proc.stdout)
     assert width is not None, proc.stderr[-1000:]
     assert int(width.group(1)) <= 900

@@ -268,7 +268,9 @@ def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Pat
 def test_failure_pause_zero_turns_it_off(tmp_path: Path) -> None:
     """load.failure_pause: 0 makes a user start its next iteration at once after a failure."""
     text = ECHO.replace("target: embedded", f"target: ws://127.0.0.1:{_refused_port()}")
-    result = _run(_file(tmp_path, text, "  vus: 1\n  duration: 500ms\n  graceful_stop: 0s\n  failure_pause: 0\n"))
+    result = _run(
+        _file(tmp_path, text, "  vus: 1\n  duration: 500ms\n  graceful_stop: 0s\n  failure_pause: 0\n")
+    )
     opens, failures = _step(result, "open main")
     assert opens == failures > 20, opens  # with the default pause: 4 in half a second
     assert result.settings["load"]["failure_pauses"] == 0

@@ -80,7 +80,9 @@ def test_global_thresholds() -> None:
     sleep = rec.step("sleep", "sleep", "", 13)
     for _ in range(300):  # sleeps cannot fail: they must not dilute the error rate
         sleep.record(ok=True, rc=0, rc_is_success=True, latency_ns=1_000)
-    result = build_result(rec, scenario_name="s", scenario_file="t.yaml", started_at="x", duration_s=2.0, target="")
+    result = build_result(
+        rec, scenario_name="s", scenario_file="t.yaml", started_at="x", duration_s=2.0, target=""
+    )
     assert observed(_th("e", "errors", "rate", "<", 0.1), result) == 1 / 100
     assert observed(_th("e", "errors", "count", "<", 1), result) == 1.0
     assert observed(_th("i", "iterations", "per_s", ">", 1), result) == 2.0
@@ -123,7 +125,10 @@ def test_no_data_loses_a_threshold_unless_it_accepts_none() -> None:
     assert not lost.passed and lost.message == "no data: no operation ended"
     assert accepted.passed and accepted.message.startswith("no data: no operation ended (accepted")
     step = evaluate((Threshold("open main.p99 < 1s", "open main", "p99", "<", 1.0, LOC),), result)[0]
-    assert not step.passed and step.message == "no data: 'open main' never ended (1 still waiting when the run ended)"
+    assert (
+        not step.passed
+        and step.message == "no data: 'open main' never ended (1 still waiting when the run ended)"
+    )
 
 
 def test_a_run_that_measured_nothing_fails_with_the_reason() -> None:

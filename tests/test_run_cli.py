@@ -48,7 +48,11 @@ def test_bundled_scenario_passes(path: Path, tmp_path: Path, capsys: pytest.Capt
     [
         ("wrong_text", 13, "expected text 'goodbye', got 'hello'"),
         ("timeout", 13, "read returned rc -2, expected rc 0: time-out: no message within 0.2s"),
-        ("server_closes", 13, "read returned rc 1, expected rc 0: connection closed by peer (code 4000, reason 'bye')"),
+        (
+            "server_closes",
+            13,
+            "read returned rc 1, expected rc 0: connection closed by peer (code 4000, reason 'bye')",
+        ),
         ("no_match", 10, "time-out: no matching message within 0.3s"),
     ],
 )

@@ -384,7 +384,7 @@ def test_every_kind_of_secret_is_masked_in_every_output(tmp_path: Path) -> None:
             assert "handshake rejected: HTTP 404" in _echoed(tmp_path, stem)
             continue
         assert "***" in _echoed(tmp_path, stem), (stem, _echoed(tmp_path, stem))
-    assert _echoed(tmp_path, "bearer").startswith('*** expected "Authorization" == \'deliberately wrong\'')
+    assert _echoed(tmp_path, "bearer").startswith("*** expected \"Authorization\" == 'deliberately wrong'")
     assert _echoed(tmp_path, "target").startswith("Basic *** ")
     assert "visible" in produced["out/r-userinfo.html"]  # not everything is masked
     assert _leaks(produced) == []
@@ -533,7 +533,7 @@ def test_pytest_plugin_secret_var_is_masked(tmp_path: Path) -> None:
         timeout=scaled(60),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout
-    assert 'expected "X-Trace" == \'deliberately wrong\', got ***' in proc.stdout, proc.stdout
+    assert "expected \"X-Trace\" == 'deliberately wrong', got ***" in proc.stdout, proc.stdout
     produced = {"stdout": proc.stdout, "stderr": proc.stderr, "junit": (tmp_path / "junit.xml").read_text()}
     assert _leaks(produced) == []
 

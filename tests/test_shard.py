@@ -90,7 +90,11 @@ def test_three_shards_merge_to_one_runs_counts(tmp_path: Path, server_url: str, 
         assert doc["settings"]["shard"]["index"] == k and doc["settings"]["shard"]["count"] == 3
         assert code == 1  # each shard alone has fewer than 21 reads: its own threshold is lost
         shard_docs.append(doc)
-    assert [d["iterations"]["completed"] for d in shard_docs] == [9, 6, 6]  # 7 VUs: 3 + 2 + 2, 3 iterations each
+    assert [d["iterations"]["completed"] for d in shard_docs] == [
+        9,
+        6,
+        6,
+    ]  # 7 VUs: 3 + 2 + 2, 3 iterations each
     code, one = _run(tmp_path, path, server_url, "one.json")
     assert code == 0, one["error"]
     merged_path = tmp_path / "merged.json"
@@ -171,7 +175,16 @@ def test_open_model_shards_add_up_to_the_plans_starts(tmp_path: Path, server_url
     path = _file(tmp_path)
     start = _start_at(0.3)
     # The shards run one after the other here, so the later ones start their share late.
-    open_args = ("--rate", "60", "--iterations", "30", "--start-at", start, "--threshold", "schedule_lag.p99 < 5s")
+    open_args = (
+        "--rate",
+        "60",
+        "--iterations",
+        "30",
+        "--start-at",
+        start,
+        "--threshold",
+        "schedule_lag.p99 < 5s",
+    )
     for k in (1, 2, 3):
         code, doc = _run(tmp_path, path, server_url, f"o{k}.json", "--shard", f"{k}/3", *open_args)
         assert doc["settings"]["load"]["started"] == 10, doc["error"]

@@ -193,7 +193,9 @@ def test_a_crash_inside_a_step_of_a_load_run_fails_it(tmp_path: Path) -> None:
     write = result.steps[1]
     assert not result.passed and result.exit_code == 1
     assert write.internal_errors == write.failures > 0
-    assert result.problems[0].startswith("internal error in ") and "'write main' (line 6)" in result.problems[0]
+    assert (
+        result.problems[0].startswith("internal error in ") and "'write main' (line 6)" in result.problems[0]
+    )
     assert result.iterations.failed == write.internal_errors  # every user went on to the next iteration
 
 

@@ -288,7 +288,9 @@ def _step_latency(stat: str, steps: Sequence[StepResult], response: bool = False
     if stat == "mean":
         counts = [h.get_total_count() for h in hists]
         n = sum(counts)
-        return sum(lat.mean * c for (_, lat), c in zip(timed, counts, strict=True)) / n / 1000.0 if n else None
+        return (
+            sum(lat.mean * c for (_, lat), c in zip(timed, counts, strict=True)) / n / 1000.0 if n else None
+        )
     hist = new_hdr()
     for h in hists:
         hist.add(h)
@@ -451,5 +453,7 @@ def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[Thresh
                 f"limit {th.op} {_fmt(unit, th.value)} "
                 f"(off by {_fmt(unit, abs(value - th.value))})"
             )
-        out.append(ThresholdResult(th.expression, value, passed, th.location.line, th.value, message, th.default))
+        out.append(
+            ThresholdResult(th.expression, value, passed, th.location.line, th.value, message, th.default)
+        )
     return tuple(out)

@@ -134,7 +134,9 @@ async def run_shard(
         shard_run = _ShardRun(ctx, limits, index, count, start_ns, progress, on_tick, should_stop)
         await shard_run.run(start_unix_ns, handle_signals)
         result = shard_run.result(start_unix_ns, resolved.label)
-    shard = shard_settings(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=shard_run.total)
+    shard = shard_settings(
+        scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=shard_run.total
+    )
     return replace(result, settings={**result.settings, SHARD_KEY: shard})
 
 
@@ -211,7 +213,9 @@ class _ShardRun:
         guard = on_stop_signals(self.on_signal) if handle_signals else contextlib.nullcontext()
         try:
             with guard:
-                if await _wait_for_start(self.start_ns, start_unix_ns, self.stopped, f"{self.index}/{self.count}"):
+                if await _wait_for_start(
+                    self.start_ns, start_unix_ns, self.stopped, f"{self.index}/{self.count}"
+                ):
                     await self.driver.run()
         finally:
             self.monitor.done()

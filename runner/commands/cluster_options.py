@@ -49,7 +49,9 @@ def check_cluster_options(args: argparse.Namespace) -> None:
     if shard:
         parse_shard_arg(shard)
         if getattr(args, "workers", None) not in (None, 1):
-            raise UsageError("--shard runs in one process: for more cores run more shards (N = machines x cores)")
+            raise UsageError(
+                "--shard runs in one process: for more cores run more shards (N = machines x cores)"
+            )
     start_at = getattr(args, "start_at", None)
     if not start_at:
         return

@@ -221,9 +221,7 @@ def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
     return ExitCode.PASSED
 
 
-async def run_scenarios(
-    requests: Sequence[RunRequest], *, verbose: bool = False
-) -> list[RunResult]:
+async def run_scenarios(requests: Sequence[RunRequest], *, verbose: bool = False) -> list[RunResult]:
     """Run each request in order; stop after one that was interrupted."""
     results: list[RunResult] = []
     for request in requests:
@@ -367,9 +365,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "check_capacity", False):
         return _check_capacity(args, scenarios, masker)
     try:
-        results = _run_loop(
-            run_scenarios([run_request(args, s) for s in scenarios], verbose=args.verbose)
-        )
+        results = _run_loop(run_scenarios([run_request(args, s) for s in scenarios], verbose=args.verbose))
     except RunError:
         raise
     except KeyboardInterrupt:  # a signal before the handlers were in place
@@ -421,7 +417,11 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
         elif args.vus is not None:
             load = replace(load, model="closed", stages=(), rate=None)
         if load.model == "open":
-            top = args.rate or max(load.rate or 0.0, *(st.target for st in load.stages)) * 4 or CAPACITY_TOP_RATE
+            top = (
+                args.rate
+                or max(load.rate or 0.0, *(st.target for st in load.stages)) * 4
+                or CAPACITY_TOP_RATE
+            )
         else:
             top = float(args.vus or load.vus * 4 or CAPACITY_TOP_VUS)
         ramp = ramp_plan(load, top, args.duration or CAPACITY_RAMP_S)
@@ -453,7 +453,12 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
         args_for_reports = argparse.Namespace(**{**vars(args), "junit_path": None})
-        write_reports(args_for_reports, [replace(result, settings={**result.settings, "mode": "capacity"})], masker, stamp)
+        write_reports(
+            args_for_reports,
+            [replace(result, settings={**result.settings, "mode": "capacity"})],
+            masker,
+            stamp,
+        )
     return int(code)
 
 

@@ -22,6 +22,7 @@ from runner.scenario.model import ALL_SSL_ERRORS, Scenario
 
 __all__ = ["run_check", "tls_info"]
 
+
 def tls_info(scenario: Scenario, ctx: RunContext | None = None) -> TlsInfo:
     """How certificates were treated: ``verified`` is False when the scenario relaxes
     verification (``ignoreSslErrors``) or an open ignored an error; ``ignored_errors`` are the

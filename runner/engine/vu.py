@@ -223,7 +223,9 @@ class VirtualUser:
         now = monotonic_ns()
         if is_read:  # the response time: from the asking write step's start (see ``requests``)
             rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))  # type: ignore[union-attr]
-        run.timeseries.step_ok((now - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message)
+        run.timeseries.step_ok(
+            (now - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
+        )
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         ctx = self.ctx

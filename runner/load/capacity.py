@@ -126,7 +126,8 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
         bad = 0 if level.healthy else bad + 1
         if bad >= BAD_IN_A_ROW:
             first_bad = levels[i - BAD_IN_A_ROW + 1]
-            limited_by = f"at {first_bad.planned:,.0f} {'starts/s' if ramp.model == 'open' else 'users'}: {first_bad.why}"
+            unit = "starts/s" if ramp.model == "open" else "users"
+            limited_by = f"at {first_bad.planned:,.0f} {unit}: {first_bad.why}"
             break
         if level.healthy:
             value = level.planned
@@ -149,10 +150,15 @@ def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str)
     unit = capacity.unit
     if capacity.value <= 0:
         lines.append(
-            f"CAPACITY none: the generator was not healthy at any level ({capacity.limited_by or 'see above'})"
+            "CAPACITY none: the generator was not healthy at any level "
+            f"({capacity.limited_by or 'see above'})"
         )
         return "\n".join(lines) + "\n"
-    end = f"; it ended {capacity.limited_by}" if capacity.limited_by else " (the top of the ramp: try a higher --rate)"
+    end = (
+        f"; it ended {capacity.limited_by}"
+        if capacity.limited_by
+        else " (the top of the ramp: try a higher --rate)"
+    )
     flag = "--rate" if unit == "starts/s" else "--vus"
     suggested = f"{capacity.suggested:,.0f}"
     lines.append(

@@ -238,8 +238,11 @@ def load_figures(
         "iterations_per_vu" if load.model == "closed" else "iterations": load.iterations,
         "iterations_done": ended,
         "rate": load.rate,
-        "achieved_rate": round(lr.started / plan.window_s, 3) if load.model == "open" and plan.window_s > 0
-        else round(ended / duration_s, 3) if duration_s > 0 else 0.0,
+        "achieved_rate": round(lr.started / plan.window_s, 3)
+        if load.model == "open" and plan.window_s > 0
+        else round(ended / duration_s, 3)
+        if duration_s > 0
+        else 0.0,
         "started": lr.started if load.model == "open" else total.iterations_started,
         "dropped": lr.dropped,
         "lag_ms": _ms(lr.lag) if load.model == "open" else None,
@@ -269,7 +272,9 @@ def plan_checks(load: LoadSpec) -> tuple[Threshold, ...]:
     # A plan check without data (a merge of reports written before health was measured) cannot
     # judge: it passes, saying so.
     return tuple(
-        replace(parse_threshold(e, step_names=(), kinds=(), location=where), default=True, accept_no_data=True)
+        replace(
+            parse_threshold(e, step_names=(), kinds=(), location=where), default=True, accept_no_data=True
+        )
         for e in exprs
     )
 
@@ -402,7 +407,10 @@ def load_summary_line(result: RunResult) -> str:
         pct = f" ({delivered:.1%})" if delivered is not None else ""
         parts.append(f"{load.get('started', 0):,} starts{of}{pct}")
         lag = load.get("lag_ms") or {}
-        parts.append(f"schedule lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms max {lag.get('max', 0):g}ms")
+        parts.append(
+            f"schedule lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms "
+            f"max {lag.get('max', 0):g}ms"
+        )
         parts.append(f"{load['dropped']:,} dropped (max_vus)")
     elif plan.get("delivered") is not None:
         parts.append(f"users delivered {plan['delivered']:.1%} of the plan")

@@ -232,7 +232,9 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             "each second; shaded: seconds in which the generator was saturated, whose latencies "
             "may carry its own delay",
             [
-                _Metric("CPU %", lambda e: None if e.get("cpu") is None else float(e["cpu"]) * 100, None, "max"),
+                _Metric(
+                    "CPU %", lambda e: None if e.get("cpu") is None else float(e["cpu"]) * 100, None, "max"
+                ),
                 _Metric("loop lag ms", _field(("loop_lag_ms",)), None, "max"),
             ],
         ),
@@ -246,7 +248,12 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
     }
     paused = any(e.get("paused") for e in timeseries)  # a line of zeros only when someone paused
     return {
-        k: (t, u, n, [m for m in ms if _has(timeseries, m) and (paused or m.label != "pausing after a failure")])
+        k: (
+            t,
+            u,
+            n,
+            [m for m in ms if _has(timeseries, m) and (paused or m.label != "pausing after a failure")],
+        )
         for k, (t, u, n, ms) in specs.items()
     }
 
@@ -277,7 +284,15 @@ def _time_chart(
         how = "highest" if columns[0][2] == "max" else "mean"
         note = (note + "; " if note else "") + f"each point: the {how} of {bucket} seconds"
     return Chart(
-        chart_id, title, note, "elapsed", unit, tuple(c[0] for c in columns), tuple(data), shade=shade, marks=marks
+        chart_id,
+        title,
+        note,
+        "elapsed",
+        unit,
+        tuple(c[0] for c in columns),
+        tuple(data),
+        shade=shade,
+        marks=marks,
     )
 
 
@@ -317,7 +332,10 @@ def charts(
             if chart_id == "generator" and bounds:
                 marks = (
                     (float(bounds["cpu"]) * 100, f"saturated at {float(bounds['cpu']):.0%} CPU"),
-                    (float(bounds["loop_lag_ms"]), f"saturated at a lag p90 of {float(bounds['loop_lag_ms']):g} ms"),
+                    (
+                        float(bounds["loop_lag_ms"]),
+                        f"saturated at a lag p90 of {float(bounds['loop_lag_ms']):g} ms",
+                    ),
                 )
             chart = _time_chart(
                 chart_id,
@@ -337,8 +355,18 @@ def charts(
         return out
     labels = [text(label) for label in run_labels(results)]
     overlays: tuple[tuple[str, str, str, Callable[[Sequence[Mapping[str, Any]]], _Metric]], ...] = (
-        ("p99", "p99 latency of every read step over time", "ms", lambda ts: _Metric("", _lat("p99"), None, "max")),
-        ("p50", "p50 latency of every read step over time", "ms", lambda ts: _Metric("", _lat("p50"), None, "max")),
+        (
+            "p99",
+            "p99 latency of every read step over time",
+            "ms",
+            lambda ts: _Metric("", _lat("p99"), None, "max"),
+        ),
+        (
+            "p50",
+            "p50 latency of every read step over time",
+            "ms",
+            lambda ts: _Metric("", _lat("p50"), None, "max"),
+        ),
         (
             "throughput",
             "Messages (or steps) per second",
@@ -439,7 +467,8 @@ def _table(
         body.append(f"<tr>{tds}</tr>")
     # In a scrolling box: a wide table (the step table has 17 columns) must not push the page
     # wider than a narrow window.
-    return f'<div class="table-wrap"><table><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    rows = "".join(body)
+    return f'<div class="table-wrap"><table><thead><tr>{ths}</tr></thead><tbody>{rows}</tbody></table></div>'
 
 
 def _rc_cell(step: StepResult) -> str:
@@ -482,7 +511,9 @@ def _steps_table(result: RunResult, e: _Html) -> str:
                 str(s.ok),
                 fail,
                 str(s.skipped),
-                f'<span class="fail-text">{s.pending}</span>' if s.pending and not s.count else str(s.pending),
+                f'<span class="fail-text">{s.pending}</span>'
+                if s.pending and not s.count
+                else str(s.pending),
                 e(_rc_cell(s)),
                 *values,
             ]
@@ -511,7 +542,12 @@ def _response_table(result: RunResult, e: _Html) -> str:
     for s in result.steps:
         r = s.response_ms
         if r is not None:
-            rows.append([e(s.name), *(_ms(getattr(r, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean"))])
+            rows.append(
+                [
+                    e(s.name),
+                    *(_ms(getattr(r, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")),
+                ]
+            )
     if not rows:
         return ""
     return (
@@ -648,12 +684,15 @@ def _load_line(result: RunResult) -> str:
     if load.get("dropped"):
         parts.append(f"{load['dropped']:,} starts dropped")
     if load.get("failure_pauses"):
-        parts.append(f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g} s)")
+        parts.append(
+            f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g} s)"
+        )
     gen = load.get("generator")
     if isinstance(gen, Mapping) and gen.get("workers"):
         glag = gen.get("loop_lag_ms") or {}
         parts.append(
-            f"generator CPU up to {float(gen.get('cpu_max') or 0):.0%}, loop lag p99 {glag.get('p99', 0):g} ms, "
+            f"generator CPU up to {float(gen.get('cpu_max') or 0):.0%}, "
+            f"loop lag p99 {glag.get('p99', 0):g} ms, "
             f"{gen.get('saturated_seconds', 0)} of {gen.get('seconds', 0)} s saturated"
             + (
                 f" ({float(gen['samples_in_saturated']):.0%} of the samples)"

@@ -74,9 +74,13 @@ class _Results(Collector):
         self._text = masker.text if masker is not None else (lambda s: s)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = {name: GaugeMetricFamily(name, doc, labels=list(labels)) for name, doc, labels in _FAMILIES}
+        families = {
+            name: GaugeMetricFamily(name, doc, labels=list(labels)) for name, doc, labels in _FAMILIES
+        }
         t = self._text
-        for scenario, r in zip(_unique([t(r.scenario_name) for r in self._results]), self._results, strict=True):
+        for scenario, r in zip(
+            _unique([t(r.scenario_name) for r in self._results]), self._results, strict=True
+        ):
             _scenario_metrics(families, scenario, r)
             _generator_metrics(families, scenario, r)
             for expr, th in zip(_unique([t(x.expression) for x in r.thresholds]), r.thresholds, strict=True):
@@ -128,7 +132,11 @@ _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("wsload_step_success", "1 if no execution of the step failed in the last run.", ("scenario", "step")),
     ("wsload_step_executions", "Executions of the step in the last run.", ("scenario", "step")),
     ("wsload_step_failures", "Failed executions of the step in the last run.", ("scenario", "step")),
-    ("wsload_step_pending", "Executions of the step still in flight when the last run ended.", ("scenario", "step")),
+    (
+        "wsload_step_pending",
+        "Executions of the step still in flight when the last run ended.",
+        ("scenario", "step"),
+    ),
     (
         "wsload_step_internal_errors",
         "Executions of the step that raised inside wsload (a bug; fails the run).",
@@ -139,7 +147,11 @@ _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Executions by non-success return code in the last run.",
         ("scenario", "step", "rc"),
     ),
-    ("wsload_step_latency_seconds", "Step latency quantiles of the last run (1 = max).", ("scenario", "step", "quantile")),
+    (
+        "wsload_step_latency_seconds",
+        "Step latency quantiles of the last run (1 = max).",
+        ("scenario", "step", "quantile"),
+    ),
 )
 
 
@@ -167,7 +179,9 @@ def _generator_metrics(f: dict[str, GaugeMetricFamily], scenario: str, r: RunRes
         lag = w.get("loop_lag_ms") or {}
         for q, key in QUANTILES:
             if lag.get(key) is not None:
-                f["wsload_generator_loop_lag_seconds"].add_metric([scenario, worker, q], _clean(lag[key] / 1000.0))
+                f["wsload_generator_loop_lag_seconds"].add_metric(
+                    [scenario, worker, q], _clean(lag[key] / 1000.0)
+                )
 
 
 def _step_metrics(f: dict[str, GaugeMetricFamily], scenario: str, step: str, s: StepResult) -> None:
@@ -181,7 +195,9 @@ def _step_metrics(f: dict[str, GaugeMetricFamily], scenario: str, step: str, s: 
         f["wsload_step_return_codes"].add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))
     if s.latency_ms is not None:
         for q, key in QUANTILES:
-            f["wsload_step_latency_seconds"].add_metric([scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0))
+            f["wsload_step_latency_seconds"].add_metric(
+                [scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0)
+            )
 
 
 def registry(results: Sequence[RunResult], masker: Masker | None = None) -> CollectorRegistry:

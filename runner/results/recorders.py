@@ -544,9 +544,9 @@ class TimeSeries:
     def serialize(self) -> list[dict[str, Any]]:
         out = []
         for second in sorted(self.seconds):
-            starts, steps, failures, errors, hist, ended, messages, vus, conns, dropped, paused = self.seconds[
-                second
-            ]
+            starts, steps, failures, errors, hist, ended, messages, vus, conns, dropped, paused = (
+                self.seconds[second]
+            )
             if isinstance(hist, LatencyHistogram):
                 hist = hist.serialize()
             entry: dict[str, Any] = {
@@ -651,7 +651,9 @@ class WorkerHealth:
     def serialize(self) -> dict[str, Any]:
         return {
             "lag": self.lag.serialize(),
-            "seconds": [[t, cpu, lag, blocked, sat] for t, (cpu, lag, blocked, sat) in sorted(self.seconds.items())],
+            "seconds": [
+                [t, cpu, lag, blocked, sat] for t, (cpu, lag, blocked, sat) in sorted(self.seconds.items())
+            ],
         }
 
     def merge(self, data: dict[str, Any], offset: int = 0) -> None:

@@ -153,7 +153,9 @@ class StepResult:
             internal_errors=rec.internal_errors,
             closes=dict(sorted(rec.closes.items(), key=lambda kv: (-kv[1], kv[0]))),
             response_ms=LatencySummary.of(rec.response.summary()) if rec.response is not None else None,
-            response_histogram=rec.response.serialize()["hdr"] if rec.response is not None and rec.response.count else "",
+            response_histogram=rec.response.serialize()["hdr"]
+            if rec.response is not None and rec.response.count
+            else "",
         )
 
     def hdr(self, response: bool = False) -> HdrHistogram:
@@ -240,7 +242,10 @@ class IterationCounts:
     @classmethod
     def of(cls, rec: RunRecorder) -> IterationCounts:
         return cls(
-            rec.iterations_started, rec.iterations_completed, rec.iterations_failed, rec.iterations_interrupted
+            rec.iterations_started,
+            rec.iterations_completed,
+            rec.iterations_failed,
+            rec.iterations_interrupted,
         )
 
     def to_json(self) -> dict[str, int]:

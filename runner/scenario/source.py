@@ -74,8 +74,7 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 #: libyaml, the composer's own count holds the same bound, only later.
 USE_LIBYAML = bool(getattr(yaml, "__with_libyaml__", False))
 _TOO_MANY_VALUES = (
-    f"more than {MAX_VALUES:,} values in the file (a scenario needs a few hundred); "
-    "is this a data file?"
+    f"more than {MAX_VALUES:,} values in the file (a scenario needs a few hundred); is this a data file?"
 )
 
 

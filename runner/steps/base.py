@@ -90,7 +90,9 @@ class StepParse(Protocol):
     def is_variable(self, name: str) -> bool: ...
     @property
     def nesting(self) -> int: ...  # the product of the enclosing blocks' repetitions
-    def block(self, items: list[Any], path: Path, *, times: int, index: str | None) -> tuple[StepBase, ...]: ...
+    def block(
+        self, items: list[Any], path: Path, *, times: int, index: str | None
+    ) -> tuple[StepBase, ...]: ...
 
 
 # --- the engine's side --------------------------------------------------------------------------
@@ -127,7 +129,9 @@ class User(Protocol):
     step_started_ns: int  # set by each step when it begins (for the report of a cut step)
     source_address: str | None
 
-    async def run_steps(self, steps: tuple[StepBase, ...], times: int = 1, index: str | None = None) -> int | None: ...
+    async def run_steps(
+        self, steps: tuple[StepBase, ...], times: int = 1, index: str | None = None
+    ) -> int | None: ...
 
 
 # --- a kind -------------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ async def execute(step: CloseStep, vu: User) -> StepOutcome | int:
         return latency  # passed, default success: the per-message shortcut (see ``base``)
     if rc != 0:
         err = client.last_error()
-        return finish(step, rc,
+        return finish(
+            step,
+            rc,
             latency,
             err.text if err else "close failed",
             err.keyword if err else None,

@@ -43,8 +43,7 @@ async def execute(step: PingStep, vu: User) -> StepOutcome:
         text = err.text if err else None
         if result.rc == -2:
             text = f"time-out: no pong within {timeout:g}s"
-        return finish(step, result.rc, None, text or "ping failed", err.keyword if err else None
-        )
+        return finish(step, result.rc, None, text or "ping failed", err.keyword if err else None)
     return finish(step, 0, result.rtt_ns)
 
 

@@ -83,5 +83,6 @@ KIND = Kind(
     schema=_SCHEMA,
     parse=parse,
     execute=execute,
-    summary="`quiet: {connection, for: 500ms}` | 0 nothing came; -1 a message came (or an error); 1 the peer closed",
+    summary="`quiet: {connection, for: 500ms}` | "
+    "0 nothing came; -1 a message came (or an error); 1 the peer closed",
 )

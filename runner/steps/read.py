@@ -100,7 +100,9 @@ async def execute(step: ReadStep, vu: User) -> StepOutcome | int:
                 try:
                     hit = check_content(match, Message(data), variables) is None
                 except Exception as exc:
-                    return finish(step, 0, None, content_failure=Failure(f"match: {exc}"), skipped_messages=skipped)
+                    return finish(
+                        step, 0, None, content_failure=Failure(f"match: {exc}"), skipped_messages=skipped
+                    )
             if not hit:
                 skipped += 1
                 continue
@@ -168,9 +170,17 @@ _SCHEMA: dict[str, Any] = connection_step(
     _TIMEOUT,
     expect="readExpect",
     body_extra={
-        "match": {"$ref": "#/$defs/match", "description": "Wait for the first message satisfying this, skipping others."}
+        "match": {
+            "$ref": "#/$defs/match",
+            "description": "Wait for the first message satisfying this, skipping others.",
+        }
     },
-    extra={"capture": {"$ref": "#/$defs/capture", "description": "Store parts of the message in variables for later steps."}},
+    extra={
+        "capture": {
+            "$ref": "#/$defs/capture",
+            "description": "Store parts of the message in variables for later steps.",
+        }
+    },
 )
 
 KIND = Kind(
@@ -182,5 +192,6 @@ KIND = Kind(
     message=True,
     answer=True,
     content=True,
-    summary="`read: main` or `read: {connection, timeout, match}` | 0 a message; 1 the peer closed; -1 error; -2 time-out",
+    summary="`read: main` or `read: {connection, timeout, match}` | "
+    "0 a message; 1 the peer closed; -1 error; -2 time-out",
 )

@@ -97,6 +97,6 @@ KIND = Kind(
     parse=parse,
     execute=execute,
     operation=False,
-    summary="`repeat: {times: 10, index: seq, steps: [...]}` (`index` optional: a variable holding the round, "
-    "0..times-1, inside the block) |",
+    summary="`repeat: {times: 10, index: seq, steps: [...]}` (`index` optional: a variable holding "
+    "the round, 0..times-1, inside the block) |",
 )

@@ -67,7 +67,10 @@ def connection_step(
                         "type": "object",
                         "description": body,
                         "properties": {
-                            "connection": {"$ref": "#/$defs/connectionName", "description": _CONNECTION_NAME_USE},
+                            "connection": {
+                                "$ref": "#/$defs/connectionName",
+                                "description": _CONNECTION_NAME_USE,
+                            },
                             "timeout": duration(timeout),
                             **(body_extra or {}),
                         },
@@ -135,4 +138,3 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text(wanted, encoding="utf-8")
     print(f"wrote {target}")
     return 0
-

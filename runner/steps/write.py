@@ -210,5 +210,6 @@ KIND = Kind(
     parse=parse,
     execute=execute,
     message=True,
-    summary="`write: {connection, text \\| json \\| binary: {hex \\| base64 \\| file \\| size}}` | bytes written; -1 error",
+    summary="`write: {connection, text \\| json \\| binary: {hex \\| base64 \\| file \\| size}}` | "
+    "bytes written; -1 error",
 )
