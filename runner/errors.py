@@ -4,10 +4,18 @@
     ├── UsageError              bad command line (exit 2)
     │   └── InvalidThreshold    a threshold expression that does not parse (in a file: a Problem)
     ├── ScenarioError           a scenario file is invalid: every Problem at once (exit 2)
+    ├── BadValue                one value does not parse (also a ValueError): a unit, a template,
+    │   │                       TLS arguments; the loader makes it a Problem at the value's line,
+    │   │                       the engine a failed step, the command line a usage error
+    │   ├── UnitError           (runner.scenario.units)
+    │   ├── TemplateError       (runner.scenario.templates)
+    │   └── TlsArgumentError    (runner.client.tls)
     ├── RunError                the run could not be carried out: port in use, limits (exit 3)
     │   └── ReportWriteError    a report could not be written (disk full, no permission)
-    ├── Interrupted             SIGINT/SIGTERM stopped the run (exit 130)
     └── RegexTimeout            a step's regular expression gave up on a message (the step fails)
+
+A signal that stops a run is not an exception of this tree: the run ends and reports what it
+measured, with ``ExitCode.INTERRUPTED`` (130).
 
 Connection failures are *not* exceptions here: like WinCC OA's functions they are return codes
 with a last-error text (see ``runner.client``). Exceptions build their text in ``__str__`` from
@@ -20,8 +28,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
+    "BadValue",
     "ExitCode",
-    "Interrupted",
     "InvalidThreshold",
     "Problem",
     "RegexTimeout",
@@ -102,6 +110,14 @@ class ScenarioError(WsloadError):
         return "\n".join(lines)
 
 
+class BadValue(WsloadError, ValueError):
+    """One value does not parse; the text names the accepted forms. A ``ValueError`` as well,
+    so pure parsers stay usable on their own; where it surfaces, it becomes a ``Problem`` (file,
+    line), a failed step or a usage error."""
+
+    exit_code = ExitCode.INVALID
+
+
 class RunError(WsloadError):
     """The run cannot be carried out (server could not start, a system limit would be hit)."""
 
@@ -118,12 +134,6 @@ class ReportWriteError(RunError):
 
     def __str__(self) -> str:
         return f"cannot write report {self.path}: {self.reason}"
-
-
-class Interrupted(WsloadError):
-    """The run was stopped by SIGINT or SIGTERM; what was measured is still reported."""
-
-    exit_code = ExitCode.INTERRUPTED
 
 
 class RegexTimeout(WsloadError):

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.errors import UsageError
 from runner.load.driver import Gauges, ShardDriver
-from runner.load.limits import LimitPlan, default_max_vus, plan_limits
+from runner.load.limits import LimitPlan, default_max_vus, loopback_sources, plan_limits
 from runner.load.merge import SHARD_KEY, shard_settings
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
@@ -103,9 +103,7 @@ def _limits(scenario: Scenario, index: int, count: int, target: str | None) -> L
         embedded=is_embedded(name),
     )
     if is_embedded(name):
-        from runner.load.run import _loopback_addresses  # many loopback connections: 127.0.0.x
-
-        limits = _loopback_addresses(scenario, limits)
+        limits = loopback_sources(limits)
     return limits
 
 
@@ -264,9 +262,3 @@ async def _wait_for_start(start_ns: int, start_unix_ns: int, stopped: asyncio.Ev
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopped.wait(), delay)
     return not stopped.is_set()
-
-
-def shard_result_settings(result: RunResult) -> Mapping[str, Any] | None:
-    """``settings["shard"]`` of a result, or None for a result that is not a shard's."""
-    shard = result.settings.get(SHARD_KEY)
-    return shard if isinstance(shard, Mapping) else None

@@ -306,6 +306,3 @@ class VirtualUser:
         for sock in sockets:
             with contextlib.suppress(Exception):  # closing must never mask the run's result
                 await self.client.close(sock, 1.0)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)

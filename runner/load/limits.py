@@ -17,7 +17,7 @@ import ipaddress
 import math
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from runner.errors import RunError
@@ -30,6 +30,7 @@ __all__ = [
     "LimitPlan",
     "default_max_vus",
     "ephemeral_ports",
+    "loopback_sources",
     "peak_vus",
     "plan_limits",
     "raise_nofile",
@@ -77,6 +78,16 @@ def peak_vus(load: LoadSpec) -> int:
     if load.model == "open":
         return load.max_vus if load.max_vus is not None else default_max_vus(load)
     return max([load.vus if not load.stages else 0, *(c.vus for c in closed_plan(load))])
+
+
+def loopback_sources(limits: LimitPlan) -> LimitPlan:
+    """Against a loopback server (the embedded one), more connections than one source address
+    has ports come from 127.0.0.2, .3, ...: every 127.x address is this machine's."""
+    usable = int(limits.ports_per_address * PORT_SHARE)
+    if limits.connections > usable and not limits.source_addresses:
+        n = -(-limits.connections // usable)
+        return replace(limits, source_addresses=tuple(f"127.0.0.{i}" for i in range(1, n + 1)))
+    return limits
 
 
 def _connection_hosts(scenario: Scenario, target: str | None) -> set[tuple[str, int]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from runner.engine.check import tls_info
@@ -17,7 +16,7 @@ from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
 from runner.load.engine import quiet_gc
-from runner.load.limits import LimitPlan, plan_limits
+from runner.load.limits import LimitPlan, loopback_sources, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
@@ -52,18 +51,8 @@ def prepare(
         embedded=is_embedded(name),
     )
     if is_embedded(name):  # the embedded server listens on 127.0.0.1: loopback
-        limits = _loopback_addresses(scenario, limits)
+        limits = loopback_sources(limits)
     return scenario, limits
-
-
-def _loopback_addresses(scenario: Scenario, limits: LimitPlan) -> LimitPlan:
-    from runner.load.limits import PORT_SHARE
-
-    usable = int(limits.ports_per_address * PORT_SHARE)
-    if limits.connections > usable and not limits.source_addresses:
-        n = -(-limits.connections // usable)
-        return replace(limits, source_addresses=tuple(f"127.0.0.{i}" for i in range(1, n + 1)))
-    return limits
 
 
 async def run_load(

@@ -22,10 +22,12 @@ from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any
 
+from runner.errors import BadValue
+
 __all__ = ["BUILTIN_FUNCTIONS", "JsonTemplate", "Template", "TemplateError", "to_text"]
 
 
-class TemplateError(ValueError):
+class TemplateError(BadValue):
     """A template does not compile (load time: the loader makes it a ``Problem``) or a name is
     missing when rendering (run time: the engine makes it a failure of the step)."""
 

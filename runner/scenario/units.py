@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 
+from runner.errors import BadValue
+
 __all__ = [
     "DURATION_PATTERN",
     "RATE_PATTERN",
@@ -21,7 +23,7 @@ __all__ = [
 ]
 
 
-class UnitError(ValueError):
+class UnitError(BadValue):
     """A value does not parse in its unit; the message names the accepted forms."""
 
 
