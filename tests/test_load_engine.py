@@ -4,6 +4,7 @@ counts, duration, stages, workers' exact merge, dead workers, limits, abort_on_f
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -306,9 +307,7 @@ steps:
 def test_quiet_gc_freezes_the_set_up_and_restores_everything() -> None:
     """During a run the set-up is frozen and the run's thresholds apply; nested blocks share
     them; afterwards nothing stays frozen and the old thresholds are back."""
-    import gc
-
-    from runner.load import engine
+    from runner import runtime as engine
 
     before = gc.get_threshold()
     with engine.quiet_gc():

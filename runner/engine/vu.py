@@ -204,8 +204,8 @@ class VirtualUser:
                     self._record_crash(step, exc)
                     self._skip(steps[position + 1 :])
                     return round_ + 1
-                if isinstance(outcome, int):  # passed with the default success: only its latency
-                    self._record_ok(step, outcome)
+                if isinstance(outcome, int):  # passed with the default success (``steps.base``)
+                    self._record(step, outcome)
                     continue
                 if outcome.record:
                     self._record(step, outcome)
@@ -214,60 +214,51 @@ class VirtualUser:
                     return round_ + 1
         return None
 
-    def _record_ok(self, step: Step, latency: int) -> None:
-        """A step that passed with its kind's default success and nothing else to record."""
+    def _record(self, step: Step, outcome: StepOutcome | int) -> None:
+        """Record one execution: the one way a step's outcome reaches the recorders.
+
+        A passed execution with its kind's success and nothing more to say (an ``int`` from the
+        step, or an outcome saying as much) takes the first branch: the same counts as the
+        general one with ``ok=True`` and no rc, error or timing, without its keyword calls and
+        branches (the per-message case: it runs twice per round trip)."""
         ctx = self.ctx
         rec, is_read, is_message, conn = ctx.rows.get(id(step)) or ctx.row(step)
-        rec.record_ok(latency)
         run = ctx.recorder
         now = monotonic_ns()
-        if is_read:  # the response time: from the asking write step's start (see ``requests``)
-            rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))  # type: ignore[union-attr]
-        run.timeseries.step_ok(
-            (now - run.start_ns) // 1_000_000_000, latency if is_read else None, is_message
-        )
-
-    def _record(self, step: Step, outcome: StepOutcome) -> None:
-        ctx = self.ctx
-        rec, is_read, is_message, conn = ctx.rows.get(id(step)) or ctx.row(step)
-        rc_ok = outcome.rc_ok
-        failure = outcome.failure
-        if is_read and outcome.rc == 0 and rec.response is not None:
-            rec.response.record_ns(monotonic_ns() - self.requests.pop(conn, self.step_started_ns))
-        if failure is None and rc_ok and outcome.timing is None:
-            # The commonest outcome, recorded without the general path's keyword calls and
-            # branches: the same counts as below with ok=True and no rc, error or timing.
-            latency = outcome.latency_ns
-            rec.record_ok(latency, outcome.skipped_messages)
-            run = ctx.recorder
-            run.timeseries.step_ok(
-                (monotonic_ns() - run.start_ns) // 1_000_000_000,
-                latency if is_read else None,
-                is_message,
-            )
+        if isinstance(outcome, int):
+            latency: int | None = outcome
+            skipped, passed, rc = 0, True, 0
+        else:
+            latency, skipped, rc = outcome.latency_ns, outcome.skipped_messages, outcome.rc
+            passed = outcome.failure is None and outcome.rc_ok and outcome.timing is None
+        if is_read and rc == 0 and rec.response is not None:
+            # The response time: from the asking write step's start (see ``requests``).
+            rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))
+        second = (now - run.start_ns) // 1_000_000_000
+        if passed:
+            rec.record_ok(latency, skipped)
+            run.timeseries.step_ok(second, latency if is_read else None, is_message)
             return
+        assert not isinstance(outcome, int)
+        failure, rc_ok = outcome.failure, outcome.rc_ok
         # The time to an unexpected error (a connect time-out) is not a latency sample.
-        latency = outcome.latency_ns if (rc_ok or failure is None) else None
+        if not (rc_ok or failure is None):
+            latency = None
         rec.record(
             ok=failure is None,
-            rc=outcome.rc,
+            rc=rc,
             rc_is_success=rc_ok,
             latency_ns=latency,
             error=failure.message if failure is not None else None,
-            skipped_messages=outcome.skipped_messages,
+            skipped_messages=skipped,
         )
         if outcome.timing is not None:
             t = outcome.timing
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
         if outcome.closed is not None:
             rec.record_close(*outcome.closed)
-        run = ctx.recorder
         run.timeseries.step(
-            (monotonic_ns() - run.start_ns) // 1_000_000_000,
-            failure is None,
-            None if rc_ok else outcome.rc,
-            latency if is_read else None,
-            rc_ok and is_message,
+            second, failure is None, None if rc_ok else rc, latency if is_read else None, rc_ok and is_message
         )
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from runner.engine.vu import RunContext, VirtualUser
 from runner.load.limits import default_max_vus
-from runner.runtime import Alarm
+from runner.runtime import Alarm, quiet_gc
 from runner.scenario.model import LoadSpec
 from runner.scenario.plan import closed_plan, open_starts, shard_count, shard_starts
 
@@ -72,70 +70,6 @@ def wait_s(intended_ns: int, now_ns: int) -> float:
     100% busy at any rate: 97% of the core instead of 65% at 2,700 starts/s.)
     """
     return round((intended_ns - now_ns) / 1_000_000) / 1000
-
-
-#: Cyclic-GC thresholds during a load run (see ``quiet_gc``): a young collection every 700 net
-#: new container objects, every second one also of generation 1, a full one practically never.
-GC_THRESHOLDS = (700, 0, 10_000)
-
-_gc_lock = threading.Lock()
-_gc_depth = 0  # quiet_gc blocks active in this process (engines of cluster shards may overlap)
-_gc_saved = GC_THRESHOLDS
-
-
-@contextlib.contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Keep cyclic-GC pauses short while the load runs: freeze the set-up, collect young often.
-
-    A GC pause stops the event loop, so it shows up as schedule lag (open model) and as latency
-    of whatever was in flight. A collection's pause is proportional to the objects it scans:
-
-    - ``gc.collect(1)`` then ``gc.freeze()`` at the start: everything that exists before the run
-      (modules, the scenario, recorders, the engine) moves to the permanent generation, which
-      no collection scans; a rare full collection then scans only objects of the run. Not a
-      full ``gc.collect()``: after the bench's closed-loop probe in the same process it took
-      ~230 ms, longer than the lead before the start, and the first 0.23 s of starts were
-      late (lag max 230-270 ms, 850 starts dropped at max_vus).
-    - (700, 0, 10_000): generation 1 is collected at every second young collection, so it never
-      holds more than two young cycles' survivors instead of ten (CPython's default and the
-      previous setting (700, 10, 10_000): 12,000-14,000 objects). Measured in the open-model
-      bench (2,700 starts/s, 1,000 connections; ``gc.callbacks``): generation-1 pauses 0.2-0.4
-      ms at p90 and 1.6 ms at most, instead of 1.4 ms median, 3-6 ms at p90 and up to 12 ms (the
-      cause of the lag p99 of 3-5 ms). Objects that live as long as a connection (hundreds of
-      ms) reached generation 2 with either setting, so the total work is no larger: it halved
-      (0.23 instead of 0.38-0.47 s of GC per 12 s run: fewer rescans of generation 1).
-      Full collections stay practically absent during a run.
-
-    Memory stays bounded: only objects that existed at the start are frozen, a fixed set, and
-    frozen objects are still freed by reference counting as usual; garbage cycles among them
-    (old garbage a full collection would have found) are merely kept until the end, when
-    ``gc.unfreeze()`` hands them back to the oldest generation: at most what the process
-    held at the start, however long the run. Everything created during
-    the run is collected normally: young cycles within two young collections, older ones by
-    the full collection that CPython still makes after 10,000 generation-1 collections (minutes
-    at thousands of iterations per second) once they are a quarter of the old objects. Nothing
-    is frozen while the run goes on, so a long run cannot pile up uncollectable cycles.
-    Nested or overlapping blocks (engines of several shards in one process) share one setting;
-    the last to end restores the old thresholds. (Not re-measured with this setting: the shape
-    of 5,000 users holding mostly idle connections, where (700, 10, 10_000) had given a loop
-    stall p99 of 1.0 ms and no full collection.)
-    """
-    global _gc_depth, _gc_saved
-    with _gc_lock:
-        _gc_depth += 1
-        if _gc_depth == 1:
-            _gc_saved = gc.get_threshold()
-            gc.collect(1)  # the young only: a full collection of a big heap took ~230 ms
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_depth -= 1
-            if _gc_depth == 0:
-                gc.unfreeze()
-                gc.set_threshold(*_gc_saved)
 
 
 def failure_pause(failed_in_a_row: int, first_s: float = 0.05, most_s: float = 1.0) -> float:

@@ -15,14 +15,13 @@ from runner.engine.check import tls_info
 from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
-from runner.load.engine import quiet_gc
 from runner.load.limits import LimitPlan, loopback_sources, plan_limits
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult
-from runner.runtime import on_stop_signals, utc_now_iso
+from runner.runtime import on_stop_signals, quiet_gc, utc_now_iso
 from runner.scenario.model import Scenario
 
 if TYPE_CHECKING:
