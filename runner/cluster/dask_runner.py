@@ -238,21 +238,23 @@ def run_on_cluster(
         start = start_unix_ns or time.time_ns() + int(START_DELAY_S * 1e9)
         mono_start = time.monotonic_ns() + (start - time.time_ns())
         live = RunRecorder(mono_start)
-        items: list[_Shard] = []
-        for k in range(1, n + 1):
-            job = ShardJob(
-                run_id, k, n, scenario.file, text, variables, target, overrides, start,
-                queue.name, stop_event.name,
-            )  # fmt: skip
-            future = client.submit(
-                shard_task,
-                job,
-                key=f"wsload-{run_id}-shard-{k}",
-                workers=[workers[(k - 1) % len(workers)]],
-                allow_other_workers=True,
-                pure=False,
+        jobs = [
+            ShardJob(
+                run_id,
+                k,
+                n,
+                scenario.file,
+                text,
+                variables,
+                target,
+                overrides,
+                start,
+                queue.name,
+                stop_event.name,
             )
-            items.append(_Shard(k, future))
+            for k in range(1, n + 1)
+        ]
+        items = [_Shard(job.index, _submit(client, workers, job)) for job in jobs]
         stopped = ""
 
         def request_stop(reason: str) -> None:
@@ -266,13 +268,7 @@ def run_on_cluster(
         try:
             while True:
                 _drain(queue, items, live)
-                now = time.monotonic()
-                for s in items:
-                    if s.doc is None and not s.lost and s.future.done():
-                        _finish(s)
-                    elif s.doc is None and not s.lost and s.seen and now - s.last_seen > SILENT_S:
-                        s.lost = f"silent for {SILENT_S:g}s (worker lost?)"
-                        s.future.cancel()
+                _check_shards(items)
                 if stop.reason:
                     request_stop(stop.reason)
                 if time.time() >= tick_at:
@@ -288,6 +284,29 @@ def run_on_cluster(
                 stop_event.set()  # shards still running (silent, cancelled) stop too
     result = merge_results([_report(s, scenario, n, start) for s in items])
     return _with_stop(result, stopped, interrupted=bool(stop.reason))
+
+
+def _submit(client: Any, workers: list[str], job: ShardJob) -> Any:
+    """Submit one shard, placed on a worker of its own where there are enough (round robin)."""
+    return client.submit(
+        shard_task,
+        job,
+        key=f"wsload-{job.run_id}-shard-{job.index}",
+        workers=[workers[(job.index - 1) % len(workers)]],
+        allow_other_workers=True,
+        pure=False,
+    )
+
+
+def _check_shards(items: list[_Shard]) -> None:
+    """Collect the shards that ended; give up on those silent for ``SILENT_S`` (worker lost)."""
+    now = time.monotonic()
+    for s in items:
+        if s.doc is None and not s.lost and s.future.done():
+            _finish(s)
+        elif s.doc is None and not s.lost and s.seen and now - s.last_seen > SILENT_S:
+            s.lost = f"silent for {SILENT_S:g}s (worker lost?)"
+            s.future.cancel()
 
 
 def _with_stop(result: RunResult, stopped: str, *, interrupted: bool) -> RunResult:

@@ -91,43 +91,55 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser  # type: ignore[no-any-return]
 
 
+def _duration_arg(text: str) -> float:
+    """``--duration``: a duration in the file's units and bounds."""
+    from runner.loader import MAX_DURATION_S
+    from runner.scenario.units import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value > MAX_DURATION_S:  # the same bound as in a file: a typo, not a week-long run
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 7 days; is the unit right?")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a load of duration 0 runs nothing")
+    return value
+
+
+def _rate_arg(text: str) -> float:
+    """``--rate``: starts per second (``500`` or ``500/s``, or another unit of the file's)."""
+    from runner.scenario.units import parse_rate
+
+    try:
+        value = parse_rate(text if "/" in text else f"{text}/s")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a rate of 0 starts nothing")
+    return value
+
+
+def _bounded_arg(most: int) -> Callable[[str], int]:
+    """A whole number from 1 to ``most``, as an argument type."""
+
+    def positive(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{value} is not between 1 and {most:,}")
+        return value
+
+    return positive
+
+
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     """The load group: any of these (or a ``load:`` section) makes the run a load test."""
-    from runner.loader import MAX_DURATION_S, MAX_ITERATIONS, MAX_VUS, MAX_WORKERS
-    from runner.scenario.units import parse_duration, parse_rate
+    from runner.loader import MAX_ITERATIONS, MAX_VUS, MAX_WORKERS
 
-    def duration(text: str) -> float:
-        try:
-            value = parse_duration(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if value > MAX_DURATION_S:  # the same bound as in a file: a typo, not a week-long run
-            raise argparse.ArgumentTypeError(f"{text!r} is longer than 7 days; is the unit right?")
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: a load of duration 0 runs nothing")
-        return value
-
-    def rate(text: str) -> float:
-        try:
-            value = parse_rate(text if "/" in text else f"{text}/s")
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: a rate of 0 starts nothing")
-        return value
-
-    def bounded(most: int) -> Callable[[str], int]:
-        def positive(text: str) -> int:
-            try:
-                value = int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-            if not 1 <= value <= most:
-                raise argparse.ArgumentTypeError(f"{value} is not between 1 and {most:,}")
-            return value
-
-        return positive
-
+    duration, rate, bounded = _duration_arg, _rate_arg, _bounded_arg
     load = parser.add_argument_group("load (a file's load: section, or any of these, makes a load run)")
     load.add_argument("--vus", type=bounded(MAX_VUS), help="closed model: concurrent virtual users")
     load.add_argument(

@@ -347,7 +347,6 @@ class LoadEngine:
         base = self.start_ns
         plan = iter(shard_starts(open_starts(load), self.shard, self.shards))
         timer: asyncio.TimerHandle | None = None
-        created = 0
         alarm: Alarm | None = None
         # (rec.load and rec.timeseries are replaced each interval in workers: never cache them)
 
@@ -358,7 +357,7 @@ class LoadEngine:
         intended = next_ns()
 
         def tick() -> None:
-            nonlocal timer, intended, created
+            nonlocal timer, intended
             timer = None
             if done.done():
                 return
@@ -376,28 +375,12 @@ class LoadEngine:
                         timer = loop.call_later(0, tick)
                         return
                     made += 1
-                    if idle:
-                        vu = idle.pop()
-                    elif created < cap:
-                        vu = self._user(created)
-                        created += 1
-                        self.max_vus_created = created
-                    else:
+                    vu = idle.pop() if idle else self._new_user(cap)
+                    if vu is None:  # max_vus users are all busy: the start is dropped, counted
                         rec.load.dropped += 1
                         rec.timeseries.dropped(rec.second(now))
-                        intended = next_ns()
-                        continue
-                    rec.load.started += 1
-                    rec.load.lag.record_ns(now - intended if now > intended else 0)
-                    busy = self.busy
-                    busy.add(vu)
-                    if len(busy) > self.max_active:
-                        self.max_active = len(busy)
-                    # An early start's iteration is timed from the start, a late one's from the
-                    # intended time (coordinated omission): the earlier of the two. (It was the
-                    # later of the two, which timed a late start from when it was made and hid
-                    # its lateness: tests/test_load_engine.py::test_overloaded_generator_*.)
-                    self._spawn(self._one(vu, intended if intended < now else now, idle))
+                    else:
+                        self._start_open(vu, intended, now, idle)
                     intended = next_ns()
                     now = time.monotonic_ns()
                 done.set_result(None)
@@ -413,6 +396,29 @@ class LoadEngine:
                 timer.cancel()
             if alarm is not None:
                 alarm.close()
+
+    def _new_user(self, cap: int) -> VirtualUser | None:
+        """A new user for an open-model start, or None when ``cap`` (max_vus) exist."""
+        if self.max_vus_created >= cap:
+            return None
+        vu = self._user(self.max_vus_created)
+        self.max_vus_created += 1
+        return vu
+
+    def _start_open(self, vu: VirtualUser, intended: int, now: int, idle: list[VirtualUser]) -> None:
+        """Make one open-model start, due at ``intended``, now."""
+        rec = self.ctx.recorder
+        rec.load.started += 1
+        rec.load.lag.record_ns(now - intended if now > intended else 0)
+        busy = self.busy
+        busy.add(vu)
+        if len(busy) > self.max_active:
+            self.max_active = len(busy)
+        # An early start's iteration is timed from the start, a late one's from the intended
+        # time (coordinated omission): the earlier of the two. (It was the later of the two,
+        # which timed a late start from when it was made and hid its lateness:
+        # tests/test_load_engine.py::test_overloaded_generator_*.)
+        self._spawn(self._one(vu, intended if intended < now else now, idle))
 
     async def _one(self, vu: VirtualUser, intended_ns: int, idle: list[VirtualUser]) -> None:
         try:
