@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 from runner.errors import ScenarioError
 from runner.loader import MAX_DURATION_S, MAX_PAYLOAD_BYTES, MAX_VUS, load_scenario_text
-from runner.scenario import source as yamlsource
 from runner.scenario.model import Scenario
 from runner.scenario.source import parse_yaml
 from runner.scenario.templates import JsonTemplate, Template, TemplateError
@@ -283,19 +282,18 @@ def test_fifteen_mib_of_small_values_is_refused_fast(tmp_path: Path, command: st
 
 
 @pytest.mark.parametrize("libyaml", [True, False], ids=["libyaml", "pure_python"])
-def test_value_count_holds_with_and_without_libyaml(monkeypatch: pytest.MonkeyPatch, libyaml: bool) -> None:
+def test_value_count_holds_with_and_without_libyaml(libyaml: bool) -> None:
     """The value bound holds in both parsers (libyaml's event count, and the composer's own count
     where libyaml is missing), at the same position, before anything is built."""
-    monkeypatch.setattr(yamlsource, "USE_LIBYAML", libyaml and yamlsource.USE_LIBYAML)
-    monkeypatch.setattr(yamlsource, "MAX_VALUES", 1000)
     text = "steps:\n  - sleep: 1ms\nvariables:\n  list: [" + "1, " * 1200 + "1]\n"
     with pytest.raises(ScenarioError) as caught:
-        parse_yaml(text, "f.yaml")
+        parse_yaml(text, "f.yaml", max_values=1000, libyaml=libyaml)
     (problem,) = caught.value.problems
     assert (problem.line, problem.column, problem.path) == (4, 2992, "variables")  # value 1001
     assert "more than 200,000 values in the file" in problem.message  # the documented bound's text
     short = "steps:\n  - sleep: 1ms\nvariables:\n  list: [" + "1, " * 900 + "1]\n"
-    assert len(parse_yaml(short, "f.yaml")[0]["variables"]["list"]) == 901  # type: ignore[index]
+    parsed = parse_yaml(short, "f.yaml", max_values=1000, libyaml=libyaml)[0]
+    assert len(parsed["variables"]["list"]) == 901  # type: ignore[index]
 
 
 def test_thousands_of_problems_are_listed_fast_and_capped(tmp_path: Path) -> None:

@@ -15,12 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBLEM_RE = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): (?P<rest>.+)$", re.M)
 
 
-@pytest.fixture(autouse=True)
-def only_our_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register just validate and schema, so these tests do not depend on other commands' modules."""
-    monkeypatch.setattr(cli, "COMMANDS", ("validate", "schema"))
-
-
 def test_valid_files_print_ok(capsys: pytest.CaptureFixture[str]) -> None:
     """Valid files each print 'OK FILE' and the exit code is 0."""
     files = [str(p) for p in sorted((ROOT / "scenarios").glob("*.yaml"))]

@@ -234,6 +234,7 @@ class _Limits:
     _depth = 0
     _values = 0
     _top_key: str | None = None
+    max_values = MAX_VALUES  # (set per parse by ``_compose``)
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         self._depth += 1
@@ -247,7 +248,7 @@ class _Limits:
                 if self._depth == 2 and isinstance(index, ScalarNode):
                     self._top_key = str(index.value)  # named in the problem, as the C count does
                 self._values += 1
-                if self._values > MAX_VALUES:
+                if self._values > self.max_values:
                     mark = self.peek_event().start_mark  # type: ignore[attr-defined]
                     where: Path = (self._top_key,) if self._top_key is not None and self._depth > 1 else ()
                     raise _TooManyValues(mark.line + 1, mark.column + 1, where)
@@ -291,8 +292,8 @@ class _TooManyValues(Exception):
         self.path = path
 
 
-def _count_values(text: str) -> None:
-    """Raise ``_TooManyValues`` at the first value past ``MAX_VALUES``, counted on libyaml's event
+def _count_values(text: str, max_values: int) -> None:
+    """Raise ``_TooManyValues`` at the first value past ``max_values``, counted on libyaml's event
     stream (C, no tree, constant memory). Anything libyaml cannot parse ends the count quietly:
     the pure-Python parse that follows reports it in our words (and counts again)."""
     try:
@@ -320,7 +321,7 @@ def _count_values(text: str) -> None:
                     top_key = event.value  # type: ignore[attr-defined]
             else:
                 count += 1
-                if count > MAX_VALUES:
+                if count > max_values:
                     mark = event.start_mark
                     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
                     where: Path = (top_key,) if top_key is not None and stack[0][0] else ()
@@ -339,16 +340,17 @@ def _count_values(text: str) -> None:
 class _Builder:
     """Turns a composed node tree into plain values, recording marks and problems."""
 
-    def __init__(self, loader: _Loader, source: SourceMap) -> None:
+    def __init__(self, loader: _Loader, source: SourceMap, max_values: int) -> None:
         self.loader = loader
         self.source = source
+        self.max_values = max_values
         self.problems: list[Problem] = []
         self.count = 0
         self.chars = 0
 
     def build(self, node: Node, path: Path, depth: int = 0) -> object:
         self.count += 1
-        if self.count > MAX_VALUES or depth > MAX_DEPTH:
+        if self.count > self.max_values or depth > MAX_DEPTH:
             raise _TooLarge(path)
         mark = node.start_mark
         self.source.values.setdefault(path, (mark.line + 1, mark.column + 1))
@@ -448,21 +450,25 @@ def _yaml_problem(source: SourceMap, exc: yaml.YAMLError) -> Problem:
     return source.at(line, column, message)
 
 
-def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
+def parse_yaml(
+    text: str, file: str, *, max_values: int = MAX_VALUES, libyaml: bool = USE_LIBYAML
+) -> tuple[object, SourceMap]:
     """Parse one YAML document into plain values and its ``SourceMap``.
 
     Raises ``ScenarioError`` for syntax errors, duplicate keys, several documents, alias bombs,
-    too many values and extreme nesting, each as a ``Problem`` with a position.
+    more than ``max_values`` values and extreme nesting, each as a ``Problem`` with a position.
+    ``libyaml=False`` parses with the pure-Python parser even where libyaml is present.
     """
     source = SourceMap(file, text)
+    libyaml = libyaml and USE_LIBYAML
     try:
-        if USE_LIBYAML:
-            _count_values(text)
-        loader, node = _compose(text)
+        if libyaml:
+            _count_values(text, max_values)
+        loader, node = _compose(text, libyaml, max_values)
         try:
             if node is None:
                 raise ScenarioError([source.at(1, 1, "the file is empty; a scenario needs at least 'steps'")])
-            builder = _Builder(loader, source)
+            builder = _Builder(loader, source, max_values)
             data = builder.build(node, ())
         finally:
             loader.dispose()
@@ -470,7 +476,7 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
         raise ScenarioError([source.at(many.line, many.column, _TOO_MANY_VALUES, many.path)]) from None
     except _TooLarge as big:
         message = (
-            f"document too large or too deep: more than {MAX_VALUES} values, {MAX_CHARS >> 20} MiB "
+            f"document too large or too deep: more than {max_values} values, {MAX_CHARS >> 20} MiB "
             f"of text or {MAX_DEPTH} levels after expanding aliases (an alias bomb?)"
         )
         raise ScenarioError([source.problem(big.path[:1], message, key=bool(big.path))]) from None
@@ -492,19 +498,20 @@ def parse_yaml(text: str, file: str) -> tuple[object, SourceMap]:
     return data, source
 
 
-def _compose(text: str) -> tuple[_Loader, Node | None]:
+def _compose(text: str, libyaml: bool, max_values: int) -> tuple[_Loader, Node | None]:
     """The node tree of the one document in ``text``, and the loader that constructs its scalars.
 
     libyaml's parser first, when present. A text it refuses is parsed again by the pure-Python
     parser, whose error texts are the ones users know and tests check; above
     ``_PYTHON_WORDING_UP_TO`` characters (where that would take seconds) libyaml's own error stands.
     """
-    if USE_LIBYAML:
+    if libyaml:
         try:
             fast = _CComposer(text)
         except (ValueError, yaml.YAMLError):  # e.g. a lone surrogate in text given by a caller
             fast = None
         if fast is not None:
+            fast.max_values = max_values
             try:
                 return fast, fast.get_single_node()
             except yaml.YAMLError:
@@ -515,6 +522,7 @@ def _compose(text: str) -> tuple[_Loader, Node | None]:
                 fast.dispose()
                 raise
     loader = _Composer(text)
+    loader.max_values = max_values
     try:
         return loader, loader.get_single_node()
     except BaseException:
