@@ -1,9 +1,9 @@
 """Latency without coordinated omission, against a server that stalls 200 ms once a second.
 
-The server is the Node ``ws`` library (tests/node/server.js, ``/stall``): every second the whole
+The server is the Node ``ws`` library (tests/node/server.js, ``/stall``): every 1,030 ms the whole
 server process is busy for 200 ms, reading and sending nothing. A request that arrives at a
-random moment waits ``200 - phase`` ms when it falls into a stall (phase 0..200 ms of 1,000), so
-the schedule implies: 20% of requests delayed at all, 10% by more than 100 ms, 5% by more than
+random moment waits ``200 - phase`` ms when it falls into a stall (phase 0..200 ms of 1,030), so
+the schedule implies: 19% of requests delayed at all, 10% by more than 100 ms, 5% by more than
 150 ms, 1% by more than 190 ms. A tool that starts work on a schedule (the open model, or closed
 users with a ``pace``) and times each iteration from when it was due must show that; a closed
 loop without a schedule waits through the stall with one request and sends the rest after it,
@@ -44,7 +44,7 @@ def _run(tmp_path: Path, name: str, text: str, url: str, *args: str) -> dict:
 ROUND_TRIP = """\
 name: {name}
 connections:
-  main: {{url: "/stall?every=1000&for=200", timeout: 5s}}
+  main: {{url: "/stall?every=1030&for=200", timeout: 5s}}
 steps:
   - open: main
   - write: {{connection: main, json: {{n: "{{{{ iteration }}}}"}}}}
@@ -76,8 +76,16 @@ def test_open_model_shows_the_stall_the_schedule_implies(tmp_path: Path, stallin
 
 def test_paced_closed_users_show_the_same_stall(tmp_path: Path, stalling_url: str) -> None:
     """Closed model with a pace (10 users, an iteration every 100 ms each, i.e. 100 starts/s):
-    each late iteration is timed from when it was due, so the same stall shows as in the open
-    model."""
+    each late iteration is timed from when it was due, so the stall shows in p90 as well.
+
+    The users start together, so their iterations are due on one 100 ms grid: a stall of 200 ms
+    catches two grid points, due ``a`` and ``100 + a`` ms into it (``a``: the grid's phase). The
+    first waits ``200 - a`` ms however it is timed; the second could only start at the stall's
+    end, and waits ``100 - a`` ms only when timed from when it was due (coordinated omission
+    would time it from its late start: a few ms). Those are 10% of iterations each, so p90 shows
+    ``100 - a``. The server stalls every 1,030 ms, so the phase moves by 30 ms a stall and at
+    least one of the run's stalls has ``a`` under 50 ms (with one fixed phase of 85 ms, p90 was
+    20 ms however the iterations were timed)."""
     doc = _run(
         tmp_path,
         "paced",
@@ -86,8 +94,8 @@ def test_paced_closed_users_show_the_same_stall(tmp_path: Path, stalling_url: st
     )
     it = doc["settings"]["load"]["iteration_ms"]
     assert 50 <= it["p90"] <= 160, it
-    assert 90 <= it["p95"] <= 210, it
-    assert 120 <= it["p99"] <= 280, it
+    assert 95 <= it["p95"] <= 230, it
+    assert 100 <= it["p99"] <= 280, it
 
 
 def test_unpaced_closed_loop_hides_the_stall_in_percentiles_but_not_in_the_maximum(
@@ -99,7 +107,7 @@ def test_unpaced_closed_loop_hides_the_stall_in_percentiles_but_not_in_the_maxim
     text = """\
 name: tight
 connections:
-  main: {url: "/stall?every=1000&for=200", timeout: 5s}
+  main: {url: "/stall?every=1030&for=200", timeout: 5s}
 steps:
   - open: main
   - repeat:
