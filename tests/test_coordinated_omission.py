@@ -93,7 +93,7 @@ def test_paced_closed_users_show_the_same_stall(tmp_path: Path, stalling_url: st
         stalling_url,
     )
     it = doc["settings"]["load"]["iteration_ms"]
-    assert 50 <= it["p90"] <= 160, it
+    assert 50 <= it["p90"] <= 210, it  # (at most the stall: a phase near 0 catches 3 points)
     assert 95 <= it["p95"] <= 230, it
     assert 100 <= it["p99"] <= 280, it
 
