@@ -33,8 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from runner.client.codes import ErrorKind, LastError, keywords_for_verify_code
-from runner.client.options import ConnectOptions
-from runner.model import ALL_SSL_ERRORS, ClientCertificate
+from runner.client.options import ALL_SSL_ERRORS, ClientCertificate, ConnectOptions
 
 __all__ = [
     "ProbeResult",
@@ -179,7 +178,7 @@ def _load_client_cert(config: ClientCertificate) -> _LoadedClientCert:
         raise TlsArgumentError("sslConfig localCertificate is not a PEM certificate") from exc
     try:
         key = serialization.load_pem_private_key(
-            _read_pem(config.key_pem.reveal(), "privateKey").encode(), None
+            _read_pem(config.key_pem, "privateKey").encode(), None
         )
     except TypeError as exc:
         raise TlsArgumentError("sslConfig privateKey is encrypted; give an unencrypted PEM key") from exc

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from runner.client.options import ConnectOptions
+from runner.engine.connect_options import connect_options
 from runner.engine.steps.base import StepOutcome, finish
 from runner.engine.vu_support import render_error, resolve_url
 from runner.model import ConnectionSpec, OpenStep, Secret, StepKind
@@ -30,7 +31,7 @@ def _prepare(
     url = resolve_url(spec.url.render(vu.variables), ctx.target)
     secrets = ctx.secrets
     secrets.add_url(url)
-    options = ConnectOptions.from_spec(
+    options = connect_options(
         spec,
         url,
         ctx=vu.variables,
