@@ -20,11 +20,11 @@ class Sink:
         self.got: list[tuple[str, bytes, int]] = []
         self.stop_after = stop_after
 
-    def text(self, payload: bytes, now: int) -> bool:
+    def direct_text(self, payload: bytes, now: int) -> bool:
         self.got.append(("text", payload, now))
         return self.stop_after is not None and len(self.got) >= self.stop_after
 
-    def binary(self, payload: bytes, now: int) -> bool:
+    def direct_binary(self, payload: bytes, now: int) -> bool:
         self.got.append(("binary", payload, now))
         return self.stop_after is not None and len(self.got) >= self.stop_after
 
@@ -33,7 +33,7 @@ def _take(
     data: bytes, limit: int = NO_LIMIT, stop_after: int | None = None
 ) -> tuple[int, list[tuple[str, bytes]]]:
     sink = Sink(stop_after)
-    pos = take_data_frames(data, limit, sink.text, sink.binary, 42)
+    pos = take_data_frames(data, limit, sink, 42)
     assert all(now == 42 for _, _, now in sink.got)  # the caller's time stamp, passed through
     return pos, [(kind, payload) for kind, payload, _ in sink.got]
 
@@ -115,8 +115,8 @@ def test_frames_above_the_limit_are_left(limit: int) -> None:
     assert _take(at + above, limit) == (len(at), [("binary", b"x" * limit)])
 
 
-def test_a_callback_asking_to_stop_ends_after_its_frame() -> None:
-    """When a callback returns True (the queue is full, or the text was not UTF-8) nothing after
+def test_a_sink_asking_to_stop_ends_after_its_frame() -> None:
+    """When the sink returns True (the queue is full, or the text was not UTF-8) nothing after
     that frame is taken, and the offset is just past it."""
     one = frame(0x1, b"one")
     pos, got = _take(one * 5, stop_after=2)

@@ -330,39 +330,44 @@ class WsConnection(asyncio.Protocol):
         if self._direct_ok and self._frag is None and self.ws.state is _OPEN:
             if type(data) is not bytes:
                 data = bytes(data)
-            pos = take_data_frames(data, self._direct_limit, self._direct_text, self._direct_binary, now)
+            pos = take_data_frames(data, self._direct_limit, self, now)
+            if pos == len(data):  # the per-message case: all taken
+                if self.invalid_utf8 is not None:
+                    self._flush()  # the close frame with 1007
+                return
             if pos:
                 if self.invalid_utf8 is not None:
                     self._flush()  # the close frame with 1007; the rest is not processed
                     return
-                messages = self._messages  # not None: a frame was taken
-                if messages is not None and (
-                    len(messages) > self.max_queued_messages or self._queued_bytes > self.max_queued_bytes
-                ):
-                    if pos < len(data):  # kept aside until reads take the queue below half
-                        self._pending = data[pos:]
-                    self._pause_reading()
-                    return
-                if pos >= len(data):
+                if self._over_limit():  # the sink paused reading: keep the rest aside
+                    self._pending = data[pos:]
                     return
                 self._feed(memoryview(data)[pos:], now)
                 return
         self._feed(data, now)
 
-    def _direct_text(self, payload: bytes, now: int) -> bool:
-        """A text frame from the direct path; True to stop (not UTF-8, or the queue is full)."""
+    def direct_text(self, payload: bytes, now: int) -> bool:
+        """A text frame from the direct path (``DirectSink``); True to stop: not UTF-8, or the
+        queue is full (then reading is paused)."""
         try:
             text = payload.decode()
         except UnicodeDecodeError as exc:
             self._fail_text(exc)
             return True
         self._direct_messages += 1
-        return self._deliver(text, now)
+        if self._deliver(text, now):
+            self._pause_reading()
+            return True
+        return False
 
-    def _direct_binary(self, payload: bytes, now: int) -> bool:
-        """A binary frame from the direct path; True to stop (the queue is full)."""
+    def direct_binary(self, payload: bytes, now: int) -> bool:
+        """A binary frame from the direct path (``DirectSink``); True to stop: the queue is full
+        (then reading is paused)."""
         self._direct_messages += 1
-        return self._deliver(payload, now)
+        if self._deliver(payload, now):
+            self._pause_reading()
+            return True
+        return False
 
     def _feed(self, data: bytes | memoryview, now: int) -> None:
         """Hand ``data`` to websockets' parser, in slices of ``FEED_CHUNK``, and handle its events."""
