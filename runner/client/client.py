@@ -28,6 +28,7 @@ from runner.client.connect import USER_AGENT, OpenFailed, Opening, open_connecti
 from runner.client.connection import (
     MAX_QUEUED_BYTES,
     MAX_QUEUED_MESSAGES,
+    SEND_BUFFER_LIMIT,
     SendRefused,
     WriteBatcher,
     WsConnection,
@@ -36,10 +37,6 @@ from runner.client.options import ConnectOptions
 from runner.client.request import check_request, url_problem
 
 __all__ = ["SEND_BUFFER_LIMIT", "URI_CACHE_SIZE", "USER_AGENT", "WebSocketClient", "parse_url"]
-
-#: A write is refused (-1) while this many bytes wait in the socket's send buffer: a peer that
-#: does not read cannot make us hold more than this plus one message.
-SEND_BUFFER_LIMIT = 8 << 20
 
 #: Distinct URLs whose parsed form a client keeps (and shares between its connections: about
 #: 220 bytes per idle connection); URLs beyond these are parsed per open.

@@ -61,12 +61,16 @@ __all__ = [
     "FEED_CHUNK",
     "MAX_QUEUED_BYTES",
     "MAX_QUEUED_MESSAGES",
+    "SEND_BUFFER_LIMIT",
     "WRITE_BATCH_BYTES",
     "SendRefused",
     "WriteBatcher",
     "WsConnection",
 ]
 
+#: A write is refused while this many bytes wait in the socket's send buffer: a peer that does
+#: not read cannot make us hold more than this plus one message.
+SEND_BUFFER_LIMIT = 8 << 20
 #: Unread messages (and their bytes) above which reading from the socket pauses.
 MAX_QUEUED_MESSAGES = 4096
 MAX_QUEUED_BYTES = 8 << 20
@@ -178,7 +182,7 @@ class WsConnection(asyncio.Protocol):
         *,
         max_queued_messages: int = MAX_QUEUED_MESSAGES,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
-        send_buffer_limit: int = 8 << 20,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
         batcher: WriteBatcher | None = None,
         direct_receive: bool | None = None,
     ) -> None:
