@@ -14,6 +14,11 @@
     │   └── ReportWriteError    a report could not be written (disk full, no permission)
     └── RegexTimeout            a step's regular expression gave up on a message (the step fails)
 
+Exceptions private to one module, which carry an outcome to where it is turned into a return
+code or a ``Problem`` (``OpenFailed`` in the client's open, the YAML bounds in ``scenario.source``)
+and the pytest plugin's ``ScenarioFailed`` derive from ``WsloadError`` too: nothing raised by
+wsload is outside this tree.
+
 A signal that stops a run is not an exception of this tree: the run ends and reports what it
 measured, with ``ExitCode.INTERRUPTED`` (130).
 

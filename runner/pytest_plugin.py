@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import pytest
 
-from runner.errors import ScenarioError, UsageError, WsloadError
+from runner.errors import ExitCode, ScenarioError, UsageError, WsloadError
 
 if TYPE_CHECKING:  # the rest is imported when a scenario runs: every pytest session loads this module
     from runner.reports.masking import Masker
@@ -326,8 +326,10 @@ def console_report(result: RunResult, masker: Masker | None = None) -> str:
     return text
 
 
-class ScenarioFailed(Exception):
-    """A scenario ran and did not pass; ``ScenarioItem.repr_failure`` shows ``describe_failure``."""
+class ScenarioFailed(WsloadError):
+    """A scenario ran and did not pass (exit 1); ``ScenarioItem.repr_failure`` shows ``describe_failure``."""
+
+    exit_code = ExitCode.FAILED
 
     def __init__(self, scenario: Scenario, result: RunResult, masker: Masker) -> None:
         self.scenario = scenario

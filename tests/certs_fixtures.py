@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from runner.scenario.model import ClientCertificate, Secret
+from runner.client import ClientCertificate
 from runner.server.certs import CertKey, TestPKI
 
 
@@ -19,7 +19,7 @@ def pki() -> TestPKI:
 
 def client_config(cert: CertKey, algorithm: str, key: CertKey | None = None) -> ClientCertificate:
     """``sslConfig`` for ``cert`` (sent with its chain), with ``key``'s private key if given."""
-    return ClientCertificate(cert.fullchain_pem, Secret((key or cert).key_pem), algorithm)  # type: ignore[arg-type]
+    return ClientCertificate(cert.fullchain_pem, (key or cert).key_pem, algorithm)  # type: ignore[arg-type]
 
 
 def closed_port() -> int:

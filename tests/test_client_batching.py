@@ -1,4 +1,4 @@
-"""Writes are batched per loop turn (runner/client/protocol.py): what a user relies on still holds.
+"""Writes are batched per loop turn (runner/client/connection.py): what a user relies on still holds.
 Messages reach the server in the order they were written, also around pings and the close. A read's
 latency starts when its request was handed to the kernel. Against a real raw server on 127.0.0.1
 that decodes every client frame."""

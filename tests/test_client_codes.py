@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import errno
 
-from runner.client import ConnectOptions, ErrorKind, LastError, parse_url
+from runner.client import (
+    ALL_SSL_ERRORS,
+    SSL_ERROR_KEYWORDS,
+    ClientCertificate,
+    ConnectOptions,
+    ErrorKind,
+    LastError,
+    parse_url,
+)
 from runner.client.codes import keywords_for_verify_code, os_error
 from runner.client.tls import decide, hostname_matches
-from runner.scenario.model import ALL_SSL_ERRORS, SSL_ERROR_KEYWORDS, Secret
+from runner.scenario.model import Secret
 from runner.server.certs import self_signed
 
 
@@ -87,3 +95,18 @@ def test_options_repr_hides_header_values() -> None:
     opts = ConnectOptions(headers=(("Authorization", "Bearer s3cret"),))
     assert "Authorization" in repr(opts) and "s3cret" not in repr(opts)
     assert Secret("x") != Secret("y")
+
+
+def test_client_certificate_repr_hides_the_key() -> None:
+    """The client's ClientCertificate never shows its private key, in repr or in str."""
+    config = ClientCertificate("-----BEGIN CERTIFICATE-----", "-----BEGIN PRIVATE KEY-----\nc2VjcmV0", "EC")
+    for shown in (repr(config), str(config), repr(ConnectOptions(ssl_config=config))):
+        assert "c2VjcmV0" not in shown and "PRIVATE" not in shown
+
+
+def test_scenario_model_uses_the_clients_option_types() -> None:
+    """runner.model's ALL_SSL_ERRORS and SSL_ERROR_KEYWORDS are the client's own objects, so a
+    loaded scenario's ignoreSslErrors means the same to the client (compared by identity)."""
+    from runner.scenario import model
+
+    assert model.ALL_SSL_ERRORS is ALL_SSL_ERRORS and model.SSL_ERROR_KEYWORDS is SSL_ERROR_KEYWORDS

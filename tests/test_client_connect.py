@@ -290,8 +290,8 @@ def test_source_address(arun: Arun) -> None:
             client = WebSocketClient()
             sock = await client.open(server.url + "/echo", ConnectOptions(source_address="127.0.0.2"))
             assert sock >= 0, client.last_error()
-            conn = client._sockets[sock]
-            assert conn.transport.get_extra_info("sockname")[0] == "127.0.0.2"  # type: ignore[union-attr]
+            conn = client.connection(sock)
+            assert conn is not None and conn.transport.get_extra_info("sockname")[0] == "127.0.0.2"  # type: ignore[union-attr]
             assert await client.open(server.url + "/echo", ConnectOptions(source_address="192.0.2.1")) == -1
             err = client.last_error()
             assert err is not None and err.kind is ErrorKind.ARGUMENT and "192.0.2.1" in err.text
@@ -330,31 +330,6 @@ def test_read_timeouts_after_longer_and_shorter_ones(arun: Arun) -> None:
             assert 0.3 - 0.005 <= time.monotonic() - start < 0.3 + 0.3
 
     arun(body)
-
-
-def test_options_from_spec_render_headers() -> None:
-    """ConnectOptions.from_spec renders header templates, reveals secrets and applies overrides."""
-    from runner.scenario.model import ConnectionSpec, Location, Secret
-
-    class Rendered:
-        def __init__(self, text: str) -> None:
-            self.text = text
-
-        def render(self, ctx: dict[str, object]) -> str:
-            return self.text.replace("{{ vu }}", str(ctx.get("vu")))
-
-    spec = ConnectionSpec(
-        name="main",
-        url=Rendered("ws://x/"),
-        location=Location("f.yaml", 1, 1),  # type: ignore[arg-type]
-        headers=(("X-Vu", Rendered("vu-{{ vu }}")), ("Authorization", Secret("Bearer t"))),  # type: ignore[arg-type]
-        timeout_s=3.0,
-        compression=True,
-    )
-    opts = ConnectOptions.from_spec(spec, "ws://x/", ctx={"vu": 4}, timeout_s=1.5, source_address="127.0.0.3")
-    assert opts.headers == (("X-Vu", "vu-4"), ("Authorization", "Bearer t"))
-    assert (opts.timeout_s, opts.compression, opts.source_address) == (1.5, True, "127.0.0.3")
-    assert ConnectOptions.from_spec(spec).timeout_s == 3.0
 
 
 def test_drain_waits_while_peer_does_not_read(arun: Arun) -> None:

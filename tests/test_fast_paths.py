@@ -1,6 +1,7 @@
-"""The hot-path shortcuts give exactly what the general paths give: client frames encoded by
-``encode_client_frame`` and JSON templates spliced from a precompiled skeleton; and an idle
-connection keeps only what it needs (row 2: memory per idle connection)."""
+"""The hot-path shortcuts give exactly what the general paths give: JSON templates spliced from
+a precompiled skeleton, the flat JSON match, the recorder's shortcut, ``Message.json``; and an
+idle connection keeps only what it needs (row 2: memory per idle connection). Client frames
+encoded without websockets are tested in tests/test_frames.py."""
 
 from __future__ import annotations
 
@@ -13,68 +14,14 @@ from typing import Any
 
 import pytest
 from conftest import scaled
-from websockets.frames import Frame, Opcode
-from websockets.streams import StreamReader
 
 from runner.checks.expect import Message, json_subset_problem
-from runner.client import ConnectOptions, WebSocketClient, protocol
-from runner.client.protocol import encode_client_frame
+from runner.client import ConnectOptions, WebSocketClient
 from runner.results.recorders import StepRecorder, TimeSeries
 from runner.scenario.templates import JsonTemplate, TemplateError
 from runner.server import EmbeddedServer
 
 Arun = Callable[[Callable[[], Awaitable[Any]]], Any]
-
-
-def _parse(data: bytes) -> Frame:
-    """Parse one masked client frame as a server would (websockets' own parser)."""
-    reader = StreamReader()
-    reader.feed_data(data)
-    reader.feed_eof()
-    gen = Frame.parse(reader.read_exact, mask=True)
-    try:
-        next(gen)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    raise AssertionError("incomplete frame")
-
-
-@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
-@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
-def test_encoded_frame_round_trips_at_every_length_boundary(opcode: Opcode, size: int) -> None:
-    """7-, 16- and 64-bit payload lengths parse back to the same final, masked frame."""
-    payload = bytes(i % 251 for i in range(size)) if opcode is Opcode.BINARY else b"a" * size
-    data = encode_client_frame(int(opcode), payload)
-    frame = _parse(data)
-    assert frame.opcode is opcode
-    assert frame.fin
-    assert bytes(frame.data) == payload
-    assert data[1] & 0x80  # the mask bit
-    header = 2 + (0 if size < 126 else 2 if size < 65536 else 8)
-    assert len(data) == header + 4 + size
-
-
-def test_encoded_frame_matches_websockets_serialize(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Byte for byte what ``Frame.serialize(mask=True)`` writes for the same mask key."""
-    mask = b"\x01\x02\x03\x04"
-
-    class FixedKeys:
-        def next(self) -> bytes:
-            return mask
-
-    monkeypatch.setattr(protocol, "_MASK_KEYS", FixedKeys())
-    monkeypatch.setattr("secrets.token_bytes", lambda n: mask)
-    for payload in (b"", b'{"seq":1}', b"x" * 300, b"y" * 70000):
-        expected = Frame(Opcode.TEXT, payload).serialize(mask=True)
-        assert encode_client_frame(1, payload) == expected
-
-
-def test_mask_keys_are_not_reused_across_pool_refills() -> None:
-    """Each key is 4 fresh bytes; a pool refill happens every 1,024 keys."""
-    keys = protocol._MaskKeys()
-    seen = [keys.next() for _ in range(3 * protocol.MASK_POOL_BYTES // 4)]
-    assert all(len(k) == 4 for k in seen)
-    assert len(set(seen)) > len(seen) * 0.99  # random 32-bit keys: collisions are rare
 
 
 def _tree_dumps(template: JsonTemplate, ctx: dict[str, object]) -> str:
@@ -219,16 +166,14 @@ def test_idle_connection_keeps_no_queue_futures_or_http_answer(arun: Arun) -> No
         async with EmbeddedServer() as server:
             client = WebSocketClient()
             sock = await client.open(server.url + "/echo", ConnectOptions(timeout_s=scaled(5)))
-            conn = client._sockets[sock]
-            assert conn.messages is None and conn.handshake is None and conn.pings is None
-            assert conn._lost_waiter is None and conn._frag is None
+            conn = client.connection(sock)
+            assert conn is not None and conn.holding() == ()
             assert not hasattr(conn, "__dict__")
-            assert conn.ws.parser.gi_code is protocol._FRAME_LOOP  # type: ignore[attr-defined]
             assert client.queued(sock) == (0, 0)
             assert client.write(sock, "hi") == 2
             assert (await client.read(sock, scaled(5))).data == "hi"
             assert (await client.ping(sock, scaled(5))).rc == 0
-            assert conn.pings == {}
+            assert conn.holding() == ("message queue", "ping table")
             assert await client.close(sock, scaled(5)) == 0
             assert conn.lost
 
@@ -268,27 +213,24 @@ def test_idle_connection_memory_is_bounded(arun: Arun) -> None:
     assert per_connection < 4096, per_connection
 
 
-def test_connections_to_one_url_share_its_parsed_form(arun: Arun, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connections_to_one_url_share_its_parsed_form(arun: Arun) -> None:
     """A URL is parsed once per client and shared by its connections; a bad URL fails every
-    time; past ``URI_CACHE_SIZE`` distinct URLs, URLs are parsed per open and still work."""
-    from runner.client import client as client_module
-
-    monkeypatch.setattr(client_module, "URI_CACHE_SIZE", 2)
+    time; past ``uri_cache_size`` distinct URLs, URLs are parsed per open and still work."""
 
     async def body() -> None:
         async with EmbeddedServer() as server:
-            client = WebSocketClient()
+            client = WebSocketClient(uri_cache_size=2)
             options = ConnectOptions(timeout_s=scaled(5))
             urls = [server.url + path for path in ("/echo", "/echo", "/echo?a=1", "/echo?b=2", "/echo?b=2")]
             socks = [await client.open(url, options) for url in urls]
             assert all(s >= 0 for s in socks), client.last_error()
-            uris = [client._sockets[s].ws.uri for s in socks]
+            uris = [client.connection(s).ws.uri for s in socks]  # type: ignore[union-attr]
             assert uris[0] is uris[1] and uris[2] is not uris[0]
             assert uris[3] is not uris[4] and uris[3] == uris[4]  # over the limit: not kept
-            assert len(client._uris) == 2
+            assert len(client.cached_urls) == 2
             for _ in range(2):
                 assert await client.open("http://127.0.0.1/", options) == -1
-                assert client._uris.keys() == {urls[0], urls[2]}
+                assert client.cached_urls == {urls[0], urls[2]}
             client.write(socks[4], "still works")
             assert (await client.read(socks[4], scaled(5))).data == "still works"
             await client.aclose()

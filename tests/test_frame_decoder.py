@@ -1,8 +1,9 @@
 """The direct receive path of ``WsConnection`` (whole, final, unmasked text and binary frames parsed
 without websockets' generator parser) gives exactly what websockets' parser alone gives: the same
 messages at the same moments, the same failures, close codes and frames sent back, however the
-stream is cut into TCP chunks. Pure protocol tests first (every cut of every stream, compared with
-a connection that hands everything to websockets), then real loopback servers."""
+stream is cut into TCP chunks. Protocol tests without a socket first (every cut of every stream,
+compared with a connection whose direct path is off), then real loopback servers. The direct
+path's own frame splitting is unit-tested in tests/test_direct_receive.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
 from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.client.protocol import WsClientProtocol, WsConnection, ws_at_frame_boundary
+from runner.client.compat import WsClientProtocol, direct_receive_ready
+from runner.client.connection import WsConnection
 from runner.server import EmbeddedServer
 
 Arun = Callable[[Callable[[], Any]], Any]
@@ -107,13 +109,6 @@ class _Transport:
         self.eof = True
 
 
-class _WebsocketsOnly(WsConnection):
-    """The reference: every byte goes to websockets' parser."""
-
-    def _receive_direct(self, data: bytes, now: int) -> int:
-        return 0
-
-
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -122,11 +117,13 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _connection(
-    cls: type[WsConnection], loop: asyncio.AbstractEventLoop, max_size: int = 1 << 20, **limits: int
+    direct: bool, loop: asyncio.AbstractEventLoop, max_size: int = 1 << 20, **limits: int
 ) -> tuple[WsConnection, _Transport]:
+    """A connection past its handshake, on a recording transport; ``direct``: with the direct
+    receive path (the reference, without it, hands every byte to websockets' parser)."""
     ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"), max_size=max_size)
     ws.send_request(ws.connect())
-    conn = cls(ws, loop, **limits)
+    conn = WsConnection(ws, loop, direct_receive=direct, **limits)
     transport = _Transport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(upgrade_response(ws.key))
@@ -152,17 +149,28 @@ def _sent(transport: _Transport) -> list[tuple[int, bytes]]:
     return frames
 
 
-def _queued(conn: WsConnection) -> list[str | bytes]:
-    return [data for data, _ in conn.messages or ()]
+def _take(conn: WsConnection, most: int = 10_000) -> list[str | bytes]:
+    """Read every queued message (resuming a paused connection as a reader does)."""
+    taken: list[str | bytes] = []
+    for _ in range(most):
+        result = conn.receive_nowait()
+        if result is None:
+            break
+        assert result.data is not None
+        taken.append(result.data)
+    return taken
 
 
 def _state(conn: WsConnection, transport: _Transport, taken: list[object]) -> dict[str, object]:
+    """What a reader and the peer can see of ``conn``, with every queued message read into
+    ``taken``."""
+    taken.extend((type(d).__name__, d) for d in _take(conn))
     ws = conn.ws
     return {
-        "messages": taken + [(type(d).__name__, d) for d in _queued(conn)],
+        "messages": list(taken),
         "closed": conn.closed,
         "invalid_utf8": conn.invalid_utf8,
-        "parser_exc": repr(ws.parser_exc),
+        "parser_exc": repr(conn.parser_failure),
         "close_rcvd": ws.close_rcvd,
         "close_sent": ws.close_sent,
         "state": ws.state,
@@ -190,20 +198,13 @@ def _compare(
 ) -> dict[str, object]:
     """Feed the same chunks to both connections; after every chunk and at the end (EOF, then the
     connection lost) both must show the same state. Returns the final state."""
-    conns = [_connection(cls, loop, max_size, **limits) for cls in (WsConnection, _WebsocketsOnly)]
+    conns = [_connection(direct, loop, max_size, **limits) for direct in (True, False)]
     taken: list[list[object]] = [[], []]
     for chunk in chunks:
         for i, (conn, _) in enumerate(conns):
             conn.data_received(chunk)
             if drain_every:  # a reader taking every message: resumes a paused connection
-                for _ in range(10_000):
-                    if not conn.messages:
-                        break
-                    data, _ns = conn.messages.popleft()
-                    conn.queued_bytes -= len(data)
-                    taken[i].append((type(data).__name__, data))
-                    if conn.reading_paused:
-                        conn.resume_if_drained()
+                taken[i].extend((type(d).__name__, d) for d in _take(conn))
         if not limits:  # with queue limits the pause points differ; the end result may not
             assert _state(*conns[0], taken[0]) == _state(*conns[1], taken[1]), chunks
     for conn, _ in conns:
@@ -254,15 +255,14 @@ def test_handshake_and_frames_in_one_chunk(loop: asyncio.AbstractEventLoop) -> N
     takes over from the next chunk."""
     ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"))
     ws.send_request(ws.connect())
-    conn = WsConnection(ws, loop)
+    conn = WsConnection(ws, loop, direct_receive=True)
     conn.connection_made(_Transport())  # type: ignore[arg-type]
     conn.data_received(upgrade_response(ws.key) + SMALL + TEXT_200[:3])
-    assert _queued(conn) == ["hello"]
-    assert not conn._direct_ok  # websockets holds half a frame
-    conn.data_received(TEXT_200[3:] + BINARY)
-    assert conn._direct_ok
+    assert _take(conn) == ["hello"]
+    conn.data_received(TEXT_200[3:] + BINARY)  # websockets held half a frame: all its
+    assert _take(conn) == ["a" * 200, bytes(range(50))] and conn.direct_messages == 0
     conn.data_received(SMALL + TEXT_126)
-    assert _queued(conn) == ["hello", "a" * 200, bytes(range(50)), "hello", "g" * 126]
+    assert _take(conn) == ["hello", "g" * 126] and conn.direct_messages == 2
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -281,12 +281,12 @@ def test_nothing_after_invalid_utf8_is_processed(loop: asyncio.AbstractEventLoop
     """The one intended difference: websockets alone parses a whole chunk before the text is
     decoded, so a ping after the bad text was answered and a bad frame after it decided the
     close code. The direct path stops at the bad text (RFC 6455 7.1.7): only the 1007 close."""
-    for cls in (WsConnection, _WebsocketsOnly):
-        conn, transport = _connection(cls, loop)
+    for direct in (True, False):
+        conn, transport = _connection(direct, loop)
         conn.data_received(SMALL + BAD_UTF8 + PING + MASKED)
-        assert _queued(conn) == ["hello"] and conn.invalid_utf8 is not None
+        assert _take(conn) == ["hello"] and conn.invalid_utf8 is not None
         sent = _sent(transport)
-        if cls is WsConnection:
+        if direct:
             assert sent == [(0x8, struct.pack("!H", 1007) + b"invalid UTF-8")]
         else:
             assert sent == [(0xA, b"p1"), (0x8, struct.pack("!H", 1002) + b"incorrect masking")]
@@ -337,28 +337,29 @@ def test_queue_limits_pause_at_frame_edges_and_lose_nothing(loop: asyncio.Abstra
         chunks = _chunks(stream, _cuts(len(stream), rng, rng.randint(0, 12)))
         final = _compare(loop, chunks, drain_every=True, max_queued_messages=3, max_queued_bytes=1000)
         assert len(final["messages"]) == 20 * 6  # type: ignore[arg-type]
-    conn, transport = _connection(WsConnection, loop, max_queued_messages=3, max_queued_bytes=1 << 20)
+    conn, transport = _connection(True, loop, max_queued_messages=3, max_queued_bytes=1 << 20)
     conn.data_received(SMALL * 10)
-    assert len(_queued(conn)) == 4 and transport.paused and conn._pending == SMALL * 6
+    assert conn.queued == (4, 20) and transport.paused and "unparsed bytes" in conn.holding()
+    assert _take(conn) == ["hello"] * 10 and not transport.paused  # the 6 kept aside, once read
 
 
 def test_parser_boundary_is_read_from_websockets_generators(loop: asyncio.AbstractEventLoop) -> None:
-    """``ws_at_frame_boundary`` is false while websockets holds any part of a frame, including the
+    """``direct_receive_ready`` is false while websockets holds any part of a frame, including the
     moment it has consumed a whole header and waits for the payload (its buffer is then empty)."""
     ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"))
-    assert not ws_at_frame_boundary(ws)  # the HTTP response comes first
+    assert not direct_receive_ready(ws)  # the HTTP response comes first
     ws.send_request(ws.connect())
     ws.receive_data(upgrade_response(ws.key))
-    assert ws_at_frame_boundary(ws)
+    assert direct_receive_ready(ws)
     for part in (TEXT_200[:1], TEXT_200[1:2], TEXT_200[2:4], TEXT_200[4:10], TEXT_200[10:-1]):
         ws.receive_data(part)
-        assert not ws_at_frame_boundary(ws)
+        assert not direct_receive_ready(ws)
     ws.receive_data(TEXT_200[-1:])
-    assert ws_at_frame_boundary(ws)
+    assert direct_receive_ready(ws)
     ws.receive_data(SMALL[:2])  # the whole 2-byte header: consumed, buffer empty, mid-frame
-    assert not ws.reader.buffer and not ws_at_frame_boundary(ws)
+    assert not ws.reader.buffer and not direct_receive_ready(ws)
     ws.receive_data(SMALL[2:] + CLOSE)
-    assert not ws_at_frame_boundary(ws)  # closed: websockets discards from now on
+    assert not direct_receive_ready(ws)  # closed: websockets discards from now on
 
 
 # --- real loopback servers --------------------------------------------------------------------
@@ -424,7 +425,7 @@ def test_frames_split_at_every_byte_offset_arrive_whole(arun: Arun, monkeypatch:
             err = client.last_error()
             assert err is not None
             assert err.text == f"connection closed: peer closed socket {sock} with code 1000 (bye)"
-            split[0] += chunks[id(client._sockets[sock])] >= 2
+            split[0] += chunks[id(client.connection(sock))] >= 2
             await client.aclose()
 
     async def body() -> None:
@@ -547,9 +548,10 @@ def test_echoes_take_the_direct_path_and_it_resumes_after_a_ping(arun: Arun) -> 
 
     async def body() -> tuple[int, int, int]:
         async with EmbeddedServer() as server:
-            client = WebSocketClient()
+            client = WebSocketClient(direct_receive=True)
             sock = await client.open(server.url + "/echo", ConnectOptions(timeout_s=scaled(5)))
-            conn = client._sockets[sock]
+            conn = client.connection(sock)
+            assert conn is not None and conn.direct_receive
             calls = [0]
             receive = conn.ws.receive_data
 
@@ -562,12 +564,14 @@ def test_echoes_take_the_direct_path_and_it_resumes_after_a_ping(arun: Arun) -> 
                 assert client.write(sock, f"m{i}" * (i * 10)) > 0 or i == 0
                 assert (await client.read(sock, scaled(5))).data == f"m{i}" * (i * 10)
             before_ping = calls[0]
+            assert conn.direct_messages == 20
             assert (await client.ping(sock, scaled(5))).rc == 0
             after_ping = calls[0]
             for i in range(20):
                 client.write(sock, b"b%d" % i)
                 assert (await client.read(sock, scaled(5))).data == b"b%d" % i
             end = calls[0]
+            assert conn.direct_messages == 40
             await client.aclose()
             return before_ping, after_ping, end
 
@@ -577,6 +581,34 @@ def test_echoes_take_the_direct_path_and_it_resumes_after_a_ping(arun: Arun) -> 
     assert end == after_ping
 
 
+def test_direct_path_switched_off_leaves_every_message_to_websockets(arun: Arun) -> None:
+    """``WebSocketClient(direct_receive=False)``: the same echoes arrive, none on the direct path,
+    every one through websockets' parser."""
+
+    async def body() -> tuple[int, int]:
+        async with EmbeddedServer() as server:
+            client = WebSocketClient(direct_receive=False)
+            sock = await client.open(server.url + "/echo", ConnectOptions(timeout_s=scaled(5)))
+            conn = client.connection(sock)
+            assert conn is not None and not conn.direct_receive
+            calls = [0]
+            receive = conn.ws.receive_data
+
+            def counting(data: bytes | bytearray) -> None:
+                calls[0] += 1
+                receive(data)
+
+            conn.ws.receive_data = counting  # type: ignore[method-assign]
+            for i in range(20):
+                client.write(sock, f"m{i}" if i % 2 else b"b%d" % i)
+                assert (await client.read(sock, scaled(5))).data == (f"m{i}" if i % 2 else b"b%d" % i)
+            await client.aclose()
+            return conn.direct_messages, calls[0]
+
+    direct, parsed_by_websockets = arun(body)
+    assert direct == 0 and parsed_by_websockets >= 20
+
+
 def test_separate_fragment_limit_leaves_every_frame_to_websockets(loop: asyncio.AbstractEventLoop) -> None:
     """With websockets' (message, fragment) size limits the direct path stays off: the limits
     are websockets' to apply, frame by frame."""
@@ -584,10 +616,12 @@ def test_separate_fragment_limit_leaves_every_frame_to_websockets(loop: asyncio.
     for cut in range(len(stream) + 1):
         final = _compare(loop, _chunks(stream, [cut] if 0 < cut < len(stream) else []), max_size=(1000, 100))  # type: ignore[arg-type]
         assert final["messages"] == [("str", "hello"), ("bytes", b"y" * 100)]
-    conn, _ = _connection(WsConnection, loop, max_size=(1000, 100))  # type: ignore[arg-type]
-    assert not conn._direct_ok
-    conn, _ = _connection(WsConnection, loop, max_size=None)  # type: ignore[arg-type]
-    assert conn._direct_limit > 1 << 62 and conn._direct_ok
+    conn, _ = _connection(True, loop, max_size=(1000, 100))  # type: ignore[arg-type]
+    conn.data_received(SMALL + frame(0x2, b"y" * 100))
+    assert _take(conn) == ["hello", b"y" * 100] and conn.direct_messages == 0
+    conn, _ = _connection(True, loop, max_size=None)  # type: ignore[arg-type]  # no limit at all
+    conn.data_received(SMALL + TEXT_65535)
+    assert _take(conn) == ["hello", "m" * 65535] and conn.direct_messages == 2
 
 
 def test_compressed_connection_leaves_every_frame_to_websockets(arun: Arun) -> None:
@@ -596,16 +630,16 @@ def test_compressed_connection_leaves_every_frame_to_websockets(arun: Arun) -> N
 
     async def body() -> None:
         async with EmbeddedServer() as server:
-            client = WebSocketClient()
+            client = WebSocketClient(direct_receive=True)
             sock = await client.open(
                 server.url + "/echo", ConnectOptions(timeout_s=scaled(5), compression=True)
             )
-            conn = client._sockets[sock]
-            assert conn.ws.extensions and not conn._direct_ok
+            conn = client.connection(sock)
+            assert conn is not None and conn.ws.extensions
             for data in ("a", "b" * 200, b"\x00" * 3, "c" * 70000, "\u2603" * 50):
                 client.write(sock, data)
                 assert (await client.read(sock, scaled(5))).data == data
-            assert not conn._direct_ok
+            assert conn.direct_messages == 0
             await client.aclose()
 
     arun(body)

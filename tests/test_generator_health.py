@@ -173,8 +173,15 @@ def test_the_capacity_finder_gives_a_rate_that_a_run_at_80_percent_delivers(
     assert 200 <= capacity <= 4000 and suggested == round(capacity * 0.8), out
     # A fresh server (the ramp's last, overloaded seconds leave thousands of closes behind),
     # warmed up first: Node compiles its hot paths in its first second of work.
+    # The capacity is this machine's at the time it was measured: when other processes take the
+    # core in the run at 80% (the report then says the worker's CPU stayed far below 100% while
+    # the loop lagged), that run is made once more; one of the two must deliver.
     with node_ws_server() as fresh:
         _run(tmp_path, fresh, "warm-up", "--rate", "200/s", "--duration", "1s")
-        code, doc, _ = _run(tmp_path, fresh, "at80", "--rate", f"{suggested}/s")
+        for attempt in range(2):
+            code, doc, _ = _run(tmp_path, fresh, f"at80-{attempt}", "--rate", f"{suggested}/s")
+            starved = float(doc["settings"]["load"].get("generator", {}).get("cpu_max") or 1) < 0.8
+            if code == 0 or not starved:
+                break
     assert code == 0, doc["error"]
     assert doc["settings"]["load"]["plan"]["delivered"] >= 0.95

@@ -48,7 +48,8 @@ from hostile_servers import (
 )
 
 from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.client.protocol import FEED_CHUNK, MAX_FRAGMENTS
+from runner.client.compat import MAX_FRAGMENTS
+from runner.client.connection import FEED_CHUNK
 from runner.engine.check import run_check
 from runner.load import run_load
 from runner.loader import load_scenario_text

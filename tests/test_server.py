@@ -195,9 +195,9 @@ def test_serve_mtls_writes_client_key_privately(arun: Arun) -> None:
         key_path = info.split("(key: ", 1)[1].split(",", 1)[0]
         assert os.stat(key_path).st_mode & 0o777 == 0o600
         echo = next(line.split()[1] for line in lines if line.startswith("/echo"))
-        from runner.scenario.model import ClientCertificate, Secret
+        from runner.client import ClientCertificate
 
-        config = ClientCertificate(cert_path, Secret(key_path), "EC")
+        config = ClientCertificate(cert_path, key_path, "EC")
 
         async def body() -> None:
             client = WebSocketClient()

@@ -12,8 +12,13 @@ import pytest
 from certs_fixtures import client_config, pki  # noqa: F401  (pki is a fixture)
 from conftest import scaled
 
-from runner.client import ConnectOptions, ErrorKind, WebSocketClient
-from runner.scenario.model import ALL_SSL_ERRORS, ClientCertificate, Secret
+from runner.client import (
+    ALL_SSL_ERRORS,
+    ClientCertificate,
+    ConnectOptions,
+    ErrorKind,
+    WebSocketClient,
+)
 from runner.server import EmbeddedServer
 from runner.server.certs import CertKey, TestPKI, self_signed, write_pem
 
@@ -88,7 +93,8 @@ def test_all_ignored(arun: Arun, pki: TestPKI) -> None:  # noqa: F811
             assert sock >= 0, client.last_error()
             status = client.tls_status(sock)
             assert status is not None and status.all_ignored and not status.verified
-            assert status.ignored_errors == ("SelfSignedCertificate", "CertificateExpired", "HostNameMismatch")
+            expected = ("SelfSignedCertificate", "CertificateExpired", "HostNameMismatch")
+            assert status.ignored_errors == expected
 
     arun(body)
 
@@ -259,7 +265,7 @@ def test_mtls_accepted(arun: Arun, pki: TestPKI, algorithm: str) -> None:  # noq
             assert sock >= 0, client.last_error()
             client.write(sock, "mtls")
             assert (await client.read(sock, scaled(2))).data == "mtls"
-            version = client._sockets[sock].transport.get_extra_info("ssl_object").version()  # type: ignore[union-attr]
+            version = client.connection(sock).transport.get_extra_info("ssl_object").version()  # type: ignore[union-attr]
             assert version == ("TLSv1.2" if algorithm == "DSA" else "TLSv1.3")
             # the probe path presents the certificate too
             sock2 = await client.open(
@@ -314,7 +320,7 @@ def _argument_error(arun: Arun, config: ClientCertificate, expected: str) -> Non
             err = client.last_error()
             assert err is not None and err.kind is ErrorKind.ARGUMENT, err
             assert err.text.startswith("argument error in options: ") and expected in err.text, err
-            key = config.key_pem.reveal()
+            key = config.key_pem
             body_lines = [line for line in key.splitlines() if line and not line.startswith("-----")]
             assert not any(line in err.text for line in body_lines)
             assert "PRIVATE KEY" not in err.text and "BEGIN" not in err.text
@@ -338,14 +344,14 @@ def test_garbage_key_and_certificate(arun: Arun, pki: TestPKI) -> None:  # noqa:
     _argument_error(
         arun,
         ClientCertificate(
-            good.cert_pem, Secret("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"), "EC"
+            good.cert_pem, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n", "EC"
         ),
         "not a PEM private key",
     )
     _argument_error(
         arun,
         ClientCertificate(
-            "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n", Secret(good.key_pem), "EC"
+            "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n", good.key_pem, "EC"
         ),
         "not a PEM certificate",
     )
@@ -358,7 +364,8 @@ def test_ignoring_all_errors_says_which_were_met(tmp_path: Path, capsys: pytest.
     from runner.cli import main
 
     text = (
-        "name: all\ntarget: embedded-tls\nconnections: {main: {url: /echo, timeout: 5s, ignoreSslErrors: true}}\n"
+        "name: all\ntarget: embedded-tls\n"
+        "connections: {main: {url: /echo, timeout: 5s, ignoreSslErrors: true}}\n"
         "steps: [{open: main}, {close: main}]\n"
     )
     path = tmp_path / "all.yaml"

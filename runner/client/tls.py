@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from runner.client.codes import ErrorKind, LastError, keywords_for_verify_code
-from runner.client.options import ConnectOptions
-from runner.scenario.model import ALL_SSL_ERRORS, ClientCertificate
+from runner.client.options import ALL_SSL_ERRORS, ClientCertificate, ConnectOptions
+from runner.errors import BadValue
 
 __all__ = [
     "ProbeResult",
@@ -52,7 +52,7 @@ __all__ = [
 _NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME; not exported by the ssl module
 
 
-class TlsArgumentError(ValueError):
+class TlsArgumentError(BadValue):
     """``sslConfig`` or ``caCertificates`` is unusable; the text never contains key material."""
 
 
@@ -178,9 +178,7 @@ def _load_client_cert(config: ClientCertificate) -> _LoadedClientCert:
     except ValueError as exc:
         raise TlsArgumentError("sslConfig localCertificate is not a PEM certificate") from exc
     try:
-        key = serialization.load_pem_private_key(
-            _read_pem(config.key_pem.reveal(), "privateKey").encode(), None
-        )
+        key = serialization.load_pem_private_key(_read_pem(config.key_pem, "privateKey").encode(), None)
     except TypeError as exc:
         raise TlsArgumentError("sslConfig privateKey is encrypted; give an unencrypted PEM key") from exc
     except (ValueError, Exception):  # never chain the parser's text: it may quote the key

@@ -13,6 +13,8 @@ from enum import Enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeAlias
 
+from runner.client.options import ALL_SSL_ERRORS, SSL_ERROR_KEYWORDS, IgnoreSslErrors
+
 if TYPE_CHECKING:
     from runner.scenario.templates import JsonTemplate, Template
 
@@ -101,35 +103,13 @@ class Secret:
 
 # --- connections (options named as in WinCC OA webSocketOpen()) ------------------------------
 
-#: Qt's QSslError names, as WinCC OA's ``ignoreSslErrors`` and netGet's ``sslErrors`` use them.
-SSL_ERROR_KEYWORDS: frozenset[str] = frozenset(
-    {
-        "UnableToGetIssuerCertificate", "UnableToDecryptCertificateSignature",
-        "UnableToDecodeIssuerPublicKey", "CertificateSignatureFailed", "CertificateNotYetValid",
-        "CertificateExpired", "InvalidNotBeforeField", "InvalidNotAfterField",
-        "SelfSignedCertificate", "SelfSignedCertificateInChain", "UnableToGetLocalIssuerCertificate",
-        "UnableToVerifyFirstCertificate", "CertificateRevoked", "InvalidCaCertificate",
-        "PathLengthExceeded", "InvalidPurpose", "CertificateUntrusted", "CertificateRejected",
-        "SubjectIssuerMismatch", "AuthorityIssuerSerialNumberMismatch", "NoPeerCertificate",
-        "HostNameMismatch", "NoSslSupport", "CertificateBlacklisted", "UnspecifiedError",
-    }
-)
-
-
-class _AllSslErrors(Enum):
-    ALL = "all"
-
-
-#: ``ignoreSslErrors`` given as a non-list or an empty list: every certificate error is ignored.
-ALL_SSL_ERRORS = _AllSslErrors.ALL
-
-#: None: verify fully. ALL_SSL_ERRORS: ignore all. A frozenset: ignore only these keywords.
-IgnoreSslErrors: TypeAlias = "frozenset[str] | _AllSslErrors | None"
+# ``ignoreSslErrors``' values and keywords are the client's own types (runner/client/options.py).
 
 
 @dataclass(frozen=True, slots=True)
 class ClientCertificate:
-    """``sslConfig``: ``localCertificate`` (PEM) and ``privateKey`` {key (PEM), algorithm}."""
+    """``sslConfig``: ``localCertificate`` (PEM) and ``privateKey`` {key (PEM), algorithm}; the
+    engine hands it to the client as ``runner.client.ClientCertificate``, the key revealed."""
 
     certificate_pem: str
     key_pem: Secret
@@ -165,8 +145,6 @@ class ConnectionSpec:
 
 
 # --- payloads and expectations ----------------------------------------------------------------
-
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from runner.errors import Problem, ScenarioError
+from runner.errors import Problem, ScenarioError, WsloadError
 
 __all__ = [
     "MAX_CHARS",
@@ -283,7 +283,7 @@ if USE_LIBYAML:
             Resolver.__init__(self)
 
 
-class _TooManyValues(Exception):
+class _TooManyValues(WsloadError):
     """More than ``MAX_VALUES`` values in the file as written, at a 1-based line and column."""
 
     def __init__(self, line: int, column: int, path: Path) -> None:
@@ -425,7 +425,7 @@ class _Builder:
         return out
 
 
-class _TooLarge(Exception):
+class _TooLarge(WsloadError):
     """Raised deep inside the build; carries the path being built when a limit was passed."""
 
     def __init__(self, path: Path) -> None:

@@ -11,6 +11,7 @@ from runner.client.options import ConnectOptions
 from runner.scenario.model import ConnectionSpec, Secret, StepBase, SuccessRule
 from runner.scenario.urls import resolve_url
 from runner.steps.base import Kind, RunView, StepNode, StepOutcome, StepParse, User, finish, render_error
+from runner.steps.connect_options import connect_options
 from runner.steps.schema import connection_step
 
 
@@ -48,7 +49,7 @@ def _prepare(step: OpenStep, vu: User, ctx: RunView, spec: ConnectionSpec) -> tu
     url = resolve_url(spec.url.render(vu.variables), ctx.target)
     secrets = ctx.secrets
     secrets.add_url(url)
-    options = ConnectOptions.from_spec(
+    options = connect_options(
         spec,
         url,
         ctx=vu.variables,

@@ -4,7 +4,7 @@ time-out. With ``match``, the first matching message.
 Messages that do not match are counted as skipped; the time-out covers the whole wait, so the
 remaining time shrinks with every skipped message. Latency is from when the last write on this
 connection was handed to the kernel (writes leave at the end of the loop turn they were made in;
-``runner/client/protocol.py``), or from the start of the read if nothing was written, to when the
+``runner/client/connection.py``), or from the start of the read if nothing was written, to when the
 matched message was parsed by the client.
 """
 

@@ -1,0 +1,402 @@
+"""Every use of websockets' internals, in one place, checked when it is imported.
+
+The connection layer drives websockets' Sans-I/O ``ClientProtocol`` through its public API
+(``connect``, ``send_request``, ``receive_data``, ``events_received``, ``data_to_send``,
+``send_*``, ``fail``, ``state``, ``close_rcvd``, ``handshake_exc``). Three speed and memory
+tricks need more than that, and all of them live here:
+
+- our own frame loop (``WsClientProtocol``: websockets' ``Protocol.parse`` with ``Frame.parse``
+  inlined, for the behaviours listed in ``_FrameLoop``), which overrides a private method and
+  reads the protocol's private parser state (``reader``, ``current_size``, ...);
+- the direct receive path (``runner.client.direct``) may only take bytes while websockets' parser
+  waits at a frame boundary: read from its suspended generators (``gi_yieldfrom``,
+  ``direct_receive_ready``);
+- once past the handshake the frame loop is run on its own instead of inside
+  ``ClientProtocol.parse``, whose frame holds the parsed 101 answer (``run_frame_loop_alone``).
+
+These were written for websockets 17.0-17.4 (``KNOWN_VERSIONS``). At import the installed
+version is compared with those, and a self-test feeds a canned handshake and frames through
+the functions below; if either fails, ``INTERNALS_KNOWN`` is False and none of the tricks is
+used: connections get websockets' own ``ClientProtocol``, whose parser does all the work (the
+behaviours of our frame loop are then websockets' own, e.g. no limit on the number of
+fragments). ``DIRECT_RECEIVE`` is whether new connections use the direct receive path: on when
+the internals are known, unless the environment says ``WSLOAD_DIRECT_RECEIVE=0`` (to rule the
+path out when chasing a problem, and to run the test suite both ways).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Generator, Mapping, Sequence
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import PayloadTooBig, ProtocolError, TooManyFragments
+from websockets.extensions import ClientExtensionFactory
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, State
+from websockets.streams import StreamReader
+from websockets.typing import Origin, Subprotocol
+from websockets.uri import WebSocketURI, parse_uri
+from websockets.utils import accept_key
+from websockets.version import version as WEBSOCKETS_VERSION
+
+try:  # websockets' C helper; the same pure-Python fallback websockets itself uses otherwise
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - the wheel ships the extension
+    from websockets.utils import apply_mask
+
+__all__ = [
+    "DIRECT_RECEIVE",
+    "ENV_DIRECT_RECEIVE",
+    "INTERNALS_KNOWN",
+    "KNOWN_VERSIONS",
+    "MAX_FRAGMENTS",
+    "STATUS",
+    "WEBSOCKETS_VERSION",
+    "WsClientProtocol",
+    "apply_mask",
+    "direct_limit",
+    "direct_receive_ready",
+    "direct_receive_wanted",
+    "holds_http_answer",
+    "new_client_protocol",
+    "parser_failure",
+    "plain_frames",
+    "run_frame_loop_alone",
+    "version_known",
+]
+
+#: The releases (major, minor) whose internals this module was written for and tested with.
+KNOWN_VERSIONS = ((17, 0), (17, 1), (17, 2), (17, 3), (17, 4))
+#: The environment variable that turns the direct receive path off when set to ``0``.
+ENV_DIRECT_RECEIVE = "WSLOAD_DIRECT_RECEIVE"
+#: Frames one message may come in (the first and its continuations); beyond, the connection
+#: fails with 1009. Bounds the time a peer can keep us busy with empty continuation frames
+#: (they add nothing to the message's size); websockets' own asyncio API allows 4,096.
+MAX_FRAGMENTS = 65536
+
+_NO_LIMIT = 1 << 63
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_CLOSE = Opcode.CLOSE
+_OPEN = State.OPEN
+_CTRL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+
+
+def version_known(version: str) -> bool:
+    """Whether ``version`` (websockets' ``version``: ``17.4``, ``17.4.1``, ``18.0.dev1+g...``) is a
+    release of one of ``KNOWN_VERSIONS``; development versions are not."""
+    found = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", version)
+    return found is not None and (int(found[1]), int(found[2])) in KNOWN_VERSIONS
+
+
+def direct_receive_wanted(environ: Mapping[str, str]) -> bool:
+    """False when ``WSLOAD_DIRECT_RECEIVE`` is ``0`` (or ``false``/``no``/``off``), else True."""
+    value = environ.get(ENV_DIRECT_RECEIVE, "").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+# --- our frame loop ---------------------------------------------------------------------------
+
+
+def _wire_limit(limit: int) -> int:
+    """The longest compressed frame accepted for ``limit`` bytes of message left: deflate can
+    make incompressible data larger (by about 1% with a 512-byte window, as stored blocks; at
+    most 13% with fixed codes), so the frame may be a quarter larger; the decompressed message
+    is held to ``limit`` itself."""
+    return limit + (limit >> 2) + 1024
+
+
+class _InflatedTooBig(PayloadTooBig):
+    """A compressed frame that decompresses to more than the limit."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} once decompressed"
+
+
+class _FrameLoop(Protocol):
+    """websockets' frame loop, changed where websockets 17 does otherwise: a 64-bit length with
+    the top bit set is a protocol error (1002, RFC 6455 5.2), not "too big"; a close frame
+    between the fragments of a message ends the connection normally (control frames may come
+    between fragments, 5.4); with permessage-deflate ``maxMessageSize`` limits the message after
+    decompression, not the compressed frame (which may be slightly larger than the message it
+    carries); and a message may have at most ``MAX_FRAGMENTS`` fragments (1009 beyond), so
+    endless empty continuation frames end.
+
+    A class of its own so that ``ClientProtocol.parse``'s ``super().parse()`` (after the
+    handshake) runs it: ``WsClientProtocol``'s method order is ClientProtocol, _FrameLoop,
+    Protocol."""
+
+    def parse(self) -> Generator[None]:
+        """``Protocol.parse`` with ``Frame.parse`` inlined; never raises (sets ``parser_exc``).
+        One function because it is a generator that websockets' ``receive_data`` steps, and the
+        direct receive path recognises where it waits by its code object."""
+        reader = self.reader
+        read_exact = reader.read_exact
+        fragments = 0  # frames of the message in progress
+        try:
+            while True:
+                if (yield from reader.at_eof()):
+                    raise EOFError("unexpected end of stream")
+                data = yield from read_exact(2)
+                head1 = data[0]
+                head2 = data[1]
+                try:
+                    opcode = Opcode(head1 & 0x0F)
+                except ValueError as exc:
+                    raise ProtocolError("invalid opcode") from exc
+                if head2 & 0x80:
+                    raise ProtocolError("incorrect masking")
+                length = head2 & 0x7F
+                if length == 126:
+                    data = yield from read_exact(2)
+                    length = (data[0] << 8) | data[1]
+                elif length == 127:
+                    data = yield from read_exact(8)
+                    length = int.from_bytes(data, "big")
+                    if length >> 63:
+                        raise ProtocolError(
+                            "invalid frame length: the most significant bit of a 64-bit length "
+                            "must be 0 (RFC 6455 5.2)"
+                        )
+                if length > 125 and opcode in _CTRL_OPCODES:
+                    raise ProtocolError("control frame too long")  # before reading it
+                limit = self.max_message_size
+                if limit is not None and self.current_size is not None:
+                    limit -= self.current_size
+                if self.max_fragment_size is not None:
+                    limit = self.max_fragment_size if limit is None else min(limit, self.max_fragment_size)
+                extensions = self.extensions
+                if limit is not None and length > (_wire_limit(limit) if extensions else limit):
+                    raise PayloadTooBig(length, limit)
+                payload = yield from read_exact(length)
+                fin = head1 & 0x80 != 0
+                frame = Frame(opcode, payload, fin, head1 & 0x40 != 0, head1 & 0x20 != 0, head1 & 0x10 != 0)
+                if extensions:
+                    try:
+                        for extension in reversed(extensions):
+                            frame = extension.decode(frame, max_size=limit)
+                    except PayloadTooBig as exc:
+                        raise _InflatedTooBig(exc.size, limit) from None  # type: ignore[arg-type]
+                    if limit is not None and len(frame.data) > limit:  # a frame sent uncompressed
+                        raise PayloadTooBig(len(frame.data), limit)
+                frame.check()
+                if opcode is _CONT:
+                    fragments += 1
+                    if fragments > MAX_FRAGMENTS:
+                        raise TooManyFragments(MAX_FRAGMENTS)
+                    if fin:
+                        fragments = 0
+                elif opcode is _TEXT or opcode is _BINARY:
+                    fragments = 0 if fin else 1
+                self.recv_frame(frame)
+        except ProtocolError as exc:
+            self.fail(1002, str(exc))
+            self.parser_exc = exc
+        except EOFError as exc:
+            self.fail(1006, str(exc))
+            self.parser_exc = exc
+        except UnicodeDecodeError as exc:
+            self.fail(1007, f"{exc.reason} at position {exc.start}")
+            self.parser_exc = exc
+        except PayloadTooBig as exc:
+            exc.set_current_size(self.current_size)
+            self.fail(1009, str(exc))
+            self.parser_exc = exc
+        except TooManyFragments as exc:
+            self.fail(1009, "too many fragments")
+            self.parser_exc = exc
+        except Exception as exc:
+            self.logger.error("parser failed", exc_info=True)
+            self.fail(1011)
+            self.parser_exc = exc
+        # After a failure, fail() replaced this generator with discard().
+        yield
+        raise AssertionError("parse() shouldn't step after error")
+
+    def recv_frame(self, frame: Frame) -> None:
+        """websockets' ``recv_frame``, but a close frame between the fragments of a message is
+        the peer's close (RFC 6455 5.4 lets control frames come between fragments), not the
+        protocol error "incomplete fragmented message": the unfinished message is dropped."""
+        if frame.opcode is _CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class WsClientProtocol(ClientProtocol, _FrameLoop):
+    """websockets' ``ClientProtocol`` (handshake, control frames, closing) with our frame loop."""
+
+
+_FRAME_LOOP = _FrameLoop.parse.__code__  # our loop: one frame per turn
+_AT_EOF = StreamReader.at_eof.__code__  # where that loop waits between frames
+
+
+# --- reading the parser's state ---------------------------------------------------------------
+
+
+def _waits_between_frames(ws: ClientProtocol) -> bool:
+    """Whether websockets' parser is suspended at the top of our frame loop with nothing
+    buffered, so the next byte it would be given starts a frame.
+
+    Read from the suspended generators (``gi_yieldfrom``): the innermost one is
+    ``StreamReader.at_eof`` (which only waits on an empty buffer) called from our frame loop.
+    After a header or part of a payload it is ``read_exact``; after a close or a failure it is
+    ``discard``. Anything unrecognised (a protocol object that is not a ``WsClientProtocol``)
+    answers False, which only keeps the direct path off."""
+    outer = None
+    gen = getattr(ws, "parser", None)
+    for _ in range(8):  # ClientProtocol.parse -> _FrameLoop.parse -> StreamReader.at_eof
+        inner = getattr(gen, "gi_yieldfrom", None)
+        if inner is None:
+            break
+        outer, gen = gen, inner
+    return (
+        getattr(gen, "gi_code", None) is _AT_EOF
+        and getattr(outer, "gi_code", None) is _FRAME_LOOP
+        and not ws.reader.buffer
+    )
+
+
+def direct_receive_ready(ws: ClientProtocol) -> bool:
+    """Whether the direct receive path may take the next bytes: open, no extension, no debug
+    logging (websockets logs each frame), no fragmented message in progress, no separate
+    fragment size limit (websockets applies it frame by frame), no parser failure, and the
+    parser waiting at a frame boundary. The direct path's frames are then ones websockets' own
+    state does not depend on."""
+    return (
+        ws.state is _OPEN
+        and not getattr(ws, "extensions", True)
+        and not getattr(ws, "debug", True)
+        and getattr(ws, "current_size", 0) is None
+        and getattr(ws, "max_fragment_size", 0) is None
+        and getattr(ws, "parser_exc", 0) is None
+        and _waits_between_frames(ws)
+    )
+
+
+def direct_limit(ws: ClientProtocol) -> int:
+    """The longest frame the direct path may take: websockets' message size limit
+    (``max_message_size``), any length when it is None; -1 (no frame at all: all go to
+    websockets) when the limit cannot be read as one number."""
+    if not hasattr(ws, "max_message_size"):
+        return -1
+    limit = ws.max_message_size
+    if limit is None:
+        return _NO_LIMIT
+    return limit if type(limit) is int else -1
+
+
+def run_frame_loop_alone(ws: ClientProtocol) -> None:
+    """Past the handshake, between frames (``direct_receive_ready``): run the frame loop on its
+    own. The generator it ran in (``ClientProtocol.parse``) holds the parsed HTTP answer, about
+    1.3 KiB of headers, for as long as the connection lives (row 2 of the benchmarks)."""
+    if holds_http_answer(ws) and _waits_between_frames(ws):
+        ws.parser = _FrameLoop.parse(ws)  # type: ignore[arg-type]  # a WsClientProtocol
+        next(ws.parser)
+
+
+def holds_http_answer(ws: ClientProtocol) -> bool:
+    """Whether websockets' parser still runs inside the generator that parsed the 101 answer."""
+    return getattr(getattr(ws, "parser", None), "gi_code", None) is not _FRAME_LOOP
+
+
+def plain_frames(ws: ClientProtocol) -> bool:
+    """Whether data frames may be encoded without websockets: no extension negotiated (the
+    handshake is over) and no debug logging (websockets logs each frame it sends)."""
+    return not getattr(ws, "extensions", True) and not getattr(ws, "debug", True)
+
+
+def parser_failure(ws: ClientProtocol) -> BaseException | None:
+    """The exception that stopped websockets' parser (a protocol error, a too big message, the
+    end of the stream in the middle of a frame), or None."""
+    failure = getattr(ws, "parser_exc", None)
+    return failure if isinstance(failure, BaseException) else None
+
+
+def new_client_protocol(
+    uri: WebSocketURI,
+    *,
+    origin: str | None,
+    compression: bool,
+    subprotocols: Sequence[str],
+    max_size: int | None,
+) -> ClientProtocol:
+    """The protocol core of a new connection: ours when the internals are known, websockets'
+    own ``ClientProtocol`` otherwise."""
+    cls = WsClientProtocol if INTERNALS_KNOWN else ClientProtocol
+    extensions: list[ClientExtensionFactory] | None = None
+    if compression:
+        extensions = [ClientPerMessageDeflateFactory()]
+    return cls(
+        uri,
+        origin=Origin(origin) if origin is not None else None,
+        extensions=extensions,
+        subprotocols=[Subprotocol(s) for s in subprotocols] or None,
+        max_size=max_size,
+    )
+
+
+# --- the check at import ----------------------------------------------------------------------
+
+
+def _self_test() -> str | None:
+    """Drive a ``WsClientProtocol`` through a handshake and a frame cut in two, checking what the
+    functions above read off it at each point; None when all is as expected, else what was not."""
+    try:
+        # A logger of its own, outside the hierarchy: debug logging elsewhere must not count.
+        quiet = logging.Logger("wsload.compat.self-test", logging.WARNING)
+        ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"), logger=quiet)
+        ws.send_request(ws.connect())
+        ws.data_to_send()
+        if direct_receive_ready(ws):
+            return "the parser looked ready before the handshake"
+        ws.receive_data(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(ws.key).encode() + b"\r\n\r\n"
+        )
+        ws.events_received()
+        if ws.state is not _OPEN or not direct_receive_ready(ws) or not holds_http_answer(ws):
+            return "the parser did not wait for a frame after the handshake"
+        run_frame_loop_alone(ws)
+        if holds_http_answer(ws) or not direct_receive_ready(ws):
+            return "the frame loop did not run on its own"
+        ws.receive_data(b"\x81\x02")
+        if direct_receive_ready(ws):
+            return "the parser looked ready in the middle of a frame"
+        ws.receive_data(b"ok")
+        events = ws.events_received()
+        if len(events) != 1 or not isinstance(events[0], Frame) or events[0].data != b"ok":
+            return "the frame loop did not parse a frame"
+        if not direct_receive_ready(ws) or direct_limit(ws) != 1 << 20 or not plain_frames(ws):
+            return "the parser's state after a frame was not as expected"
+    except Exception as exc:  # any change in the internals: the tricks stay off
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check() -> tuple[bool, str]:
+    if not version_known(WEBSOCKETS_VERSION):
+        first, last = KNOWN_VERSIONS[0], KNOWN_VERSIONS[-1]
+        known = f"{first[0]}.{first[1]}-{last[0]}.{last[1]}"
+        return False, f"websockets {WEBSOCKETS_VERSION} is not a release it was written for ({known})"
+    problem = _self_test()
+    if problem is not None:
+        return False, f"websockets {WEBSOCKETS_VERSION}'s internals are not as expected ({problem})"
+    return True, f"websockets {WEBSOCKETS_VERSION}"
+
+
+#: Whether the frame loop, the direct receive path and the idle trimming may be used.
+INTERNALS_KNOWN, _WHY = _check()
+#: Whether new connections use the direct receive path (``WsConnection(direct_receive=...)``
+#: overrides it per connection, though never to on when the internals are unknown).
+DIRECT_RECEIVE = INTERNALS_KNOWN and direct_receive_wanted(os.environ)
+#: One line saying whether the direct receive path is on, and why not.
+STATUS = (
+    f"direct receive path on ({_WHY})"
+    if DIRECT_RECEIVE
+    else f"direct receive path off ({_WHY if not INTERNALS_KNOWN else ENV_DIRECT_RECEIVE + '=0'})"
+)
