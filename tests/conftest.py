@@ -14,6 +14,63 @@ import pytest
 
 T = TypeVar("T")
 
+# --- tiers ----------------------------------------------------------------------------------------
+
+#: Every test file's tier (``pytest -m unit`` runs in seconds; ``-m "not run"`` skips whole runs):
+#: ``unit``: pure functions and in-process parsing, no socket and no process; ``socket``: the
+#: connection layer and the embedded server against real servers on 127.0.0.1; ``run``: whole
+#: runs (the CLI, the engine, load, workers, reports) against real servers. A new file must be
+#: listed here: collection stops and says so otherwise.
+TIERS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "test_connect_options", "test_direct_receive", "test_expect", "test_frames",
+            "test_load_plan", "test_loader", "test_loader_fuzz", "test_metrics", "test_metrics_cmd",
+            "test_results", "test_scenarios_valid", "test_templates", "test_units",
+            "test_validate_cli", "test_workers_reducer",
+        ),
+        "unit",
+    ),
+    **dict.fromkeys(
+        (
+            "test_client_batching", "test_client_codes", "test_client_connect",
+            "test_client_request_checks", "test_compat", "test_fast_paths", "test_frame_decoder",
+            "test_hostile_servers", "test_server", "test_tls",
+        ),
+        "socket",
+    ),
+    **dict.fromkeys(
+        (
+            "test_bad_input", "test_cli_usage", "test_cluster", "test_coordinated_omission",
+            "test_faults", "test_generator_health", "test_html_report", "test_load_cli",
+            "test_load_engine", "test_load_workers_stop", "test_merge", "test_progress",
+            "test_prometheus", "test_pytest_plugin", "test_report_cmd", "test_reports",
+            "test_run_cli", "test_run_engine", "test_run_signals", "test_secret_registry",
+            "test_secrets", "test_shard", "test_step_kinds", "test_verdict",
+        ),
+        "run",
+    ),
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its file's tier (``TIERS``)."""
+    unlisted = set()
+    for item in items:
+        stem = item.path.stem
+        if not stem.startswith("test_") or item.path.parent.name != "tests":
+            continue  # (a scenario file collected by wsload's own plugin, a helper module)
+        tier = TIERS.get(stem)
+        if tier is None:
+            unlisted.add(item.path.name)
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+    if unlisted:
+        raise pytest.UsageError(
+            f"tests without a tier: {sorted(unlisted)}; list them in TIERS (tests/conftest.py)"
+        )
+
+
 #: Multiply every time-out in tests by this factor on slow machines.
 TIMEOUT_FACTOR = float(os.environ.get("WSLOAD_TIMEOUT_FACTOR", "1"))
 
