@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import os
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import WSMsgType, web
 
 T = TypeVar("T")
 
@@ -44,7 +46,8 @@ TIERS: dict[str, str] = {
             "test_bad_input", "test_cli_usage", "test_cluster", "test_coordinated_omission",
             "test_faults", "test_generator_health", "test_html_report", "test_load_cli",
             "test_load_engine", "test_load_workers_stop", "test_merge", "test_progress",
-            "test_prometheus", "test_pytest_plugin", "test_report_cmd", "test_reports",
+            "test_prometheus", "test_pytest_plugin", "test_reference_servers", "test_report_cmd",
+            "test_reports",
             "test_run_cli", "test_run_engine", "test_run_signals", "test_secret_registry",
             "test_secrets", "test_shard", "test_step_kinds", "test_verdict",
         ),
@@ -148,3 +151,50 @@ def node_ws_url() -> Iterator[str]:
     """A Node ``ws`` server shared by the session's tests (see ``node_ws_server``)."""
     with node_ws_server() as url:
         yield url
+
+
+# --- the aiohttp reference server ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def aiohttp_server() -> Iterator[str]:
+    """A WebSocket server on aiohttp (its own frame parser and writer, not websockets'), in a
+    thread of its own: ``/echo`` (every message back, same opcode; pings answered by aiohttp),
+    ``/close?code=4001&reason=bye`` (closes so after the first message); yields
+    ``ws://127.0.0.1:PORT``."""
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=64 << 20)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    async def close(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        reason = request.query.get("reason", "").encode()
+        await ws.close(code=int(request.query.get("code", "1000")), message=reason)
+        return ws
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.add_routes([web.get("/echo", echo), web.get("/close", close)])
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, name="aiohttp-server", daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=scaled(10))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=scaled(10))
+        loop.close()

@@ -5,6 +5,7 @@
 //   /stall?every=1000&for=200  echo, but the whole server stalls (a busy-wait: nothing is read or
 //                          sent) for `for` ms every `every` ms: what coordinated omission hides
 //   /room/NAME             every message to every member of room NAME
+//   /close?code=4001&reason=bye  closes with that code and reason after the first message
 // It exits when its stdin closes (the test process went away) or after 15 minutes.
 "use strict";
 const http = require("http");
@@ -32,6 +33,11 @@ wss.on("connection", (ws, req) => {
     room.add(ws);
     ws.on("close", () => room.delete(ws));
     ws.on("message", (data, isBinary) => { for (const peer of room) peer.send(data, { binary: isBinary }); });
+    return;
+  }
+  if (url.pathname === "/close") {
+    const code = Number(url.searchParams.get("code") || 1000);
+    ws.on("message", () => ws.close(code, url.searchParams.get("reason") || ""));
     return;
   }
   if (url.pathname === "/stall") {
