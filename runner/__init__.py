@@ -1,6 +1,8 @@
 """wsload: YAML-driven WebSocket scenario runner and load tester.
 
-The public names are re-exported here; everything else is private to the package.
+In-process use: ``runner.loader.load_scenario(path)`` gives the frozen scenario and
+``runner.run.run(RunRequest(scenario, ...))`` runs it (as ``wsload run`` does); docs/design.md
+maps the layers.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ figures (model, workers, VUs, achieved rate, lag, dropped, incomplete workers, s
 Modules: ``settings`` (overrides, ``--threshold``), ``limits`` (checked before the run),
 ``engine`` (one process's shard, closed and open model), ``health`` (the generator watching
 itself), ``driver`` (engine, health and the per-second tick of one process or shard),
-``monitor`` (once a second: gauges, progress, ``abort_on_fail``), ``workers`` (processes, exact
-merge, dead-worker detection), ``result`` (the ``RunResult``, the plan checks), ``merge`` (shard
+``monitor`` (once a second: gauges, progress, ``abort_on_fail``), ``workers`` (``WorkerPool``:
+the processes), ``messages`` (their typed messages), ``pool_state`` (the parent's pure reducer:
+exact merge, dead-worker detection, the stop), ``result`` (the ``RunResult``, the plan checks), ``merge`` (shard
 reports merged exactly), ``capacity`` (``--check-capacity``), ``run`` (``run_load``). The plan
 itself (what should run when) is pure: ``runner.scenario.plan``.
 """
