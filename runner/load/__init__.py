@@ -24,8 +24,9 @@ Workers load ``scenario.file`` themselves (a scenario built from text in memory 
 of its recorder, which the parent merges exactly (``RunRecorder.merge``).
 
 ``run_load`` raises ``RunError`` before anything runs when a limit (open files, ephemeral ports)
-would be hit; ``UsageError`` for bad overrides. The result's ``settings["load"]`` holds the load
-figures (model, workers, VUs, achieved rate, lag, dropped, incomplete workers, stop reason).
+would be hit; ``UsageError`` for bad overrides. The result's ``settings.load`` (a
+``LoadSummary``) holds the load figures (model, workers, VUs, achieved rate, lag, dropped,
+incomplete workers, stop reason).
 
 Modules: ``settings`` (overrides, ``--threshold``), ``limits`` (checked before the run),
 ``engine`` (one process's shard, closed and open model), ``health`` (the generator watching
