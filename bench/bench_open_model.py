@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from runner.load.run import run_load  # noqa: F401
         from runner.load.settings import LoadOverrides
+        from runner.results.codec import encode
     except ImportError:
         h.say(args, "row 5 needs the load engine (runner.load.run.run_load); it is not there yet")
         return 3
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         server_cpu = meter.share()
         others_cpu = meter.others(m["cpu"] / m["wall"])
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     achieved = load["achieved_rate"]
     lag = load.get("lag_ms") or {}
     it = load.get("iteration_ms") or {}

@@ -9,7 +9,8 @@
     │   │                       the engine a failed step, the command line a usage error
     │   ├── UnitError           (runner.scenario.units)
     │   ├── TemplateError       (runner.scenario.templates)
-    │   └── TlsArgumentError    (runner.client.tls)
+    │   ├── TlsArgumentError    (runner.client.tls)
+    │   └── ShardDataError      (runner.results.codec: a report's settings.shard is damaged)
     ├── RunError                the run could not be carried out: port in use, limits (exit 3)
     │   └── ReportWriteError    a report could not be written (disk full, no permission)
     └── RegexTimeout            a step's regular expression gave up on a message (the step fails)

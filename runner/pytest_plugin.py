@@ -318,7 +318,7 @@ def console_report(result: RunResult, masker: Masker | None = None) -> str:
     from runner.reports import console
 
     text = console.render(result, masker)
-    if "load" in result.settings:
+    if result.settings.load is not None:
         from runner.load import load_summary_line
 
         summary = load_summary_line(result)

@@ -18,6 +18,7 @@ from distributed import Client, LocalCluster
 from runner.cli import main
 from runner.cluster.dask_runner import StopFlag, run_on_cluster
 from runner.load.settings import LoadOverrides
+from runner.results.codec import encode
 from runner.results.result import RunResult
 from runner.server import EmbeddedServer
 
@@ -123,7 +124,7 @@ def test_a_worker_killed_mid_run_is_reported(tmp_path: Path, server_url: str) ->
         runner.join(scaled(40))
     assert not runner.is_alive() and done
     result = done[0]
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     lost = [w for w in load["incomplete_workers"] if "(lost)" in w]
     assert len(lost) == 1, load["incomplete_workers"]
     assert not result.passed and "lost mid-run" in result.error

@@ -52,7 +52,14 @@ def _take(
         (frame(0x1, b"\xff\xfe"), [("text", b"\xff\xfe")]),  # UTF-8 is the caller's to check
     ],
     ids=[
-        "text", "binary", "empty-text", "empty-binary", "7-bit", "16-bit", "16-bit-max", "non-minimal",
+        "text",
+        "binary",
+        "empty-text",
+        "empty-binary",
+        "7-bit",
+        "16-bit",
+        "16-bit-max",
+        "non-minimal",
         "not-utf8",
     ],
 )
@@ -78,8 +85,18 @@ def test_whole_data_frames_are_taken(data: bytes, expected: list[tuple[str, byte
         bytes([0x82, 127]) + struct.pack("!Q", 5) + b"small",  # a 64-bit length for a small frame
     ],
     ids=[
-        "ping", "pong", "close", "first-fragment", "continuation", "masked", "rsv1", "rsv2", "rsv3",
-        "reserved-opcode", "64-bit", "64-bit-small",
+        "ping",
+        "pong",
+        "close",
+        "first-fragment",
+        "continuation",
+        "masked",
+        "rsv1",
+        "rsv2",
+        "rsv3",
+        "reserved-opcode",
+        "64-bit",
+        "64-bit-small",
     ],
 )
 def test_anything_else_stops_at_its_first_byte(other: bytes) -> None:

@@ -18,12 +18,18 @@ from jsonschema import Draft202012Validator
 from runner.cli import main
 from runner.reports import html
 from runner.reports.masking import Masker
-from runner.results.result import RunResult
+from runner.results.codec import decode, encode
+from runner.results.result import SecondSample
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_SCHEMA = json.loads((ROOT / "runner" / "schemas" / "report.schema.json").read_text())
 TIME_CHARTS = ("latency", "throughput", "users", "errors", "generator")
 _DATA = re.compile(r'<script type="application/json" id="wsload-data">(.*?)</script>', re.S)
+
+
+def _second(t: int, steps: int, partial: float | None = None) -> SecondSample:
+    """A second of a series with only its step count (and the share of it the run covered)."""
+    return SecondSample(t=t, starts=0, steps=steps, failures=0, rc={}, partial=partial)
 
 
 def _charts(page: str) -> list[dict[str, Any]]:
@@ -94,7 +100,7 @@ def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:
     """Verdict, thresholds, each step with its percentiles, the scenario text and settings are in the page."""
     page, json_path = real_run
     text = page.read_text()
-    result = RunResult.from_json(json.loads(json_path.read_text()))
+    result = decode(json.loads(json_path.read_text()))
     assert '<span class="verdict pass">PASS</span>echo under load' in text
     for t in result.thresholds:
         assert escape(t.expression) in text
@@ -111,7 +117,7 @@ def test_real_run_report_content(real_run: tuple[Path, Path]) -> None:
 def test_hour_long_run_renders_every_chart_and_stays_small(tmp_path: Path) -> None:
     """A synthetic 1-hour load run: all five charts drawn in Chromium, each series at most 1,200 points."""
     result = ramp(3600)
-    Draft202012Validator(REPORT_SCHEMA).validate(result.to_json())  # the synthetic run fits the contract
+    Draft202012Validator(REPORT_SCHEMA).validate(encode(result))  # the synthetic run fits the contract
     page = tmp_path / "hour.html"
     text = html.render(result)
     page.write_text(text)
@@ -185,9 +191,9 @@ def test_downsample_keeps_rates_as_means_and_latency_as_worst() -> None:
 
 def test_gaps_and_missing_series_are_tolerated() -> None:
     """Seconds missing from the series are zero rates and latency gaps; absent series make no chart."""
-    result = RunResult.from_json(
+    result = decode(
         {
-            **ramp(1).to_json(),
+            **encode(ramp(1)),
             "timeseries": [
                 {
                     "t": 0,
@@ -235,11 +241,11 @@ def test_the_step_table_fits_a_900_pixel_window(tmp_path: Path) -> None:
 def test_the_last_partial_second_is_not_drawn_as_a_collapse() -> None:
     """A run that ended 0.5 s into its last second: that second's rates are drawn per whole
     second (its count doubled), and a sliver of a second is left out, not drawn as a drop."""
-    entries = [{"t": 0, "steps": 100}, {"t": 1, "steps": 100}, {"t": 2, "steps": 50, "partial": 0.5}]
-    values = html._dense(entries, lambda e: float(e["steps"]), 0.0, rate=True)
+    entries = [_second(0, 100), _second(1, 100), _second(2, 50, partial=0.5)]
+    values = html._dense(entries, lambda e: float(e.steps), 0.0, rate=True)
     assert values == [100.0, 100.0, 100.0]
-    sliver = [*entries[:2], {"t": 2, "steps": 5, "partial": 0.05}]
-    assert html._dense(sliver, lambda e: float(e["steps"]), 0.0, rate=True) == [100.0, 100.0, None]
+    sliver = [*entries[:2], _second(2, 5, partial=0.05)]
+    assert html._dense(sliver, lambda e: float(e.steps), 0.0, rate=True) == [100.0, 100.0, None]
 
 
 def test_saturated_seconds_are_shaded_and_the_generator_chart_shows_its_bounds() -> None:
@@ -247,7 +253,7 @@ def test_saturated_seconds_are_shaded_and_the_generator_chart_shows_its_bounds()
     charts; the generator chart draws the 90% CPU and 10 ms lag bounds."""
     result = ramp(120)
     charts = {c["id"]: c for c in _charts(html.render(result))}
-    saturated = [int(e["t"]) for e in result.timeseries if e.get("saturated")]
+    saturated = [e.t for e in result.timeseries if e.saturated]
     assert charts["latency"]["shade"] == [[saturated[0], saturated[-1] + 1]]
     assert charts["generator"]["shade"] == charts["latency"]["shade"]
     assert [m[0] for m in charts["generator"]["marks"]] == [90.0, 10.0]

@@ -18,6 +18,7 @@ from runner.errors import RunError
 from runner.load import LoadOverrides, run_load
 from runner.load.limits import raise_nofile
 from runner.loader import load_scenario
+from runner.results.codec import encode
 from runner.results.result import RunResult
 
 ECHO = """\
@@ -87,7 +88,7 @@ def test_closed_iterations_run_exactly(tmp_path: Path) -> None:
     assert result.passed, result.error
     assert result.iterations.completed == 35
     assert _step(result, "read main") == (35, 0)
-    assert result.settings["load"]["vus_max_active"] == 7
+    assert encode(result)["settings"]["load"]["vus_max_active"] == 7
 
 
 def test_closed_duration_stops_on_time(tmp_path: Path) -> None:
@@ -110,18 +111,18 @@ def test_stages_are_followed(tmp_path: Path) -> None:
     )
     result = _run(_file(tmp_path, PACED, stages + "  graceful_stop: 1s\n"))
     assert result.passed, result.error
-    vus = {e["t"]: e.get("vus") for e in result.timeseries}
+    vus = {e.t: e.vus for e in result.timeseries}
     # Sampled just after each second: 1 s -> 4 (ramp done), 2 s -> 4 (hold), 3 s -> ramp down over
     assert vus[0] is None or vus[0] <= 4
     assert vus[1] == 4 and vus[2] == 4, vus
-    assert result.settings["load"]["vus_max_active"] == 4
+    assert encode(result)["settings"]["load"]["vus_max_active"] == 4
     assert vus.get(3) in (None, 0, 1), vus
 
 
 def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
     """Open model at 40/s for 2 s: 80 starts (made or dropped), lag measured, none dropped."""
     result = _run(_file(tmp_path, ECHO, "  rate: 40/s\n  duration: 2s\n  max_vus: 20\n"))
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert result.passed, result.error
     assert load["started"] + load["dropped"] == 80
     assert load["dropped"] == 0 and result.iterations.completed == 80
@@ -134,11 +135,11 @@ def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
 def test_open_model_drops_starts_at_max_vus(tmp_path: Path) -> None:
     """Iterations of ~0.3 s at 20/s with max_vus 2: most starts are dropped and counted."""
     result = _run(_file(tmp_path, SLOW, "  rate: 20/s\n  duration: 1s\n  max_vus: 2\n"))
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert load["started"] + load["dropped"] == 20
     assert 2 <= load["started"] <= 8, load
     assert load["dropped"] >= 12
-    assert sum(e.get("dropped", 0) for e in result.timeseries) == load["dropped"]
+    assert sum(e.dropped or 0 for e in result.timeseries) == load["dropped"]
     # latency from the intended start covers at least the server's delay
     assert load["iteration_ms"]["min"] >= 290  # (the server's timer may fire a little early)
 
@@ -149,12 +150,12 @@ def test_two_workers_merge_to_one_process_totals(tmp_path: Path) -> None:
     one = _run(path, workers=1)
     two = _run(path, workers=2)
     assert two.passed and one.passed, (two.error, one.error)
-    assert two.settings["load"]["workers"] == 2
+    assert encode(two)["settings"]["load"]["workers"] == 2
     assert two.iterations.completed == one.iterations.completed == 24
     assert [(s.name, s.count, s.ok) for s in two.steps] == [(s.name, s.count, s.ok) for s in one.steps]
     read = next(s for s in two.steps if s.name == "read main")
     assert read.hdr().get_total_count() == 24
-    assert sum(e["iterations"] for e in two.timeseries) == 24
+    assert sum(e.iterations or 0 for e in two.timeseries) == 24
 
 
 def _worker_pids(parent: int) -> list[int]:
@@ -187,7 +188,7 @@ def test_killed_worker_is_reported_and_others_kept(tmp_path: Path) -> None:
     result = _run(path, workers=2)
     thread.join()
     assert killed
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert len(load["incomplete_workers"]) == 1
     assert not result.passed and "incomplete" in result.error and "signal 9" in result.error
     # the surviving worker ran 2 users for the whole 3 s (~55 ms per iteration)
@@ -225,7 +226,7 @@ def test_open_model_stops_early_on_abort(tmp_path: Path) -> None:
     result = _run(_file(tmp_path, text, "  rate: 30/s\n  duration: 20s\n  graceful_stop: 1s\n"))
     assert time.monotonic() - started < scaled(5)
     assert not result.passed and "aborted after" in result.error
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert 10 <= load["started"] <= 30 * 5 and load["dropped"] == 0, load
 
 
@@ -260,10 +261,10 @@ def test_refused_server_does_not_spin_and_every_failure_is_counted(tmp_path: Pat
     assert 2 <= opens == failures <= 2 * 8, opens  # 50+100+200+400+800 ms fill 1.5 s: ~6 each
     step = next(s for s in result.steps if s.name == "open main")
     assert any("connection refused" in e.message for e in step.errors), step.errors
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert opens - 2 <= load["failure_pauses"] <= opens, load
     assert 1.0 <= load["failure_pause_s"] <= 3.0, load  # two users, most of 1.5 s each
-    assert any(e.get("paused") for e in result.timeseries), result.timeseries
+    assert any(e.paused for e in result.timeseries), result.timeseries
 
 
 def test_failure_pause_zero_turns_it_off(tmp_path: Path) -> None:
@@ -274,7 +275,7 @@ def test_failure_pause_zero_turns_it_off(tmp_path: Path) -> None:
     )
     opens, failures = _step(result, "open main")
     assert opens == failures > 20, opens  # with the default pause: 4 in half a second
-    assert result.settings["load"]["failure_pauses"] == 0
+    assert encode(result)["settings"]["load"]["failure_pauses"] == 0
 
 
 def test_templated_headers_are_rendered_per_user_and_iteration(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from runner.load import LoadOverrides
 from runner.load.run import prepare
 from runner.load.workers import WorkerPool
 from runner.loader import load_scenario
+from runner.results.codec import encode
 from runner.results.result import RunResult
 
 SLOW_BIND = """
@@ -104,7 +105,7 @@ def test_sigint_during_mass_open_keeps_workers_measurements(
         return result, time.monotonic() - sent
 
     result, after_signal = asyncio.run(main())
-    load = result.settings["load"]
+    load = encode(result)["settings"]["load"]
     assert result.interrupted
     assert load["incomplete_workers"] == [], result.error
     assert "died" not in result.error, result.error

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from runner.cli import main
-from runner.load.merge import MergeError, merge_recorders, merge_results, parse_shard, shard_settings
+from runner.load.merge import MergeError, merge_recorders, merge_results, parse_shard, shard_info
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.loader import load_scenario_text
+from runner.results.codec import encode
+from runner.results.load_figures import LoadSummary
 from runner.results.recorders import RunRecorder
-from runner.results.result import build_result
+from runner.results.result import RunSettings, build_result
 from runner.scenario.model import Scenario
 
 SCENARIO = """\
@@ -59,6 +61,7 @@ def _fill(rec: RunRecorder, latencies_ns: list[int], second: int, rc_errors: int
 def _shard_doc(
     scenario: Scenario, index: int, count: int, rec: RunRecorder, start_unix_ns: int
 ) -> dict[str, Any]:
+    shard = shard_info(scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=rec)
     result = build_result(
         rec,
         scenario_name=scenario.name,
@@ -66,13 +69,11 @@ def _shard_doc(
         started_at="2026-11-25T00:00:00Z",
         duration_s=2.0,
         target="ws://127.0.0.1:9",
-        settings={"mode": "load", "load": {"model": "closed", "workers": 1, "planned_duration_s": None}},
+        settings=RunSettings(
+            mode="load", load=LoadSummary(model="closed", workers=1, planned_duration_s=None), shard=shard
+        ),
     )
-    doc = result.to_json()
-    doc["settings"]["shard"] = shard_settings(
-        scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=rec
-    )
-    return json.loads(json.dumps(doc))  # as read back from a file
+    return json.loads(json.dumps(encode(result)))  # as read back from a file
 
 
 def _samples(n: int, seed: int) -> list[int]:
@@ -122,7 +123,7 @@ def test_thresholds_are_evaluated_again_on_the_merged_result() -> None:
     assert merged.passed and merged.exit_code == 0, merged.error
     assert [t.passed for t in merged.thresholds if not t.default] == [True, True]
     assert merged.thresholds[0].value == 12.0
-    assert merged.settings["load"]["shards_merged"] == [1, 2]
+    assert encode(merged)["settings"]["load"]["shards_merged"] == [1, 2]
 
 
 def test_missing_shard_makes_the_merge_incomplete() -> None:
@@ -136,7 +137,7 @@ def test_missing_shard_makes_the_merge_incomplete() -> None:
     merged = merge_results(shards)
     assert not merged.passed and merged.exit_code == 1
     assert "shard(s) 2 of 3 missing" in merged.error
-    assert merged.settings["load"]["shards_missing"] == [2]
+    assert encode(merged)["settings"]["load"]["shards_missing"] == [2]
 
 
 def test_mixed_scenarios_and_duplicates_are_refused() -> None:

@@ -114,6 +114,26 @@ def test_timeseries_keeps_old_seconds_compact() -> None:
     assert entry["steps"] == 4 and entry["rc"] == {"-2": 1} and entry["latency"]["count"] == 4
 
 
+def test_timeseries_samples_name_every_slot() -> None:
+    """Each second read back by name: starts, ended iterations, steps, failures, return codes,
+    messages, the read latency, the gauges (None where no one sampled them) and dropped starts."""
+    from runner.results.recorders import TimeSeries
+
+    series = TimeSeries()
+    series.start(0)
+    series.step(0, True, None, 3_000_000, message=True)
+    series.step(0, False, -2, None)
+    series.ended(0)
+    series.dropped(1, 4)
+    series.gauges(1, vus=5, connections=3, paused=1)
+    first, second = series.samples()
+    assert (first.t, first.starts, first.ended, first.steps, first.failures) == (0, 1, 1, 2, 1)
+    assert first.rc == {"-2": 1} and first.messages == 1 and first.vus is None and first.dropped == 0
+    assert isinstance(first.latency, LatencyHistogram) and first.latency.count == 1
+    assert (second.t, second.vus, second.connections, second.paused, second.dropped) == (1, 5, 3, 1, 4)
+    assert second.latency is None and second.steps == 0
+
+
 def test_batched_samples_equal_one_by_one() -> None:
     """Buffered recording gives the same histogram as the library's own per-value recording."""
     from runner.results.recorders import new_hdr

@@ -17,7 +17,7 @@ from conftest import scaled
 
 from runner.cli import main
 from runner.reports import html
-from runner.results.result import RunResult
+from runner.results.codec import decode, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG_SLEEP = ROOT / "tests" / "failing" / "long_sleep.yaml"
@@ -38,7 +38,7 @@ def test_report_renders_the_same_page_from_saved_json(
     assert main(["report", str(saved)]) == 0
     out = tmp_path / "r.html"
     assert capsys.readouterr().out.strip() == str(out)
-    result = RunResult.from_json(json.loads(saved.read_text()))
+    result = decode(json.loads(saved.read_text()))
     assert out.read_text() == html.render(result)
     assert "rpc request/response" in out.read_text()
 
@@ -46,9 +46,9 @@ def test_report_renders_the_same_page_from_saved_json(
 def test_report_compares_two_runs(tmp_path: Path) -> None:
     """Two JSON files: a comparison page with both runs' columns and the last-vs-first change column."""
     first = tmp_path / "before.json"
-    first.write_text(json.dumps(ramp(60).to_json()))
+    first.write_text(json.dumps(encode(ramp(60))))
     second = tmp_path / "after.json"
-    second.write_text(json.dumps(ramp(60, seed=7, started_at="2026-11-26T08:00:00.000Z").to_json()))
+    second.write_text(json.dumps(encode(ramp(60, seed=7, started_at="2026-11-26T08:00:00.000Z"))))
     assert main(["report", str(first), str(second), "-o", str(tmp_path / "cmp" / "c.html")]) == 0
     text = (tmp_path / "cmp" / "c.html").read_text()
     assert "Comparison of 2 runs" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from runner.checks.thresholds import evaluate, observed
+from runner.results.codec import decode, encode
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult, build_result
 from runner.scenario.model import Location, Threshold
@@ -53,7 +54,7 @@ def test_build_result_verdict_and_exit_code() -> None:
 def test_json_round_trip() -> None:
     """to_json -> JSON text -> from_json gives back an equal result."""
     result = _result()
-    again = RunResult.from_json(json.loads(json.dumps(result.to_json())))
+    again = decode(json.loads(json.dumps(encode(result))))
     assert again == result
 
 

@@ -20,6 +20,7 @@ from conftest import scaled
 from runner.engine.check import run_check
 from runner.errors import ScenarioError, UsageError
 from runner.loader import load_scenario_text
+from runner.results.codec import encode
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult
 from runner.scenario import model as m
@@ -268,5 +269,5 @@ def test_secret_capture_of_a_failed_read_is_masked(arun: Arun) -> None:
     result: RunResult = arun(lambda: run_check(scenario, handle_signals=False))
     assert not result.passed
     failure = result.failures[0]
-    assert "run-time-token" not in json.dumps(result.to_json())
+    assert "run-time-token" not in json.dumps(encode(result))
     assert failure.actual == f'{{"access_token":"{MASK}","ok":false}}', failure

@@ -73,9 +73,9 @@ def _steps(doc: dict[str, Any]) -> dict[str, tuple[int, int, dict[str, int]]]:
 
 
 def _hist_total(doc: dict[str, Any]) -> dict[str, int]:
-    from runner.results.result import StepResult
+    from runner.results.codec import decode_step
 
-    return {s["name"]: StepResult.from_json(s).hdr().get_total_count() for s in doc["steps"]}
+    return {s["name"]: decode_step(s).hdr().get_total_count() for s in doc["steps"]}
 
 
 def test_three_shards_merge_to_one_runs_counts(tmp_path: Path, server_url: str, capsys: Any) -> None:

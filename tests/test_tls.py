@@ -350,9 +350,7 @@ def test_garbage_key_and_certificate(arun: Arun, pki: TestPKI) -> None:  # noqa:
     )
     _argument_error(
         arun,
-        ClientCertificate(
-            "-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n", good.key_pem, "EC"
-        ),
+        ClientCertificate("-----BEGIN CERTIFICATE-----\nxx\n-----END CERTIFICATE-----\n", good.key_pem, "EC"),
         "not a PEM certificate",
     )
 

@@ -17,7 +17,7 @@ import operator
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from runner.errors import InvalidThreshold
 from runner.results.recorders import new_hdr
@@ -301,8 +301,8 @@ def _step_latency(stat: str, steps: Sequence[StepResult], response: bool = False
     return min(value_us / 1e6, exact_max_s)
 
 
-def _summary_s(summary: Mapping[str, Any] | None, stat: str) -> float | None:
-    """A latency stat in seconds from a summary in milliseconds (``settings["load"]["lag_ms"]``)."""
+def _summary_s(summary: Mapping[str, float] | None, stat: str) -> float | None:
+    """A latency stat in seconds from percentiles in milliseconds (``settings.load.lag_ms``)."""
     if not summary or summary.get(stat) is None:
         return None
     return float(summary[stat]) / 1000.0
@@ -343,8 +343,7 @@ def _run_wide(stat: str, subject: str, result: RunResult) -> float | None:
     ops = [s for s in result.steps if s.can_fail]
     executions = sum(s.count for s in ops)
     failed = sum(s.failures for s in ops)
-    load = result.settings.get("load")
-    load = load if isinstance(load, Mapping) else {}
+    load = result.settings.load
     it = result.iterations
     if subject == "errors":
         return {
@@ -360,9 +359,9 @@ def _run_wide(stat: str, subject: str, result: RunResult) -> float | None:
         return {"count": float(moved), "per_s": _per_s(moved, result)}.get(stat)
     if subject == "iterations":
         if stat in _LATENCY_STATS:
-            return _summary_s(load.get("iteration_ms"), stat)
+            return _summary_s(load.iteration_ms if load is not None else None, stat)
         if stat == "dropped":
-            return float(load.get("dropped", 0)) if load else 0.0
+            return float(load.dropped) if load is not None else 0.0
         return {
             "count": float(it.ended),
             "completed": float(it.completed),
@@ -372,18 +371,16 @@ def _run_wide(stat: str, subject: str, result: RunResult) -> float | None:
             "per_s": _per_s(it.ended, result),
         }.get(stat)
     if subject == "schedule_lag":
-        return _summary_s(load.get("lag_ms"), stat) if load.get("model") == "open" else None
-    plan = load.get("plan")
-    plan = plan if isinstance(plan, Mapping) else {}
+        return _summary_s(load.lag_ms, stat) if load is not None and load.model == "open" else None
+    plan = load.plan if load is not None else None
     if subject == "plan":
-        value = plan.get(stat)
+        value = {"delivered": plan.delivered, "dropped": plan.dropped}.get(stat) if plan else None
         return float(value) if value is not None else None
-    generator = load.get("generator")
-    generator = generator if isinstance(generator, Mapping) else {}
+    generator = load.generator if load is not None else None
     if subject == "loop_lag":
-        return _summary_s(generator.get("loop_lag_ms"), stat)
-    if subject == "generator":
-        value = generator.get({"cpu": "cpu_max", "saturated": "saturated_share"}[stat])
+        return _summary_s(generator.loop_lag_ms if generator else None, stat)
+    if subject == "generator" and generator is not None:
+        value = {"cpu": generator.cpu_max, "saturated": generator.saturated_share}[stat]
         return float(value) if value is not None else None
     return None
 

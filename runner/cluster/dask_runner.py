@@ -41,11 +41,13 @@ from typing import Any
 
 from runner.errors import RunError
 from runner.load.driver import Gauges
-from runner.load.merge import SHARD_KEY, ShardReport, merge_results, parse_shard, shard_settings
+from runner.load.merge import ShardReport, merge_results, parse_shard, shard_info
 from runner.load.monitor import Monitor, Progress
 from runner.load.settings import LoadOverrides, apply_overrides
+from runner.results.codec import encode
+from runner.results.load_figures import LoadSummary
 from runner.results.recorders import RunRecorder
-from runner.results.result import RunResult, build_result
+from runner.results.result import RunResult, RunSettings, build_result
 
 __all__ = ["INSTALL_HINT", "ShardJob", "StopFlag", "run_on_cluster", "shard_task"]
 
@@ -153,8 +155,8 @@ def shard_task(job: ShardJob) -> dict[str, Any]:
     finally:
         finished.set()
         sender.shutdown(wait=True)
-    doc: dict[str, Any] = result.to_json()
-    doc["settings"][SHARD_KEY]["worker"] = me
+    doc: dict[str, Any] = encode(result)
+    doc["settings"]["shard"]["worker"] = me
     return doc
 
 
@@ -314,8 +316,9 @@ def _with_stop(result: RunResult, stopped: str, *, interrupted: bool) -> RunResu
     interrupted (exit 130), a lost ``abort_on_fail`` threshold fails it."""
     if not stopped:
         return result
-    load = {**result.settings.get("load", {}), "stop_reason": stopped}
-    result = replace(result, settings={**result.settings, "load": load})
+    load = result.settings.load
+    if load is not None:
+        result = replace(result, settings=replace(result.settings, load=replace(load, stop_reason=stopped)))
     if interrupted:
         return replace(result, interrupted=True, passed=False, exit_code=130)
     error = "; ".join(e for e in (result.error, stopped) if e)
@@ -365,13 +368,12 @@ def _report(s: _Shard, scenario: Any, count: int, start_unix_ns: int) -> ShardRe
         duration_s=max(0.0, time.time() - start_unix_ns / 1e9),
         target="",
         error=f"lost{where}: {s.lost}",
-        settings={"mode": "load", "load": {"model": scenario.load.model, "workers": 1}},
+        settings=RunSettings(mode="load", load=LoadSummary(model=scenario.load.model, workers=1)),
     )
-    shard = shard_settings(
+    shard = shard_info(
         scenario, index=s.index, count=count, start_unix_ns=start_unix_ns, recorder=rec, lost=True
     )
-    doc = result.to_json()
-    doc["settings"][SHARD_KEY] = shard
+    doc = encode(replace(result, settings=replace(result.settings, shard=shard)))
     return parse_shard(f"dask shard {s.index}/{count} (lost)", doc)
 
 

@@ -6,7 +6,7 @@ The same engine as a local run (``LoadEngine`` with ``shard=K-1, shards=N``: VUs
 started at a shared *wall-clock* instant: machines do not share a monotonic clock, so each shard
 turns ``start_unix_ns`` into its own monotonic start. Once a second the recorder's interval
 (``take_interval``) is added to this shard's total and, for Dask, handed to ``on_tick`` to stream
-back; the report carries the total recorder in ``settings["shard"]`` so ``wsload merge`` is exact.
+back; the report carries the total recorder in ``settings.shard`` so ``wsload merge`` is exact.
 
 A shard runs in one process (one event loop): for more cores, use more shards (N = machines x
 cores); shards compose exactly, sub-shards of a shard would not.
@@ -29,7 +29,7 @@ from runner.engine.vu import RunContext
 from runner.errors import UsageError
 from runner.load.driver import Gauges, ShardDriver
 from runner.load.limits import LimitPlan, default_max_vus, loopback_sources, plan_limits
-from runner.load.merge import SHARD_KEY, shard_settings
+from runner.load.merge import shard_info
 from runner.load.monitor import Monitor, Progress
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
@@ -121,7 +121,7 @@ async def run_shard(
     should_stop: Callable[[], str] | None = None,
 ) -> RunResult:
     """Run shard ``index`` (1-based) of ``count`` of ``scenario``'s load; the report is marked as
-    a shard (``settings["shard"]``). ``should_stop()`` is polled once a second: a non-empty reason
+    a shard (``settings.shard``). ``should_stop()`` is polled once a second: a non-empty reason
     stops the shard gracefully (how a Dask client stops every shard together)."""
     scenario = apply_overrides(scenario, overrides or LoadOverrides())
     assert scenario.load is not None
@@ -132,10 +132,10 @@ async def run_shard(
         shard_run = _ShardRun(ctx, limits, index, count, start_ns, progress, on_tick, should_stop)
         await shard_run.run(start_unix_ns, handle_signals)
         result = shard_run.result(start_unix_ns, resolved.label)
-    shard = shard_settings(
+    shard = shard_info(
         scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=shard_run.total
     )
-    return replace(result, settings={**result.settings, SHARD_KEY: shard})
+    return replace(result, settings=replace(result.settings, shard=shard))
 
 
 def _shared_start(start_unix_ns: int | None, shard: str) -> tuple[int, int]:

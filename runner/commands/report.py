@@ -26,6 +26,7 @@ from runner.errors import ExitCode, ReportWriteError, UsageError
 from runner.reports import html
 from runner.reports.atomic import write_atomic
 from runner.reports.masking import Masker
+from runner.results.codec import decode
 from runner.results.result import RunResult
 from runner.scenario.units import parse_duration
 
@@ -64,7 +65,7 @@ def load_results(paths: Sequence[str]) -> list[RunResult]:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UsageError(f"{path}: not a JSON file: {exc}") from exc
         try:
-            results.append(RunResult.from_json(doc))
+            results.append(decode(doc))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"{path}: not a wsload JSON report (missing or wrong field {exc})") from exc
     return results

@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
         print("wsload: interrupted before any scenario ran", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     for result in results:
-        if "load" in result.settings:  # before the report, whose last line is the verdict
+        if result.settings.load is not None:  # before the report, whose last line is the verdict
             from runner.load import load_summary_line
 
             sys.stdout.write(masker.text(load_summary_line(result)) + "\n")
@@ -453,7 +453,7 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
                 render(
                     probe,
                     capacity,
-                    workers=int(result.settings["load"]["workers"]),
+                    workers=result.settings.load.workers if result.settings.load else 1,
                     target=result.target,
                 )
             )
@@ -467,7 +467,7 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
         args_for_reports = argparse.Namespace(**{**vars(args), "junit_path": None})
         write_reports(
             args_for_reports,
-            [replace(result, settings={**result.settings, "mode": "capacity"})],
+            [replace(result, settings=replace(result.settings, mode="capacity"))],
             masker,
             stamp,
         )

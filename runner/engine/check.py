@@ -16,7 +16,7 @@ from runner.checks.thresholds import evaluate
 from runner.engine.embedded import resolved_target
 from runner.engine.vu import RunContext, VirtualUser
 from runner.results.recorders import RunRecorder
-from runner.results.result import RunResult, TlsInfo, build_result
+from runner.results.result import RunResult, RunSettings, TlsInfo, build_result
 from runner.runtime import on_stop_signals, utc_now_iso
 from runner.scenario.model import ALL_SSL_ERRORS, Scenario
 
@@ -114,10 +114,8 @@ async def run_check(
             interrupted=interrupted,
             error=error,
             tls=tls_info(scenario, ctx),
-            settings={
-                "read_timeout_s": scenario.read_timeout_s,
-                "run_timeout_s": scenario.run_timeout_s,
-                "mode": "check",
-            },
+            settings=RunSettings(
+                mode="check", read_timeout_s=scenario.read_timeout_s, run_timeout_s=scenario.run_timeout_s
+            ),
         )
     return result.with_thresholds(evaluate(scenario.thresholds, result))

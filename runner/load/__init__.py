@@ -24,17 +24,18 @@ Workers load ``scenario.file`` themselves (a scenario built from text in memory 
 of its recorder, which the parent merges exactly (``RunRecorder.merge``).
 
 ``run_load`` raises ``RunError`` before anything runs when a limit (open files, ephemeral ports)
-would be hit; ``UsageError`` for bad overrides. The result's ``settings["load"]`` holds the load
-figures (model, workers, VUs, achieved rate, lag, dropped, incomplete workers, stop reason).
+would be hit; ``UsageError`` for bad overrides. The result's ``settings.load`` (a
+``LoadSummary``) holds the load figures (model, workers, VUs, achieved rate, lag, dropped,
+incomplete workers, stop reason).
 
 Modules: ``settings`` (overrides, ``--threshold``), ``limits`` (checked before the run),
 ``engine`` (one process's shard, closed and open model), ``health`` (the generator watching
 itself), ``driver`` (engine, health and the per-second tick of one process or shard),
 ``monitor`` (once a second: gauges, progress, ``abort_on_fail``), ``workers`` (``WorkerPool``:
 the processes), ``messages`` (their typed messages), ``pool_state`` (the parent's pure reducer:
-exact merge, dead-worker detection, the stop), ``result`` (the ``RunResult``, the plan checks), ``merge`` (shard
-reports merged exactly), ``capacity`` (``--check-capacity``), ``run`` (``run_load``). The plan
-itself (what should run when) is pure: ``runner.scenario.plan``.
+exact merge, dead-worker detection, the stop), ``result`` (the ``RunResult``, the plan checks),
+``merge`` (shard reports merged exactly), ``capacity`` (``--check-capacity``), ``run``
+(``run_load``). The plan itself (what should run when) is pure: ``runner.scenario.plan``.
 """
 
 from __future__ import annotations

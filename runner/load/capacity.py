@@ -15,13 +15,12 @@ function of the ramp's result), so the judgement is tested without a network.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from runner.load.health import SATURATED_CPU
 from runner.load.limits import default_max_vus
-from runner.results.result import RunResult
+from runner.results.result import RunResult, SecondSample
 from runner.scenario.model import LoadSpec, Scenario, Stage
 from runner.scenario.plan import planned_starts
 
@@ -90,32 +89,28 @@ def ramp_plan(load: LoadSpec, top: float, ramp_s: float) -> LoadSpec:
     )
 
 
-def _second(entry: Mapping[str, Any], key: str) -> float | None:
-    value = entry.get(key)
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
     """Judge each whole second of the ramp (module docstring) and find the capacity."""
-    by_t = {int(e["t"]): e for e in result.timeseries}
+    by_t = {e.t: e for e in result.timeseries}
     total_s = sum(s.duration_s for s in ramp.stages)
     top = ramp.stages[-1].target if ramp.stages else 0.0
     levels: list[CapacityLevel] = []
     for t in range(1, int(total_s)):
-        e = by_t.get(t, {})
-        cpu, lag = _second(e, "cpu"), _second(e, "loop_lag_ms")
+        e = by_t.get(t) or SecondSample(t, 0, 0, 0, {})
+        cpu = float(e.cpu) if e.cpu is not None else None
+        lag = float(e.loop_lag_ms) if e.loop_lag_ms is not None else None
         whys: list[str] = []
         if ramp.model == "open":
             planned = float(planned_starts(ramp, t + 1) - planned_starts(ramp, t))
-            made = float(e.get("starts", 0))
-            if e.get("dropped"):
-                whys.append(f"{e['dropped']} starts dropped")
+            made = float(e.starts)
+            if e.dropped:
+                whys.append(f"{e.dropped} starts dropped")
             if planned >= 20 and made < planned * DELIVERED:
                 whys.append(f"made {made:.0f} of {planned:.0f} starts")
         else:
             planned = round(top * (t + 1) / total_s) if total_s else top
-            made = float(e.get("vus", 0))
-        if e.get("saturated"):  # CPU >= 90%, or the loop behind all second (runner.load.health)
+            made = float(e.vus or 0)
+        if e.saturated:  # CPU >= 90%, or the loop behind all second (runner.load.health)
             busy = cpu is not None and cpu >= SATURATED_CPU
             whys.append(f"saturated (CPU {cpu:.0%})" if busy and cpu is not None else "saturated (loop lag)")
         levels.append(CapacityLevel(t, planned, made, cpu, lag, ", ".join(whys)))

@@ -2,10 +2,10 @@
 and the verdict on the plan: did the generator deliver what was asked, and were its own delays
 small enough that the latencies are the server's?
 
-Load figures go into ``settings["load"]`` (the report schema keeps ``settings`` open): model,
+Load figures go into ``settings.load``, a ``runner.results.load_figures.LoadSummary``: model,
 workers, users, iterations, achieved rate, schedule lag, dropped starts, iteration latency from
-the intended start, failure pauses, incomplete workers, why the run stopped early, and two typed
-parts: ``plan`` (``PlanFigures``) and ``generator`` (``GeneratorFigures``).
+the intended start, failure pauses, incomplete workers, why the run stopped early, ``plan``
+(``PlanFigures``) and ``generator`` (``GeneratorFigures``). This module measures them.
 
 Every load run gets the plan checks (``plan_checks``) as thresholds marked ``default``: a user's
 own threshold on the same ``SUBJECT.STAT`` replaces one, so they are set and relaxed like any
@@ -15,25 +15,38 @@ to do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 from runner.checks.thresholds import evaluate, parse_threshold
 from runner.load.health import LOOP_LAG_BOUND_S, SATURATED_CPU
 from runner.load.limits import LimitPlan, default_max_vus
+from runner.results.load_figures import (
+    GeneratorFigures,
+    LoadSummary,
+    PlanFigures,
+    SaturationBounds,
+    WorkerFigures,
+)
 from runner.results.recorders import LatencyHistogram, RunRecorder
-from runner.results.result import LatencySummary, RunResult, ThresholdResult, TlsInfo, build_result
+from runner.results.result import (
+    LatencySummary,
+    RunResult,
+    RunSettings,
+    ThresholdResult,
+    TlsInfo,
+    build_result,
+)
 from runner.scenario.model import LoadSpec, Location, Scenario, Threshold
 from runner.scenario.plan import closed_plan, plan_duration, planned_starts, planned_vus, shard_count
 
 __all__ = [
-    "GeneratorFigures",
-    "PlanFigures",
+    "generator_figures",
     "load_figures",
     "load_result",
     "load_summary_line",
     "plan_checks",
+    "plan_figures",
     "plan_problem",
     "with_plan_checks",
 ]
@@ -48,45 +61,16 @@ SATURATED = "generator.saturated <= 10%"
 
 def _ms(hist: LatencyHistogram) -> dict[str, float] | None:
     summary = LatencySummary.of(hist.summary())
-    return summary.to_json() if summary else None
+    return summary.percentiles() if summary else None
 
 
-@dataclass(frozen=True, slots=True)
-class PlanFigures:
-    """What the plan asked for and what was delivered over the same schedule.
-
-    Open model: ``planned`` starts due by ``window_s`` (the plan's end, or when the run was
-    stopped), ``made`` of them, ``dropped`` at ``max_vus``. Closed model: ``planned`` and
-    ``made`` are user-seconds (the planned and the active users summed over the run's whole
-    seconds). ``delivered`` = made / planned, ``dropped`` = dropped / planned (fractions).
-    """
-
-    model: str
-    window_s: float
-    planned: float
-    made: float
-    dropped_starts: int = 0
-
-    @property
-    def delivered(self) -> float | None:
-        return self.made / self.planned if self.planned > 0 else None
-
-    @property
-    def dropped(self) -> float | None:
-        if self.model != "open":
-            return None
-        return self.dropped_starts / self.planned if self.planned > 0 else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "window_s": round(self.window_s, 3),
-            "planned": round(self.planned, 3),
-            "made": round(self.made, 3),
-            "dropped_starts": self.dropped_starts,
-            "delivered": None if self.delivered is None else round(self.delivered, 6),
-            "dropped": None if self.dropped is None else round(self.dropped, 6),
-        }
+def _window(load: LoadSpec, duration_s: float, stopped_at_s: float | None) -> float:
+    """The part of the run the plan is judged over: until the plan's end, or the stop."""
+    planned_s = plan_duration(load)
+    window = duration_s if planned_s is None else min(duration_s, planned_s)
+    if stopped_at_s is not None:
+        window = min(window, stopped_at_s)
+    return max(window, 0.0)
 
 
 def plan_figures(
@@ -100,97 +84,34 @@ def plan_figures(
     share of the plan (the engine's ``shard_count`` / ``shard_starts`` split)."""
     k, n = shard
     planned_s = plan_duration(load)
-    window = duration_s if planned_s is None else min(duration_s, planned_s)
-    if stopped_at_s is not None:
-        window = min(window, stopped_at_s)
-    window = max(window, 0.0)
+    window = _window(load, duration_s, stopped_at_s)
     if load.model == "open":
         lr = total.load
         due = shard_count(planned_starts(load, window), k, n)
-        return PlanFigures("open", window, float(due), float(lr.started), lr.dropped)
+        return PlanFigures.measured("open", window, float(due), float(lr.started), lr.dropped)
     if planned_s is None:  # bounded by iterations only: users leave when done, no schedule to meet
-        return PlanFigures("closed", window, 0.0, 0.0)
+        return PlanFigures.measured("closed", window, 0.0, 0.0)
     plan = closed_plan(load)
     planned = made = 0.0
-    for second, bucket in total.timeseries.seconds.items():
-        vus = bucket[total.timeseries.VUS]
-        if second < 1 or second >= window or vus is None:
+    for second in total.timeseries.samples():
+        if second.t < 1 or second.t >= window or second.vus is None:
             continue
-        want = shard_count(planned_vus(plan, float(second)), k, n)
+        want = shard_count(planned_vus(plan, float(second.t)), k, n)
         planned += want
-        made += min(vus, want)  # more users than planned in one second makes up for no shortfall
-    return PlanFigures("closed", window, planned, made)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerFigures:
-    """One generating process over the run (``runner.load.health``)."""
-
-    name: str
-    seconds: int
-    cpu_mean: float
-    cpu_max: float
-    loop_lag_ms: Mapping[str, float] | None
-    saturated_seconds: int
-    send_blocked_max: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "seconds": self.seconds,
-            "cpu_mean": self.cpu_mean,
-            "cpu_max": self.cpu_max,
-            "loop_lag_ms": dict(self.loop_lag_ms) if self.loop_lag_ms else None,
-            "saturated_seconds": self.saturated_seconds,
-            "send_blocked_max": self.send_blocked_max,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class GeneratorFigures:
-    """The load generator's health over the run: per worker, and all together.
-
-    ``saturated_seconds``: seconds of the run in which any worker was saturated;
-    ``samples_in_saturated``: the share of step executions that ended in those seconds, i.e. how
-    much of the measured latency may carry the generator's own delay.
-    """
-
-    workers: tuple[WorkerFigures, ...]
-    seconds: int
-    saturated_seconds: int
-    samples_in_saturated: float
-    loop_lag_ms: Mapping[str, float] | None
-
-    @property
-    def cpu_max(self) -> float | None:
-        return max((w.cpu_max for w in self.workers), default=None)
-
-    @property
-    def saturated_share(self) -> float | None:
-        return self.saturated_seconds / self.seconds if self.seconds else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "workers": [w.to_json() for w in self.workers],
-            "seconds": self.seconds,
-            "saturated_seconds": self.saturated_seconds,
-            "saturated_share": None if self.saturated_share is None else round(self.saturated_share, 6),
-            "samples_in_saturated": round(self.samples_in_saturated, 6),
-            "cpu_max": self.cpu_max,
-            "loop_lag_ms": dict(self.loop_lag_ms) if self.loop_lag_ms else None,
-            "saturated_when": {"cpu": SATURATED_CPU, "loop_lag_ms": LOOP_LAG_BOUND_S * 1000},
-        }
+        made += min(second.vus, want)  # more users than planned in one second makes up for no shortfall
+    return PlanFigures.measured("closed", window, planned, made)
 
 
 def generator_figures(total: RunRecorder) -> GeneratorFigures:
+    """The generator's health per worker and over all of them (``runner.load.health``)."""
     workers = []
     all_lag = LatencyHistogram()
     saturated: set[int] = set()
     seen: set[int] = set()
     for name in sorted(total.health.workers, key=lambda n: (len(n), n)):
         w = total.health.workers[name]
-        cpus = [x[0] for x in w.seconds.values()]
-        sat = [t for t, x in w.seconds.items() if x[3]]
+        cpus = [cpu for cpu, _lag, _blocked, _sat in w.seconds.values()]
+        sat = [t for t, (_cpu, _lag, _blocked, is_sat) in w.seconds.items() if is_sat]
         saturated.update(sat)
         seen.update(w.seconds)
         all_lag.merge(w.lag.serialize())
@@ -202,18 +123,21 @@ def generator_figures(total: RunRecorder) -> GeneratorFigures:
                 cpu_max=max(cpus, default=0.0),
                 loop_lag_ms=_ms(w.lag),
                 saturated_seconds=len(sat),
-                send_blocked_max=max((x[2] for x in w.seconds.values()), default=0),
+                send_blocked_max=max((blocked for _c, _l, blocked, _s in w.seconds.values()), default=0),
             )
         )
-    ts = total.timeseries
-    samples = sum(b[ts.STEPS] for b in ts.seconds.values())
-    in_saturated = sum(b[ts.STEPS] for t, b in ts.seconds.items() if t in saturated)
-    return GeneratorFigures(
-        workers=tuple(workers),
+    samples = in_saturated = 0
+    for second in total.timeseries.samples():
+        samples += second.steps
+        if second.t in saturated:
+            in_saturated += second.steps
+    return GeneratorFigures.measured(
+        tuple(workers),
         seconds=len(seen),
         saturated_seconds=len(saturated),
         samples_in_saturated=in_saturated / samples if samples else 0.0,
         loop_lag_ms=_ms(all_lag),
+        saturated_when=SaturationBounds(SATURATED_CPU, LOOP_LAG_BOUND_S * 1000),
     )
 
 
@@ -224,41 +148,44 @@ def load_figures(
     duration_s: float,
     stopped_at_s: float | None = None,
     shard: tuple[int, int] = (0, 1),
-) -> dict[str, Any]:
-    """The figures of ``settings["load"]`` that come from the plan and the recorder (the same
-    for a local run and a merge of shards)."""
+) -> LoadSummary:
+    """The figures of ``settings.load`` that come from the plan and the recorder (the same for
+    a local run and a merge of shards); the run's own (workers, limits...) are left at their
+    defaults for the caller to set."""
     lr = total.load
     plan = plan_figures(load, total, duration_s, stopped_at_s, shard)
     ended = total.iterations_completed + total.iterations_failed
-    return {
-        "model": load.model,
-        "vus": load.vus if load.model == "closed" else None,
-        "max_vus": (load.max_vus or default_max_vus(load)) if load.model == "open" else None,
-        "planned_duration_s": plan_duration(load),
-        "iterations_per_vu" if load.model == "closed" else "iterations": load.iterations,
-        "iterations_done": ended,
-        "rate": load.rate,
-        "achieved_rate": round(lr.started / plan.window_s, 3)
-        if load.model == "open" and plan.window_s > 0
-        else round(ended / duration_s, 3)
-        if duration_s > 0
-        else 0.0,
-        "started": lr.started if load.model == "open" else total.iterations_started,
-        "dropped": lr.dropped,
-        "lag_ms": _ms(lr.lag) if load.model == "open" else None,
-        "iteration_ms": _ms(lr.iteration),
-        "failure_pauses": lr.pauses,
-        "failure_pause_s": round(lr.pause_ns / 1e9, 3),
-        "failure_pause": {"first_s": load.failure_pause_first_s, "max_s": load.failure_pause_max_s},
-        "graceful_stop_s": load.graceful_stop_s,
-        "think_time_s": load.think_time_s,
-        "pace_s": load.pace_s,
-        "ramp_up_s": load.ramp_up_s,
-        "hold": load.hold,
-        "stages": [{"duration_s": s.duration_s, "target": s.target} for s in load.stages],
-        "plan": plan.to_json(),
-        "generator": generator_figures(total).to_json(),
-    }
+    window = _window(load, duration_s, stopped_at_s)
+    if load.model == "open" and window > 0:
+        achieved = round(lr.started / window, 3)
+    else:
+        achieved = round(ended / duration_s, 3) if duration_s > 0 else 0.0
+    return LoadSummary(
+        model=load.model,
+        vus=load.vus if load.model == "closed" else None,
+        max_vus=(load.max_vus or default_max_vus(load)) if load.model == "open" else None,
+        planned_duration_s=plan_duration(load),
+        iterations=load.iterations,
+        iterations_done=ended,
+        rate=load.rate,
+        achieved_rate=achieved,
+        started=lr.started if load.model == "open" else total.iterations_started,
+        dropped=lr.dropped,
+        lag_ms=_ms(lr.lag) if load.model == "open" else None,
+        iteration_ms=_ms(lr.iteration),
+        failure_pauses=lr.pauses,
+        failure_pause_s=round(lr.pause_ns / 1e9, 3),
+        failure_pause_first_s=load.failure_pause_first_s,
+        failure_pause_max_s=load.failure_pause_max_s,
+        graceful_stop_s=load.graceful_stop_s,
+        think_time_s=load.think_time_s,
+        pace_s=load.pace_s,
+        ramp_up_s=load.ramp_up_s,
+        hold=load.hold,
+        stages=load.stages,
+        plan=plan,
+        generator=generator_figures(total),
+    )
 
 
 def plan_checks(load: LoadSpec) -> tuple[Threshold, ...]:
@@ -290,16 +217,16 @@ def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
     lost = [v for v in verdicts if v.default and not v.passed]
     if not lost:
         return ""
-    load = result.settings.get("load") or {}
-    gen = load.get("generator") or {}
-    plan = load.get("plan") or {}
+    load = result.settings.load
+    gen = load.generator if load is not None else None
+    plan = load.plan if load is not None else None
     facts = [f"{v.expression}: {v.message}" for v in lost]
-    busy = [w for w in gen.get("workers", []) if w.get("cpu_max", 0) >= 0.9 or w.get("saturated_seconds")]
-    if busy:
-        names = ", ".join(f"worker {w['name']} CPU up to {w['cpu_max']:.0%}" for w in busy)
-        facts.append(f"the generator was saturated in {gen.get('saturated_seconds', 0)} s ({names})")
-    if plan.get("model") == "open" and plan.get("planned"):
-        facts.append(f"made {plan['made']:,.0f} of {plan['planned']:,.0f} planned starts")
+    busy = [w for w in (gen.workers if gen is not None else ()) if w.cpu_max >= 0.9 or w.saturated_seconds]
+    if busy and gen is not None:
+        names = ", ".join(f"worker {w.name} CPU up to {w.cpu_max:.0%}" for w in busy)
+        facts.append(f"the generator was saturated in {gen.saturated_seconds} s ({names})")
+    if plan is not None and plan.model == "open" and plan.planned:
+        facts.append(f"made {plan.made:,.0f} of {plan.planned:,.0f} planned starts")
     advice = (
         "the load generator, not the server, may be the bottleneck: add workers (--workers N), "
         "spread the run over machines (--shard K/N or --cluster), or lower the load"
@@ -332,17 +259,17 @@ def load_result(
     a shard run, whose plan is its share)."""
     load = scenario.load
     assert load is not None
-    summary: dict[str, Any] = {
-        **load_figures(load, total, duration_s=duration_s, stopped_at_s=stopped_at_s, shard=shard),
-        "workers": limits.workers,
-        "workers_reason": limits.reason,
-        "vus_max_active": max_vus,
-        "connections_max": max_connections,
-        "source_addresses": list(limits.source_addresses),
-        "nofile": limits.nofile,
-        "incomplete_workers": list(incomplete_workers),
-        "stop_reason": stop_reason,
-    }
+    summary = replace(
+        load_figures(load, total, duration_s=duration_s, stopped_at_s=stopped_at_s, shard=shard),
+        workers=limits.workers,
+        workers_reason=limits.reason,
+        vus_max_active=max_vus,
+        connections_max=max_connections,
+        source_addresses=tuple(limits.source_addresses),
+        nofile=limits.nofile,
+        incomplete_workers=tuple(incomplete_workers),
+        stop_reason=stop_reason,
+    )
     errors = list(problems)
     if incomplete_workers:
         errors.append(
@@ -363,11 +290,7 @@ def load_result(
         interrupted=interrupted,
         error="; ".join(errors),
         tls=tls,
-        settings={
-            "mode": "load",
-            "read_timeout_s": scenario.read_timeout_s,
-            "load": summary,
-        },
+        settings=RunSettings(mode="load", read_timeout_s=scenario.read_timeout_s, load=summary),
         hold=load.hold,
     )
     return evaluate_load(result, scenario.thresholds, load)
@@ -390,43 +313,43 @@ def evaluate_load(result: RunResult, thresholds: Sequence[Threshold], load: Load
 
 def load_summary_line(result: RunResult) -> str:
     """One console line with the load figures (printed after the usual report)."""
-    load = result.settings.get("load")
-    if not isinstance(load, dict):
+    load = result.settings.load
+    if load is None:
         return ""
     it = result.iterations
     parts = [
-        f"load: {load['model']} model",
-        f"{load['workers']} worker(s)",
-        f"max {load['vus_max_active']:,} VUs",
+        f"load: {load.model} model",
+        f"{load.workers} worker(s)",
+        f"max {load.vus_max_active or 0:,} VUs",
         f"iterations {it.completed:,} completed, {it.failed:,} failed, {it.interrupted:,} interrupted",
     ]
-    plan = load.get("plan") or {}
-    if load["model"] == "open":
-        delivered = plan.get("delivered")
-        of = f" of {plan.get('planned', 0):,.0f} planned" if plan.get("planned") else ""
+    plan = load.plan
+    if load.model == "open":
+        of = f" of {plan.planned:,.0f} planned" if plan is not None and plan.planned else ""
+        delivered = plan.delivered if plan is not None else None
         pct = f" ({delivered:.1%})" if delivered is not None else ""
-        parts.append(f"{load.get('started', 0):,} starts{of}{pct}")
-        lag = load.get("lag_ms") or {}
+        parts.append(f"{load.started:,} starts{of}{pct}")
+        lag = load.lag_ms or {}
         parts.append(
             f"schedule lag p50 {lag.get('p50', 0):g}ms p99 {lag.get('p99', 0):g}ms "
             f"max {lag.get('max', 0):g}ms"
         )
-        parts.append(f"{load['dropped']:,} dropped (max_vus)")
-    elif plan.get("delivered") is not None:
-        parts.append(f"users delivered {plan['delivered']:.1%} of the plan")
-    if load.get("failure_pauses"):
+        parts.append(f"{load.dropped:,} dropped (max_vus)")
+    elif plan is not None and plan.delivered is not None:
+        parts.append(f"users delivered {plan.delivered:.1%} of the plan")
+    if load.failure_pauses:
         parts.append(
-            f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g}s in all)"
+            f"{load.failure_pauses:,} pauses after failed iterations ({load.failure_pause_s:g}s in all)"
         )
-    gen = load.get("generator") or {}
-    if gen.get("workers"):
-        lag = gen.get("loop_lag_ms") or {}
+    gen = load.generator
+    if gen is not None and gen.workers:
+        glag = gen.loop_lag_ms or {}
         parts.append(
-            f"generator: CPU up to {gen.get('cpu_max') or 0:.0%}, loop lag p99 {lag.get('p99', 0):g}ms, "
-            f"{gen.get('saturated_seconds', 0)} of {gen.get('seconds', 0)} s saturated"
+            f"generator: CPU up to {gen.cpu_max or 0:.0%}, loop lag p99 {glag.get('p99', 0):g}ms, "
+            f"{gen.saturated_seconds} of {gen.seconds} s saturated"
         )
-    if load.get("incomplete_workers"):
-        parts.append("INCOMPLETE workers " + ", ".join(str(w) for w in load["incomplete_workers"]))
-    if load.get("stop_reason"):
-        parts.append(load["stop_reason"])
+    if load.incomplete_workers:
+        parts.append("INCOMPLETE workers " + ", ".join(str(w) for w in load.incomplete_workers))
+    if load.stop_reason:
+        parts.append(load.stop_reason)
     return ", ".join(parts)

@@ -14,7 +14,7 @@ import html
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from importlib import resources
 from string import Template
@@ -23,7 +23,9 @@ from typing import Any
 from runner import __version__
 from runner.reports import console
 from runner.reports.masking import Masker
-from runner.results.result import LatencySummary, RunResult, StepResult
+from runner.results.codec import encode_settings
+from runner.results.load_figures import SaturationBounds
+from runner.results.result import LatencySummary, RunResult, SecondSample, StepResult
 
 __all__ = ["MAX_POINTS", "PERCENTILES", "Chart", "charts", "downsample", "render"]
 
@@ -33,10 +35,6 @@ MAX_POINTS = 1200
 PERCENTILES = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999)
 #: Step kinds whose "latency" is not the server's (a sleep measures our own timer).
 _NOT_LATENCY = frozenset({"sleep"})
-#: Aliases for series the load engine may add to each time-series entry.
-_MESSAGES = ("messages", "msgs")
-_VUS = ("vus", "active_vus")
-_CONNECTIONS = ("connections", "open_connections")
 _LAT_ROWS = (
     ("p50", "p50"),
     ("p90", "p90"),
@@ -81,22 +79,14 @@ class Chart:
 # --- time series ------------------------------------------------------------------------------
 
 
-def _pick(entry: Mapping[str, Any], names: Sequence[str]) -> float | None:
-    for name in names:
-        value = entry.get(name)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
-
-
 #: The last, partial second of a run is drawn only if the run covered this much of it (a
 #: rate over a sliver of a second is noise), its rates scaled to per second.
 MIN_PARTIAL = 0.2
 
 
 def _dense(
-    timeseries: Sequence[Mapping[str, Any]],
-    value: Callable[[Mapping[str, Any]], float | None],
+    timeseries: Sequence[SecondSample],
+    value: Callable[[SecondSample], float | None],
     fill: float | None,
     rate: bool = False,
 ) -> list[float | None]:
@@ -107,14 +97,14 @@ def _dense(
     sliver; without that the last point looked like a collapse of the load."""
     if not timeseries:
         return []
-    last = max(int(e.get("t", 0)) for e in timeseries)
+    last = max(e.t for e in timeseries)
     out: list[float | None] = [fill] * (last + 1)
     for e in timeseries:
-        t = int(e.get("t", 0))
+        t = e.t
         if t >= 0:
             v = value(e)
-            covered = e.get("partial")
-            if rate and isinstance(covered, (int, float)) and v is not None:
+            covered = e.partial
+            if rate and covered is not None and v is not None:
                 v = round(v / covered, 3) if covered >= MIN_PARTIAL else None
                 out[t] = v
                 continue
@@ -122,10 +112,10 @@ def _dense(
     return out
 
 
-def _saturated(timeseries: Sequence[Mapping[str, Any]]) -> tuple[tuple[float, float], ...]:
+def _saturated(timeseries: Sequence[SecondSample]) -> tuple[tuple[float, float], ...]:
     """The runs of seconds in which the load generator was saturated, as x ranges."""
     ranges: list[list[float]] = []
-    for t in sorted(int(e["t"]) for e in timeseries if e.get("saturated")):
+    for t in sorted(e.t for e in timeseries if e.saturated):
         if ranges and ranges[-1][1] == t:
             ranges[-1][1] = t + 1
         else:
@@ -156,47 +146,50 @@ def _bucket_size(seconds: int, max_points: int) -> int:
     return max(1, math.ceil(seconds / max_points))
 
 
-def _lat(key: str) -> Callable[[Mapping[str, Any]], float | None]:
-    def get(e: Mapping[str, Any]) -> float | None:
-        lat = e.get("latency_ms")
-        if isinstance(lat, Mapping) and isinstance(lat.get(key), (int, float)):
-            return float(lat[key])
-        return None
+def _lat(key: str) -> Callable[[SecondSample], float | None]:
+    def get(e: SecondSample) -> float | None:
+        value = e.latency_ms.get(key) if e.latency_ms is not None else None
+        return float(value) if value is not None else None
 
     return get
 
 
-def _field(names: Sequence[str]) -> Callable[[Mapping[str, Any]], float | None]:
-    return lambda e: _pick(e, names)
+def _num(value: float | None) -> float | None:
+    return float(value) if value is not None else None
 
 
-def _rc_codes(timeseries: Sequence[Mapping[str, Any]]) -> list[str]:
-    codes = {str(code) for e in timeseries for code in (e.get("rc") or {})}
+def _rc_codes(timeseries: Sequence[SecondSample]) -> list[str]:
+    codes = {str(code) for e in timeseries for code in e.rc}
     return sorted(codes, key=lambda c: (int(c) if c.lstrip("-").isdigit() else 0, c))
 
 
-def _rc(code: str) -> Callable[[Mapping[str, Any]], float | None]:
-    return lambda e: float((e.get("rc") or {}).get(code, 0))
+def _rc(code: str) -> Callable[[SecondSample], float | None]:
+    return lambda e: float(e.rc.get(code, 0))
 
 
 @dataclass(frozen=True, slots=True)
 class _Metric:
-    """How to read one series from a time-series entry, fill missing seconds, and downsample it."""
+    """How to read one series from a second's sample, fill missing seconds, and downsample it."""
 
     label: str
-    value: Callable[[Mapping[str, Any]], float | None]
+    value: Callable[[SecondSample], float | None]
     fill: float | None
     how: str
 
 
-def _has(timeseries: Sequence[Mapping[str, Any]], metric: _Metric) -> bool:
+def _has(timeseries: Sequence[SecondSample], metric: _Metric) -> bool:
     return any(metric.value(e) is not None for e in timeseries)
 
 
-def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, str, str, list[_Metric]]]:
+def _moved(timeseries: Sequence[SecondSample]) -> _Metric:
+    """Messages per second, or steps per second for a series without message counts."""
+    if any(e.messages is not None for e in timeseries):
+        return _Metric("messages/s", lambda e: _num(e.messages), 0.0, "mean")
+    return _Metric("steps/s", lambda e: float(e.steps), 0.0, "mean")
+
+
+def _time_metrics(timeseries: Sequence[SecondSample]) -> dict[str, tuple[str, str, str, list[_Metric]]]:
     """The time charts this series can fill: id -> (title, unit, note, metrics with data)."""
-    messages = _Metric("messages/s", _field(_MESSAGES), 0.0, "mean")
-    steps = _Metric("steps/s", _field(("steps",)), 0.0, "mean")
     specs: dict[str, tuple[str, str, str, list[_Metric]]] = {
         "latency": (
             "Latency percentiles over time",
@@ -210,9 +203,9 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             "/s",
             "messages (or steps) per second, scenario iterations started, and open-model starts dropped",
             [
-                messages if _has(timeseries, messages) else steps,
-                _Metric("starts/s", _field(("starts",)), 0.0, "mean"),
-                _Metric("dropped starts/s", _field(("dropped",)), 0.0, "mean"),
+                _moved(timeseries),
+                _Metric("starts/s", lambda e: float(e.starts), 0.0, "mean"),
+                _Metric("dropped starts/s", lambda e: _num(e.dropped), 0.0, "mean"),
             ],
         ),
         "users": (
@@ -220,9 +213,9 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             "",
             "users pausing after a failed iteration (load.failure_pause) are among the active ones",
             [
-                _Metric("active VUs", _field(_VUS), None, "max"),
-                _Metric("open connections", _field(_CONNECTIONS), None, "max"),
-                _Metric("pausing after a failure", _field(("paused",)), None, "max"),
+                _Metric("active VUs", lambda e: _num(e.vus), None, "max"),
+                _Metric("open connections", lambda e: _num(e.connections), None, "max"),
+                _Metric("pausing after a failure", lambda e: _num(e.paused), None, "max"),
             ],
         ),
         "generator": (
@@ -232,21 +225,19 @@ def _time_metrics(timeseries: Sequence[Mapping[str, Any]]) -> dict[str, tuple[st
             "each second; shaded: seconds in which the generator was saturated, whose latencies "
             "may carry its own delay",
             [
-                _Metric(
-                    "CPU %", lambda e: None if e.get("cpu") is None else float(e["cpu"]) * 100, None, "max"
-                ),
-                _Metric("loop lag ms", _field(("loop_lag_ms",)), None, "max"),
+                _Metric("CPU %", lambda e: None if e.cpu is None else float(e.cpu) * 100, None, "max"),
+                _Metric("loop lag ms", lambda e: _num(e.loop_lag_ms), None, "max"),
             ],
         ),
         "errors": (
             "Errors by return code over time",
             "/s",
             "failed steps and non-success return codes per second",
-            [_Metric("failed steps/s", _field(("failures",)), 0.0, "mean")]
+            [_Metric("failed steps/s", lambda e: float(e.failures), 0.0, "mean")]
             + [_Metric(f"rc {c}/s", _rc(c), 0.0, "mean") for c in _rc_codes(timeseries)],
         ),
     }
-    paused = any(e.get("paused") for e in timeseries)  # a line of zeros only when someone paused
+    paused = any(e.paused for e in timeseries)  # a line of zeros only when someone paused
     return {
         k: (
             t,
@@ -323,19 +314,17 @@ def charts(
     out: list[Chart] = []
     if len(results) == 1:
         # A check runs one iteration for a fraction of a second: no time to chart.
-        ts = results[0].timeseries if results[0].settings.get("mode") != "check" else ()
+        ts = results[0].timeseries if results[0].settings.mode != "check" else ()
         shade = _saturated(ts)
+        bounds = _saturation_bounds(results[0])
         for chart_id, (title, unit, note, metrics) in _time_metrics(ts).items():
             cols = [(m.label, _dense(ts, m.value, m.fill, rate=m.how == "mean"), m.how) for m in metrics]
             marks: tuple[tuple[float, str], ...] = ()
-            bounds = _generator(results[0]).get("saturated_when") or {}
-            if chart_id == "generator" and bounds:
+            if chart_id == "generator" and bounds is not None:
+                cpu, lag_ms = float(bounds.cpu), float(bounds.loop_lag_ms)
                 marks = (
-                    (float(bounds["cpu"]) * 100, f"saturated at {float(bounds['cpu']):.0%} CPU"),
-                    (
-                        float(bounds["loop_lag_ms"]),
-                        f"saturated at a lag p90 of {float(bounds['loop_lag_ms']):g} ms",
-                    ),
+                    (cpu * 100, f"saturated at {cpu:.0%} CPU"),
+                    (lag_ms, f"saturated at a lag p90 of {lag_ms:g} ms"),
                 )
             chart = _time_chart(
                 chart_id,
@@ -354,7 +343,7 @@ def charts(
             out.append(dist)
         return out
     labels = [text(label) for label in run_labels(results)]
-    overlays: tuple[tuple[str, str, str, Callable[[Sequence[Mapping[str, Any]]], _Metric]], ...] = (
+    overlays: tuple[tuple[str, str, str, Callable[[Sequence[SecondSample]], _Metric]], ...] = (
         (
             "p99",
             "p99 latency of every read step over time",
@@ -371,26 +360,21 @@ def charts(
             "throughput",
             "Messages (or steps) per second",
             "/s",
-            lambda ts: _Metric(
-                "",
-                _field(_MESSAGES if any(_pick(e, _MESSAGES) is not None for e in ts) else ("steps",)),
-                0.0,
-                "mean",
-            ),
+            lambda ts: replace(_moved(ts), label=""),
         ),
-        ("users", "Active virtual users", "", lambda ts: _Metric("", _field(_VUS), None, "max")),
+        ("users", "Active virtual users", "", lambda ts: _Metric("", lambda e: _num(e.vus), None, "max")),
         (
             "errors",
             "Failed steps per second",
             "/s",
-            lambda ts: _Metric("", _field(("failures",)), 0.0, "mean"),
+            lambda ts: _Metric("", lambda e: float(e.failures), 0.0, "mean"),
         ),
     )
     for chart_id, title, unit, metric_of in overlays:
         cols = []
         for label, r in zip(labels, results, strict=True):
             m = metric_of(r.timeseries)
-            if _has(r.timeseries, m) and r.settings.get("mode") != "check":
+            if _has(r.timeseries, m) and r.settings.mode != "check":
                 cols.append((label, _dense(r.timeseries, m.value, m.fill, rate=m.how == "mean"), m.how))
         if chart := _time_chart(
             chart_id, title, unit, "one line per run, time since each run's start", cols, max_points
@@ -626,9 +610,7 @@ def _settings(result: RunResult, e: _Html) -> str:
         ],
         ["wsload version", e(result.wsload_version)],
     ]
-    for key, value in result.settings.items():
-        if key in ("source", "scenario_source"):
-            continue
+    for key, value in encode_settings(result.settings).items():
         if isinstance(value, Mapping):  # e.g. the load figures: one row each, "load.workers"
             rows += [[e(f"{key}.{k}"), e(_setting(v))] for k, v in value.items()]
         else:
@@ -636,10 +618,11 @@ def _settings(result: RunResult, e: _Html) -> str:
     return _table(["setting", "value"], rows, frozenset({0, 1}))
 
 
-def _generator(result: RunResult) -> Mapping[str, Any]:
-    load = result.settings.get("load")
-    gen = load.get("generator") if isinstance(load, Mapping) else None
-    return gen if isinstance(gen, Mapping) else {}
+def _saturation_bounds(result: RunResult) -> SaturationBounds | None:
+    """When the run's load generator counted as saturated (drawn on the generator chart)."""
+    load = result.settings.load
+    gen = load.generator if load is not None else None
+    return gen.saturated_when if gen is not None else None
 
 
 def _iterations(result: RunResult) -> str:
@@ -658,56 +641,46 @@ def _setting(value: object) -> str:
 
 
 def _load_line(result: RunResult) -> str:
-    """The load figures at a glance (from ``settings["load"]`` of a load run), or ``""``."""
-    load = result.settings.get("load")
-    if not isinstance(load, Mapping):
+    """The load figures at a glance (from ``settings.load`` of a load run), or ``""``."""
+    load = result.settings.load
+    if load is None:
         return ""
     parts = []
-    if load.get("model"):
-        parts.append(f"{load['model']} model")
-    if load.get("workers"):
-        parts.append(f"{load['workers']} worker(s)")
-    if isinstance(load.get("vus_max_active"), int):
-        parts.append(f"max {load['vus_max_active']:,} VUs")
-    if isinstance(load.get("connections_max"), int):
-        parts.append(f"max {load['connections_max']:,} connections")
-    if isinstance(load.get("achieved_rate"), (int, float)):
-        rate = load.get("rate")
-        of = f" of {rate:g}/s" if isinstance(rate, (int, float)) and rate else ""
-        parts.append(f"{load['achieved_rate']:g} iterations/s achieved{of}")
-    plan = load.get("plan")
-    if isinstance(plan, Mapping) and isinstance(plan.get("delivered"), (int, float)):
-        parts.append(f"plan delivered {plan['delivered']:.1%}")
-    lag = load.get("lag_ms")
-    if isinstance(lag, Mapping) and isinstance(lag.get("p99"), (int, float)):
-        parts.append(f"schedule lag p99 {lag['p99']:g} ms")
-    if load.get("dropped"):
-        parts.append(f"{load['dropped']:,} starts dropped")
-    if load.get("failure_pauses"):
+    if load.model:
+        parts.append(f"{load.model} model")
+    if load.workers:
+        parts.append(f"{load.workers} worker(s)")
+    if load.vus_max_active is not None:
+        parts.append(f"max {load.vus_max_active:,} VUs")
+    if load.connections_max is not None:
+        parts.append(f"max {load.connections_max:,} connections")
+    of = f" of {load.rate:g}/s" if load.rate else ""
+    parts.append(f"{load.achieved_rate:g} iterations/s achieved{of}")
+    if load.plan is not None and load.plan.delivered is not None:
+        parts.append(f"plan delivered {load.plan.delivered:.1%}")
+    if load.lag_ms is not None and load.lag_ms.get("p99") is not None:
+        parts.append(f"schedule lag p99 {load.lag_ms['p99']:g} ms")
+    if load.dropped:
+        parts.append(f"{load.dropped:,} starts dropped")
+    if load.failure_pauses:
+        parts.append(f"{load.failure_pauses:,} pauses after failed iterations ({load.failure_pause_s:g} s)")
+    gen = load.generator
+    if gen is not None and gen.workers:
+        glag = gen.loop_lag_ms or {}
         parts.append(
-            f"{load['failure_pauses']:,} pauses after failed iterations ({load['failure_pause_s']:g} s)"
-        )
-    gen = load.get("generator")
-    if isinstance(gen, Mapping) and gen.get("workers"):
-        glag = gen.get("loop_lag_ms") or {}
-        parts.append(
-            f"generator CPU up to {float(gen.get('cpu_max') or 0):.0%}, "
+            f"generator CPU up to {float(gen.cpu_max or 0):.0%}, "
             f"loop lag p99 {glag.get('p99', 0):g} ms, "
-            f"{gen.get('saturated_seconds', 0)} of {gen.get('seconds', 0)} s saturated"
-            + (
-                f" ({float(gen['samples_in_saturated']):.0%} of the samples)"
-                if gen.get("saturated_seconds")
-                else ""
-            )
+            f"{gen.saturated_seconds} of {gen.seconds} s saturated"
+            + (f" ({float(gen.samples_in_saturated):.0%} of the samples)" if gen.saturated_seconds else "")
         )
-    if load.get("stop_reason"):
-        parts.append(str(load["stop_reason"]))
+    if load.stop_reason:
+        parts.append(str(load.stop_reason))
     return "load: " + " · ".join(parts) if parts else ""
 
 
 def _source(result: RunResult, source: str | None, e: _Html) -> str:
-    text = source or result.settings.get("source") or result.settings.get("scenario_source")
-    if not isinstance(text, str) or not text:
+    text = source
+    if not text:
         return f'<p class="none">The result holds no scenario text; it ran {e(result.scenario_file)}.</p>'
     return f'<pre class="source">{e(text)}</pre>'
 
@@ -754,7 +727,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
     if result.problems:
         items = "".join(f"<li>{e(p)}</li>" for p in result.problems)
         error += f'<div class="error-box"><b>Problems (each fails the run)</b><ul>{items}</ul></div>'
-    if result.settings.get("mode") == "check":
+    if result.settings.mode == "check":
         missing = [m for m in missing if m in (_TITLES["distribution"],)] + [
             "time charts (a check runs once; load runs have them)"
         ]

@@ -1,17 +1,19 @@
-"""The JSON report: ``RunResult.to_json()`` with secrets masked (see ``schemas/report.schema.json``)."""
+"""The JSON report: ``runner.results.codec.encode`` with secrets masked (see
+``schemas/report.schema.json``)."""
 
 from __future__ import annotations
 
 import json
 
 from runner.reports.masking import Masker
+from runner.results.codec import encode
 from runner.results.result import RunResult
 
 __all__ = ["document", "render"]
 
 
 def document(result: RunResult, masker: Masker | None = None) -> dict[str, object]:
-    doc = result.to_json()
+    doc = encode(result)
     if masker is None:
         return doc
     masked: dict[str, object] = masker.tree(doc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, push_to_gateway, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily
@@ -167,16 +166,16 @@ def _scenario_metrics(f: dict[str, GaugeMetricFamily], scenario: str, r: RunResu
 
 
 def _generator_metrics(f: dict[str, GaugeMetricFamily], scenario: str, r: RunResult) -> None:
-    settings_load = r.settings.get("load")
-    load: dict[str, Any] = settings_load if isinstance(settings_load, dict) else {}
-    plan = load.get("plan") or {}
-    if plan.get("delivered") is not None:
-        f["wsload_plan_delivered_ratio"].add_metric([scenario], _clean(plan["delivered"]))
-    for w in (load.get("generator") or {}).get("workers", []):
-        worker = str(w["name"])
-        f["wsload_generator_cpu_ratio"].add_metric([scenario, worker], _clean(w["cpu_max"]))
-        f["wsload_generator_saturated_seconds"].add_metric([scenario, worker], float(w["saturated_seconds"]))
-        lag = w.get("loop_lag_ms") or {}
+    load = r.settings.load
+    if load is None:
+        return
+    if load.plan is not None and load.plan.delivered is not None:
+        f["wsload_plan_delivered_ratio"].add_metric([scenario], _clean(load.plan.delivered))
+    for w in load.generator.workers if load.generator is not None else ():
+        worker = str(w.name)
+        f["wsload_generator_cpu_ratio"].add_metric([scenario, worker], _clean(w.cpu_max))
+        f["wsload_generator_saturated_seconds"].add_metric([scenario, worker], float(w.saturated_seconds))
+        lag = w.loop_lag_ms or {}
         for q, key in QUANTILES:
             if lag.get(key) is not None:
                 f["wsload_generator_loop_lag_seconds"].add_metric(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
@@ -28,6 +28,7 @@ __all__ = [
     "LoadRecorder",
     "Percentiles",
     "RunRecorder",
+    "SecondCounts",
     "StepRecorder",
     "TimeSeries",
     "WorkerHealth",
@@ -454,6 +455,26 @@ class StepRecorder:
                 h.merge(data["connect"][k])
 
 
+class SecondCounts(NamedTuple):
+    """One second of a ``TimeSeries`` by name: the fields follow the bucket's slots (``t`` first),
+    so ``SecondCounts(t, *bucket)`` is the only place outside ``TimeSeries`` that knows them.
+    ``latency``: the reads' histogram, live or serialised, or None; the gauges are None when no
+    one sampled them in that second."""
+
+    t: int
+    starts: int
+    steps: int
+    failures: int
+    rc: dict[str, int]
+    latency: LatencyHistogram | dict[str, Any] | None
+    ended: int
+    messages: int
+    vus: int | None
+    connections: int | None
+    dropped: int
+    paused: int | None
+
+
 class TimeSeries:
     """Per second since the start: iterations started and ended, step executions, messages
     (reads and writes that succeeded), errors by rc, read latency; and two gauges sampled by
@@ -587,6 +608,11 @@ class TimeSeries:
                 hist.merge(entry["latency"])
                 bucket[4] = hist
         self._compact(self._newest - 1)
+
+    def samples(self) -> list[SecondCounts]:
+        """Every second recorded, in order, by name (what the report's per-second samples and
+        the load figures read; nothing outside this class indexes a bucket)."""
+        return [SecondCounts(t, *self.seconds[t]) for t in sorted(self.seconds)]
 
     def latest_read_p99_ms(self, second: int) -> float | None:
         """p99 of the reads that ended in ``second`` (for progress lines), or None."""

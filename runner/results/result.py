@@ -1,37 +1,49 @@
 """The finished run as frozen values: what every report is a pure function of.
 
-``RunResult.to_json()`` is the JSON report's document (described by
-``runner/schemas/report.schema.json``); ``RunResult.from_json()`` reads it back, so reports can
-be re-rendered from a saved JSON file. Each step keeps its latency histogram (compressed base64 HDR)
-so thresholds over several steps, and results of several machines, combine exactly.
+``runner.results.codec`` turns a ``RunResult`` into the JSON report's document (described by
+``runner/schemas/report.schema.json``) and back, so reports can be re-rendered from a saved JSON
+file. Each step keeps its latency histogram (compressed base64 HDR) so thresholds over several
+steps, and results of several machines, combine exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from runner import __version__
-from runner.results.recorders import LatencyHistogram, Percentiles, RunRecorder, StepRecorder, new_hdr
+from runner.results.load_figures import LoadSummary
+from runner.results.recorders import (
+    LatencyHistogram,
+    Percentiles,
+    RunRecorder,
+    SecondCounts,
+    StepRecorder,
+    new_hdr,
+)
+from runner.results.shard_info import ShardInfo
 from runner.results.verdict import measurement_problems
 
 __all__ = [
+    "LATENCY_FIELDS",
     "OPERATION_KINDS",
     "ErrorGroup",
     "FailureRecord",
     "IterationCounts",
     "LatencySummary",
     "RunResult",
+    "RunSettings",
+    "SecondSample",
     "StepResult",
     "ThresholdResult",
     "TlsInfo",
     "build_result",
 ]
 
-_LAT_KEYS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
+#: The figures of a ``LatencySummary``, in the report's order.
+LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
 #: Step kinds that are operations on the network and can fail; sleeps and blocks cannot.
 OPERATION_KINDS = frozenset({"open", "write", "read", "close", "ping"})
 
@@ -59,14 +71,19 @@ class LatencySummary:
             return None
         return cls(_r(p.p50), _r(p.p90), _r(p.p95), _r(p.p99), _r(p.p999), _r(p.max), _r(p.mean), _r(p.min))
 
-    def to_json(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in _LAT_KEYS}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> LatencySummary | None:
-        if data is None:
-            return None
-        return cls(**{k: float(data[k]) for k in _LAT_KEYS if k in data})
+    def percentiles(self) -> dict[str, float]:
+        """The figures by name (``LATENCY_FIELDS``): how the report writes a latency, and the
+        form of the latencies a load run keeps by percentile (``runner.results.load_figures``)."""
+        return {
+            "p50": self.p50,
+            "p90": self.p90,
+            "p95": self.p95,
+            "p99": self.p99,
+            "p999": self.p999,
+            "max": self.max,
+            "mean": self.mean,
+            "min": self.min,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,62 +184,6 @@ class StepResult:
             hist.decode_and_add(encoded.encode("ascii"))
         return hist
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "connection": self.connection,
-            "line": self.line,
-            "count": self.count,
-            "ok": self.ok,
-            "failures": self.failures,
-            "skipped": self.skipped,
-            "skipped_messages": self.skipped_messages,
-            "rc": dict(self.rc),
-            "latency_ms": self.latency_ms.to_json() if self.latency_ms else None,
-            "errors": [{"rc": e.rc, "message": e.message, "count": e.count} for e in self.errors],
-            "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()} if self.connect_ms else None,
-            "histogram": self.histogram,
-            "pending": self.pending,
-            "pending_max_ms": self.pending_max_ms,
-            "pending_mean_ms": self.pending_mean_ms,
-            "internal_errors": self.internal_errors,
-            "closes": dict(self.closes),
-            "response_ms": self.response_ms.to_json() if self.response_ms else None,
-            "response_histogram": self.response_histogram,
-        }
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> StepResult:
-        connect = d.get("connect_ms")
-        return cls(
-            name=d["name"],
-            kind=d["kind"],
-            connection=d.get("connection", ""),
-            line=d.get("line", 0),
-            count=d["count"],
-            ok=d["ok"],
-            failures=d["failures"],
-            skipped=d.get("skipped", 0),
-            skipped_messages=d.get("skipped_messages", 0),
-            rc=dict(d.get("rc", {})),
-            latency_ms=LatencySummary.from_json(d.get("latency_ms")),
-            errors=tuple(ErrorGroup(e["rc"], e["message"], e["count"]) for e in d.get("errors", [])),
-            connect_ms=(
-                {k: s for k, v in connect.items() if (s := LatencySummary.from_json(v)) is not None}
-                if connect
-                else None
-            ),
-            histogram=d.get("histogram", ""),
-            pending=d.get("pending", 0),
-            pending_max_ms=d.get("pending_max_ms", 0.0),
-            pending_mean_ms=d.get("pending_mean_ms", 0.0),
-            internal_errors=d.get("internal_errors", 0),
-            closes=dict(d.get("closes", {})),
-            response_ms=LatencySummary.from_json(d.get("response_ms")),
-            response_histogram=d.get("response_histogram", ""),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class IterationCounts:
@@ -248,24 +209,6 @@ class IterationCounts:
             rec.iterations_interrupted,
         )
 
-    def to_json(self) -> dict[str, int]:
-        return {
-            "started": self.started,
-            "ended": self.ended,
-            "completed": self.completed,
-            "failed": self.failed,
-            "interrupted": self.interrupted,
-        }
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> IterationCounts:
-        it = d.get("iterations", 0)
-        if isinstance(it, Mapping):
-            return cls(int(it["started"]), int(it["completed"]), int(it["failed"]), int(it["interrupted"]))
-        # A report written before iterations were split: its count included cut ones.
-        failed = int(d.get("iterations_failed", 0))
-        return cls(int(it), max(int(it) - failed, 0), failed, 0)
-
 
 @dataclass(frozen=True, slots=True)
 class ThresholdResult:
@@ -286,6 +229,50 @@ class TlsInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SecondSample:
+    """One second of the run (``t`` since the start): iterations started and ended, step
+    executions ended and failed, messages moved, non-success return codes, the latency of the
+    reads that ended in it (by percentile, ``LatencySummary.percentiles()``); in load runs the
+    gauges (active users, open connections, users pausing after a failure), open-model starts
+    dropped, and the generator's health (the busiest worker's CPU share, the largest loop lag,
+    connections with a full send buffer, whether any worker was saturated). ``partial``: the
+    last second, with the share of it the run covered, so a reader (and the charts) can tell a
+    short last second from a collapse. None: not measured in that second."""
+
+    t: int
+    starts: int
+    steps: int
+    failures: int
+    rc: Mapping[str, int]
+    iterations: int | None = None
+    messages: int | None = None
+    vus: int | None = None
+    connections: int | None = None
+    paused: int | None = None
+    dropped: int | None = None
+    latency_ms: Mapping[str, float] | None = None
+    cpu: float | None = None
+    loop_lag_ms: float | None = None
+    send_blocked: int | None = None
+    saturated: bool | None = None
+    partial: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How the run ran: ``mode`` (``check``, ``load``, ``capacity``), the scenario's read and
+    run time-outs, a load run's figures, a shard's data for an exact merge, and for a merge of
+    shard reports the reports it was made from. None: not part of this run."""
+
+    mode: str | None = None
+    read_timeout_s: float | None = None
+    run_timeout_s: float | None = None
+    load: LoadSummary | None = None
+    shard: ShardInfo | None = None
+    merged_from: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunResult:
     passed: bool
     interrupted: bool
@@ -302,8 +289,8 @@ class RunResult:
     failures_dropped: int = 0
     tls: TlsInfo = field(default_factory=TlsInfo)
     error: str = ""  # a run-level problem, e.g. the overall time-out
-    timeseries: tuple[Mapping[str, Any], ...] = ()
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    timeseries: tuple[SecondSample, ...] = ()
+    settings: RunSettings = field(default_factory=RunSettings)
     connect_ms: Mapping[str, LatencySummary] = field(default_factory=dict)  # all opens, merged
     #: Why the run did not measure what it set out to (each fails it): internal errors, steps
     #: that never completed, no iteration completed, a plan not delivered. Also in ``error``.
@@ -318,103 +305,6 @@ class RunResult:
             code = 1
         return replace(self, thresholds=thresholds, passed=passed, exit_code=code)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "interrupted": self.interrupted,
-            "exit_code": self.exit_code,
-            "scenario": {"name": self.scenario_name, "file": self.scenario_file},
-            "started_at": self.started_at,
-            "duration_s": round(self.duration_s, 3),
-            "target": self.target,
-            "tls": {
-                "verified": self.tls.verified,
-                "ignored_errors": list(self.tls.ignored_errors),
-                "allowed": list(self.tls.allowed),
-            },
-            "iterations": self.iterations.to_json(),
-            "error": self.error,
-            "problems": list(self.problems),
-            "steps": [s.to_json() for s in self.steps],
-            "connect_ms": {k: v.to_json() for k, v in self.connect_ms.items()},
-            "thresholds": [
-                {
-                    "expression": t.expression,
-                    "value": t.value,
-                    "passed": t.passed,
-                    "line": t.line,
-                    "limit": t.limit,
-                    "message": t.message,
-                    "default": t.default,
-                }
-                for t in self.thresholds
-            ],
-            "failures": [
-                {
-                    "step": f.step,
-                    "line": f.line,
-                    "message": f.message,
-                    "expected": f.expected,
-                    "actual": f.actual,
-                    "count": f.count,
-                }
-                for f in self.failures
-            ],
-            "failures_dropped": self.failures_dropped,
-            "timeseries": [dict(t) for t in self.timeseries],
-            "settings": dict(self.settings),
-            "wsload_version": self.wsload_version,
-        }
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> RunResult:
-        return cls(
-            passed=d["passed"],
-            interrupted=d.get("interrupted", False),
-            exit_code=d.get("exit_code", 0 if d["passed"] else 1),
-            scenario_name=d["scenario"]["name"],
-            scenario_file=d["scenario"]["file"],
-            started_at=d["started_at"],
-            duration_s=d["duration_s"],
-            target=d.get("target", ""),
-            steps=tuple(StepResult.from_json(s) for s in d["steps"]),
-            iterations=IterationCounts.from_json(d),
-            thresholds=tuple(
-                ThresholdResult(
-                    t["expression"],
-                    t["value"],
-                    t["passed"],
-                    t.get("line", 0),
-                    t.get("limit", 0.0),
-                    t.get("message", ""),
-                    t.get("default", False),
-                )
-                for t in d.get("thresholds", [])
-            ),
-            failures=tuple(
-                FailureRecord(f["step"], f["line"], f["message"], f["expected"], f["actual"], f["count"])
-                for f in d.get("failures", [])
-            ),
-            failures_dropped=d.get("failures_dropped", 0),
-            tls=_tls_from_json(d.get("tls")),
-            error=d.get("error", ""),
-            timeseries=tuple(d.get("timeseries", [])),
-            connect_ms={
-                k: s
-                for k, v in d.get("connect_ms", {}).items()
-                if (s := LatencySummary.from_json(v)) is not None
-            },
-            settings=dict(d.get("settings", {})),
-            problems=tuple(d.get("problems", ())),
-            wsload_version=d.get("wsload_version", __version__),
-        )
-
-
-def _tls_from_json(d: Mapping[str, Any] | None) -> TlsInfo:
-    if d is None:
-        return TlsInfo()
-    return TlsInfo(d["verified"], tuple(d["ignored_errors"]), tuple(d.get("allowed", [])))
-
 
 def _connect(recorder: RunRecorder) -> dict[str, LatencySummary]:
     """The connect split of every open step, histograms merged (phase -> summary)."""
@@ -425,34 +315,61 @@ def _connect(recorder: RunRecorder) -> dict[str, LatencySummary]:
     return {k: s for k, h in merged.items() if (s := LatencySummary.of(h.summary())) is not None}
 
 
-def _timeseries(recorder: RunRecorder, duration_s: float) -> tuple[dict[str, Any], ...]:
-    """The per-second series of the report: each second's counts, read latency percentiles, the
-    gauges, and the generator's health (the busiest worker's CPU share, the largest loop lag,
-    connections with a full send buffer, whether any worker was saturated). The second the run
-    ended in is marked ``partial`` with the share of it the run covered, so a reader (and the
-    charts) can tell a short last second from a collapse."""
-    health: dict[int, list[Any]] = {}
+@dataclass(slots=True)
+class _Health:
+    """The generator in one second over all workers: the busiest CPU share, the largest loop
+    lag, connections with a full send buffer, whether any worker was saturated."""
+
+    cpu: float = 0.0
+    lag_ns: int = 0
+    send_blocked: int = 0
+    saturated: bool = False
+
+
+def _seconds(recorder: RunRecorder, duration_s: float) -> tuple[SecondSample, ...]:
+    """The per-second samples of the report: each second's counts and read latency, the gauges,
+    and the generator's health; the second the run ended in is marked ``partial`` with the
+    share of it the run covered."""
+    health: dict[int, _Health] = {}
     for w in recorder.health.workers.values():
-        for t, (cpu, lag, blocked, sat) in w.seconds.items():
-            h = health.setdefault(t, [0.0, 0, 0, False])
-            h[0], h[1] = max(h[0], cpu), max(h[1], lag)
-            h[2] += blocked
-            h[3] = h[3] or sat
+        for t, (cpu, lag_ns, blocked, saturated) in w.seconds.items():
+            h = health.setdefault(t, _Health())
+            h.cpu, h.lag_ns = max(h.cpu, cpu), max(h.lag_ns, lag_ns)
+            h.send_blocked += blocked
+            h.saturated = h.saturated or saturated
     last = int(duration_s)
     covered = round(duration_s - last, 3)
-    out = []
-    for entry in recorder.timeseries.serialize():
-        hist = entry.pop("latency")
-        summary = LatencySummary.of(LatencyHistogram.from_serialized(hist).summary()) if hist else None
-        entry["latency_ms"] = summary.to_json() if summary else None
-        sample = health.get(entry["t"])
-        if sample is not None:
-            entry["cpu"], entry["loop_lag_ms"] = sample[0], round(sample[1] / 1e6, 3)
-            entry["send_blocked"], entry["saturated"] = sample[2], sample[3]
-        if entry["t"] == last and 0 < covered < 0.999:
-            entry["partial"] = covered
-        out.append(entry)
-    return tuple(out)
+    return tuple(
+        _second(counts, health.get(counts.t), covered if counts.t == last and 0 < covered < 0.999 else None)
+        for counts in recorder.timeseries.samples()
+    )
+
+
+def _second(counts: SecondCounts, health: _Health | None, partial: float | None) -> SecondSample:
+    hist = counts.latency
+    if isinstance(hist, dict):
+        hist = LatencyHistogram.from_serialized(hist) if hist else None
+    summary = LatencySummary.of(hist.summary()) if hist is not None else None
+    gauged = counts.vus is not None
+    return SecondSample(
+        t=counts.t,
+        starts=counts.starts,
+        steps=counts.steps,
+        failures=counts.failures,
+        rc=dict(counts.rc),
+        iterations=counts.ended,
+        messages=counts.messages,
+        vus=counts.vus,
+        connections=counts.connections if gauged else None,
+        paused=(counts.paused or 0) if gauged else None,
+        dropped=counts.dropped or None,
+        latency_ms=summary.percentiles() if summary else None,
+        cpu=health.cpu if health is not None else None,
+        loop_lag_ms=round(health.lag_ns / 1e6, 3) if health is not None else None,
+        send_blocked=health.send_blocked if health is not None else None,
+        saturated=health.saturated if health is not None else None,
+        partial=partial,
+    )
 
 
 def build_result(
@@ -466,7 +383,7 @@ def build_result(
     interrupted: bool = False,
     error: str = "",
     tls: TlsInfo | None = None,
-    settings: Mapping[str, Any] | None = None,
+    settings: RunSettings | None = None,
     hold: bool = False,
     problems: Sequence[str] = (),
 ) -> RunResult:
@@ -503,8 +420,8 @@ def build_result(
         failures_dropped=recorder.failures_dropped,
         tls=tls or TlsInfo(),
         error=error,
-        timeseries=_timeseries(recorder, duration_s),
+        timeseries=_seconds(recorder, duration_s),
         connect_ms=_connect(recorder),
-        settings=dict(settings or {}),
+        settings=settings or RunSettings(),
         problems=tuple(found),
     )

@@ -7,15 +7,19 @@ import math
 import random
 from typing import Any
 
+from runner.results.load_figures import GeneratorFigures, LoadSummary, SaturationBounds
 from runner.results.recorders import LatencyHistogram
 from runner.results.result import (
     ErrorGroup,
     IterationCounts,
     LatencySummary,
     RunResult,
+    RunSettings,
+    SecondSample,
     StepResult,
     ThresholdResult,
 )
+from runner.scenario.model import Stage
 
 #: A step name and error text that would break the page if anything were not escaped.
 HOSTILE = '</script><img src=x onerror="alert(1)"> & <!--'
@@ -121,32 +125,32 @@ def ramp(seconds: int, *, seed: int = 1, started_at: str = "2026-11-25T20:00:00.
             failed=timeouts,
         ),
         thresholds=(ThresholdResult("read.p99 < 5ms", 0.0091, False, 20, 0.005, "9.1ms is 4.1ms over 5ms"),),
-        timeseries=tuple(series),
-        settings={
-            "mode": "load",
-            "read_timeout_s": 2.0,
-            "load": {
-                "model": "closed",
-                "workers": 2,
-                "vus": 200,
-                "vus_max_active": 200,
-                "connections_max": 200,
-                "achieved_rate": 150.5,
-                "rate": None,
-                "lag_ms": None,
-                "iteration_ms": {"p50": 1.2, "p99": 9.5},
-                "dropped": 0,
-                "stages": [{"duration_s": seconds / 2, "target": 200}],
-                "generator": {
-                    "workers": [],
-                    "seconds": seconds,
-                    "saturated_seconds": sum(1 for e in series if e["saturated"]),
-                    "samples_in_saturated": 0.1,
-                    "cpu_max": 0.99,
-                    "loop_lag_ms": None,
-                    "saturated_when": {"cpu": 0.9, "loop_lag_ms": 10.0},
-                },
-                "stop_reason": "",
-            },
-        },
+        timeseries=tuple(SecondSample(**e) for e in series),
+        settings=RunSettings(
+            mode="load",
+            read_timeout_s=2.0,
+            load=LoadSummary(
+                model="closed",
+                workers=2,
+                vus=200,
+                vus_max_active=200,
+                connections_max=200,
+                achieved_rate=150.5,
+                rate=None,
+                lag_ms=None,
+                iteration_ms={"p50": 1.2, "p99": 9.5},
+                dropped=0,
+                stages=(Stage(seconds / 2, 200),),
+                generator=GeneratorFigures(
+                    workers=(),
+                    seconds=seconds,
+                    saturated_seconds=sum(1 for e in series if e["saturated"]),
+                    samples_in_saturated=0.1,
+                    cpu_max=0.99,
+                    loop_lag_ms=None,
+                    saturated_when=SaturationBounds(cpu=0.9, loop_lag_ms=10.0),
+                ),
+                stop_reason="",
+            ),
+        ),
     )
