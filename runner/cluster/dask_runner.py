@@ -48,6 +48,7 @@ from runner.results.codec import encode
 from runner.results.load_figures import LoadSummary
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult, RunSettings, build_result
+from runner.scenario.model import Scenario
 
 __all__ = ["INSTALL_HINT", "ShardJob", "StopFlag", "run_on_cluster", "shard_task"]
 
@@ -240,52 +241,55 @@ def run_on_cluster(
         start = start_unix_ns or time.time_ns() + int(START_DELAY_S * 1e9)
         mono_start = time.monotonic_ns() + (start - time.time_ns())
         live = RunRecorder(mono_start)
-        jobs = [
-            ShardJob(
-                run_id,
-                k,
-                n,
-                scenario.file,
-                text,
-                variables,
-                target,
-                overrides,
-                start,
-                queue.name,
-                stop_event.name,
-            )
-            for k in range(1, n + 1)
-        ]
+        common = (scenario.file, text, variables, target, overrides, start, queue.name, stop_event.name)
+        jobs = [ShardJob(run_id, k, n, *common) for k in range(1, n + 1)]
         items = [_Shard(job.index, _submit(client, workers, job)) for job in jobs]
-        stopped = ""
-
-        def request_stop(reason: str) -> None:
-            nonlocal stopped
-            if not stopped:
-                stopped = reason
-                stop_event.set()
-
-        monitor = Monitor(scenario, live, progress=progress, stop=request_stop)
-        tick_at = start / 1e9 + 1.0
-        try:
-            while True:
-                _drain(queue, items, live)
-                _check_shards(items)
-                if stop.reason:
-                    request_stop(stop.reason)
-                if time.time() >= tick_at:
-                    tick_at = max(tick_at + 1.0, time.time())
-                    monitor.tick(Gauges(sum(s.vus for s in items), sum(s.conns for s in items)))
-                if all(s.doc is not None or s.lost for s in items):
-                    break
-                time.sleep(0.1)
-            _drain(queue, items, live)
-        finally:
-            monitor.done()
-            with _quiet():
-                stop_event.set()  # shards still running (silent, cancelled) stop too
+        stopped = _follow(scenario, items, queue, stop_event, live, start, progress, stop)
     result = merge_results([_report(s, scenario, n, start) for s in items])
     return _with_stop(result, stopped, interrupted=bool(stop.reason))
+
+
+def _follow(
+    scenario: Scenario,
+    items: list[_Shard],
+    queue: Any,
+    stop_event: Any,
+    live: RunRecorder,
+    start_unix_ns: int,
+    progress: Progress | None,
+    stop: StopFlag,
+) -> str:
+    """Follow the shards until each has ended or is lost: their progress into ``live``, the
+    monitor ticked once a second, a stop (a signal, a lost ``abort_on_fail``) passed on to every
+    shard. Returns the reason the run was stopped ("" when it ran its course)."""
+    stopped = ""
+
+    def request_stop(reason: str) -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = reason
+            stop_event.set()
+
+    monitor = Monitor(scenario, live, progress=progress, stop=request_stop)
+    tick_at = start_unix_ns / 1e9 + 1.0
+    try:
+        while True:
+            _drain(queue, items, live)
+            _check_shards(items)
+            if stop.reason:
+                request_stop(stop.reason)
+            if time.time() >= tick_at:
+                tick_at = max(tick_at + 1.0, time.time())
+                monitor.tick(Gauges(sum(s.vus for s in items), sum(s.conns for s in items)))
+            if all(s.doc is not None or s.lost for s in items):
+                break
+            time.sleep(0.1)
+        _drain(queue, items, live)
+    finally:
+        monitor.done()
+        with _quiet():
+            stop_event.set()  # shards still running (silent, cancelled) stop too
+    return stopped
 
 
 def _submit(client: Any, workers: list[str], job: ShardJob) -> Any:

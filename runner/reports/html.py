@@ -311,66 +311,76 @@ def charts(
 ) -> list[Chart]:
     """The charts of one run, or of several runs overlaid (one series per run)."""
     text = masker.text if masker is not None else (lambda s: s)
-    out: list[Chart] = []
     if len(results) == 1:
-        # A check runs one iteration for a fraction of a second: no time to chart.
-        ts = results[0].timeseries if results[0].settings.mode != "check" else ()
-        shade = _saturated(ts)
-        bounds = _saturation_bounds(results[0])
-        for chart_id, (title, unit, note, metrics) in _time_metrics(ts).items():
-            cols = [(m.label, _dense(ts, m.value, m.fill, rate=m.how == "mean"), m.how) for m in metrics]
-            marks: tuple[tuple[float, str], ...] = ()
-            if chart_id == "generator" and bounds is not None:
-                cpu, lag_ms = float(bounds.cpu), float(bounds.loop_lag_ms)
-                marks = (
-                    (cpu * 100, f"saturated at {cpu:.0%} CPU"),
-                    (lag_ms, f"saturated at a lag p90 of {lag_ms:g} ms"),
-                )
-            chart = _time_chart(
-                chart_id,
-                title,
-                unit,
-                note,
-                cols,
-                max_points,
-                shade=shade if chart_id in ("latency", "generator") else (),
-                marks=marks,
+        return _single_charts(results[0], text, max_points)
+    return _overlay_charts(results, text, max_points)
+
+
+def _single_charts(result: RunResult, text: Callable[[str], str], max_points: int) -> list[Chart]:
+    """One run: its time charts (the generator's with where it counts as saturated), and the
+    latency distribution per step."""
+    out: list[Chart] = []
+    # A check runs one iteration for a fraction of a second: no time to chart.
+    ts = result.timeseries if result.settings.mode != "check" else ()
+    shade = _saturated(ts)
+    bounds = _saturation_bounds(result)
+    for chart_id, (title, unit, note, metrics) in _time_metrics(ts).items():
+        cols = [(m.label, _dense(ts, m.value, m.fill, rate=m.how == "mean"), m.how) for m in metrics]
+        marks: tuple[tuple[float, str], ...] = ()
+        if chart_id == "generator" and bounds is not None:
+            cpu, lag_ms = float(bounds.cpu), float(bounds.loop_lag_ms)
+            marks = (
+                (cpu * 100, f"saturated at {cpu:.0%} CPU"),
+                (lag_ms, f"saturated at a lag p90 of {lag_ms:g} ms"),
             )
-            if chart is not None:
-                out.append(chart)
-        named = [(text(s.name), s) for s in results[0].steps]
-        if (dist := _distribution("distribution", "Latency distribution per step", named)) is not None:
-            out.append(dist)
-        return out
+        chart = _time_chart(
+            chart_id,
+            title,
+            unit,
+            note,
+            cols,
+            max_points,
+            shade=shade if chart_id in ("latency", "generator") else (),
+            marks=marks,
+        )
+        if chart is not None:
+            out.append(chart)
+    named = [(text(s.name), s) for s in result.steps]
+    if (dist := _distribution("distribution", "Latency distribution per step", named)) is not None:
+        out.append(dist)
+    return out
+
+
+#: The charts of a comparison: id, title, unit, and the metric drawn for each run.
+_OVERLAYS: tuple[tuple[str, str, str, Callable[[Sequence[SecondSample]], _Metric]], ...] = (
+    (
+        "p99",
+        "p99 latency of every read step over time",
+        "ms",
+        lambda ts: _Metric("", _lat("p99"), None, "max"),
+    ),
+    (
+        "p50",
+        "p50 latency of every read step over time",
+        "ms",
+        lambda ts: _Metric("", _lat("p50"), None, "max"),
+    ),
+    ("throughput", "Messages (or steps) per second", "/s", lambda ts: replace(_moved(ts), label="")),
+    ("users", "Active virtual users", "", lambda ts: _Metric("", lambda e: _num(e.vus), None, "max")),
+    (
+        "errors",
+        "Failed steps per second",
+        "/s",
+        lambda ts: _Metric("", lambda e: float(e.failures), 0.0, "mean"),
+    ),
+)
+
+
+def _overlay_charts(results: Sequence[RunResult], text: Callable[[str], str], max_points: int) -> list[Chart]:
+    """Several runs: one line per run on each overlay chart, and each step's distributions."""
+    out: list[Chart] = []
     labels = [text(label) for label in run_labels(results)]
-    overlays: tuple[tuple[str, str, str, Callable[[Sequence[SecondSample]], _Metric]], ...] = (
-        (
-            "p99",
-            "p99 latency of every read step over time",
-            "ms",
-            lambda ts: _Metric("", _lat("p99"), None, "max"),
-        ),
-        (
-            "p50",
-            "p50 latency of every read step over time",
-            "ms",
-            lambda ts: _Metric("", _lat("p50"), None, "max"),
-        ),
-        (
-            "throughput",
-            "Messages (or steps) per second",
-            "/s",
-            lambda ts: replace(_moved(ts), label=""),
-        ),
-        ("users", "Active virtual users", "", lambda ts: _Metric("", lambda e: _num(e.vus), None, "max")),
-        (
-            "errors",
-            "Failed steps per second",
-            "/s",
-            lambda ts: _Metric("", lambda e: float(e.failures), 0.0, "mean"),
-        ),
-    )
-    for chart_id, title, unit, metric_of in overlays:
+    for chart_id, title, unit, metric_of in _OVERLAYS:
         cols = []
         for label, r in zip(labels, results, strict=True):
             m = metric_of(r.timeseries)
@@ -760,16 +770,14 @@ def _change(first: float | None, last: float | None) -> str:
     return f'<span class="{css}">{pct:+.0f}%</span>' if css else f"{pct:+.0f}%"
 
 
-def _comparison(
-    results: Sequence[RunResult], sources: Sequence[str | None], chart_list: Sequence[Chart], e: _Html
-) -> str:
-    labels = run_labels(results)
+def _comparison_runs(results: Sequence[RunResult], labels: Sequence[str], e: _Html) -> str:
+    """The runs side by side: verdict, scenario, target, duration, load, counts, error."""
     head = ["", *(e(label) for label in labels)]
 
     def row(name: str, cell: Callable[[RunResult], str]) -> list[str]:
         return [name, *(cell(r) for r in results)]
 
-    runs = _table(
+    return _table(
         head,
         [
             row("verdict", _verdict),
@@ -788,6 +796,10 @@ def _comparison(
         ],
         frozenset(range(len(head))),
     )
+
+
+def _comparison_steps(results: Sequence[RunResult], labels: Sequence[str], e: _Html) -> str:
+    """Each step's counts and latencies per run, with the change from the first run to the last."""
     step_rows: list[list[str]] = []
     for name in _step_names(results):
         steps = [next((s for s in r.steps if s.name == name), None) for r in results]
@@ -802,10 +814,14 @@ def _comparison(
             cells = [_ms(v) if "ms" in metric else ("-" if v is None else f"{v:.0f}") for v in values]
             change = _change(values[0], values[-1]) if "ms" in metric else "-"
             step_rows.append([e(name) if i == 0 else "", e(metric), *cells, change])
+    if not step_rows:
+        return '<p class="none">No steps.</p>'
     step_head = ["step", "", *(e(label) for label in labels), "last vs first"]
-    steps_html = (
-        _table(step_head, step_rows, frozenset({0, 1})) if step_rows else '<p class="none">No steps.</p>'
-    )
+    return _table(step_head, step_rows, frozenset({0, 1}))
+
+
+def _comparison_thresholds(results: Sequence[RunResult], labels: Sequence[str], e: _Html) -> str:
+    """Every threshold of any run, and how it came out in each."""
     threshold_rows = []
     for expr in dict.fromkeys(t.expression for r in results for t in r.thresholds):
         cells = []
@@ -821,13 +837,17 @@ def _comparison(
                 )
                 cells.append(f"{word} {e(t.message)}" if t.message else word)
         threshold_rows.append([e(expr), *cells])
-    thresholds = (
-        _table(
-            ["threshold", *(e(label) for label in labels)], threshold_rows, frozenset(range(len(labels) + 1))
-        )
-        if threshold_rows
-        else '<p class="none">No thresholds.</p>'
+    if not threshold_rows:
+        return '<p class="none">No thresholds.</p>'
+    return _table(
+        ["threshold", *(e(label) for label in labels)], threshold_rows, frozenset(range(len(labels) + 1))
     )
+
+
+def _comparison(
+    results: Sequence[RunResult], sources: Sequence[str | None], chart_list: Sequence[Chart], e: _Html
+) -> str:
+    labels = run_labels(results)
     details = []
     for label, r, src in zip(labels, results, sources, strict=True):
         details.append(
@@ -838,9 +858,9 @@ def _comparison(
     return (
         f"<h1>Comparison of {len(results)} runs</h1>"
         f'<p class="meta">Latency changes of more than 10% between the first and the last run are marked.</p>'
-        f"<h2>Runs</h2>{runs}"
-        f"<h2>Thresholds</h2>{thresholds}"
-        f"<h2>Steps</h2>{steps_html}"
+        f"<h2>Runs</h2>{_comparison_runs(results, labels, e)}"
+        f"<h2>Thresholds</h2>{_comparison_thresholds(results, labels, e)}"
+        f"<h2>Steps</h2>{_comparison_steps(results, labels, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e)}"
         f"<h2>Each run</h2>{''.join(details)}"
     )
