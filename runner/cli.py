@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from runner import __version__
 from runner.commands import COMMANDS
 from runner.errors import ExitCode, WsloadError
+from runner.runtime import early_stop_signals
 
 EPILOG = """\
 exit codes:
@@ -54,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one wsload command and return its exit code (see ``EPILOG``)."""
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports every command: a Ctrl-C may well land here
+    except KeyboardInterrupt:
+        print("wsload: interrupted before any scenario ran", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
@@ -110,12 +115,17 @@ class _QuietWhenReaderGone:
 
 
 def entry() -> None:
-    """Console-script entry point: exit with ``main``'s code; a closed pipe is not an error."""
+    """Console-script entry point: exit with ``main``'s code; a closed pipe is not an error, nor
+    is a signal before or after a run (``runner.runtime.early_stop_signals``)."""
+    early_stop_signals()
     sys.stdout = _QuietWhenReaderGone(sys.stdout)  # type: ignore[assignment]
     sys.stderr = _QuietWhenReaderGone(sys.stderr)  # type: ignore[assignment]
     try:
         code = main()
         sys.stdout.flush()
+    except KeyboardInterrupt:  # outside main's own guard (its first lines, the last flush)
+        print("wsload: interrupted", file=sys.stderr)
+        code = int(ExitCode.INTERRUPTED)
     except BrokenPipeError:  # written past the guard (a library holding the raw stream)
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)

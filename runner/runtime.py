@@ -2,7 +2,9 @@
 
 ``each_second``: the run's one-second clock, shared by every place that acts once a second;
 ``Alarm``: a precise wake-up (the open-model scheduler's and the health sampler's);
-``on_stop_signals``: SIGINT/SIGTERM handed to whoever runs the scenario; ``utc_now_iso``: the
+``on_stop_signals``: SIGINT/SIGTERM handed to whoever runs the scenario, ``early_stop_signals``
+the same before and after (no traceback, exit 130), ``children_start_deaf`` and ``ignore_sigint``
+for worker processes; ``utc_now_iso``: the
 wall-clock time reports are stamped with; ``quiet_gc``: short GC pauses while a load runs.
 
 Progress, ``abort_on_fail``, worker snapshots and cluster shards all sample "just after each
@@ -29,7 +31,10 @@ __all__ = [
     "GC_THRESHOLDS",
     "STOP_SIGNALS",
     "Alarm",
+    "children_start_deaf",
     "each_second",
+    "early_stop_signals",
+    "ignore_sigint",
     "on_stop_signals",
     "quiet_gc",
     "utc_now_iso",
@@ -150,6 +155,59 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _EarlySignals:
+    """The process's SIGINT/SIGTERM handler outside a run (``early_stop_signals``)."""
+
+    def __init__(self) -> None:
+        self.run_began = False  # set by on_stop_signals: reports are what is left to do
+        self.received = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.received += 1
+        if not self.run_began or self.received > 1:
+            raise KeyboardInterrupt
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("wsload: writing the reports of what was measured (signal again to abandon)\n")
+
+
+_early = _EarlySignals()
+
+
+def early_stop_signals() -> None:
+    """SIGINT and SIGTERM before any run (imports, parsing, loading, spawning workers) end
+    wsload as an interrupt (``KeyboardInterrupt``: exit 130 with one line, no traceback; SIGTERM
+    would otherwise kill it with 143 and nothing said); after a run, the first signal lets the
+    reports of what was measured be written and a second abandons them. The run's own handlers
+    (``on_stop_signals``) take over while it runs."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _early)
+
+
+@contextlib.contextmanager
+def children_start_deaf() -> Iterator[None]:
+    """Processes started inside begin life with SIGINT blocked (a signal mask survives fork and
+    exec), so a Ctrl-C sent to the process group while they import is held until they ignore it
+    (``ignore_sigint``) instead of printing a ``KeyboardInterrupt`` traceback from a bootstrap;
+    this process gets its own, held meanwhile, when the block ends. The spawn method's resource
+    tracker is started first: starting it unblocks SIGINT (it uses the same trick for itself)."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def ignore_sigint() -> None:
+    """A worker's first act: ignore SIGINT (the parent decides and forwards a stop), then drop
+    the block it was started with (``children_start_deaf``); one held meanwhile is discarded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @contextlib.contextmanager
 def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
     """Call ``callback(signum)`` on SIGINT/SIGTERM while inside (main thread only)."""
@@ -157,6 +215,7 @@ def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
+    _early.run_began = True
     installed: list[tuple[signal.Signals, Any]] = []
     for sig in STOP_SIGNALS:
         previous = signal.getsignal(sig)

@@ -33,6 +33,7 @@ __all__ = [
     "Behaviour",
     "HostileServer",
     "accept_key",
+    "answers_then_hangs",
     "close_frame",
     "deflated",
     "frame",
@@ -324,6 +325,28 @@ def recording_close(behaviour: Behaviour, codes: list[int]) -> Behaviour:
             task.cancel()
 
     return recorded
+
+
+def answers_then_hangs(answered: int) -> Behaviour:
+    """Completes the first ``answered`` upgrades (each then answers the client's close frame with
+    its own), and reads every later upgrade request without ever answering it: a server that
+    stopped answering part-way through a run."""
+    served = [0]
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        if served[0] >= answered:
+            await _forever()
+        served[0] += 1
+        writer.write(upgrade_response(key))
+        await writer.drain()
+        for _ in range(100):
+            opcode, _ = await read_client_frame(reader)
+            if opcode == 0x8:
+                writer.write(close_frame(1000))
+                await writer.drain()
+                return
+
+    return behaviour
 
 
 #: A close frame (1000, "bye") between the first and the second fragment of a message.

@@ -78,6 +78,12 @@ def test_an_overloaded_generator_fails_its_plan_and_says_why(
     assert code == 1, doc["error"]
     problem = next(p for p in doc["problems"] if p.startswith("plan not delivered"))
     assert "plan.delivered >= 95%" in problem and "add workers" in problem
+    # what kept the worker busy, and how to relax the first check lost (by its own name)
+    busy = r"worker 1 (CPU up to \d+%|event loop behind by up to [\d,]+ ms with CPU up to)"
+    assert re.search(busy, problem), problem
+    first_lost = next(t["expression"] for t in doc["thresholds"] if t["default"] and not t["passed"])
+    example = re.search(r"e\.g\. --threshold '(\S+) ", problem)
+    assert example and example.group(1) == first_lost.split()[0], problem
     load = doc["settings"]["load"]
     plan, gen = load["plan"], load["generator"]
     assert plan["planned"] == 60_000 and plan["made"] == load["started"] < 0.95 * 60_000, plan
@@ -185,3 +191,37 @@ def test_the_capacity_finder_gives_a_rate_that_a_run_at_80_percent_delivers(
                 break
     assert code == 0, doc["error"]
     assert doc["settings"]["load"]["plan"]["delivered"] >= 0.95
+
+
+def test_the_capacity_ramp_reaches_every_worker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With two workers the ramp is what the workers run: each second makes the starts the
+    ramp planned for it (the workers used to run the file's flat rate, 100/s, or --rate itself
+    from the first second, and the finder judged a plan nobody ran)."""
+    path = tmp_path / "gen.yaml"
+    path.write_text(SCENARIO)
+    out = tmp_path / "ramp.json"
+    args = ["run", str(path), "--target", "embedded", "--workers", "2", "--check-capacity"]
+    code = main([*args, "--rate", "400/s", "--duration", "4s", "--json", str(out), "--report-dir", "", "-q"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rows = re.findall(r"(\d+)s  planned +([\d,]+)  made +([\d,]+)", text)
+    assert len(rows) == 3, text
+    for _, planned, made in rows:
+        assert abs(int(made.replace(",", "")) - int(planned.replace(",", ""))) <= 20, text
+    doc = json.loads(out.read_text())
+    assert 760 <= doc["iterations"]["started"] <= 840, doc["iterations"]  # 0 -> 400/s over 4 s
+
+
+def test_a_ramp_in_which_nothing_completes_finds_no_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every open of the ramp is refused (HTTP 404): failing at once is cheap, so its rate is
+    not the scenario's capacity; the finder says so and exits 1."""
+    path = tmp_path / "gen.yaml"
+    path.write_text(SCENARIO.replace("url: /echo", "url: /no-such-path"))
+    args = ["run", str(path), "--target", "embedded", "--workers", "1", "--check-capacity"]
+    code = main([*args, "--rate", "200/s", "--duration", "3s", "--report-dir", "", "-q"])
+    text = capsys.readouterr().out
+    assert code == 1, text
+    assert "CAPACITY none: no iteration of the ramp completed (first error: " in text
+    assert "HTTP 404" in text

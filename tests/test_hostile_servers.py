@@ -21,6 +21,7 @@ from hostile_servers import (
     MALFORMED_UPGRADES,
     AcceptThenClose,
     HostileServer,
+    answers_then_hangs,
     bad_utf8_text,
     close_between_fragments,
     close_with,
@@ -196,6 +197,36 @@ def test_accept_then_close_in_a_load_run_is_counted_not_fatal(arun: Arun) -> Non
     assert opens.rc == {"-1": opens.count} and opens.failures == opens.count
     assert all("closed during the HTTP upgrade" in e.message for e in opens.errors), opens.errors
     assert sum(e.count for e in opens.errors) == opens.count
+
+
+def test_a_server_that_stops_answering_part_way_fails_the_run(arun: Arun) -> None:
+    """The server answers the first 3 upgrades and then never again (opens without a time-out):
+    a few opens completed in milliseconds while every user waited for the rest of the run. This
+    used to pass (the open's latency figures held only the 3 fast ones); now the open is stalled,
+    the run fails with the waits in the text, and the waiting opens are counted as pending."""
+
+    async def body() -> RunResult:
+        async with HostileServer(answers_then_hangs(3)) as server:
+            text = (
+                f"name: stops answering\nconnections:\n  main: {{url: '{server.url}'}}\n"
+                "steps:\n  - open: main\n  - close: main\n"
+                "load:\n  vus: 5\n  duration: 1500ms\n  graceful_stop: 500ms\n"
+                "thresholds:\n  - open main.p99 < 500ms\n  - errors.rate < 1%\n"
+            )
+            scenario = load_scenario_text(text, file="stops-answering.yaml")
+            return await run_load(scenario, workers=1, handle_signals=False)
+
+    result = arun(body)
+    opens = next(s for s in result.steps if s.kind == "open")
+    assert opens.count == 3 and opens.pending == 5, opens
+    assert opens.pending_max_ms >= 1000 and opens.latency_ms is not None and opens.latency_ms.max < 500
+    assert result.passed is False
+    stalled = [p for p in result.problems if "stalled" in p]
+    assert stalled == [
+        f"'open main' (line 5) stalled: 5 still waiting when the run ended, the longest for "
+        f"{opens.pending_max_ms / 1000:.1f} s, against {opens.latency_ms.max:.0f} ms for the slowest of "
+        "the 3 that completed (its latency figures leave the waiting ones out)"
+    ], result.problems
 
 
 _NOT_VALID = "did not receive a valid HTTP response: "
@@ -705,7 +736,7 @@ def test_write_step_to_a_peer_that_never_reads_fails_in_time(arun: Arun) -> None
     assert result.passed is False and result.error == ""
     write = next(s for s in result.steps if s.kind == "write")
     assert write.failures == 1 and write.rc == {"-1": 1}
-    assert "still not sent on socket 0 after 0.3 s (the peer is not reading)" in write.errors[0].message
+    assert "still not sent on the socket after 0.3 s (the peer is not reading)" in write.errors[0].message
 
 
 def test_flood_pauses_reading_and_bounds_the_queue(arun: Arun) -> None:
@@ -901,7 +932,7 @@ def test_run_against_server_dying_mid_test_ends_on_time_with_honest_report(arun:
     second = by_name["second"]
     assert second.failures == 1 and second.rc == {"1": 1}
     assert second.errors[0].message == (
-        "read returned rc 1, expected rc 0: connection closed: peer closed socket 0 without a close frame "
+        "read returned rc 1, expected rc 0: connection closed: peer closed the socket without a close frame "
         + MID_FRAME
     )
     assert by_name["close main"].count == 0

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_report_of_bad_input_exits_2(
 
 def test_rounds_repeat_the_run_and_update_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--every 0.2s --rounds 3``: three runs, each writing its HTML and metrics and a line with its
-    number, start time and verdict; exit of the last round."""
+    number, start time and verdict; all passed: exit 0."""
     prom = tmp_path / "m.prom"
     started = time.monotonic()
     code = main(
@@ -111,6 +112,36 @@ def test_rounds_repeat_the_run_and_update_outputs(tmp_path: Path, capsys: pytest
     assert sorted(at for _, at in rounds) == [at for _, at in rounds]
     assert len(list((tmp_path / "reports").glob("*.json"))) == 3
     assert (tmp_path / "r.html").exists() and "wsload_scenario_success" in prom.read_text()
+
+
+def test_rounds_exit_with_the_worst_round(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--rounds 3`` where the first round fails and the file is fixed before the second: the
+    later rounds pass, and the loop still exits 1 (it used to exit with the last round's 0)."""
+    scenario = tmp_path / "flip.yaml"
+    good = (ROOT / "scenarios" / "smoke.yaml").read_text()
+    bad = good.replace(
+        "open: main", "open: main\n  - sleep: 1ms\n  - read: {connection: main, timeout: 50ms}", 1
+    )
+    assert bad != good
+    scenario.write_text(bad)
+    reports = tmp_path / "reports"
+
+    def fix_after_first_round() -> None:
+        deadline = time.monotonic() + 30
+        while not list(reports.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        scenario.write_text(good)
+
+    fixer = threading.Thread(target=fix_after_first_round, daemon=True)
+    fixer.start()
+    code = main(
+        ["run", str(scenario), "--report-dir", str(reports), "-q", "--every", "0.5s", "--rounds", "3"]
+    )
+    fixer.join(5)
+    out = capsys.readouterr().out
+    verdicts = re.findall(r"^round \d at \S+: (\w+)$", out, re.MULTILINE)
+    assert verdicts == ["FAIL", "PASS", "PASS"], out
+    assert code == 1
 
 
 def test_html_for_several_scenarios_gets_one_file_each(tmp_path: Path) -> None:

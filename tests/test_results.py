@@ -167,3 +167,18 @@ def test_connect_split_merged_over_open_steps() -> None:
     result = build_result(rec, scenario_name="s", scenario_file="f", started_at="x", duration_s=1, target="")
     assert set(result.connect_ms) == {"tcp", "upgrade"}
     assert result.connect_ms["tcp"].max == 3.0 and result.connect_ms["tcp"].mean == 2.0
+
+
+def test_error_groups_are_per_failure_not_per_socket() -> None:
+    """A load run's users fail alike on sockets with different numbers: one group, with the
+    count of all of them (it used to be one group per socket, 50 of them, then 'other')."""
+    from runner.results.recorders import StepRecorder
+
+    rec = StepRecorder("write main", "write", "main", 4)
+    for n in range(200):
+        rec.add_error(-1, f"connection closed: socket {n} is closed, cannot write")
+        rec.add_error(-1, f"protocol error: socket {n}: invalid UTF-8 in a text message")
+    assert sorted(rec.error_groups()) == [
+        (-1, "connection closed: the socket is closed, cannot write", 200),
+        (-1, "protocol error: invalid UTF-8 in a text message", 200),
+    ]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,62 @@ def test_report_dir_that_is_a_file_exits_3(tmp_path: Path, capsys: pytest.Captur
     assert main(["run", str(SMOKE), "--report-dir", str(blocker), "--quiet"]) == 3
     assert "cannot write report" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["reports"]
+
+
+def _until(condition: Callable[[], bool], what: str, within_s: float = 20.0) -> None:
+    deadline = time.monotonic() + scaled(within_s)
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask & (1 << (sig - 1)))
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+def _wsload(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", *args, "--report-dir", "", "--json", str(tmp_path / "j")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command: Ctrl-C reaches all
+    )
+
+
+def test_sigterm_while_starting_up_is_an_interrupt(tmp_path: Path) -> None:
+    """SIGTERM the moment wsload can catch it (it is still importing and parsing): exit 130 with
+    one line saying nothing ran, no traceback (it used to die with 143 and say nothing)."""
+    proc = _wsload(tmp_path, str(SMOKE))
+    _until(lambda: _catches(proc.pid, signal.SIGTERM) or proc.poll() is not None, "a SIGTERM handler")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=scaled(30))
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "wsload: interrupted" in err, err
+
+
+def test_ctrl_c_while_workers_start_leaves_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group) while the two worker processes are still
+    importing: every process ends quietly, exit 130 and no traceback from any of them (the
+    workers used to print a KeyboardInterrupt traceback from their bootstrap each)."""
+    proc = _wsload(tmp_path, str(SMOKE), "--vus", "2", "--duration", "5s", "--workers", "2")
+    _until(lambda: len(_children(proc.pid)) >= 2 or proc.poll() is not None, "two worker processes")
+    time.sleep(0.1)  # they import for about 0.4 s
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=scaled(30))
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

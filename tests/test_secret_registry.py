@@ -24,7 +24,7 @@ from runner.results.codec import encode
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult
 from runner.scenario import model as m
-from runner.scenario.secrets import MASK, REGEX_FORMS, SecretRegistry, SecretText
+from runner.scenario.secrets import CUT_TAIL, MASK, REGEX_FORMS, SecretRegistry, SecretText
 from runner.scenario.templates import Template
 from runner.scenario.variables import parse_vars
 
@@ -271,3 +271,53 @@ def test_secret_capture_of_a_failed_read_is_masked(arun: Arun) -> None:
     failure = result.failures[0]
     assert "run-time-token" not in json.dumps(encode(result))
     assert failure.actual == f'{{"access_token":"{MASK}","ok":false}}', failure
+
+
+TOKEN = "tok-3f9c2a7b51e04d8c9a6b2f1e7d3c5a90"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        f"bad token {TOKEN}".encode(),  # echoed whole
+        b"bad token " + b"." * 97 + TOKEN.encode()[:16],  # cut by the server at 123 bytes
+        f"bad token\n\x1b[31m{TOKEN}".encode(),  # with control characters
+    ],
+    ids=["whole", "cut", "controls"],
+)
+def test_a_close_reason_that_echoes_a_secret_is_masked(arun: Arun, reason: bytes) -> None:
+    """The server closes with a reason quoting the client's token, whole or cut short at the
+    frame's 123-byte limit (shown ending in an ellipsis, as it may have been cut): the close
+    reasons and error texts hold none of it, and the close reasons' control characters are
+    escaped, in the result and its JSON form."""
+    from hostile_servers import HostileServer, close_with
+
+    assert len(reason) <= 123
+
+    async def body() -> RunResult:
+        async with HostileServer(close_with(1008, reason)) as server:
+            text = (
+                f"name: echoes\nvariables: {{token: {TOKEN}}}\nsecrets: [token]\n"
+                f"connections:\n  main: {{url: '{server.url}', timeout: 2s}}\n"
+                "steps:\n  - open: main\n  - read: main\n  - read: {connection: main, timeout: 2s}\n"
+            )
+            return await run_check(load(text), handle_signals=False)
+
+    result = arun(body)
+    closes = {k: n for s in result.steps for k, n in s.closes.items()}
+    assert len(closes) == 1, result.steps
+    (shown,) = closes
+    assert shown.startswith("1008 bad token") and shown.removesuffix("\u2026").endswith(MASK), shown
+    data = json.dumps(encode(result))
+    assert TOKEN[:6] not in data and "\x1b" not in shown and "\n" not in shown, data
+
+
+def test_a_text_ending_in_the_beginning_of_a_secret_is_masked_from_there() -> None:
+    """A peer that cuts what it echoes leaves the first part of a secret at the end of a text,
+    with no ellipsis: from CUT_TAIL characters on it is masked; shorter beginnings, and the same
+    characters elsewhere in the text, are not (they would mask ordinary words)."""
+    registry = SecretRegistry([TOKEN])
+    assert registry.mask(f"echo: {TOKEN[:CUT_TAIL]}") == f"echo: {MASK}"
+    assert registry.mask(f"echo: {TOKEN[:20]}") == f"echo: {MASK}"
+    assert registry.mask(f"echo: {TOKEN[: CUT_TAIL - 1]}") == f"echo: {TOKEN[: CUT_TAIL - 1]}"
+    assert registry.mask(f"{TOKEN[:8]} and more") == f"{TOKEN[:8]} and more"

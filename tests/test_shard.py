@@ -30,7 +30,7 @@ steps:
   - write: {connection: main, text: "hi {{ vu }}"}
   - read: main
     expect: {text: "hi {{ vu }}"}
-  - name: quiet
+  - name: no message
     read: {connection: main, timeout: 20ms}
     expect: {rc: -2}
   - close: main
@@ -104,7 +104,7 @@ def test_three_shards_merge_to_one_runs_counts(tmp_path: Path, server_url: str, 
     assert code == 0, merged["error"]
     assert merged["iterations"] == one["iterations"] and merged["iterations"]["completed"] == 21
     assert _steps(merged) == _steps(one)
-    assert _steps(merged)["quiet"] == (21, 21, {"-2": 21})
+    assert _steps(merged)["no message"] == (21, 21, {"-2": 21})
     assert _hist_total(merged) == _hist_total(one)
     assert [t["passed"] for t in merged["thresholds"] if not t["default"]] == [True]
     assert sum(e["iterations"] for e in merged["timeseries"]) == 21

@@ -217,3 +217,26 @@ steps:
     assert code == 0, doc["error"]
     assert doc["steps"][2]["closes"] == {"4001 going away": 1}
     assert "peer closed: 1 &times; 4001 going away" in html.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "threshold", "reason"),
+    [
+        ((), "plan.delivered > 1%", "no data: 'plan' is measured in load runs only"),
+        (
+            ("--vus", "1", "--duration", "1s"),
+            "schedule_lag.p99 < 1s",
+            "no data: 'schedule_lag.p99' is measured in open-model runs only",
+        ),
+    ],
+    ids=["check run", "closed model"],
+)
+def test_a_threshold_without_data_says_why(
+    tmp_path: Path, args: tuple[str, ...], threshold: str, reason: str
+) -> None:
+    """The reason a run-wide threshold has no data names what is missing: a load run, or the
+    open model (a closed-model load run used to be told it was no load run)."""
+    smoke = Path(__file__).resolve().parent.parent / "scenarios" / "smoke.yaml"
+    code, doc = _run(tmp_path, smoke.read_text(), *args, "--threshold", threshold)
+    verdict = next(t for t in doc["thresholds"] if t["expression"] == threshold)
+    assert code == 1 and not verdict["passed"] and verdict["message"] == reason, verdict

@@ -324,9 +324,13 @@ def _no_data_reason(threshold: Threshold, result: RunResult) -> str:
         if subject == "iterations":
             return "no data: no iteration completed"
         if subject in ("plan", "schedule_lag", "generator", "loop_lag"):
-            return f"no data: '{subject}' is measured in load runs only" + (
-                " of the open model" if subject == "schedule_lag" or threshold.stat == "dropped" else ""
-            )
+            load = result.settings.load
+            open_only = subject == "schedule_lag" or threshold.stat == "dropped"
+            if load is None:
+                return f"no data: '{subject}' is measured in load runs only"
+            if open_only and load.model != "open":
+                return f"no data: '{subject}.{threshold.stat}' is measured in open-model runs only"
+            return f"no data: the run was too short to measure '{subject}' (it is judged over whole seconds)"
         return "no data: nothing measured"
     steps = _steps_of(subject, result)
     pending = sum(s.pending for s in steps)

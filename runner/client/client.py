@@ -354,9 +354,9 @@ class WebSocketClient:
         if rcvd is not None:
             code: int | None = int(rcvd.code)
             reason = rcvd.reason
-            detail = f"peer closed socket {socket} with code {code}" + (
-                f" ({rcvd.reason})" if rcvd.reason else ""
-            )
+            if len(reason.encode()) >= MAX_CLOSE_REASON:  # perhaps cut by the peer: say so
+                reason += CUT
+            detail = f"peer closed socket {socket} with code {code}" + (f" ({reason})" if reason else "")
             if conn.dropped:  # allowed (RFC 6455 5.4); the partial message is dropped
                 detail += f", in the middle of a fragmented message ({conn.dropped} bytes dropped)"
         else:
@@ -370,6 +370,14 @@ class WebSocketClient:
                 detail += f", in the middle of a frame ({failure})"
         self._fail(LastError.of(ErrorKind.CLOSED, detail, rc=RC_CLOSED))
         return ReadResult(RC_CLOSED, None, 0, code, reason)
+
+
+#: A close frame's reason fills at most 123 bytes (RFC 6455 5.5: 125 with the code). A reason
+#: at the limit may have been cut by the peer, perhaps inside a secret it echoed: it is shown
+#: ending in ``CUT``, the ellipsis after which reports mask any beginning of a secret
+#: (``runner.scenario.secrets``).
+MAX_CLOSE_REASON = 123
+CUT = "\u2026"
 
 
 def _deadline(conn: WsConnection, timeout_s: float | None) -> float | None:

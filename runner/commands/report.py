@@ -282,8 +282,8 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
     A SIGTERM/SIGINT between rounds is the normal way to end the loop: it ends at once with the
     last round's exit code (0 when it passed), its reports left as written. A signal during a
     round interrupts that round, which is reported as interrupted, and the loop ends with 130.
-    ``--rounds N`` ends it with the last round's code. Invalid input (exit 2) ends it at once:
-    waiting will not fix the file.
+    ``--rounds N`` ends it with the worst code of its rounds (a gate of N rounds passes only if
+    every round did). Invalid input (exit 2) ends it at once: waiting will not fix the file.
     """
 
     def run_rounds(args: argparse.Namespace) -> int:
@@ -293,6 +293,7 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
             return handler(args)
         with _stop_signals() as stop:
             n = 0
+            worst = int(ExitCode.PASSED)
             while True:
                 n += 1
                 started = time.monotonic()
@@ -306,8 +307,9 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
                 # did not see it) stops the loop as one between rounds does.
                 if stop.received is not None or code == ExitCode.INVALID:
                     return code
+                worst = max(worst, code)
                 if rounds is not None and n >= rounds:
-                    return code
+                    return worst
                 # Start to start, like cron: a 5m interval means a round every 5 minutes however
                 # long each takes (a round longer than the interval is followed at once).
                 wait = max(0.0, started + (every or 0.0) - time.monotonic())

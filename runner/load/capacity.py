@@ -6,7 +6,9 @@ seconds, and every second of it is judged as the plan checks judge a whole run: 
 plan had due that second were made (95%), none was dropped, the busiest worker stayed under 90%
 of its core and its event loop lagged less than the bound. The capacity is the level of the last
 second before the generator was unhealthy two seconds in a row (one bad second, a GC pause, is
-forgiven); a real run at 80% of it leaves room for what the ramp did not see.
+forgiven); a real run at 80% of it leaves room for what the ramp did not see. A ramp in which no
+iteration completed finds no capacity: iterations that fail at once (a 404, a refused connection)
+cost far less than the scenario's, so their rate says nothing about it.
 
 The figure is this machine's, with these workers, this scenario and this target: a slower server
 lowers it (its answers hold users longer), more workers raise it. ``capacity_of`` is pure (a
@@ -58,6 +60,7 @@ class Capacity:
     value: float
     levels: tuple[CapacityLevel, ...]
     limited_by: str  # what ended it ("" when the top of the ramp was still healthy)
+    nothing_completed: bool = False  # no iteration of the ramp completed: no capacity to speak of
 
     @property
     def suggested(self) -> float:
@@ -126,7 +129,12 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
             break
         if level.healthy:
             value = level.planned
-    return Capacity("starts/s" if ramp.model == "open" else "users", value, tuple(levels), limited_by)
+    if result.iterations.completed == 0:  # failing fast is cheap: its capacity is not the scenario's
+        first = next((e.message for st in result.steps for e in st.errors), "")
+        value = 0.0
+        limited_by = "no iteration of the ramp completed" + (f" (first error: {first})" if first else "")
+    unit = "starts/s" if ramp.model == "open" else "users"
+    return Capacity(unit, value, tuple(levels), limited_by, result.iterations.completed == 0)
 
 
 def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str) -> str:
@@ -143,6 +151,9 @@ def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str)
             f"cpu {cpu:>4}  lag max {lag:>8}  {state}"
         )
     unit = capacity.unit
+    if capacity.nothing_completed:
+        lines.append(f"CAPACITY none: {capacity.limited_by}")
+        return "\n".join(lines) + "\n"
     if capacity.value <= 0:
         lines.append(
             "CAPACITY none: the generator was not healthy at any level "

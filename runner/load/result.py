@@ -57,6 +57,13 @@ PLAN_DELIVERED = "plan.delivered >= 95%"
 PLAN_DROPPED = "plan.dropped <= 1%"
 SCHEDULE_LAG = "schedule_lag.p99 <= 50ms"
 SATURATED = "generator.saturated <= 10%"
+#: What ``plan_problem`` offers as an example of relaxing each plan check.
+_RELAXED = {
+    PLAN_DELIVERED: "plan.delivered >= 80%",
+    PLAN_DROPPED: "plan.dropped <= 5%",
+    SCHEDULE_LAG: "schedule_lag.p99 <= 200ms",
+    SATURATED: "generator.saturated <= 50%",
+}
 
 
 def _ms(hist: LatencyHistogram) -> dict[str, float] | None:
@@ -212,6 +219,14 @@ def with_plan_checks(thresholds: Sequence[Threshold], load: LoadSpec) -> tuple[T
     return tuple(thresholds) + tuple(t for t in plan_checks(load) if (t.subject, t.stat) not in own)
 
 
+def _busy_with(worker: WorkerFigures) -> str:
+    """What kept a worker saturated: its CPU, or (CPU to spare) its event loop's lag."""
+    lag = (worker.loop_lag_ms or {}).get("max")
+    if worker.cpu_max >= SATURATED_CPU or lag is None:
+        return f"CPU up to {worker.cpu_max:.0%}"
+    return f"event loop behind by up to {lag:,.0f} ms with CPU up to {worker.cpu_max:.0%}"
+
+
 def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
     """The message of a run whose plan checks were lost: what was missing, what to do; '' if none."""
     lost = [v for v in verdicts if v.default and not v.passed]
@@ -221,9 +236,13 @@ def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
     gen = load.generator if load is not None else None
     plan = load.plan if load is not None else None
     facts = [f"{v.expression}: {v.message}" for v in lost]
-    busy = [w for w in (gen.workers if gen is not None else ()) if w.cpu_max >= 0.9 or w.saturated_seconds]
+    busy = [
+        w
+        for w in (gen.workers if gen is not None else ())
+        if w.cpu_max >= SATURATED_CPU or w.saturated_seconds
+    ]
     if busy and gen is not None:
-        names = ", ".join(f"worker {w.name} CPU up to {w.cpu_max:.0%}" for w in busy)
+        names = ", ".join(f"worker {w.name} {_busy_with(w)}" for w in busy)
         facts.append(f"the generator was saturated in {gen.saturated_seconds} s ({names})")
     if plan is not None and plan.model == "open" and plan.planned:
         facts.append(f"made {plan.made:,.0f} of {plan.planned:,.0f} planned starts")
@@ -233,7 +252,10 @@ def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
     )
     if any(v.expression == PLAN_DROPPED for v in lost) and not busy:
         advice = "starts were dropped because max_vus users were all busy: raise max_vus (--max-vus)"
-    relax = "; to accept it, set your own threshold on that name (e.g. --threshold 'plan.delivered >= 80%')"
+    example = _RELAXED.get(lost[0].expression, "")
+    relax = "; to accept it, set your own threshold on that name" + (
+        f" (e.g. --threshold '{example}')" if example else ""
+    )
     return "plan not delivered: " + "; ".join(facts) + "; " + advice + relax
 
 

@@ -40,8 +40,9 @@ import multiprocessing
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
 from runner.engine.check import tls_info
@@ -67,8 +68,8 @@ from runner.load.settings import LoadOverrides, apply_overrides
 from runner.loader import load_scenario
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult
-from runner.runtime import on_stop_signals, utc_now_iso
-from runner.scenario.model import Scenario
+from runner.runtime import children_start_deaf, ignore_sigint, on_stop_signals, utc_now_iso
+from runner.scenario.model import LoadSpec, Scenario
 from runner.scenario.plan import plan_duration
 
 try:
@@ -96,6 +97,9 @@ class WorkerJob:
     variables: dict[str, str]
     target: str | None  # a URL, or "embedded" / "embedded-tls": the worker starts its own server
     overrides: LoadOverrides
+    #: The load the parent planned (overrides applied, or a plan of its own such as the ramp of
+    #: ``--check-capacity``): the worker runs this, not what its copy of the file says.
+    load: LoadSpec | None
     workers: int | None
     shard: int
     shards: int
@@ -187,12 +191,20 @@ class WorkerPool:
         mp = multiprocessing.get_context("spawn")
         loop = asyncio.get_running_loop()
         shards = self.limits.workers
+        with children_start_deaf():
+            self._start_processes(mp, shards)
+        for number in range(1, shards + 1):
+            loop.add_reader(self._conn(number).fileno(), self.receive, number)
+            loop.add_reader(self._process(number).sentinel, self.on_exit, number)
+
+    def _start_processes(self, mp: SpawnContext, shards: int) -> None:
         for shard in range(shards):
             job = WorkerJob(
                 file=self.scenario.file,
                 variables=self.variables,
                 target=self.name,
                 overrides=self.overrides,
+                load=self.scenario.load,
                 workers=shards,
                 shard=shard,
                 shards=shards,
@@ -206,9 +218,6 @@ class WorkerPool:
             child_conn.close()
             self.processes.append(process)
             self.conns.append(parent_conn)
-        for number in range(1, shards + 1):
-            loop.add_reader(self._conn(number).fileno(), self.receive, number)
-            loop.add_reader(self._process(number).sentinel, self.on_exit, number)
 
     async def wait_ready(self) -> None:
         """Until every worker is ready (or has ended); ``RunError`` naming those that failed or
@@ -384,7 +393,7 @@ def _kill(process: BaseProcess) -> None:
 def worker_main(conn: Connection, job: WorkerJob) -> None:
     """Entry point of a worker process: load the scenario, wait for the start, run the shard."""
     # Ctrl-C reaches the whole process group: the parent decides and forwards (``Stop``).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     runner = asyncio.Runner() if uvloop is None else asyncio.Runner(loop_factory=uvloop.new_event_loop)
     with runner:
         try:
@@ -399,7 +408,7 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
     raise_nofile()
     try:
         scenario = load_scenario(job.file, variables=job.variables, target=job.target)
-        scenario = apply_overrides(scenario, job.overrides)
+        scenario = replace(apply_overrides(scenario, job.overrides), load=job.load)
     except WsloadError as exc:
         conn.send(Failed(str(exc)))
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path as FsPath
 from typing import Any, Literal
 
+from runner.checks.thresholds import RUN_SUBJECTS
 from runner.errors import Problem
 from runner.loader.connections import check_target, connection_spec
 from runner.loader.content import captures, content, expectation
@@ -163,6 +164,13 @@ class Builder:
                 if "name" in step:
                     name = step["name"]
                     line = self.doc.source.position((*p, i, "name"))[0]
+                    if isinstance(name, str) and (name in KINDS or name in RUN_SUBJECTS):
+                        means = f"every {name} step" if name in KINDS else "the run-wide metric"
+                        self.problem(
+                            (*p, i, "name"),
+                            f"step name '{name}' is taken: in a threshold '{name}.…' means {means}, "
+                            f"so this step could not be named; choose another (e.g. '{name} reply')",
+                        )
                     if name in names:
                         self.problem(
                             (*p, i, "name"),

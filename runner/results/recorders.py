@@ -11,6 +11,7 @@ kept beside each histogram (the histogram's max is only "equivalent"), so means 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,15 @@ MAX_ERROR_GROUPS = 50
 #: Distinct (step, message) failure groups kept per run, with expected/actual of the first one.
 MAX_FAILURE_GROUPS = 100
 OTHER_ERRORS = "(other errors, not grouped)"
+#: A socket's number in an error text ("socket 40 is closed"): one group per failure, not per
+#: socket (a load run has thousands; the step already names the connection).
+_SOCKET_LABEL = re.compile(r"\bsocket \d+(: )?")
+
+
+def _socket_free(message: str) -> str:
+    return _SOCKET_LABEL.sub(lambda m: "" if m.group(1) else "the socket", message)
+
+
 PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p50", 50.0),
     ("p90", 90.0),
@@ -365,7 +375,12 @@ class StepRecorder:
             self.pending_max_ns = waited_ns
 
     def record_close(self, code: int | None, reason: str = "") -> None:
-        """A read that returned 1: the peer's close code and reason (grouped, bounded)."""
+        """A read that returned 1: the peer's close code and reason (grouped, bounded; the reason
+        masked, as the peer may echo a secret, and its control characters escaped)."""
+        if reason:
+            reason = self.mask(reason)
+            if not reason.isprintable():
+                reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason)
         key = "no close frame" if code is None else f"{code} {reason}".rstrip()
         if key not in self.closes and len(self.closes) >= MAX_ERROR_GROUPS:
             key = OTHER_ERRORS
@@ -385,6 +400,8 @@ class StepRecorder:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
     def add_error(self, rc: int, message: str, count: int = 1) -> None:
+        if "socket " in message:
+            message = _socket_free(message)
         key = f"{rc}\x00{self.mask(message)}"
         if key not in self.errors and len(self.errors) >= MAX_ERROR_GROUPS:
             key = f"{rc}\x00{OTHER_ERRORS}"
@@ -762,6 +779,8 @@ class RunRecorder:
         self, step: str, line: int, message: str, expected: str, actual: str, count: int = 1
     ) -> None:
         mask = self.mask
+        if "socket " in message:
+            message, actual = _socket_free(message), _socket_free(actual)
         message, expected, actual = mask(message), mask(expected), mask(actual)
         key = (step, message)
         entry = self.failures.get(key)

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
 __all__ = [
+    "CUT_TAIL",
     "MASK",
     "MAX_SECRETS",
     "MIN_SECRET_LENGTH",
@@ -53,6 +54,10 @@ MASK = "***"
 ELLIPSIS = "\u2026"  # how runner.expect.describe shortens long values
 #: Shorter values are not masked as substrings: masking every "1" would make reports unreadable.
 MIN_SECRET_LENGTH = 3
+#: A text that ends in the first this-many characters (or more) of a secret is masked from
+#: there: a peer that cuts what it echoes (a close reason is at most 123 bytes) leaves the
+#: beginning of a secret at the end of the text, with no ellipsis to say so.
+CUT_TAIL = 6
 #: Values kept per registry (each with its ~8 forms, about 1 KiB): see the module docstring.
 MAX_SECRETS = 10_000
 #: Up to this many forms one regular expression masks them; above, the index does.
@@ -309,8 +314,7 @@ class SecretRegistry:
         masked = text
         if self._forms:
             masked = self._mask_values(masked)
-            if ELLIPSIS in masked:
-                masked = self._cut(masked)
+            masked = self._cut(masked)
         masked = _HEADER_RE.sub(_keep_name, masked)
         if len(text) <= _CACHE_TEXT:
             if len(self._cache) >= _CACHE_SIZE:
@@ -369,12 +373,15 @@ class SecretRegistry:
         return "".join(out)
 
     def _cut(self, text: str) -> str:
-        """A value shortened with an ellipsis may end in the first part of a secret: mask it.
-        (In the sorted forms, the first one not before ``tail`` starts with it if any does.)"""
+        """A value shortened with an ellipsis may end in the first part of a secret, and so may
+        the text itself (cut by the peer; ``CUT_TAIL``): mask it from there. (In the sorted
+        forms, the first one not before ``tail`` starts with it if any does.)"""
         parts = text.split(ELLIPSIS)
         ordered = self._sorted
-        for n, part in enumerate(parts[:-1]):
-            for k in range(max(0, len(part) - self._longest), len(part) - MIN_SECRET_LENGTH + 1):
+        last = len(parts) - 1
+        for n, part in enumerate(parts):
+            shortest = MIN_SECRET_LENGTH if n < last else CUT_TAIL
+            for k in range(max(0, len(part) - self._longest), len(part) - shortest + 1):
                 tail = part[k:]
                 i = bisect_left(ordered, tail)
                 if i < len(ordered) and ordered[i].startswith(tail):
