@@ -10,6 +10,7 @@ it, one ``ShardDriver`` (``runner.load.driver``) owns the engine of a process or
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -60,6 +61,16 @@ class RunRequest:
     variables: Mapping[str, str] = field(default_factory=dict)
     progress: bool = True
     handle_signals: bool = True
+    seed: int | None = None  # --seed: of the users' drawn think times, over the file's ``seed:``
+
+
+def seeded(scenario: Scenario, seed: int | None = None) -> Scenario:
+    """The scenario with the seed its users draw think times from: ``seed`` (``--seed``), else
+    the file's, else a new one (written in the report, so ``--seed`` can replay it)."""
+    chosen = seed if seed is not None else scenario.seed
+    if chosen is None:
+        chosen = secrets.randbits(32)
+    return scenario if chosen == scenario.seed else replace(scenario, seed=chosen)
 
 
 def mode_of(request: RunRequest) -> Mode:
@@ -78,6 +89,7 @@ def mode_of(request: RunRequest) -> Mode:
 
 async def run(request: RunRequest) -> RunResult:
     """Run the request in its mode and return the result, thresholds and plan checks evaluated."""
+    request = replace(request, scenario=seeded(request.scenario, request.seed))
     mode = mode_of(request)
     progress = Progress() if request.progress else None
     if mode is Mode.CHECK:

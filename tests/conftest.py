@@ -49,7 +49,7 @@ TIERS: dict[str, str] = {
             "test_prometheus", "test_pytest_plugin", "test_reference_servers", "test_report_cmd",
             "test_codec", "test_reports",
             "test_run_cli", "test_run_engine", "test_run_signals", "test_secret_registry",
-            "test_secrets", "test_shard", "test_step_kinds", "test_verdict",
+            "test_secrets", "test_shard", "test_step_kinds", "test_think_time", "test_verdict",
         ),
         "run",
     ),

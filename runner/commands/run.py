@@ -67,6 +67,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="set a scenario variable whose value is secret: masked in every output, like "
         "${ENV} values (repeatable)",
     )
+    parser.add_argument(
+        "--seed",
+        type=_seed_arg,
+        metavar="N",
+        help="seed of the users' drawn think times (sleep with min/max/mean): the same seed, the "
+        "same waits (default: the file's seed:, else a new one, written in the report)",
+    )
     out = parser.add_argument_group("reports")
     out.add_argument(
         "--report-dir",
@@ -89,6 +96,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=outputs.repeating(run))
     return parser  # type: ignore[no-any-return]
+
+
+def _seed_arg(text: str) -> int:
+    """``--seed``: a whole number from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is from 0 to {(1 << 63) - 1}")
+    return value
 
 
 def _duration_arg(text: str) -> float:
@@ -212,6 +230,7 @@ def run_request(args: argparse.Namespace, scenario: Scenario) -> RunRequest:
         start_unix_ns=start_of(args),
         variables=parse_vars(args.var, args.secret_var),
         progress=not args.quiet,
+        seed=args.seed,
     )
 
 
@@ -419,6 +438,7 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
 
     from runner.load import Progress, run_load
     from runner.load.capacity import capacity_of, ramp_plan, render
+    from runner.run import seeded
     from runner.scenario.model import LoadSpec
 
     code = ExitCode.PASSED
@@ -437,7 +457,7 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
         else:
             top = float(args.vus or load.vus * 4 or CAPACITY_TOP_VUS)
         ramp = ramp_plan(load, top, args.duration or CAPACITY_RAMP_S)
-        probe = replace(scenario, load=ramp, thresholds=())
+        probe = replace(seeded(scenario, args.seed), load=ramp, thresholds=())
         result = _run_loop(
             run_load(
                 probe,

@@ -19,6 +19,7 @@ from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult, RunSettings, TlsInfo, build_result
 from runner.runtime import on_stop_signals, utc_now_iso
 from runner.scenario.model import ALL_SSL_ERRORS, Scenario
+from runner.steps.sleep import draws_waits
 
 __all__ = ["run_check", "tls_info"]
 
@@ -115,7 +116,10 @@ async def run_check(
             error=error,
             tls=tls_info(scenario, ctx),
             settings=RunSettings(
-                mode="check", read_timeout_s=scenario.read_timeout_s, run_timeout_s=scenario.run_timeout_s
+                mode="check",
+                read_timeout_s=scenario.read_timeout_s,
+                run_timeout_s=scenario.run_timeout_s,
+                seed=scenario.seed if draws_waits(scenario.steps) else None,
             ),
         )
     return result.with_thresholds(evaluate(scenario.thresholds, result))

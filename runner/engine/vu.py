@@ -76,6 +76,11 @@ class RunContext:
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)
 
+    @property
+    def seed(self) -> int:
+        """The seed of the users' drawn think times (the run façade always sets one)."""
+        return self.scenario.seed or 0
+
     def step_recorder(self, step: Step) -> StepRecorder:
         rec = self.recorders.get(id(step))
         if rec is None:
@@ -117,6 +122,7 @@ class VirtualUser:
         "client",
         "ctx",
         "current_step",
+        "draws",
         "id",
         "iteration",
         "requests",
@@ -138,6 +144,7 @@ class VirtualUser:
         self.ctx = ctx
         self.client = client
         self.id = vu_id
+        self.draws = 0  # random draws made (``runner.scenario.draws``): the next one's number
         self.iteration = 0
         self.source_address = source_address
         self.variables: dict[str, Any] = dict(ctx.scenario.variables)

@@ -39,6 +39,7 @@ from runner.results.result import (
 )
 from runner.scenario.model import LoadSpec, Location, Scenario, Threshold
 from runner.scenario.plan import closed_plan, plan_duration, planned_starts, planned_vus, shard_count
+from runner.steps.sleep import draws_waits
 
 __all__ = [
     "generator_figures",
@@ -312,7 +313,12 @@ def load_result(
         interrupted=interrupted,
         error="; ".join(errors),
         tls=tls,
-        settings=RunSettings(mode="load", read_timeout_s=scenario.read_timeout_s, load=summary),
+        settings=RunSettings(
+            mode="load",
+            read_timeout_s=scenario.read_timeout_s,
+            load=summary,
+            seed=scenario.seed if draws_waits(scenario.steps) else None,
+        ),
         hold=load.hold,
     )
     return evaluate_load(result, scenario.thresholds, load)

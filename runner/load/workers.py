@@ -100,6 +100,7 @@ class WorkerJob:
     #: The load the parent planned (overrides applied, or a plan of its own such as the ramp of
     #: ``--check-capacity``): the worker runs this, not what its copy of the file says.
     load: LoadSpec | None
+    seed: int | None  # the run's seed of drawn think times: every worker draws from the same
     workers: int | None
     shard: int
     shards: int
@@ -205,6 +206,7 @@ class WorkerPool:
                 target=self.name,
                 overrides=self.overrides,
                 load=self.scenario.load,
+                seed=self.scenario.seed,
                 workers=shards,
                 shard=shard,
                 shards=shards,
@@ -408,7 +410,7 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
     raise_nofile()
     try:
         scenario = load_scenario(job.file, variables=job.variables, target=job.target)
-        scenario = replace(apply_overrides(scenario, job.overrides), load=job.load)
+        scenario = replace(apply_overrides(scenario, job.overrides), load=job.load, seed=job.seed)
     except WsloadError as exc:
         conn.send(Failed(str(exc)))
         return

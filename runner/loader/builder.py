@@ -104,6 +104,7 @@ class Builder:
             connections=m.frozen_map(self.connections),  # type: ignore[arg-type]
             description=d.get("description", ""),
             tags=tuple(d.get("tags") or ()),
+            seed=d.get("seed"),
             target=target,
             variables=m.frozen_map(self.variables),
             load=load,

@@ -349,6 +349,8 @@ def encode_settings(settings: RunSettings) -> dict[str, Any]:
         out["shard"] = _encode_shard(settings.shard)
     if settings.merged_from is not None:
         out["merged_from"] = list(settings.merged_from)
+    if settings.seed is not None:
+        out["seed"] = settings.seed
     return out
 
 
@@ -361,6 +363,7 @@ def _decode_settings(d: Mapping[str, Any]) -> RunSettings:
         load=_decode_load(load) if load is not None else None,
         shard=_decode_shard(shard) if shard is not None else None,
         merged_from=tuple(merged_from) if merged_from is not None else None,
+        seed=d.get("seed"),
     )
 
 

@@ -270,6 +270,8 @@ class RunSettings:
     load: LoadSummary | None = None
     shard: ShardInfo | None = None
     merged_from: tuple[str, ...] | None = None
+    #: The seed the users drew their think times from (only when some sleep draws them).
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,6 +345,8 @@ class Scenario:
     connections: Mapping[str, ConnectionSpec]
     description: str = ""
     tags: tuple[str, ...] = ()
+    #: The seed of the users' drawn think times (``runner.scenario.draws``); None: the run picks one.
+    seed: int | None = None
     target: str | None = None  # base URL, or "embedded" / "embedded-tls"
     variables: Mapping[str, object] = field(default_factory=frozen_map)
     load: LoadSpec | None = None

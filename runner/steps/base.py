@@ -107,6 +107,8 @@ class RunView(Protocol):
     def target(self) -> str | None: ...
     @property
     def secrets(self) -> SecretRegistry: ...
+    @property
+    def seed(self) -> int: ...  # of the users' random draws (``runner.scenario.draws``)
 
     #: (id(open step), source address) -> URL and options prepared once (``runner.steps.open``)
     opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]]
@@ -123,6 +125,8 @@ class User(Protocol):
     @property
     def client(self) -> WebSocketClient: ...
 
+    id: int  # the user's number, global across workers and shards
+    draws: int  # random draws made so far (``runner.scenario.draws``)
     sockets: dict[str, int]  # connection name -> socket number
     variables: dict[str, Any]
     requests: dict[str, int]  # connection -> when its last write step began (a response's start)
