@@ -33,6 +33,7 @@ __all__ = [
     "check_error",
     "check_latency",
     "check_rc",
+    "compiled_jmespath",
     "describe",
     "json_subset_problem",
     "matches",
@@ -206,6 +207,11 @@ def _search(pattern: str, text: str) -> regex.Match[str] | None:
 @lru_cache(maxsize=256)
 def _jmes(path: str) -> Any:
     return jmespath.compile(path)
+
+
+def compiled_jmespath(path: str) -> Any:
+    """``path`` compiled once (cached), as the checks and captures compile theirs."""
+    return _jmes(path)
 
 
 _VALIDATORS: dict[int, tuple[Mapping[str, object], Draft202012Validator]] = {}

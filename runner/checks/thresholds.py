@@ -91,6 +91,17 @@ CATALOG: tuple[MetricName, ...] = (
         )
         for stat in _LATENCY_STATS
     ),
+    *(
+        MetricName(
+            "STEP",
+            f"delivery_{stat}",
+            "duration",
+            "reads with latency_from: delivery latency, from the send time stamped in the message "
+            "(the sender's clock) to its parse here (this machine's wall clock); publish-to-subscriber "
+            "for a fan-out",
+        )
+        for stat in _LATENCY_STATS
+    ),
     MetricName("STEP", "count", "count", "executions that ended (passed or failed); cut ones are `pending`"),
     MetricName("STEP", "failures", "count", "executions that failed (an unexpected rc or expectation)"),
     MetricName("STEP", "failure_rate", "fraction", "failures / count"),
@@ -271,11 +282,11 @@ def _steps_of(subject: str, result: RunResult) -> list[StepResult]:
     return [s for s in result.steps if s.kind == subject]
 
 
-def _step_latency(stat: str, steps: Sequence[StepResult], response: bool = False) -> float | None:
-    """A latency stat of the steps (histograms merged); ``response``: of their response times."""
+def _step_latency(stat: str, steps: Sequence[StepResult], figure: str = "latency") -> float | None:
+    """A latency stat of the steps (histograms merged) of ``figure``: latency, response, delivery."""
 
     def summary(s: StepResult) -> LatencySummary | None:
-        return s.response_ms if response else s.latency_ms
+        return {"latency": s.latency_ms, "response": s.response_ms, "delivery": s.delivery_ms}[figure]
 
     timed = [(s, lat) for s in steps if (lat := summary(s)) is not None]
     if not timed:
@@ -284,7 +295,7 @@ def _step_latency(stat: str, steps: Sequence[StepResult], response: bool = False
         return max(lat.max for _, lat in timed) / 1000.0
     if stat == "min":
         return min(lat.min for _, lat in timed) / 1000.0
-    hists = [s.hdr(response) for s, _ in timed]
+    hists = [s.hdr(figure) for s, _ in timed]
     if stat == "mean":
         counts = [h.get_total_count() for h in hists]
         n = sum(counts)
@@ -399,8 +410,9 @@ def observed(threshold: Threshold, result: RunResult) -> float | None:
         return None
     if stat in _LATENCY_STATS:
         return _step_latency(stat, steps)
-    if stat.startswith("response_"):
-        return _step_latency(stat.removeprefix("response_"), steps, response=True)
+    if stat.startswith(("response_", "delivery_")):
+        figure, _, latency_stat = stat.partition("_")
+        return _step_latency(latency_stat, steps, figure)
     count = sum(s.count for s in steps)
     failures = sum(s.failures for s in steps)
     return {

@@ -105,7 +105,7 @@ async def _serve(args: argparse.Namespace) -> int:
         threading.Thread(target=_stop_at_eof, args=(loop, stop), daemon=True).start()
     out = sys.stdout
     for route in ROUTES:
-        shown = route.replace("NNN", "403")
+        shown = route.replace("NNN", "403").replace("NAME", "lobby")
         print(f"{route:12} {server.url}{shown}", file=out)
     print(f"{'hang':12} {server.hang_url}  (accepts TCP, never answers)", file=out)
     if tls and server.ca_pem and not args.cert:

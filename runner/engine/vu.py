@@ -238,6 +238,8 @@ class VirtualUser:
         else:
             latency, skipped, rc = outcome.latency_ns, outcome.skipped_messages, outcome.rc
             passed = outcome.failure is None and outcome.rc_ok and outcome.timing is None
+            if outcome.delivery_ns is not None:
+                rec.record_delivery(outcome.delivery_ns)
         if is_read and rc == 0 and rec.response is not None:
             # The response time: from the asking write step's start (see ``requests``).
             rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))
@@ -264,6 +266,7 @@ class VirtualUser:
             rec.record_connect(t.tcp_ns, t.tls_ns, t.upgrade_ns)
         if outcome.closed is not None:
             rec.record_close(*outcome.closed)
+
         run.timeseries.step(
             second, failure is None, None if rc_ok else rc, latency if is_read else None, rc_ok and is_message
         )

@@ -113,6 +113,15 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
                 f"  {s.name}: response time p50 {_ms(resp.p50)} p99 {_ms(resp.p99)} max {_ms(resp.max)} ms "
                 "(from the asking write step's start to the read's end: what the scenario saw)"
             )
+        deliv = s.delivery_ms
+        if deliv is not None:
+            ahead = (
+                f"; {s.delivery_ahead} stamped after they arrived, counted as 0" if s.delivery_ahead else ""
+            )
+            lines.append(
+                f"  {s.name}: delivery p50 {_ms(deliv.p50)} p99 {_ms(deliv.p99)} max {_ms(deliv.max)} ms "
+                f"(from the send time stamped in the message, the sender's clock, to its parse here{ahead})"
+            )
         if s.pending:
             lines.append(
                 f"  {s.name}: {s.pending} still in flight when the run ended (waited up to "

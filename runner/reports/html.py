@@ -531,6 +531,30 @@ def _steps_table(result: RunResult, e: _Html) -> str:
     return _table(head, rows, frozenset({0, 1, 8})) + meta
 
 
+def _delivery_table(result: RunResult, e: _Html) -> str:
+    rows = []
+    for s in result.steps:
+        d = s.delivery_ms
+        if d is not None:
+            rows.append(
+                [
+                    e(s.name),
+                    *(_ms(getattr(d, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")),
+                    f"{s.delivery_ahead:,}",
+                ]
+            )
+    if not rows:
+        return ""
+    return (
+        "<h3>Delivery latency of stamped messages</h3>"
+        '<p class="meta">Reads with <code>latency_from</code>: from the send time stamped in the message '
+        "(the sender's clock) to its parse here (this machine's wall clock): publish to subscriber in a "
+        "fan-out. Across machines it is as good as their clocks' agreement; <em>ahead</em> counts "
+        "messages stamped after they arrived (recorded as 0).</p>"
+        + _table(["step", "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "ahead"], rows, frozenset({0}))
+    )
+
+
 def _response_table(result: RunResult, e: _Html) -> str:
     rows = []
     for s in result.steps:
@@ -754,7 +778,8 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{e(_iterations(result))}</b></p>"
         f"{load}{error}{interrupted}"
         f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
-        f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}{_connect_table(result, e)}"
+        f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}"
+        f"{_delivery_table(result, e)}{_connect_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
         f"<h2>Errors</h2>{_errors(result, e)}"
         f"<h2>Scenario as it ran</h2>{_source(result, source, e)}"

@@ -233,6 +233,15 @@ def _encode_step(s: StepResult) -> dict[str, Any]:
         "closes": dict(s.closes),
         "response_ms": _percentiles(s.response_ms),
         "response_histogram": s.response_histogram,
+        **(
+            {
+                "delivery_ms": _percentiles(s.delivery_ms),
+                "delivery_histogram": s.delivery_histogram,
+                "delivery_ahead": s.delivery_ahead,
+            }
+            if s.delivery_ms is not None
+            else {}
+        ),
     }
 
 
@@ -263,6 +272,9 @@ def decode_step(d: Mapping[str, Any]) -> StepResult:
         closes=dict(d.get("closes", {})),
         response_ms=_decode_latency(d.get("response_ms")),
         response_histogram=d.get("response_histogram", ""),
+        delivery_ms=_decode_latency(d.get("delivery_ms")),
+        delivery_histogram=d.get("delivery_histogram", ""),
+        delivery_ahead=d.get("delivery_ahead", 0),
     )
 
 

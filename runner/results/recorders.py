@@ -277,6 +277,8 @@ class StepRecorder:
         "connect",
         "connection",
         "count",
+        "delivery",
+        "delivery_ahead",
         "errors",
         "failures",
         "internal_errors",
@@ -325,6 +327,9 @@ class StepRecorder:
         #: read's end, what the scenario's code saw (``latency`` is request on the wire to answer
         #: parsed); see ``runner.engine.vu``.
         self.response: LatencyHistogram | None = LatencyHistogram() if kind == "read" else None
+        #: Reads with ``latency_from`` (made at their first sample): stamp to parse, wall clocks.
+        self.delivery: LatencyHistogram | None = None
+        self.delivery_ahead = 0  # stamps later than the arrival, recorded as 0
         self.connect: dict[str, LatencyHistogram] | None = (
             {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
             if kind == "open"
@@ -374,6 +379,16 @@ class StepRecorder:
         if waited_ns > self.pending_max_ns:
             self.pending_max_ns = waited_ns
 
+    def record_delivery(self, ns: int) -> None:
+        """A delivery latency (``latency_from``); a negative one (the sender's clock ahead of
+        ours) is recorded as 0 and counted in ``delivery_ahead``."""
+        if self.delivery is None:
+            self.delivery = LatencyHistogram()
+        if ns < 0:
+            self.delivery_ahead += 1
+            ns = 0
+        self.delivery.record_ns(ns)
+
     def record_close(self, code: int | None, reason: str = "") -> None:
         """A read that returned 1: the peer's close code and reason (grouped, bounded; the reason
         masked, as the peer may echo a secret, and its control characters escaped)."""
@@ -396,6 +411,9 @@ class StepRecorder:
         self.latency = LatencyHistogram()
         if self.response is not None:
             self.response = LatencyHistogram()
+        if self.delivery is not None:
+            self.delivery = LatencyHistogram()
+        self.delivery_ahead = 0
         if self.connect is not None:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
@@ -444,6 +462,8 @@ class StepRecorder:
             "errors": [[rc, msg, n] for rc, msg, n in self.error_groups()],
             "latency": self.latency.serialize(),
             "response": self.response.serialize() if self.response is not None else None,
+            "delivery": self.delivery.serialize() if self.delivery is not None else None,
+            "delivery_ahead": self.delivery_ahead,
             "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
         }
 
@@ -467,6 +487,11 @@ class StepRecorder:
         self.latency.merge(data["latency"])
         if self.response is not None and data.get("response"):
             self.response.merge(data["response"])
+        if data.get("delivery"):
+            if self.delivery is None:
+                self.delivery = LatencyHistogram()
+            self.delivery.merge(data["delivery"])
+        self.delivery_ahead += data.get("delivery_ahead", 0)
         if self.connect is not None and data.get("connect"):
             for k, h in self.connect.items():
                 h.merge(data["connect"][k])

@@ -135,6 +135,12 @@ class StepResult:
     #: queueing included. ``latency_ms`` is the request handed to the kernel to the answer parsed.
     response_ms: LatencySummary | None = None
     response_histogram: str = ""
+    #: Reads with ``latency_from``: from the send time stamped in the message (the sender's
+    #: clock) to its parse here (this machine's wall clock); ``delivery_ahead``: messages whose
+    #: stamp was later than their arrival (clocks apart), recorded as 0.
+    delivery_ms: LatencySummary | None = None
+    delivery_histogram: str = ""
+    delivery_ahead: int = 0
 
     @property
     def can_fail(self) -> bool:
@@ -173,13 +179,22 @@ class StepResult:
             response_histogram=rec.response.serialize()["hdr"]
             if rec.response is not None and rec.response.count
             else "",
+            delivery_ms=LatencySummary.of(rec.delivery.summary()) if rec.delivery is not None else None,
+            delivery_histogram=rec.delivery.serialize()["hdr"]
+            if rec.delivery is not None and rec.delivery.count
+            else "",
+            delivery_ahead=rec.delivery_ahead,
         )
 
-    def hdr(self, response: bool = False) -> HdrHistogram:
-        """The step's latency histogram (microseconds), decoded from ``histogram``; with
-        ``response``, the response-time histogram."""
+    def hdr(self, figure: str = "latency") -> HdrHistogram:
+        """The step's histogram (microseconds) of ``figure``: ``latency`` (``histogram``),
+        ``response`` or ``delivery``."""
         hist = new_hdr()
-        encoded = self.response_histogram if response else self.histogram
+        encoded = {
+            "latency": self.histogram,
+            "response": self.response_histogram,
+            "delivery": self.delivery_histogram,
+        }[figure]
         if encoded:
             hist.decode_and_add(encoded.encode("ascii"))
         return hist

@@ -51,6 +51,7 @@ BUILTIN_FUNCTIONS: Mapping[str, tuple[Callable[..., object], int, int]] = {
     "random_int": (_random_int, 2, 2),
     "random_string": (_random_string, 0, 1),
     "now_ms": (lambda: time.time_ns() // 1_000_000, 0, 0),
+    "now_us": (lambda: time.time_ns() // 1_000, 0, 0),  # a send stamp finer than a millisecond
     "timestamp": (lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), 0, 0),
 }
 

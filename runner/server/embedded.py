@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -34,7 +34,18 @@ from runner.server.certs import CertKey, self_signed, write_pem
 
 __all__ = ["ROUTES", "EmbeddedServer"]
 
-ROUTES: tuple[str, ...] = ("/echo", "/rpc", "/push", "/close", "/slow", "/status/NNN", "/headers")
+ROUTES: tuple[str, ...] = (
+    "/echo",
+    "/rpc",
+    "/push",
+    "/close",
+    "/slow",
+    "/status/NNN",
+    "/headers",
+    "/room/NAME",
+)
+#: A room's ticker sends at most this many messages a second (``/room/NAME?tick=RATE``).
+MAX_TICK_RATE = 10_000.0
 
 
 def _query(path: str) -> tuple[str, dict[str, str]]:
@@ -70,9 +81,9 @@ class _Silent(asyncio.Protocol):
 
 class EmbeddedServer:
     """Routes: /echo, /rpc, /push?rate=&count=, /close?code=&reason=&after=, /slow?delay=,
-    /status/NNN, /headers. ``tls`` serves wss (generated self-signed certificate unless
-    ``certfile``/``keyfile``); ``require_client_cert`` with ``client_ca`` (PEM text or path)
-    makes it mTLS."""
+    /status/NNN, /headers, /room/NAME?tick=&size= (see ``_room``). ``tls`` serves wss (generated
+    self-signed certificate unless ``certfile``/``keyfile``); ``require_client_cert`` with
+    ``client_ca`` (PEM text or path) makes it mTLS."""
 
     def __init__(
         self,
@@ -103,6 +114,7 @@ class EmbeddedServer:
         self._hang: asyncio.AbstractServer | None = None
         self._held: set[asyncio.Transport] = set()
         self._sessions = count(1)
+        self._rooms: dict[str, _Room] = {}
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
 
@@ -229,6 +241,8 @@ class EmbeddedServer:
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _ = _query(request.path)
+        if path.startswith("/room/") and len(path) > len("/room/"):
+            return None
         if path.startswith("/status/"):
             try:
                 status = HTTPStatus(int(path.rsplit("/", 1)[1]))
@@ -241,7 +255,7 @@ class EmbeddedServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         path, params = _query(ws.request.path if ws.request else "/echo")
-        handler = _HANDLERS[path]
+        handler = EmbeddedServer._room if path.startswith("/room/") else _HANDLERS[path]
         with contextlib.suppress(ConnectionClosed):
             await handler(self, ws, params)
 
@@ -297,6 +311,31 @@ class EmbeddedServer:
         finally:
             closed.cancel()
 
+    async def _room(self, ws: ServerConnection, params: dict[str, str]) -> None:
+        """A broadcast room: every message a member sends goes to every member, the sender too.
+        ``?tick=RATE`` (on the first member's URL; at most ``MAX_TICK_RATE``) makes the room
+        publish stamped messages itself, ``&size=N`` padding each with N bytes: a market-data
+        feed whose delivery latency a ``read`` with ``latency_from: {json: sent_at}`` measures.
+        The room lives while it has members. Under ``wsload serve --processes N`` each process
+        has its own rooms."""
+        path, _ = _query(ws.request.path if ws.request else "/room/lobby")
+        name = path.removeprefix("/room/")
+        room = self._rooms.setdefault(name, _Room())
+        room.members.add(ws)
+        rate = min(_number(params, "tick", 0), MAX_TICK_RATE)
+        if rate > 0 and room.ticker is None:
+            size = max(0, min(int(_number(params, "size", 0)), 1 << 20))
+            room.ticker = asyncio.create_task(room.tick(name, rate, size))
+        try:
+            async for message in ws:
+                broadcast(room.members, message)
+        finally:
+            room.members.discard(ws)
+            if not room.members:
+                if room.ticker is not None:
+                    room.ticker.cancel()
+                del self._rooms[name]
+
     async def _headers(self, ws: ServerConnection, params: dict[str, str]) -> None:
         headers: Headers = ws.request.headers if ws.request else Headers()
         seen: dict[str, str] = {}
@@ -305,6 +344,25 @@ class EmbeddedServer:
         await ws.recv()
         await ws.send(json.dumps(seen))
         await self._echo(ws, params)
+
+
+class _Room:
+    """The members of one ``/room/NAME`` and its ticker, if one was asked for."""
+
+    def __init__(self) -> None:
+        self.members: set[ServerConnection] = set()
+        self.ticker: asyncio.Task[None] | None = None
+
+    async def tick(self, name: str, rate: float, size: int) -> None:
+        """Send every member ``{"room", "seq", "sent_at", "pad"}`` ``rate`` times a second, each
+        message stamped (``sent_at``, milliseconds since the epoch) as it is handed to all."""
+        start = time.monotonic()
+        pad = "x" * size
+        for seq in count():
+            await asyncio.sleep(max(0.0, start + seq / rate - time.monotonic()))
+            stamp = time.time_ns() / 1e6
+            message = json.dumps({"room": name, "seq": seq, "sent_at": stamp, "pad": pad})
+            broadcast(self.members, message)
 
 
 _HANDLERS: dict[str, Callable[[EmbeddedServer, ServerConnection, dict[str, str]], Awaitable[None]]] = {

@@ -159,6 +159,8 @@ class StepOutcome:
     rc_ok: bool = True  # rc is the kind's success (not counted in the report's rc)
     #: A read that returned 1: the peer's close code (None: no close frame) and reason.
     closed: tuple[int | None, str] | None = None
+    #: A read with ``latency_from``: from the message's send stamp to its parse (wall clocks).
+    delivery_ns: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -6,24 +6,37 @@ remaining time shrinks with every skipped message. Latency is from when the last
 connection was handed to the kernel (writes leave at the end of the loop turn they were made in;
 ``runner/client/connection.py``), or from the start of the read if nothing was written, to when the
 matched message was parsed by the client.
+
+``latency_from: {json: sent_at, unit: ms}`` adds the **delivery** latency: from the time stamped
+in the message (a JMESPath to a number, or a numeric string, since the epoch in ``unit``: s, ms,
+us or ns) to when the client parsed it, by this machine's wall clock. A publisher stamping
+``{{ now_ms() }}`` and many subscribers reading with it give publish-to-delivery percentiles
+(fan-out latency). The stamp is the sender's clock: across machines (shards) the clocks must be
+synchronised (NTP keeps them within about a millisecond on a LAN; PTP better). A stamp later
+than the arrival (a sender's clock ahead of ours) is recorded as 0 and counted as ``ahead``.
+A message without a number at the path fails the read (the scenario expected stamped ones).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import monotonic_ns
+from time import monotonic_ns, time_ns
 from typing import Any, ClassVar
+
+import jmespath
 
 from runner.checks.expect import (
     Failure,
     Message,
     apply_captures,
     check_content,
+    compiled_jmespath,
     describe,
     match_json_fields,
 )
 from runner.client.codes import ReadResult
 from runner.scenario.model import Capture, Matcher, StepBase
+from runner.scenario.source import Path
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
 from runner.steps.schema import connection_step
 
@@ -36,6 +49,35 @@ class ReadStep(StepBase):
     timeout_s: float | None = None  # None: the scenario's default read time-out
     match: Matcher | None = None  # wait for the first matching message, skipping others
     captures: tuple[Capture, ...] = ()
+    latency_from: Stamp | None = None  # where the message says when it was sent
+
+
+#: ``latency_from``'s units: nanoseconds per unit.
+STAMP_UNITS: dict[str, int] = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A send time inside a message: a JMESPath to a number (or a numeric string) since the epoch,
+    in ``unit`` (``STAMP_UNITS``)."""
+
+    path: str
+    unit: str = "ms"
+
+    def sent_ns(self, message: Message) -> int | None:
+        """The stamp in nanoseconds since the epoch, or None when the message has none."""
+        try:
+            value = compiled_jmespath(self.path).search(message.json())
+        except ValueError:
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return None
+        return int(value * STAMP_UNITS[self.unit])
 
 
 def parse(node: StepNode, ctx: StepParse) -> ReadStep:
@@ -49,7 +91,21 @@ def parse(node: StepNode, ctx: StepParse) -> ReadStep:
         timeout_s=ctx.timeout(node),
         match=ctx.content(opts["match"], (*node.body_path, "match")) if "match" in opts else None,
         captures=ctx.captures(node.raw.get("capture") or {}, (*node.path, "capture")),
+        latency_from=_stamp(opts["latency_from"], (*node.body_path, "latency_from"), ctx)
+        if "latency_from" in opts
+        else None,
     )
+
+
+def _stamp(spec: dict[str, Any], path: Path, ctx: StepParse) -> Stamp | None:
+    """``latency_from: {json: PATH, unit: ms}`` (the schema has checked its shape)."""
+    try:
+        jmespath.compile(spec["json"])
+    except jmespath.exceptions.JMESPathError as exc:
+        why = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
+        ctx.problem((*path, "json"), f"invalid JMESPath {spec['json']!r}: {why}")
+        return None
+    return Stamp(spec["json"], spec.get("unit", "ms"))
 
 
 def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: User) -> Failure | None:
@@ -110,11 +166,36 @@ async def execute(step: ReadStep, vu: User) -> StepOutcome | int:
     since = client.last_write_ns(sock) or started  # a round trip: from the last write
     latency = max(0, result.received_ns - since) if result.received_ns else monotonic_ns() - since
     expect = step.expect
+    if step.latency_from is not None:
+        return _delivered(step, vu, data, latency, skipped, result.received_ns)
     if expect.content is None and not step.captures and expect.outcome_default:
         if not skipped:
             return latency  # passed, default success: the per-message shortcut (see ``base``)
         return StepOutcome(0, latency, None, None, skipped)  # ``finish``'s success path
     return _checked(step, vu, data, latency, skipped)
+
+
+def _delivered(
+    step: ReadStep, vu: User, data: str | bytes, latency: int, skipped: int, received_ns: int
+) -> StepOutcome:
+    """A message whose send time the read records (``latency_from``): its checks, and then the
+    delivery latency, from the stamp to the parse by this machine's wall clock."""
+    outcome = _checked(step, vu, data, latency, skipped)
+    stamp = step.latency_from
+    assert stamp is not None
+    if outcome.failure is not None:
+        return outcome
+    sent = stamp.sent_ns(Message(data))
+    if sent is None:
+        failure = Failure(
+            f"latency_from: no send time at {stamp.path!r} (a number of {stamp.unit} since the epoch)",
+            f"{stamp.path}: a number",
+            describe(data),
+        )
+        return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
+    arrived = time_ns() - (monotonic_ns() - received_ns) if received_ns else time_ns()
+    outcome.delivery_ns = arrived - sent
+    return outcome
 
 
 def _checked(step: ReadStep, vu: User, data: str | bytes, latency: int, skipped: int) -> StepOutcome:
@@ -173,7 +254,22 @@ _SCHEMA: dict[str, Any] = connection_step(
         "match": {
             "$ref": "#/$defs/match",
             "description": "Wait for the first message satisfying this, skipping others.",
-        }
+        },
+        "latency_from": {
+            "type": "object",
+            "description": "Record the delivery latency: from the send time stamped in the message "
+            "(sender's clock) to its parse here (this machine's wall clock).",
+            "properties": {
+                "json": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "JMESPath to the stamp: a number (or numeric string) since the epoch.",
+                },
+                "unit": {"enum": list(STAMP_UNITS), "description": "The stamp's unit (default ms)."},
+            },
+            "required": ["json"],
+            "additionalProperties": False,
+        },
     },
     extra={
         "capture": {
@@ -192,6 +288,6 @@ KIND = Kind(
     message=True,
     answer=True,
     content=True,
-    summary="`read: main` or `read: {connection, timeout, match}` | "
+    summary="`read: main` or `read: {connection, timeout, match, latency_from}` | "
     "0 a message; 1 the peer closed; -1 error; -2 time-out",
 )

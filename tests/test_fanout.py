@@ -1,0 +1,155 @@
+"""Fan-out latency (issue 16 §6-7): a read with ``latency_from`` records the delivery latency, from
+the send time stamped in the message to its parse here; the embedded server's ``/room/NAME``
+broadcasts (and ``?tick=RATE`` publishes stamped messages itself). Against our room and ticker,
+and against the Node ``ws`` library's broadcast, a server we did not write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+
+TICKER = """\
+name: market data
+target: embedded
+connections:
+  feed: {url: "/room/market?tick=100&size=64", timeout: 5s}
+steps:
+  - open: feed
+  - repeat:
+      times: 20
+      steps:
+        - read:
+            connection: feed
+            latency_from: {json: sent_at, unit: ms}
+  - close: feed
+load: {vus: 50, iterations: 1}
+thresholds:
+  - read feed.delivery_p99 < 250ms
+"""
+
+
+def _run(tmp_path: Path, text: str, *args: str, name: str = "s") -> tuple[int, dict, str]:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    out = tmp_path / f"{name}.json"
+    html = tmp_path / f"{name}.html"
+    code = main(["run", str(path), "--json", str(out), "--html", str(html), "--report-dir", "", *args])
+    return code, json.loads(out.read_text()), html.read_text()
+
+
+def test_subscribers_of_the_ticker_get_delivery_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50 subscribers of a room publishing 100 stamped messages a second: every read has a
+    delivery latency (stamp to parse), in the JSON, the console, the HTML, and a threshold on
+    its p99 is judged; the read's own latency (its wait for the next tick) is another figure."""
+    code, doc, html = _run(tmp_path, TICKER)
+    out = capsys.readouterr().out
+    assert code == 0, (doc["error"], doc["problems"], out)
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert read["count"] == 1000 and read["ok"] == 1000
+    delivery = read["delivery_ms"]
+    assert 0 < delivery["p50"] <= delivery["p99"] <= delivery["max"] < 250, delivery
+    assert read["delivery_ahead"] == 0
+    assert delivery["p50"] < read["latency_ms"]["p50"]  # the wait for a tick (~5 ms mean) is not delivery
+    verdict = next(t for t in doc["thresholds"] if t["expression"].startswith("read feed.delivery_p99"))
+    assert verdict["passed"] and verdict["value"] * 1000 == pytest.approx(delivery["p99"], rel=0.01)
+    assert "read feed: delivery p50" in out and "Delivery latency of stamped messages" in html
+    open_ = next(s for s in doc["steps"] if s["kind"] == "open")
+    assert "delivery_ms" not in open_  # only reads with latency_from carry it
+
+
+BROADCAST = """\
+name: chat fan-out
+connections:
+  room: {url: "/room/chat", timeout: 5s}
+steps:
+  - open: room
+  - sleep: 1s                     # every member has joined before anyone speaks
+  - write: {connection: room, json: {from: "{{ vu }}", sent_at: "{{ now_us() }}"}}
+  - repeat:
+      times: 10                   # every member's message, ours included
+      steps:
+        - read:
+            connection: room
+            latency_from: {json: sent_at, unit: us}
+  - close: room
+load: {vus: 10, iterations: 1}
+"""
+
+
+def test_delivery_over_the_node_ws_broadcast(tmp_path: Path, node_ws_url: str) -> None:
+    """Ten members of a room on the Node ``ws`` server each publish one message stamped with
+    ``now_us()`` and read all ten: 100 deliveries, each timed from its publisher's stamp."""
+    code, doc, _ = _run(tmp_path, BROADCAST, "--target", node_ws_url, "--workers", "1")
+    assert code == 0, (doc["error"], doc["problems"])
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert read["count"] == 100 and read["delivery_ahead"] == 0
+    assert 0 < read["delivery_ms"]["p50"] < 100 and read["delivery_ms"]["max"] < 1000, read["delivery_ms"]
+
+
+def test_the_same_over_two_workers_merges_every_delivery(tmp_path: Path, node_ws_url: str) -> None:
+    """Over two worker processes the deliveries of both add up: 100 samples in one histogram."""
+    code, doc, _ = _run(tmp_path, BROADCAST, "--target", node_ws_url, "--workers", "2")
+    assert code == 0, (doc["error"], doc["problems"])
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert read["count"] == 100 and read["delivery_ms"]["max"] < 1000
+
+
+STAMPED = """\
+name: stamps
+target: embedded
+connections: {main: {url: /echo, timeout: 5s}}
+steps:
+  - open: main
+  - write: {connection: main, json: {sent_at: SENT}}
+  - read: {connection: main, latency_from: {json: sent_at, unit: ms}}
+  - close: main
+"""
+
+
+def test_a_stamp_from_the_future_is_counted_not_negative(tmp_path: Path) -> None:
+    """A sender's clock ahead of ours (a stamp in 2286): recorded as 0, counted as ahead."""
+    code, doc, _ = _run(tmp_path, STAMPED.replace("SENT", "9999999999999"))
+    assert code == 0, doc["error"]
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert read["delivery_ahead"] == 1 and read["delivery_ms"]["max"] == 0
+
+
+def test_a_message_without_its_stamp_fails_the_read(tmp_path: Path) -> None:
+    code, doc, _ = _run(tmp_path, STAMPED.replace("sent_at: SENT", "other: 1"))
+    assert code == 1
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert read["failures"] == 1 and "delivery_ms" not in read
+    assert doc["failures"][0]["message"] == (
+        "latency_from: no send time at 'sent_at' (a number of ms since the epoch)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("latency_from", "message"),
+    [
+        (
+            "{json: 'sent_at[', unit: ms}",
+            "s.yaml:7:51: steps[2].read.latency_from.json: invalid JMESPath 'sent_at[': Incomplete "
+            "expression",
+        ),
+        (
+            "{json: sent_at, unit: minutes}",
+            "s.yaml:7:66: steps[2].read.latency_from.unit: unknown value 'minutes' (one of: s, ms, us, ns)",
+        ),
+        ("{jsn: sent_at}", "s.yaml:7:45: steps[2].read.latency_from.jsn: unknown key 'jsn'"),
+    ],
+)
+def test_latency_from_mistakes_are_refused_with_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], latency_from: str, message: str
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(STAMPED.replace("{json: sent_at, unit: ms}", latency_from))
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err, captured
