@@ -22,6 +22,7 @@ import random
 import socket
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -36,6 +37,7 @@ __all__ = [
     "answers_then_hangs",
     "close_frame",
     "deflated",
+    "echo_then_hang",
     "frame",
     "ping_flood",
     "recording_close",
@@ -345,6 +347,33 @@ def answers_then_hangs(answered: int) -> Behaviour:
                 writer.write(close_frame(1000))
                 await writer.drain()
                 return
+
+    return behaviour
+
+
+def echo_then_hang(stop_after_s: float, first_delay_s: float = 0.0) -> Behaviour:
+    """Upgrades and echoes text frames, the very first answer of the server ``first_delay_s``
+    late; from ``stop_after_s`` after it was made, it reads and never answers again: a server
+    that hangs part-way, perhaps after one slow early answer."""
+    made = time.monotonic()
+    first = [True]
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(upgrade_response(key))
+        await writer.drain()
+        for _ in range(1_000_000):
+            opcode, payload = await read_client_frame(reader)
+            if opcode == 0x8:
+                writer.write(close_frame(1000))
+                await writer.drain()
+                return
+            if time.monotonic() - made >= stop_after_s:
+                continue
+            if first[0]:
+                first[0] = False
+                await asyncio.sleep(first_delay_s)
+            writer.write(frame(0x1, payload))
+            await writer.drain()
 
     return behaviour
 

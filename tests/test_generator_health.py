@@ -180,14 +180,13 @@ def test_the_capacity_finder_gives_a_rate_that_a_run_at_80_percent_delivers(
     # A fresh server (the ramp's last, overloaded seconds leave thousands of closes behind),
     # warmed up first: Node compiles its hot paths in its first second of work.
     # The capacity is this machine's at the time it was measured: when other processes take the
-    # core in the run at 80% (the report then says the worker's CPU stayed far below 100% while
-    # the loop lagged), that run is made once more; one of the two must deliver.
+    # core in the run at 80%, or a GC pause or the kernel makes one of its three seconds
+    # saturated, that run is made once more; one of the two must deliver.
     with node_ws_server() as fresh:
         _run(tmp_path, fresh, "warm-up", "--rate", "200/s", "--duration", "1s")
         for attempt in range(2):
             code, doc, _ = _run(tmp_path, fresh, f"at80-{attempt}", "--rate", f"{suggested}/s")
-            starved = float(doc["settings"]["load"].get("generator", {}).get("cpu_max") or 1) < 0.8
-            if code == 0 or not starved:
+            if code == 0:
                 break
     assert code == 0, doc["error"]
     assert doc["settings"]["load"]["plan"]["delivered"] >= 0.95
@@ -225,3 +224,36 @@ def test_a_ramp_in_which_nothing_completes_finds_no_capacity(
     assert code == 1, text
     assert "CAPACITY none: no iteration of the ramp completed (first error: " in text
     assert "HTTP 404" in text
+
+
+MOSTLY_FAILING = """\
+name: mostly failing
+connections:
+  main: {url: /echo, timeout: 5s}
+steps:
+  - open: main
+  - write: {connection: main, text: "{{ iteration }}"}
+  - read: main
+    expect: {text: "0"}             # only each user's first iteration passes
+  - close: main
+load: {rate: 100/s, duration: 3s}
+"""
+
+
+def test_a_ramp_of_mostly_failing_iterations_finds_no_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only each user's first iteration passes (the open model reuses a few users), every other
+    read fails its check: a few completed
+    iterations used to be enough for a capacity and exit 0; a second in which more than 1% of
+    the steps failed is not healthy, so no level is, and the finder exits 1 saying why."""
+    path = tmp_path / "mostly.yaml"
+    path.write_text(MOSTLY_FAILING)
+    args = ["run", str(path), "--target", "embedded", "--workers", "1", "--check-capacity"]
+    out = tmp_path / "m.json"
+    code = main([*args, "--rate", "200/s", "--duration", "3s", "--report-dir", "", "--json", str(out)])
+    text = capsys.readouterr().out
+    iterations = json.loads(out.read_text())["iterations"]
+    assert iterations["completed"] >= 1 and iterations["failed"] > 10 * iterations["completed"], iterations
+    assert code == 1, text
+    assert "of its steps failed" in text and "CAPACITY none" in text, text

@@ -27,6 +27,7 @@ from hostile_servers import (
     close_with,
     compressed,
     deflated,
+    echo_then_hang,
     endless_empty_continuations,
     endless_headers,
     flood,
@@ -224,9 +225,46 @@ def test_a_server_that_stops_answering_part_way_fails_the_run(arun: Arun) -> Non
     stalled = [p for p in result.problems if "stalled" in p]
     assert stalled == [
         f"'open main' (line 5) stalled: 5 still waiting when the run ended, the longest for "
-        f"{opens.pending_max_ms / 1000:.1f} s, against {opens.latency_ms.max:.0f} ms for the slowest of "
-        "the 3 that completed (its latency figures leave the waiting ones out)"
+        f"{opens.pending_max_ms / 1000:.1f} s, against p99 {opens.latency_ms.p99:.0f} ms and max "
+        f"{opens.latency_ms.max:.0f} ms of the 3 that completed (its latency figures leave the waiting "
+        "ones out)"
     ], result.problems
+
+
+ECHO_LOAD = (
+    "name: echo hangs\nconnections:\n  main: {{url: '{url}', timeout: 5s}}\n"
+    "steps:\n  - open: main\n  - write: {{connection: main, text: hi}}\n"
+    "  - read: {{connection: main, timeout: 60s}}\n  - close: main\n"
+    "load:\n  vus: {vus}\n  duration: {duration}\n  graceful_stop: {grace}\n"
+    "thresholds:\n  - read.p99 < 100ms\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stop_after_s", "first_delay_s", "vus", "duration", "grace"),
+    [(1.5, 1.2, 2, "3s", "500ms"), (0.3, 0.0, 5, "1s", "0s")],
+    ids=["after_one_slow_answer", "short_run"],
+)
+def test_a_hang_is_not_hidden_by_a_slow_answer_or_a_short_run(
+    arun: Arun, stop_after_s: float, first_delay_s: float, vus: int, duration: str, grace: str
+) -> None:
+    """The server hangs part-way through a load run: after one answer 1.2 s late (which made the
+    slowest completed read as slow as most of the wait since), or 0.3 s into a 1 s run (shorter
+    than the 1 s floor). Both used to pass, 'read.p99 < 100ms' included; now the read is stalled
+    and the latency threshold counts the reads still waiting."""
+
+    async def body() -> RunResult:
+        async with HostileServer(echo_then_hang(stop_after_s, first_delay_s)) as server:
+            text = ECHO_LOAD.format(url=server.url, vus=vus, duration=duration, grace=grace)
+            return await run_load(load_scenario_text(text, file="hang.yaml"), workers=1, handle_signals=False)
+
+    result = arun(body)
+    read = next(s for s in result.steps if s.kind == "read")
+    assert read.pending == vus and read.count > 0, read
+    assert result.passed is False
+    assert any(p.startswith("'read main' (line 7) stalled") for p in result.problems), result.problems
+    p99 = next(t for t in result.thresholds if t.expression == "read.p99 < 100ms")
+    assert not p99.passed and "still waiting when the run ended had waited up to" in p99.message, p99
 
 
 _NOT_VALID = "did not receive a valid HTTP response: "

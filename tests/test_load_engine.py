@@ -103,6 +103,18 @@ def test_closed_duration_stops_on_time(tmp_path: Path) -> None:
     assert 80 <= result.iterations.ended <= 155, result.iterations
 
 
+def test_a_mass_start_that_outlasts_the_duration_is_cut_at_the_duration(tmp_path: Path) -> None:
+    """8,000 users whose only step sleeps 10 ms, for 1 s, on one worker: the generator cannot
+    start them all in time (the started ones keep its loop busy). It used to go on starting
+    users for 4 s (24 s with 15,000) before the run could end; now the start ends when the
+    plan's end is due, the run ends near its duration, and the verdict says the generator
+    was saturated."""
+    text = "name: sleepers\ntarget: embedded\nconnections: {main: {url: /echo}}\nsteps:\n  - sleep: 10ms\n"
+    result = _run(_file(tmp_path, text, "  vus: 8000\n  duration: 1s\n  graceful_stop: 0s\n"))
+    assert result.duration_s < 1.0 + scaled(0.8), result.duration_s
+    assert not result.passed and any("generator.saturated" in p for p in result.problems), result.problems
+
+
 def test_stages_are_followed(tmp_path: Path) -> None:
     """Stages 0->4 over 1 s, hold 1 s, 4->0 over 1 s: active VUs per second follow the shape."""
     stages = (

@@ -220,6 +220,33 @@ def test_signal_between_rounds_stops_the_loop(tmp_path: Path, sig: signal.Signal
     assert "wsload_scenario_success" in (tmp_path / "m.prom").read_text()
 
 
+def test_a_signal_ends_rounds_with_the_worst_round_so_far(tmp_path: Path) -> None:
+    """``--rounds 5``: round 1 fails, the file is fixed, round 2 passes, then SIGTERM between
+    rounds: the gate exits 1 (it used to exit with the last round's 0, so a CI job's time-out
+    could turn a failure into a pass)."""
+    scenario = tmp_path / "flip.yaml"
+    good = (ROOT / "scenarios" / "smoke.yaml").read_text()
+    scenario.write_text(
+        good.replace("open: main", "open: main\n  - read: {connection: main, timeout: 50ms}", 1)
+    )
+    proc = _loop(tmp_path, scenario, "-q", "--every", "2s", "--rounds", "5")
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + scaled(20)
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if line.startswith("round 1 "):
+            scenario.write_text(good)
+        if line.startswith("round 2 "):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=scaled(10))
+    rounds = [line.split(": ")[-1].strip() for line in lines if line.startswith("round ")]
+    assert rounds == ["FAIL", "PASS"], lines
+    assert proc.returncode == 1, (lines, out, err)
+
+
 def test_sigterm_during_a_round_reports_it_and_stops(tmp_path: Path) -> None:
     """SIGTERM in the middle of a round: that round is reported as interrupted, and no other round starts."""
     proc = _loop(tmp_path, LONG_SLEEP, "--verbose")

@@ -182,3 +182,24 @@ def test_error_groups_are_per_failure_not_per_socket() -> None:
         (-1, "connection closed: the socket is closed, cannot write", 200),
         (-1, "protocol error: invalid UTF-8 in a text message", 200),
     ]
+
+
+def test_a_capacity_ramp_that_ends_unhealthy_does_not_say_top_of_the_ramp() -> None:
+    """The last second of a ramp saturated (one bad second alone is forgiven, so the capacity
+    is the level before it): the finding says where it ended, not 'the top of the ramp'."""
+    from runner.load.capacity import capacity_of, render
+    from runner.results.result import IterationCounts, RunResult, SecondSample
+    from runner.scenario.model import LoadSpec, Scenario, Stage
+
+    ramp = LoadSpec(model="open", rate=0.0, stages=(Stage(5.0, 500.0),))
+    seconds = [SecondSample(t, int(100 * (t + 0.5)), 10, 0, {}, cpu=0.3) for t in range(1, 4)]
+    seconds.append(SecondSample(4, 450, 10, 0, {}, cpu=0.97, saturated=True))
+    result = RunResult(
+        True, False, 0, "s", "s.yaml", "", 5.0, "", (),
+        iterations=IterationCounts(started=1000, completed=1000), timeseries=tuple(seconds),
+    )  # fmt: skip
+    capacity = capacity_of(result, ramp)
+    assert capacity.value == 350  # seconds 1-3 planned 150, 250, 350 starts and made them
+    assert capacity.limited_by == "at 450 starts/s, its last second: saturated (CPU 97%)"
+    text = render(Scenario("s", "s.yaml", (), {}), capacity, workers=1, target="t")
+    assert "top of the ramp" not in text and "it ended at 450 starts/s, its last second" in text, text

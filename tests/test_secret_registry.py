@@ -24,7 +24,7 @@ from runner.results.codec import encode
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult
 from runner.scenario import model as m
-from runner.scenario.secrets import CUT_TAIL, MASK, REGEX_FORMS, SecretRegistry, SecretText
+from runner.scenario.secrets import MASK, PARTIAL_MIN, REGEX_FORMS, SecretRegistry, SecretText
 from runner.scenario.templates import Template
 from runner.scenario.variables import parse_vars
 
@@ -99,22 +99,25 @@ def test_many_secrets_use_the_index_and_mask_alike() -> None:
         for i in range(n):
             registry.add(f"token-{i:07d}")
     text = 'x abcd-secret-1 y "token-0000042" z token-0000000 w abcd-secret-1\u2026 abcd-sec\u2026 ab\u2026'
-    want = f'x {MASK} y "token-0000042" z {MASK} w {MASK}\u2026 {MASK}\u2026 ab\u2026'
+    # token-0000042 is not one (in ``small``): it shares 11 characters with token-0000000, which
+    # are masked as a part of a secret would be (PARTIAL_MIN), its own end stays
+    want = f'x {MASK} y "{MASK}42" z {MASK} w {MASK}\u2026 {MASK}\u2026 ab\u2026'
     assert small.mask(text) == want
-    assert large.mask(text) == want.replace('"token-0000042"', f'"{MASK}"')
+    assert large.mask(text) == want.replace(f'"{MASK}42"', f'"{MASK}"')
     assert large.mask("abcd-secret-1cdef-ghij-secret!") == f"{MASK}!"  # joined, no tail left
 
 
 def test_tokens_that_share_their_beginning_are_told_apart() -> None:
     """Thousands of tokens with one long common beginning (JWTs of one issuer): each is masked
-    where it appears, the common part alone is not, and a token cut by an ellipsis is."""
+    where it appears, and a token cut by an ellipsis is; another token of the same issuer has its
+    common beginning masked (a part of a secret, PARTIAL_MIN) and keeps its own end."""
     head = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
     tokens = [f"{head}payload{i:05d}.signature{i * 7919:09d}" for i in range(2000)]
     registry = SecretRegistry()
     for token in tokens:
         registry.add_header("Authorization", f"Bearer {token}", [token])
     text = f'{{"a": "{tokens[1234]}", "b": "{head}other"}} {tokens[7][:50]}\u2026'
-    assert registry.mask(text) == f'{{"a": "{MASK}", "b": "{head}other"}} {MASK}\u2026'
+    assert registry.mask(text) == f'{{"a": "{MASK}", "b": "{MASK}other"}} {MASK}\u2026'
 
 
 def test_registry_is_bounded_and_keeps_static_secrets() -> None:
@@ -127,7 +130,9 @@ def test_registry_is_bounded_and_keeps_static_secrets() -> None:
         registry.add("in-use-token")  # every open renders it again
     assert len(registry) == 11
     masked = registry.mask("static-secret in-use-token token-0099 token-0000")
-    assert masked == f"{MASK} {MASK} {MASK} token-0000"
+    # token-0000, dropped, shares 8 characters (PARTIAL_MIN) with the kept token-0099 and others
+    assert masked == f"{MASK} {MASK} {MASK} {MASK}00"
+    assert registry.mask("token-0000") != "token-0000" and "token-0000" not in registry
 
 
 def test_recorder_masks_texts_as_they_are_recorded() -> None:
@@ -312,12 +317,17 @@ def test_a_close_reason_that_echoes_a_secret_is_masked(arun: Arun, reason: bytes
     assert TOKEN[:6] not in data and "\x1b" not in shown and "\n" not in shown, data
 
 
-def test_a_text_ending_in_the_beginning_of_a_secret_is_masked_from_there() -> None:
-    """A peer that cuts what it echoes leaves the first part of a secret at the end of a text,
-    with no ellipsis: from CUT_TAIL characters on it is masked; shorter beginnings, and the same
-    characters elsewhere in the text, are not (they would mask ordinary words)."""
+def test_parts_of_a_secret_are_masked_wherever_they_stand() -> None:
+    """A peer that cuts what it echoes, or shows only a token's tail, leaves part of a secret in
+    a text: any run of PARTIAL_MIN characters or more that begins or ends it is masked, at the
+    end of a text or inside it; shorter runs, and text that only shares a middle, are not."""
     registry = SecretRegistry([TOKEN])
-    assert registry.mask(f"echo: {TOKEN[:CUT_TAIL]}") == f"echo: {MASK}"
-    assert registry.mask(f"echo: {TOKEN[:20]}") == f"echo: {MASK}"
-    assert registry.mask(f"echo: {TOKEN[: CUT_TAIL - 1]}") == f"echo: {TOKEN[: CUT_TAIL - 1]}"
-    assert registry.mask(f"{TOKEN[:8]} and more") == f"{TOKEN[:8]} and more"
+    head, tail = TOKEN[:PARTIAL_MIN], TOKEN[-PARTIAL_MIN:]
+    assert registry.mask(f"echo: {head}") == f"echo: {MASK}"
+    assert registry.mask(f"reason '{TOKEN[:20]}')") == f"reason '{MASK}')"
+    assert registry.mask(f"got '{TOKEN[-25:]} msg two'") == f"got '{MASK} msg two'"
+    assert registry.mask(f"{tail} and {head}") == f"{MASK} and {MASK}"
+    short = TOKEN[: PARTIAL_MIN - 1]
+    assert registry.mask(f"echo: {short}") == f"echo: {short}"
+    middle = TOKEN[10:20]
+    assert registry.mask(f"echo: {middle}") == f"echo: {middle}"

@@ -240,3 +240,37 @@ def test_a_threshold_without_data_says_why(
     code, doc = _run(tmp_path, smoke.read_text(), *args, "--threshold", threshold)
     verdict = next(t for t in doc["thresholds"] if t["expression"] == threshold)
     assert code == 1 and not verdict["passed"] and verdict["message"] == reason, verdict
+
+
+@pytest.mark.parametrize(
+    ("threshold", "where", "message"),
+    [
+        ("read.p99 < 50", "thresholds", "threshold value: '50' has no unit: write 50ms or 50s"),
+        ("read.max <= 2.5", "thresholds", "threshold value: '2.5' has no unit: write 2.5ms or 2.5s"),
+        ("< 50", "latency", "steps[2].expect.latency: '50' has no unit: write 50ms or 50s"),
+        (
+            "read.p99.9 < 50ms",
+            "thresholds",
+            "the 99.9th percentile is written p999, did you mean 'read.p999'?",
+        ),
+    ],
+    ids=["p99", "max", "latency", "p99.9"],
+)
+def test_a_duration_without_its_unit_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], threshold: str, where: str, message: str
+) -> None:
+    """``read.p99 < 50`` meant 50 ms to its writer and was read as 50 s: a CI gate that could
+    never fail. A duration in a threshold or an expected latency needs its unit (exit 2)."""
+    text = (
+        "name: units\ntarget: embedded\nconnections: {main: {url: /echo}}\nsteps:\n  - open: main\n"
+        "  - write: {connection: main, text: hi}\n  - read: main\n"
+    )
+    if where == "latency":
+        text += f"    expect: {{latency: {threshold}}}\n"
+    else:
+        text += f"thresholds:\n  - {threshold}\n"
+    path = tmp_path / "units.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err, captured

@@ -306,7 +306,7 @@ def _that_failure(text: str, expression: str, doc: Any) -> Failure | None:
     try:
         value = compiled.search(doc)
     except jmespath.exceptions.JMESPathError as exc:  # e.g. length() of a number
-        return Failure(f"{text}: {exc}", text, "")
+        return Failure(f"{text}: {exc}", text, describe(doc))
     except TypeError:  # jmespath orders a string against a number with Python's '<'
         value = None
     if _truthy(value):

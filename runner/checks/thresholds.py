@@ -203,8 +203,16 @@ def metrics_table() -> list[tuple[str, str, str]]:
     return rows
 
 
+#: A bare number where a duration belongs: ``read.p99 < 50`` meant 50 ms to its writer and
+#: 50 s to the parser, a gate that could never fail. A threshold's duration needs its unit.
+_BARE_NUMBER = re.compile(r"\s*[0-9]+(\.[0-9]*)?\s*\Z")
+
+
 def _convert(unit: Unit, raw: str) -> float:
     if unit == "duration":
+        if _BARE_NUMBER.match(raw):
+            number = raw.strip()
+            raise UnitError(f"{number!r} has no unit: write {number}ms or {number}s")
         return parse_duration(raw)
     if unit == "fraction":
         return parse_fraction(raw)
@@ -232,6 +240,11 @@ def parse_threshold(
     ``InvalidThreshold`` with a message a user can act on (a did-you-mean where one fits)."""
     match = _EXPR_RE.match(expression)
     lhs = match.group("lhs") if match else ""
+    if lhs.endswith(".p99.9"):  # the dot of 99.9 would split the name
+        raise InvalidThreshold(
+            f"threshold '{expression}': the 99.9th percentile is written p999, did you mean "
+            f"'{lhs.removesuffix('.p99.9')}.p999'?"
+        )
     subject, dot, stat = lhs.rpartition(".")
     if match is None or not dot or not subject:
         raise InvalidThreshold(
@@ -440,6 +453,22 @@ def _fmt(unit: Unit, value: float) -> str:
     return f"{value:g}"
 
 
+def _waited_beyond(th: Threshold, result: RunResult) -> tuple[int, float] | None:
+    """An upper bound on a step's latency (``read.p99 < 100ms``) that its executions still
+    waiting at the end have already passed: how many wait and the longest wait, in seconds. The
+    figure covers only the executions that ended; one that has waited longer than the bound
+    when the run ended would have taken longer still, so the bound is not met whatever the
+    percentile says (a hung server must not pass a latency threshold)."""
+    if th.op not in ("<", "<=") or not (th.stat in _LATENCY_STATS or th.stat.startswith("response_")):
+        return None
+    steps = _steps_of(th.subject, result)
+    pending = sum(s.pending for s in steps)
+    longest = max((s.pending_max_ms for s in steps if s.pending), default=0.0) / 1000.0
+    if pending and not OPS[th.op](longest, th.value):
+        return pending, longest
+    return None
+
+
 def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[ThresholdResult, ...]:
     """Each threshold with its observed value and verdict. No data loses the threshold, saying
     why, unless it accepts no data (``accept_no_data``)."""
@@ -458,7 +487,15 @@ def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[Thresh
             )
             continue
         passed = OPS[th.op](value, th.value)
-        if passed:
+        waited = _waited_beyond(th, result)
+        if passed and waited:
+            passed = False
+            message = (
+                f"{_fmt(unit, value)} {th.op} {_fmt(unit, th.value)} over the executions that ended, but "
+                f"{waited[0]} still waiting when the run ended had waited up to {_fmt(unit, waited[1])}: "
+                "the figure leaves them out"
+            )
+        elif passed:
             message = f"{_fmt(unit, value)} {th.op} {_fmt(unit, th.value)}"
         else:
             message = (

@@ -280,10 +280,12 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
     After each round a line says its number, start time and verdict (``round 3 at ...Z: PASS``).
     A SIGTERM/SIGINT between rounds is the normal way to end the loop: it ends at once with the
-    last round's exit code (0 when it passed), its reports left as written. A signal during a
+    last round's exit code (0 when it passed), its reports left as written (with ``--rounds``, the
+    worst so far). A signal during a
     round interrupts that round, which is reported as interrupted, and the loop ends with 130.
-    ``--rounds N`` ends it with the worst code of its rounds (a gate of N rounds passes only if
-    every round did). Invalid input (exit 2) ends it at once: waiting will not fix the file.
+    ``--rounds N`` ends it with the worst code of its rounds so far, a signal or not (a gate of N
+    rounds passes only if every round did). Invalid input (exit 2) ends it at once: waiting will
+    not fix the file.
     """
 
     def run_rounds(args: argparse.Namespace) -> int:
@@ -305,11 +307,13 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
                     return int(ExitCode.INTERRUPTED)
                 # A signal that came while the round was being set up or reported (the engine
                 # did not see it) stops the loop as one between rounds does.
-                if stop.received is not None or code == ExitCode.INVALID:
+                if code == ExitCode.INVALID:
                     return code
                 worst = max(worst, code)
-                if rounds is not None and n >= rounds:
-                    return worst
+                # --rounds is a gate: its worst round so far; --every alone, a monitor: its latest.
+                ended = worst if rounds is not None else code
+                if stop.received is not None or (rounds is not None and n >= rounds):
+                    return ended
                 # Start to start, like cron: a 5m interval means a round every 5 minutes however
                 # long each takes (a round longer than the interval is followed at once).
                 wait = max(0.0, started + (every or 0.0) - time.monotonic())
@@ -318,6 +322,6 @@ def repeating(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpars
                 if wait and stop.wait(wait):
                     if getattr(args, "verbose", False):
                         print(f"wsload: stopped by signal {stop.received} between rounds", file=sys.stderr)
-                    return code
+                    return ended
 
     return run_rounds

@@ -7,8 +7,9 @@ plan had due that second were made (95%), none was dropped, the busiest worker s
 of its core and its event loop lagged less than the bound. The capacity is the level of the last
 second before the generator was unhealthy two seconds in a row (one bad second, a GC pause, is
 forgiven); a real run at 80% of it leaves room for what the ramp did not see. A ramp in which no
-iteration completed finds no capacity: iterations that fail at once (a 404, a refused connection)
-cost far less than the scenario's, so their rate says nothing about it.
+iteration completed, or whose operations stalled, finds no capacity, and a second in which more
+than 1% of the steps failed is not healthy: iterations that fail at once (a 404, a refused
+connection) cost far less than the scenario's, so their rate says nothing about it.
 
 The figure is this machine's, with these workers, this scenario and this target: a slower server
 lowers it (its answers hold users longer), more workers raise it. ``capacity_of`` is pure (a
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 from runner.load.health import SATURATED_CPU
 from runner.load.limits import default_max_vus
 from runner.results.result import RunResult, SecondSample
+from runner.results.verdict import measurement_problems
 from runner.scenario.model import LoadSpec, Scenario, Stage
 from runner.scenario.plan import planned_starts
 
@@ -32,6 +34,9 @@ __all__ = ["Capacity", "CapacityLevel", "capacity_of", "ramp_plan", "render"]
 DELIVERED = 0.95
 #: Unhealthy seconds in a row that end the capacity (one alone is forgiven).
 BAD_IN_A_ROW = 2
+#: A level at which more than this share of the steps ended failed measured failures, not the
+#: scenario: the server refused or broke, and failing fast is cheap.
+FAILED_STEPS = 0.01
 #: What a following run should plan at most, as a share of the capacity found.
 HEADROOM = 0.8
 
@@ -113,6 +118,8 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
         else:
             planned = round(top * (t + 1) / total_s) if total_s else top
             made = float(e.vus or 0)
+        if e.steps and e.failures > FAILED_STEPS * e.steps:
+            whys.append(f"{e.failures / e.steps:.0%} of its steps failed")
         if e.saturated:  # CPU >= 90%, or the loop behind all second (runner.load.health)
             busy = cpu is not None and cpu >= SATURATED_CPU
             whys.append(f"saturated (CPU {cpu:.0%})" if busy and cpu is not None else "saturated (loop lag)")
@@ -129,12 +136,23 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
             break
         if level.healthy:
             value = level.planned
+    if not limited_by and levels and not levels[-1].healthy:  # the top was reached, but unhealthy
+        last = levels[-1]
+        unit = "starts/s" if ramp.model == "open" else "users"
+        limited_by = f"at {last.planned:,.0f} {unit}, its last second: {last.why}"
+    unmeasured = ""
     if result.iterations.completed == 0:  # failing fast is cheap: its capacity is not the scenario's
         first = next((e.message for st in result.steps for e in st.errors), "")
-        value = 0.0
-        limited_by = "no iteration of the ramp completed" + (f" (first error: {first})" if first else "")
+        unmeasured = "no iteration of the ramp completed" + (f" (first error: {first})" if first else "")
+    elif found := measurement_problems(
+        result.steps, result.iterations, interrupted=result.interrupted, duration_s=result.duration_s
+    ):  # operations stalled or never completed, an internal error (not the plan checks: a ramp
+        # is meant to end beyond what the generator can deliver)
+        unmeasured = f"the ramp did not measure the scenario: {found[0]}"
+    if unmeasured:
+        value, limited_by = 0.0, unmeasured
     unit = "starts/s" if ramp.model == "open" else "users"
-    return Capacity(unit, value, tuple(levels), limited_by, result.iterations.completed == 0)
+    return Capacity(unit, value, tuple(levels), limited_by, bool(unmeasured))
 
 
 def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str) -> str:

@@ -256,6 +256,11 @@ class LoadEngine:
             if self.stopping or self._all_done():
                 break
             target = shard_count(change.vus, self.shard, self.shards)
+            # A start still going when the next change is due (a generator too busy to start
+            # its users in time) ends there: the plan moves on (at its end, to no users) instead
+            # of starting users past the duration. 8,000 users of 10 ms sleeps in a 1 s run went
+            # on starting for 4 s; 15,000 for 24 s.
+            next_due = self.start_ns + int(plan[i + 1].at_s * 1e9) if i + 1 < len(plan) else None
             while len(slots) < target:
                 flag = [False]
                 slots.append(flag)
@@ -265,7 +270,7 @@ class LoadEngine:
                     # and the loop's timers and pipes their turn before starting more (see
                     # START_BATCH); a stop arriving meanwhile ends the start here.
                     await asyncio.sleep(0)
-                    if self.stopping:
+                    if self.stopping or (next_due is not None and time.monotonic_ns() >= next_due):
                         break
             if self.stopping:
                 break

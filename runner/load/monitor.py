@@ -56,7 +56,7 @@ class Progress:
         )
         if health is not None:
             cpu, lag_ns, saturated = health
-            line += f"  generator cpu {cpu:.0%} lag {lag_ns / 1e6:.1f}ms"
+            line += f"  generator cpu {cpu:.0%} lag max {lag_ns / 1e6:.1f}ms"
             if saturated:
                 line += " SATURATED"
         if self.tty:

@@ -222,11 +222,12 @@ def _time_metrics(timeseries: Sequence[SecondSample]) -> dict[str, tuple[str, st
             "Load generator health",
             "% / ms",
             "the busiest worker's CPU share of one core (%) and the largest event-loop lag (ms) in "
-            "each second; shaded: seconds in which the generator was saturated, whose latencies "
-            "may carry its own delay",
+            "each second; a second counts as saturated when the CPU passes its mark or the lag's p90 "
+            "(not the largest, drawn here) passes its mark; shaded: seconds in which the generator "
+            "was saturated, whose latencies may carry its own delay",
             [
                 _Metric("CPU %", lambda e: None if e.cpu is None else float(e.cpu) * 100, None, "max"),
-                _Metric("loop lag ms", lambda e: _num(e.loop_lag_ms), None, "max"),
+                _Metric("loop lag max ms", lambda e: _num(e.loop_lag_ms), None, "max"),
             ],
         ),
         "errors": (
@@ -688,8 +689,9 @@ def _load_line(result: RunResult) -> str:
         parts.append(f"max {load.vus_max_active:,} VUs")
     if load.connections_max is not None:
         parts.append(f"max {load.connections_max:,} connections")
-    of = f" of {load.rate:g}/s" if load.rate else ""
-    parts.append(f"{load.achieved_rate:g} iterations/s achieved{of}")
+    if not load.hold:  # held users end no iteration: a rate of 0 would read as a failure
+        of = f" of {load.rate:g}/s" if load.rate else ""
+        parts.append(f"{load.achieved_rate:g} iterations/s achieved{of}")
     if load.plan is not None and load.plan.delivered is not None:
         parts.append(f"plan delivered {load.plan.delivered:.1%}")
     if load.lag_ms is not None and load.lag_ms.get("p99") is not None:
@@ -716,7 +718,11 @@ def _source(result: RunResult, source: str | None, e: _Html) -> str:
     text = source
     if not text:
         return f'<p class="none">The result holds no scenario text; it ran {e(result.scenario_file)}.</p>'
-    return f'<pre class="source">{e(text)}</pre>'
+    return (
+        '<p class="meta">As written (secrets masked); what the command line changed (--rate, --vus, '
+        "--duration, --threshold ...) is in Settings and the load summary.</p>"
+        f'<pre class="source">{e(text)}</pre>'
+    )
 
 
 def _charts_html(chart_list: Sequence[Chart], e: _Html, missing: Sequence[str] = ()) -> str:
@@ -782,7 +788,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f"{_delivery_table(result, e)}{_connect_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
         f"<h2>Errors</h2>{_errors(result, e)}"
-        f"<h2>Scenario as it ran</h2>{_source(result, source, e)}"
+        f"<h2>Scenario file</h2>{_source(result, source, e)}"
         f"<h2>Settings</h2>{_settings(result, e)}"
     )
 
@@ -878,7 +884,7 @@ def _comparison(
         details.append(
             f"<h3>{_verdict(r)}{e(label)}: {e(r.scenario_name)}</h3>"
             f"{_errors(r, e)}<h3>Settings</h3>{_settings(r, e)}"
-            f"<h3>Scenario as it ran</h3>{_source(r, src, e)}"
+            f"<h3>Scenario file</h3>{_source(r, src, e)}"
         )
     return (
         f"<h1>Comparison of {len(results)} runs</h1>"

@@ -415,7 +415,14 @@ def build_result(
     )
     iterations = IterationCounts.of(recorder)
     found = [
-        *measurement_problems(steps, iterations, interrupted=interrupted, hold=hold, explained=bool(error)),
+        *measurement_problems(
+            steps,
+            iterations,
+            interrupted=interrupted,
+            hold=hold,
+            explained=bool(error),
+            duration_s=duration_s,
+        ),
         *problems,
     ]
     if found:

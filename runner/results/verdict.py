@@ -8,9 +8,13 @@ A run passes only if it measured something. Each problem is one line a reader ca
 - ``never completed``: an operation (open, write, read, close, ping) that was still waiting at
   the end of the run in every execution it began: a server that accepts and never answers;
 - ``stalled``: an operation some of whose executions completed while others were still waiting
-  at the end for far longer than the slowest that completed (``STALL_FACTOR`` times it, and at
-  least ``STALL_FLOOR_MS``): a server that stopped answering part-way. Its latency figures cover
-  only the executions that ended, so without this a hung target could pass a latency threshold;
+  at the end far longer than the completed ones took: a server that stopped answering part-way.
+  The wait must pass ``STALL_FACTOR`` times the completed p99 and a floor (``STALL_FLOOR_MS``, or
+  a quarter of a shorter run), and also either that many times the slowest completed one or,
+  summed over the waiting executions, ``STALL_SHARE`` of the time the users cut by the end had
+  (one slow early answer does not hide a hang; users waiting for a push that comes every few
+  seconds are not stalled). Its latency figures cover only the executions that ended (latency
+  thresholds also count the waits: ``runner.checks.thresholds``);
 - ``no data``: no iteration ended, so no figure of the run covers a whole iteration (unless the
   load says its iterations last until the end of the run, ``load.hold``).
 
@@ -25,17 +29,34 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runner.results.result import IterationCounts, StepResult
 
-__all__ = ["STALL_FACTOR", "STALL_FLOOR_MS", "measurement_problems"]
+__all__ = ["STALL_FACTOR", "STALL_FLOOR_MS", "STALL_SHARE", "measurement_problems"]
 
 #: A pending execution is stalled when it has waited this many times as long as the slowest
 #: completed one (an operation that ends naturally is rarely caught at twice its worst time)
 STALL_FACTOR = 2.0
-#: and at least this long (so a run of 2 ms operations does not fail on scheduling noise).
+#: and at least this long (so a run of 2 ms operations does not fail on scheduling noise), or a
+#: quarter of the run if that is shorter.
 STALL_FLOOR_MS = 1000.0
+#: The share of the cut users' time spent in waits that had not ended that makes them stalled.
+STALL_SHARE = 0.1
 
 
 def _s(ms: float) -> str:
     return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
+def _stalled(s: StepResult, iterations: IterationCounts, duration_s: float) -> bool:
+    """The ``stalled`` rule of the module docstring, for a step with completed executions."""
+    lat = s.latency_ms
+    assert lat is not None
+    floor = min(STALL_FLOOR_MS, duration_s * 1000.0 / 4) if duration_s > 0 else STALL_FLOOR_MS
+    if s.pending_max_ms < max(STALL_FACTOR * lat.p99, floor):
+        return False
+    if s.pending_max_ms >= STALL_FACTOR * lat.max:
+        return True
+    users = max(iterations.interrupted, s.pending)  # the users the end cut, each in one step
+    share = s.pending * s.pending_mean_ms / (users * duration_s * 1000.0) if duration_s > 0 else 0.0
+    return share >= STALL_SHARE
 
 
 def measurement_problems(
@@ -45,6 +66,7 @@ def measurement_problems(
     interrupted: bool,
     hold: bool = False,
     explained: bool = False,
+    duration_s: float = 0.0,
 ) -> list[str]:
     """The reasons the run did not measure what it set out to (see the module docstring).
     ``explained``: the run already failed with an error that says why it measured little (a
@@ -62,14 +84,13 @@ def measurement_problems(
                 f"{s.name!r} (line {s.line}) never completed: {s.pending} still waiting when the run "
                 f"ended, the longest for {_s(s.pending_max_ms)}"
             )
-        elif s.can_fail and s.pending and s.latency_ms is not None:
-            slowest = s.latency_ms.max
-            if s.pending_max_ms >= max(STALL_FACTOR * slowest, STALL_FLOOR_MS):
-                problems.append(
-                    f"{s.name!r} (line {s.line}) stalled: {s.pending} still waiting when the run ended, "
-                    f"the longest for {_s(s.pending_max_ms)}, against {_s(slowest)} for the slowest of "
-                    f"the {s.count:,} that completed (its latency figures leave the waiting ones out)"
-                )
+        elif s.can_fail and s.pending and s.latency_ms is not None and _stalled(s, iterations, duration_s):
+            problems.append(
+                f"{s.name!r} (line {s.line}) stalled: {s.pending} still waiting when the run ended, "
+                f"the longest for {_s(s.pending_max_ms)}, against p99 {_s(s.latency_ms.p99)} and max "
+                f"{_s(s.latency_ms.max)} of the {s.count:,} that completed (its latency figures leave "
+                "the waiting ones out)"
+            )
     if iterations.ended == 0 and not hold:
         cut = f" ({iterations.interrupted} cut by the end of the run)" if iterations.interrupted else ""
         problems.append(f"no data: no iteration completed{cut}")

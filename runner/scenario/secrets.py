@@ -19,6 +19,14 @@ position of a text (a run where each user logs in with its own token can hold th
 regex alternation of thousands of literals is slow to build and to run; tokens often share their
 beginning, JWTs their whole header, so the end is what tells them apart). A sorted list of the
 forms answers "does this text end in the beginning of a secret" for texts cut with an ellipsis.
+
+Parts of a secret: a peer that cuts what it echoes (a close reason has at most 123 bytes) or shows
+only a token's tail leaves part of a secret in a text. Any run of ``PARTIAL_MIN`` characters or
+more that is the beginning or the end of a form is masked too, wherever it stands: each position
+whose next ``PARTIAL_MIN`` characters begin (or end) a form is extended as far as it matches, by a
+look-up in the sorted forms (or the sorted reversed forms); the longest match is at one of the two
+neighbours of the text's insertion point. Ordinary words that happen to begin a secret (a password
+``password123`` masks ``password``) are masked with it: safety first.
 At most ``MAX_SECRETS`` values are kept, the least recently registered dropped first, so a long
 run that makes a new token per iteration holds bounded memory; a value in use is registered again
 at every use and stays.
@@ -35,10 +43,10 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
 __all__ = [
-    "CUT_TAIL",
     "MASK",
     "MAX_SECRETS",
     "MIN_SECRET_LENGTH",
+    "PARTIAL_MIN",
     "SENSITIVE_HEADERS",
     "SecretRegistry",
     "SecretText",
@@ -54,10 +62,10 @@ MASK = "***"
 ELLIPSIS = "\u2026"  # how runner.expect.describe shortens long values
 #: Shorter values are not masked as substrings: masking every "1" would make reports unreadable.
 MIN_SECRET_LENGTH = 3
-#: A text that ends in the first this-many characters (or more) of a secret is masked from
-#: there: a peer that cuts what it echoes (a close reason is at most 123 bytes) leaves the
-#: beginning of a secret at the end of the text, with no ellipsis to say so.
-CUT_TAIL = 6
+#: A run of this many characters or more that begins or ends a secret is masked wherever it
+#: stands (see the module docstring): 7 characters of a 28-character token tell little about it,
+#: and values that merely share a shorter beginning with a secret (token-1, token-2) stay readable.
+PARTIAL_MIN = 8
 #: Values kept per registry (each with its ~8 forms, about 1 KiB): see the module docstring.
 MAX_SECRETS = 10_000
 #: Up to this many forms one regular expression masks them; above, the index does.
@@ -196,11 +204,14 @@ class SecretRegistry:
         "_by_end",
         "_cache",
         "_forms",
+        "_heads",
         "_limit",
         "_longest",
         "_pattern",
         "_pinned",
+        "_reversed",
         "_sorted",
+        "_tails",
         "_values",
     )
 
@@ -215,6 +226,10 @@ class SecretRegistry:
         #: anchor length -> last characters -> forms that end in them
         self._by_end: dict[int, dict[str, list[str]]] = {}
         self._sorted: list[str] = []  # every form, in order (prefix look-ups)
+        self._reversed: list[str] = []  # every form reversed, in order (suffix look-ups)
+        #: the first and the last PARTIAL_MIN characters of the forms -> how many forms have them
+        self._heads: dict[str, int] = {}
+        self._tails: dict[str, int] = {}
         self._longest = 0
         self._pattern: re.Pattern[str] | None = None
         self._cache: dict[str, str] = {}
@@ -282,10 +297,23 @@ class SecretRegistry:
                 anchor = min(len(form), _ANCHOR)
                 self._by_end.setdefault(anchor, {}).setdefault(form[-anchor:], []).append(form)
                 insort(self._sorted, form)
+                insort(self._reversed, form[::-1])
+                if len(form) >= PARTIAL_MIN:
+                    for grams, gram in (
+                        (self._heads, form[:PARTIAL_MIN]),
+                        (self._tails, form[-PARTIAL_MIN:]),
+                    ):
+                        grams[gram] = grams.get(gram, 0) + 1
                 self._longest = max(self._longest, len(form))
         self._pattern = None
         self._cache.clear()
         return forms
+
+    def _grams(self, form: str) -> tuple[tuple[dict[str, int], str], ...]:
+        """The index entries of ``form``'s first and last ``PARTIAL_MIN`` characters."""
+        if len(form) < PARTIAL_MIN:
+            return ()
+        return ((self._heads, form[:PARTIAL_MIN]), (self._tails, form[-PARTIAL_MIN:]))
 
     def _drop(self, value: str) -> None:
         for form in self._values.pop(value):
@@ -300,6 +328,12 @@ class SecretRegistry:
             if not buckets[form[-anchor:]]:
                 del buckets[form[-anchor:]]
             del self._sorted[bisect_left(self._sorted, form)]
+            del self._reversed[bisect_left(self._reversed, form[::-1])]
+            for grams, gram in self._grams(form):
+                if grams[gram] == 1:
+                    del grams[gram]
+                else:
+                    grams[gram] -= 1
         self._pattern = None
         self._cache.clear()
 
@@ -314,7 +348,9 @@ class SecretRegistry:
         masked = text
         if self._forms:
             masked = self._mask_values(masked)
-            masked = self._cut(masked)
+            if ELLIPSIS in masked:
+                masked = self._cut(masked)
+            masked = self._mask_partials(masked)
         masked = _HEADER_RE.sub(_keep_name, masked)
         if len(text) <= _CACHE_TEXT:
             if len(self._cache) >= _CACHE_SIZE:
@@ -372,22 +408,71 @@ class SecretRegistry:
         out.append(text[pos:])
         return "".join(out)
 
+    def _mask_partials(self, text: str) -> str:
+        """Every run of ``PARTIAL_MIN`` or more characters that begins or ends a form, masked."""
+        heads, tails, n = self._heads, self._tails, PARTIAL_MIN
+        if not heads or len(text) < n:
+            return text
+        spans: list[tuple[int, int]] = []
+        longest = self._longest
+        for i in range(len(text) - n + 1):
+            gram = text[i : i + n]
+            if gram in heads:
+                run = _longest_common(text[i : i + longest], self._sorted)
+                if run >= n:
+                    spans.append((i, i + run))
+            if gram in tails:
+                end = i + n
+                run = _longest_common(text[max(0, end - longest) : end][::-1], self._reversed)
+                if run >= n:
+                    spans.append((end - run, end))
+        if not spans:
+            return text
+        spans.sort()
+        merged: list[list[int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        out: list[str] = []
+        pos = 0
+        for start, end in merged:
+            out.append(text[pos:start])
+            out.append(MASK)
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
     def _cut(self, text: str) -> str:
-        """A value shortened with an ellipsis may end in the first part of a secret, and so may
-        the text itself (cut by the peer; ``CUT_TAIL``): mask it from there. (In the sorted
-        forms, the first one not before ``tail`` starts with it if any does.)"""
+        """A value shortened with an ellipsis may end in the first part of a secret: mask it.
+        (In the sorted forms, the first one not before ``tail`` starts with it if any does.)"""
         parts = text.split(ELLIPSIS)
         ordered = self._sorted
-        last = len(parts) - 1
-        for n, part in enumerate(parts):
-            shortest = MIN_SECRET_LENGTH if n < last else CUT_TAIL
-            for k in range(max(0, len(part) - self._longest), len(part) - shortest + 1):
+        for n, part in enumerate(parts[:-1]):
+            for k in range(max(0, len(part) - self._longest), len(part) - MIN_SECRET_LENGTH + 1):
                 tail = part[k:]
                 i = bisect_left(ordered, tail)
                 if i < len(ordered) and ordered[i].startswith(tail):
                     parts[n] = part[:k] + MASK
                     break
         return ELLIPSIS.join(parts)
+
+
+def _longest_common(text: str, ordered: list[str]) -> int:
+    """The longest beginning ``text`` shares with any string of ``ordered`` (sorted): one of the
+    two neighbours of its insertion point has it."""
+    i = bisect_left(ordered, text)
+    best = 0
+    for j in (i - 1, i):
+        if 0 <= j < len(ordered):
+            other = ordered[j]
+            k = 0
+            limit = min(len(text), len(other))
+            while k < limit and text[k] == other[k]:
+                k += 1
+            best = max(best, k)
+    return best
 
 
 def _keep_name(match: re.Match[str]) -> str:
