@@ -157,3 +157,21 @@ def test_same_file_twice_keeps_both_reports(tmp_path: Path) -> None:
     assert "x-smoke.json" in names and "x-smoke-2.json" in names
     assert sum(n.endswith("-smoke.json") for n in names if n.startswith("wsload-")) == 1
     assert sum(n.endswith("-smoke-2.json") for n in names) == 2
+
+
+def test_a_failed_run_says_why_on_its_verdict_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A monitor's one line (``-q``) says why a check failed: the first failure, shortly; a lost
+    threshold likewise. A passing run's line says nothing more."""
+    smoke = str(ROOT / "scenarios" / "smoke.yaml")
+    assert main(["run", smoke, "--target", "ws://127.0.0.1:9", "-q", "--report-dir", ""]) == 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("FAIL echo smoke") and "(first: open main: open returned rc -1" in line, line
+    assert "connection refused" in line and len(line) < 400
+    assert main(["run", smoke, "--threshold", "read.p99 < 1us", "-q", "--report-dir", ""]) == 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "1 threshold lost (first: read.p99 < 1us: read.p99 was " in line, line
+    assert main(["run", smoke, "-q", "--report-dir", ""]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("PASS echo smoke") and "first:" not in line, line

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
+from runner.engine.data import DataExhausted, DataPicker
 from runner.results.recorders import RunRecorder, StepRecorder
 from runner.scenario.model import Scenario, Step
 from runner.scenario.secrets import SecretRegistry
@@ -68,10 +69,14 @@ class RunContext:
     #: The run's secrets: the scenario's, and those its users make (``runner.scenario.secrets``); the
     #: recorder masks every text with them as it is recorded.
     secrets: SecretRegistry = field(init=False)
+    #: The rows of the scenario's data sets each iteration picks (None: it has none); the load
+    #: engine sets its ``shard`` and ``shards``.
+    data: DataPicker | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.secrets = SecretRegistry(self.scenario.secrets)
         self.recorder.set_mask(self.secrets.mask)
+        self.data = DataPicker(self.scenario.data, self.secrets) if self.scenario.data else None
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)
@@ -168,9 +173,14 @@ class VirtualUser:
         at the end (at once after a failure)."""
         ctx = self.ctx
         rec = ctx.recorder
+        rows = self._rows() if ctx.data is not None else None  # DataExhausted: no iteration begins
         rec.iterations_started += 1
         rec.timeseries.start(rec.second(monotonic_ns()))
         self.variables["iteration"] = self.iteration
+        if rows is not None:
+            if isinstance(rows, DataExhausted):
+                return self._no_row(rows)
+            self.variables.update(rows)
         if self.requests:
             self.requests.clear()
         try:
@@ -293,6 +303,35 @@ class VirtualUser:
         if step is not None and not step.inner():
             ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
         ctx.recorder.iterations_interrupted += 1
+
+    def _rows(self) -> dict[str, dict[str, object]] | DataExhausted:
+        """This iteration's data rows; a set out of unique rows ends the user (``stop``: the
+        exception goes up to the engine) or fails the iteration (``fail``: returned)."""
+        assert self.ctx.data is not None
+        try:
+            rows, used = self.ctx.data.rows(self.ctx.seed, self.id, self.draws)
+        except DataExhausted as exc:
+            if exc.dataset.exhausted == "stop":
+                raise
+            return exc
+        self.draws += used
+        return rows
+
+    def _no_row(self, exc: DataExhausted) -> bool:
+        """An iteration with no row (``exhausted: fail``): its first step fails with the reason,
+        the others are skipped, and the iteration counts as failed."""
+        steps = self.ctx.scenario.steps
+        first = steps[0]
+        rec = self.ctx.step_recorder(first)
+        rec.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error=str(exc))
+        run = self.ctx.recorder
+        run.timeseries.step(run.second(monotonic_ns()), False, -1, None)
+        run.add_failure(first.name, first.location.line, str(exc), "a row", "none left")
+        self._skip(steps[1:])
+        self.iteration += 1
+        run.iterations_failed += 1
+        run.timeseries.ended(run.second(monotonic_ns()))
+        return False
 
     def _skip(self, steps: Sequence[Step]) -> None:
         for step in iter_steps(steps):

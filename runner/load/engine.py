@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from runner.engine.data import DataExhausted
 from runner.engine.vu import RunContext, VirtualUser
 from runner.load.limits import default_max_vus
 from runner.runtime import Alarm, quiet_gc
@@ -108,6 +109,8 @@ class LoadEngine:
         self.start_ns = start_ns
         self.shard = shard
         self.shards = shards
+        if ctx.data is not None:  # this process's turn along the data files (runner.engine.data)
+            ctx.data.shard, ctx.data.shards = shard, shards
         self.addresses = source_addresses
         if client_factory is None:
             # One client for the whole process, not one per user (~0.8 KiB less per user): its
@@ -307,7 +310,11 @@ class LoadEngine:
                             break
                     started = due  # a late start is timed from when it was due
                     due += pace_ns
-                ok = await vu.run_iteration()
+                try:
+                    ok = await vu.run_iteration()
+                except DataExhausted as exc:  # ``exhausted: stop``: the planned end of the data
+                    self.stop(str(exc))
+                    break
                 rec.load.iteration.record_ns(time.monotonic_ns() - started)
                 failed_in_a_row = 0 if ok else failed_in_a_row + 1
                 backoff = failure_pause(failed_in_a_row, first, most)
@@ -429,6 +436,8 @@ class LoadEngine:
         try:
             await vu.run_iteration()
             self.ctx.recorder.load.iteration.record_ns(time.monotonic_ns() - intended_ns)
+        except DataExhausted as exc:  # ``exhausted: stop``: the planned end of the data
+            self.stop(str(exc))
         except asyncio.CancelledError:
             await vu.close_all()
             raise

@@ -12,6 +12,7 @@ from runner.checks.thresholds import RUN_SUBJECTS
 from runner.errors import Problem
 from runner.loader.connections import check_target, connection_spec
 from runner.loader.content import captures, content, expectation
+from runner.loader.data_files import check_columns, data_sets
 from runner.loader.document import BUILTIN_VARIABLES, Document
 from runner.loader.load_section import load_spec, threshold_list
 from runner.loader.secrets_scan import secret_names
@@ -84,6 +85,8 @@ class Builder:
         if target is not None:
             check_target(doc, target, () if self.target_override is not None else ("target",))
         self.target = target
+        sets = data_sets(doc, d.get("data") or {}, set(self.variables) | BUILTIN_VARIABLES)
+        doc.known |= set(sets)
         self.connections = self._connections(d.get("connections") or {})
         self.explicit_names = self._explicit_names(d["steps"], ("steps",))
         self.name_counts = {}
@@ -97,6 +100,7 @@ class Builder:
             doc, d.get("thresholds") or [], step_names=self.step_names, kinds=self.kinds_used
         )
         self.check_secrets(d.get("secrets") or [])
+        check_columns(doc, d, sets)
         return m.Scenario(
             name=d.get("name") or FsPath(doc.source.file).stem,
             file=doc.source.file,
@@ -107,6 +111,7 @@ class Builder:
             seed=d.get("seed"),
             target=target,
             variables=m.frozen_map(self.variables),
+            data=m.frozen_map(sets),  # type: ignore[arg-type]
             load=load,
             thresholds=thresholds,
             read_timeout_s=read_timeout,

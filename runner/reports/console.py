@@ -88,8 +88,32 @@ def verdict_line(result: RunResult) -> str:
         line += f", {other}"
     if result.problems:
         n = len(result.problems)
-        line += f", {n} problem{'s' if n > 1 else ''}: {result.problems[0]}" + (" ..." if n > 1 else "")
+        first = _short(result.problems[0].split("; ")[0])
+        line += f", {n} problem{'s' if n > 1 else ''}: {first}" + (
+            " ..." if n > 1 or first != result.problems[0] else ""
+        )
+    elif not result.passed and not other:
+        reason = _first_reason(result)
+        if reason:
+            line += f" ({reason})"
     return line + f", {result.duration_s:.3f}s"
+
+
+#: The longest reason a verdict line quotes: one line a monitor can show (``-q``, ``--every``).
+VERDICT_REASON_CHARS = 160
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= VERDICT_REASON_CHARS else text[: VERDICT_REASON_CHARS - 1] + "\u2026"
+
+
+def _first_reason(result: RunResult) -> str:
+    """Why a failed run failed, in a few words: its first failure, else its first lost threshold."""
+    if result.failures:
+        first = result.failures[0]
+        return _short(f"first: {first.step}: {first.message}")
+    lost = next((t for t in result.thresholds if not t.passed), None)
+    return _short(f"first: {lost.expression}: {lost.message}") if lost is not None else ""
 
 
 def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = False) -> str:

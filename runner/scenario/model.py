@@ -330,6 +330,26 @@ class Threshold:
     default: bool = False
 
 
+# --- per-user data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DataSet:
+    """A data file of rows (``data: {NAME: {file, pick, exhausted, secret}}``), loaded once per
+    process and shared by its users: ``rows`` hold the values in ``columns`` order (a tuple per
+    row, not a dict: 100,000 rows cost what their values do); each iteration picks one
+    (``runner.engine.data``) and sees it as ``{{ NAME.COLUMN }}``."""
+
+    name: str
+    file: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[object, ...], ...]
+    pick: Literal["sequential", "random", "unique"] = "sequential"
+    exhausted: Literal["stop", "fail"] = "stop"
+    secret: frozenset[str] = frozenset()
+    location: Location = field(default_factory=lambda: Location("", 0, 0))
+
+
 # --- the scenario -----------------------------------------------------------------------------
 
 
@@ -349,6 +369,7 @@ class Scenario:
     seed: int | None = None
     target: str | None = None  # base URL, or "embedded" / "embedded-tls"
     variables: Mapping[str, object] = field(default_factory=frozen_map)
+    data: Mapping[str, DataSet] = field(default_factory=frozen_map)  # type: ignore[arg-type]
     load: LoadSpec | None = None
     thresholds: tuple[Threshold, ...] = ()
     read_timeout_s: float = 10.0  # default for reads without their own time-out

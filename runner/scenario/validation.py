@@ -289,16 +289,65 @@ def _count_steps(data: object, limit: int) -> tuple[int, Path]:
     return count, last
 
 
+def _body_keys(kind: str) -> frozenset[str]:
+    """The keys a step kind's mapping form takes (``write: {connection, text, ...}``)."""
+    body = scenario_schema()["$defs"].get(f"{kind}Step", {}).get("properties", {}).get(kind, {})
+    shapes = [body, *body.get("oneOf", ()), *body.get("anyOf", ())]
+    return frozenset(k for shape in shapes for k in shape.get("properties", {}))
+
+
+def _unindented(data: object) -> dict[Path, tuple[str, list[str]]]:
+    """Steps whose kind has nothing under it while keys of its own stand beside it: the body was
+    not indented (``- write:`` then ``connection: main`` at the same column). Step path -> (the
+    kind, those keys)."""
+    found: dict[Path, tuple[str, list[str]]] = {}
+    todo: list[tuple[object, Path]] = [
+        ((data or {}).get("steps") if isinstance(data, dict) else None, ("steps",))
+    ]
+    while todo:
+        steps, path = todo.pop()
+        if not isinstance(steps, list):
+            continue
+        for i, step in enumerate(steps):
+            if not isinstance(step, dict):
+                continue
+            empty = [k for k in step_kinds() if k in step and step[k] is None]
+            if len(empty) == 1:
+                beside = [k for k in step if k not in step_kinds() and k not in (*_COMMON_KEYS, "timeout")]
+                if beside and all(k in _body_keys(empty[0]) for k in beside):
+                    found[(*path, i)] = (empty[0], beside)
+            for kind, inner in nested_steps(step):
+                todo.append((inner, (*path, i, kind, "steps")))
+    return found
+
+
 def schema_problems(data: object, source: SourceMap) -> list[Problem]:
     """Every schema violation of ``data`` as a ``Problem`` with position and excerpt (at most
-    ``MAX_SCHEMA_ERRORS``, then one problem saying there are more)."""
+    ``MAX_SCHEMA_ERRORS``, then one problem saying there are more). A step whose body was not
+    indented gets one problem saying so instead of the four its shape breaks."""
     steps, last = _count_steps(data, MAX_STEPS)
     if steps > MAX_STEPS:
         message = f"more than {MAX_STEPS:,} steps; use 'repeat' for steps that run many times"
         return [source.problem(last, message)]
     found = list(islice(_validator().iter_errors(data), MAX_SCHEMA_ERRORS + 1))
-    errors = sorted(found[:MAX_SCHEMA_ERRORS], key=lambda e: (len(e.absolute_path), e.validator != "oneOf"))
+    unindented = _unindented(data)
+    errors = sorted(
+        (
+            e
+            for e in found[:MAX_SCHEMA_ERRORS]
+            if not any(tuple(e.absolute_path)[: len(p)] == p for p in unindented)
+        ),
+        key=lambda e: (len(e.absolute_path), e.validator != "oneOf"),
+    )
     fmt = _Formatter(source)
+    for path, (kind, beside) in unindented.items():
+        keys = " and ".join(f"'{k}'" for k in beside)
+        fmt.add(
+            (*path, kind),
+            f"nothing is under '{kind}:' and {keys} {'stand' if len(beside) > 1 else 'stands'} beside "
+            f"it: indent {'them' if len(beside) > 1 else 'it'} under '{kind}:' (two more spaces)",
+            key=True,
+        )
     for err in errors:
         fmt.error(err)
     problems = list(fmt.problems.values())
