@@ -532,18 +532,20 @@ def _steps_table(result: RunResult, e: _Html) -> str:
     return _table(head, rows, frozenset({0, 1, 8})) + meta
 
 
+_PERCENTILE_COLUMNS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+
+
+def _latency_cells(summary: LatencySummary) -> list[str]:
+    """A latency's cells in the order of the tables' headers (p50 ... p99.9, max, mean)."""
+    return [_ms(getattr(summary, k)) for k in _PERCENTILE_COLUMNS]
+
+
 def _delivery_table(result: RunResult, e: _Html) -> str:
-    rows = []
-    for s in result.steps:
-        d = s.delivery_ms
-        if d is not None:
-            rows.append(
-                [
-                    e(s.name),
-                    *(_ms(getattr(d, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")),
-                    f"{s.delivery_ahead:,}",
-                ]
-            )
+    rows = [
+        [e(s.name), *_latency_cells(s.delivery_ms), f"{s.delivery_ahead:,}"]
+        for s in result.steps
+        if s.delivery_ms is not None
+    ]
     if not rows:
         return ""
     return (
@@ -557,16 +559,7 @@ def _delivery_table(result: RunResult, e: _Html) -> str:
 
 
 def _response_table(result: RunResult, e: _Html) -> str:
-    rows = []
-    for s in result.steps:
-        r = s.response_ms
-        if r is not None:
-            rows.append(
-                [
-                    e(s.name),
-                    *(_ms(getattr(r, k)) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")),
-                ]
-            )
+    rows = [[e(s.name), *_latency_cells(s.response_ms)] for s in result.steps if s.response_ms is not None]
     if not rows:
         return ""
     return (

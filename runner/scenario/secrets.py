@@ -390,23 +390,7 @@ class SecretRegistry:
                     start = end - len(form)
                     if start >= 0 and text.startswith(form, start):
                         found.append((start, end))
-        found.sort()
-        spans: list[list[int]] = []
-        for start, end in found:
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], end)
-            else:
-                spans.append([start, end])
-        if not spans:
-            return text
-        out: list[str] = []
-        pos = 0
-        for start, end in spans:
-            out.append(text[pos:start])
-            out.append(MASK)
-            pos = end
-        out.append(text[pos:])
-        return "".join(out)
+        return _masked_spans(text, found)
 
     def _mask_partials(self, text: str) -> str:
         """Every run of ``PARTIAL_MIN`` or more characters that begins or ends a form, masked."""
@@ -426,23 +410,7 @@ class SecretRegistry:
                 run = _longest_common(text[max(0, end - longest) : end][::-1], self._reversed)
                 if run >= n:
                     spans.append((end - run, end))
-        if not spans:
-            return text
-        spans.sort()
-        merged: list[list[int]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        out: list[str] = []
-        pos = 0
-        for start, end in merged:
-            out.append(text[pos:start])
-            out.append(MASK)
-            pos = end
-        out.append(text[pos:])
-        return "".join(out)
+        return _masked_spans(text, spans)
 
     def _cut(self, text: str) -> str:
         """A value shortened with an ellipsis may end in the first part of a secret: mask it.
@@ -457,6 +425,28 @@ class SecretRegistry:
                     parts[n] = part[:k] + MASK
                     break
         return ELLIPSIS.join(parts)
+
+
+def _masked_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span (start, end) replaced by ``MASK``, overlapping ones joined, so no
+    part of a secret is left between two masks."""
+    if not spans:
+        return text
+    spans.sort()
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out: list[str] = []
+    pos = 0
+    for start, end in merged:
+        out.append(text[pos:start])
+        out.append(MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _longest_common(text: str, ordered: list[str]) -> int:
