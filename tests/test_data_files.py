@@ -167,3 +167,41 @@ def test_data_mistakes_are_refused_with_their_line(
     assert main(["validate", str(path)]) == 2
     captured = capsys.readouterr()
     assert message in captured.out + captured.err, captured
+
+
+def test_a_file_without_its_header_line_does_not_show_its_first_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV whose first line is a user, not the column names: the error about the missing
+    secret column must not list that "header" (the first user's password)."""
+    (tmp_path / "users.csv").write_text("alice,Sup3rS3cretPassw0rdAlice\nbob,An0therS3cretPassw0rdBob\n")
+    text = HEAD.replace("pick: PICK}", "pick: sequential, secret: [password]}")
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 2
+    out = capsys.readouterr()
+    assert "has no column 'password' (its first line must name the columns)" in out.out
+    assert "Sup3rS3cret" not in out.out + out.err and "3rS3cretPa" not in out.out + out.err
+
+
+def test_data_files_with_a_byte_order_mark_or_line_separators_read(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte-order mark; a JSON string may hold U+2028."""
+    (tmp_path / "users.jsonl").write_text('{"name": "ann\u2028x"}\n{"name": "ben"}\n')
+    text = HEAD.replace("users.csv", "users.jsonl").replace("PICK", "sequential")
+    _, doc, _ = _run(tmp_path, text, "--vus", "1", "--iterations", "2")
+    assert sum(_names(doc).values()) == 2
+    bom = "\ufeffname,password\nalice,a\nbob,b\n"
+    _, doc, _ = _run(
+        tmp_path, HEAD.replace("PICK", "sequential"), "--vus", "1", "--iterations", "2", rows=bom
+    )
+    assert _names(doc) == {"alice": 1, "bob": 1}
+
+
+def test_a_deeply_nested_json_file_is_a_problem_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "users.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "s.yaml").write_text(HEAD.replace("users.csv", "users.json").replace("PICK", "sequential"))
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 2
+    out = capsys.readouterr()
+    assert "'users.json': nested too deeply to be rows" in out.out and "Traceback" not in out.err
+    assert "unknown variable 'users'" not in out.out  # the set is declared, though it failed

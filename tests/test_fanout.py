@@ -112,12 +112,36 @@ steps:
 """
 
 
-def test_a_stamp_from_the_future_is_counted_not_negative(tmp_path: Path) -> None:
-    """A sender's clock ahead of ours (a stamp in 2286): recorded as 0, counted as ahead."""
+def test_a_stamp_from_the_future_is_counted_and_fails_the_run(tmp_path: Path) -> None:
+    """A sender's clock ahead of ours (a stamp in 2286): recorded as 0, counted as ahead, and
+    the run fails: delivery figures of 0 would pass any bound."""
     code, doc, _ = _run(tmp_path, STAMPED.replace("SENT", "9999999999999"))
-    assert code == 0, doc["error"]
     read = next(s for s in doc["steps"] if s["kind"] == "read")
     assert read["delivery_ahead"] == 1 and read["delivery_ms"]["max"] == 0
+    assert code == 1 and doc["problems"] == [
+        "'read main' (line 7): 1 of 1 messages were stamped later than they arrived (their delivery "
+        "recorded as 0): the sender's clock is ahead of this machine's, or latency_from's unit is "
+        "wrong; its delivery figures are not latencies"
+    ]
+
+
+def test_a_stamp_in_the_wrong_unit_fails_the_run(tmp_path: Path) -> None:
+    """Microseconds read as milliseconds: every stamp is decades ahead, every delivery 0; a
+    'delivery_p99 < 100ms' threshold used to pass with exit 0 over a server 500 ms slow."""
+    text = STAMPED.replace("SENT", '"{{ now_us() }}"').replace("url: /echo", "url: /slow?delay=0.2")
+    text += "thresholds:\n  - read main.delivery_p99 < 100ms\n"
+    code, doc, _ = _run(tmp_path, text)
+    assert code == 1 and any("stamped later than they arrived" in p for p in doc["problems"]), doc
+
+
+@pytest.mark.parametrize("stamp", ["1e999", '"inf"', '"-Infinity"', "1e300"])
+def test_a_stamp_beyond_any_clock_is_no_send_time(tmp_path: Path, stamp: str) -> None:
+    """Infinite or overflowing stamps fail the read as missing ones do, not as a wsload bug."""
+    text = STAMPED.replace("SENT", stamp).replace("unit: ms", "unit: s")
+    code, doc, _ = _run(tmp_path, text)
+    read = next(s for s in doc["steps"] if s["kind"] == "read")
+    assert code == 1 and read["internal_errors"] == 0, read
+    assert doc["failures"][0]["message"].startswith("latency_from: no send time at 'sent_at'")
 
 
 def test_a_message_without_its_stamp_fails_the_read(tmp_path: Path) -> None:

@@ -331,3 +331,16 @@ def test_parts_of_a_secret_are_masked_wherever_they_stand() -> None:
     assert registry.mask(f"echo: {short}") == f"echo: {short}"
     middle = TOKEN[10:20]
     assert registry.mask(f"echo: {middle}") == f"echo: {middle}"
+
+
+def test_pinned_values_outlive_the_limit() -> None:
+    """A data file's secret column is pinned when picked: 100 later run-time secrets past a
+    limit of 10 evict other values, never it (an iteration may echo its row long after)."""
+    registry = SecretRegistry(limit=10)
+    registry.pin("row-password-0001")
+    registry.add("made-at-run-time-0")
+    registry.pin("made-at-run-time-0")  # registered, then pinned
+    for i in range(100):
+        registry.add(f"token-{i:04d}-xyz")
+    assert registry.mask("row-password-0001 made-at-run-time-0") == f"{MASK} {MASK}"
+    assert "token-0000-xyz" not in registry

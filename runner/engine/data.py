@@ -13,7 +13,8 @@ makes one small dict of the row's values, which the iteration's templates read. 
   (``runner.scenario.draws``), reproducible with ``--seed``.
 
 Values of the columns a set lists as ``secret`` are registered with the run's secrets when
-picked, so every output masks them (the registry keeps the most recent 10,000).
+picked, for good (``SecretRegistry.pin``: an iteration may echo its row's value after 10,000
+newer picks), so every output masks them; memory is bounded by the rows a run picks.
 """
 
 from __future__ import annotations
@@ -75,6 +76,6 @@ class DataPicker:
                 index %= n
             row = dict(zip(d.columns, d.rows[index], strict=True))
             for column in d.secret:
-                self._secrets.add(row[column])
+                self._secrets.pin(row[column])
             out[d.name] = row
         return out, used

@@ -86,7 +86,7 @@ class Builder:
             check_target(doc, target, () if self.target_override is not None else ("target",))
         self.target = target
         sets = data_sets(doc, d.get("data") or {}, set(self.variables) | BUILTIN_VARIABLES)
-        doc.known |= set(sets)
+        doc.known |= set(d.get("data") or {})  # a set that failed to load is still declared
         self.connections = self._connections(d.get("connections") or {})
         self.explicit_names = self._explicit_names(d["steps"], ("steps",))
         self.name_counts = {}

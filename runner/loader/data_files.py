@@ -50,6 +50,7 @@ def _data_set(doc: Document, name: str, spec: dict[str, Any], path: Path) -> m.D
     if text is None:
         return None
     assert isinstance(text, str)
+    text = text.removeprefix("\ufeff")  # a byte-order mark (Excel's "CSV UTF-8")
     where = (*path, "file")
     suffix = rel.lower().rsplit(".", 1)[-1] if "." in rel else ""
     if suffix == "csv":
@@ -72,8 +73,10 @@ def _data_set(doc: Document, name: str, spec: dict[str, Any], path: Path) -> m.D
     secret = frozenset(str(c) for c in spec.get("secret") or ())
     for i, wanted in enumerate(spec.get("secret") or ()):
         if wanted not in columns:
+            # The columns are not listed: a file without its header line would show its first
+            # row, secrets included, as "columns".
             hint = closest(wanted, columns)
-            extra = f", did you mean '{hint}'?" if hint else f" (columns: {', '.join(columns)})"
+            extra = f", did you mean '{hint}'?" if hint else " (its first line must name the columns)"
             doc.problem((*path, "secret", i), f"'{rel}' has no column '{wanted}'{extra}")
     pick = spec.get("pick", "sequential")
     if "exhausted" in spec and pick != "unique":
@@ -160,6 +163,9 @@ def _json_array(
     except json.JSONDecodeError as exc:
         doc.problem(where, f"{rel}:{exc.lineno}: not JSON: {exc.msg}")
         return None
+    except RecursionError:
+        doc.problem(where, f"'{rel}': nested too deeply to be rows")
+        return None
     if not isinstance(value, list):
         doc.problem(where, f"'{rel}' must hold a JSON array of objects")
         return None
@@ -170,13 +176,16 @@ def _json_lines(
     doc: Document, rel: str, text: str, where: Path
 ) -> tuple[tuple[str, ...], tuple[tuple[object, ...], ...]] | None:
     parsed: list[tuple[int, object]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may be in a string
         if not line.strip():
             continue
         try:
             parsed.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             doc.problem(where, f"{rel}:{number}: not JSON: {exc.msg}")
+            return None
+        except RecursionError:
+            doc.problem(where, f"{rel}:{number}: nested too deeply to be a row")
             return None
     return _objects(doc, rel, iter(parsed), where)
 
@@ -201,9 +210,6 @@ def check_columns(doc: Document, data: dict[str, Any], sets: dict[str, m.DataSet
                 dataset = sets.get(name)
                 if dataset is not None and column not in dataset.columns:
                     hint = closest(column, dataset.columns)
-                    extra = (
-                        f", did you mean '{name}.{hint}'?"
-                        if hint
-                        else f" (columns: {', '.join(dataset.columns)})"
-                    )
+                    listed = "" if dataset.secret else f" (columns: {', '.join(dataset.columns)})"
+                    extra = f", did you mean '{name}.{hint}'?" if hint else listed
                     doc.problem(path, f"'{name}.{column}': {dataset.file} has no column '{column}'{extra}")

@@ -15,6 +15,10 @@ A run passes only if it measured something. Each problem is one line a reader ca
   (one slow early answer does not hide a hang; users waiting for a push that comes every few
   seconds are not stalled). Its latency figures cover only the executions that ended (latency
   thresholds also count the waits: ``runner.checks.thresholds``);
+- ``clocks``: more than ``AHEAD_SHARE`` of a read's stamped messages (``latency_from``) were
+  stamped later than they arrived: the sender's clock is ahead of ours, or the stamp's unit is
+  wrong (microseconds read as milliseconds); its delivery figures, recorded as 0, would pass any
+  bound;
 - ``no data``: no iteration ended, so no figure of the run covers a whole iteration (unless the
   load says its iterations last until the end of the run, ``load.hold``).
 
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runner.results.result import IterationCounts, StepResult
 
-__all__ = ["STALL_FACTOR", "STALL_FLOOR_MS", "STALL_SHARE", "measurement_problems"]
+__all__ = ["AHEAD_SHARE", "STALL_FACTOR", "STALL_FLOOR_MS", "STALL_SHARE", "measurement_problems"]
 
 #: A pending execution is stalled when it has waited this many times as long as the slowest
 #: completed one (an operation that ends naturally is rarely caught at twice its worst time)
@@ -39,6 +43,8 @@ STALL_FACTOR = 2.0
 STALL_FLOOR_MS = 1000.0
 #: The share of the cut users' time spent in waits that had not ended that makes them stalled.
 STALL_SHARE = 0.1
+#: The share of stamped messages that may arrive "before" their stamp (clocks a little apart).
+AHEAD_SHARE = 0.01
 
 
 def _s(ms: float) -> str:
@@ -90,6 +96,13 @@ def measurement_problems(
                 f"the longest for {_s(s.pending_max_ms)}, against p99 {_s(s.latency_ms.p99)} and max "
                 f"{_s(s.latency_ms.max)} of the {s.count:,} that completed (its latency figures leave "
                 "the waiting ones out)"
+            )
+    for s in steps:
+        if s.delivery_ahead and s.delivery_ahead > AHEAD_SHARE * max(s.ok, 1):
+            problems.append(
+                f"{s.name!r} (line {s.line}): {s.delivery_ahead:,} of {s.ok:,} messages were stamped later "
+                "than they arrived (their delivery recorded as 0): the sender's clock is ahead of this "
+                "machine's, or latency_from's unit is wrong; its delivery figures are not latencies"
             )
     if iterations.ended == 0 and not hold:
         cut = f" ({iterations.interrupted} cut by the end of the run)" if iterations.interrupted else ""

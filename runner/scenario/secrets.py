@@ -254,6 +254,20 @@ class SecretRegistry:
         for text in value_texts(value):
             self._add(str(text))  # a ``SecretText`` as a plain str
 
+    def pin(self, value: object) -> None:
+        """Register a value for good, like those given at construction: never dropped by the
+        ``limit`` (a data file's secret column: a row's value may be echoed by an iteration that
+        outlives 10,000 newer picks). Bounded by the data file, which is bounded in size."""
+        for text in value_texts(value) if type(value) is not str else (value,):
+            text = str(text)
+            if text in self._pinned:
+                continue
+            if text in self._values:
+                del self._values[text]  # its forms stay registered, now for good
+                self._pinned.add(text)
+            elif self._register(text):
+                self._pinned.add(text)
+
     def add_header(self, name: str, value: str, parts: Iterable[str] = ()) -> None:
         """A sensitive header's value as sent, the credentials after an Authorization scheme
         (``Bearer x`` -> ``x``), and ``parts``: the values of the variables it was made from."""

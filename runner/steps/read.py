@@ -19,6 +19,7 @@ A message without a number at the path fails the read (the scenario expected sta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from time import monotonic_ns, time_ns
 from typing import Any, ClassVar
@@ -75,9 +76,12 @@ class Stamp:
                 value = float(value)
             except ValueError:
                 return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             return None
-        return int(value * STAMP_UNITS[self.unit])
+        try:
+            return int(value * STAMP_UNITS[self.unit])
+        except OverflowError:  # a finite stamp beyond any clock once in nanoseconds
+            return None
 
 
 def parse(node: StepNode, ctx: StepParse) -> ReadStep:
