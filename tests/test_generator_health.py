@@ -257,3 +257,15 @@ def test_a_ramp_of_mostly_failing_iterations_finds_no_capacity(
     assert iterations["completed"] >= 1 and iterations["failed"] > 10 * iterations["completed"], iterations
     assert code == 1, text
     assert "of its steps failed" in text and "CAPACITY none" in text, text
+
+
+def test_a_ramp_of_held_users_finds_a_capacity(capsys: pytest.CaptureFixture[str]) -> None:
+    """Held users end no iteration (load.hold): their ramp is judged on its steps, not refused
+    for completing none, and the advice names --vus."""
+    hold = str(Path(__file__).resolve().parent.parent / "scenarios" / "hold.yaml")
+    code = main(
+        ["run", hold, "--check-capacity", "--vus", "100", "--duration", "3s", "--report-dir", "", "-q"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert re.search(r"CAPACITY about [\d,]+ users while healthy", text) and "--vus" in text, text

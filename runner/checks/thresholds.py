@@ -23,7 +23,7 @@ from runner.errors import InvalidThreshold
 from runner.results.recorders import new_hdr
 from runner.results.result import LatencySummary, RunResult, StepResult, ThresholdResult
 from runner.scenario.model import Location, Threshold
-from runner.scenario.units import UnitError, parse_duration, parse_fraction, parse_rate
+from runner.scenario.units import UnitError, parse_bound, parse_fraction, parse_rate
 from runner.scenario.validation import closest
 
 __all__ = [
@@ -203,17 +203,9 @@ def metrics_table() -> list[tuple[str, str, str]]:
     return rows
 
 
-#: A bare number where a duration belongs: ``read.p99 < 50`` meant 50 ms to its writer and
-#: 50 s to the parser, a gate that could never fail. A threshold's duration needs its unit.
-_BARE_NUMBER = re.compile(r"\s*[0-9]+(\.[0-9]*)?\s*\Z")
-
-
 def _convert(unit: Unit, raw: str) -> float:
     if unit == "duration":
-        if _BARE_NUMBER.match(raw):
-            number = raw.strip()
-            raise UnitError(f"{number!r} has no unit: write {number}ms or {number}s")
-        return parse_duration(raw)
+        return parse_bound(raw)
     if unit == "fraction":
         return parse_fraction(raw)
     if unit == "per_s":

@@ -65,7 +65,9 @@ class Capacity:
     value: float
     levels: tuple[CapacityLevel, ...]
     limited_by: str  # what ended it ("" when the top of the ramp was still healthy)
-    nothing_completed: bool = False  # no iteration of the ramp completed: no capacity to speak of
+    #: The ramp measured nothing of the scenario (no iteration completed, operations stalled):
+    #: no capacity to speak of, ``limited_by`` says why.
+    unmeasured: bool = False
 
     @property
     def suggested(self) -> float:
@@ -100,6 +102,7 @@ def ramp_plan(load: LoadSpec, top: float, ramp_s: float) -> LoadSpec:
 def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
     """Judge each whole second of the ramp (module docstring) and find the capacity."""
     by_t = {e.t: e for e in result.timeseries}
+    unit = "starts/s" if ramp.model == "open" else "users"
     total_s = sum(s.duration_s for s in ramp.stages)
     top = ramp.stages[-1].target if ramp.stages else 0.0
     levels: list[CapacityLevel] = []
@@ -131,27 +134,29 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
         bad = 0 if level.healthy else bad + 1
         if bad >= BAD_IN_A_ROW:
             first_bad = levels[i - BAD_IN_A_ROW + 1]
-            unit = "starts/s" if ramp.model == "open" else "users"
             limited_by = f"at {first_bad.planned:,.0f} {unit}: {first_bad.why}"
             break
         if level.healthy:
             value = level.planned
     if not limited_by and levels and not levels[-1].healthy:  # the top was reached, but unhealthy
         last = levels[-1]
-        unit = "starts/s" if ramp.model == "open" else "users"
         limited_by = f"at {last.planned:,.0f} {unit}, its last second: {last.why}"
     unmeasured = ""
-    if result.iterations.completed == 0:  # failing fast is cheap: its capacity is not the scenario's
+    # (held users end no iteration: their ramp is judged on its steps alone)
+    if result.iterations.completed == 0 and not ramp.hold:  # failing fast is cheap: not the scenario's
         first = next((e.message for st in result.steps for e in st.errors), "")
         unmeasured = "no iteration of the ramp completed" + (f" (first error: {first})" if first else "")
     elif found := measurement_problems(
-        result.steps, result.iterations, interrupted=result.interrupted, duration_s=result.duration_s
+        result.steps,
+        result.iterations,
+        interrupted=result.interrupted,
+        hold=ramp.hold,
+        duration_s=result.duration_s,
     ):  # operations stalled or never completed, an internal error (not the plan checks: a ramp
         # is meant to end beyond what the generator can deliver)
         unmeasured = f"the ramp did not measure the scenario: {found[0]}"
     if unmeasured:
         value, limited_by = 0.0, unmeasured
-    unit = "starts/s" if ramp.model == "open" else "users"
     return Capacity(unit, value, tuple(levels), limited_by, bool(unmeasured))
 
 
@@ -169,7 +174,7 @@ def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str)
             f"cpu {cpu:>4}  lag max {lag:>8}  {state}"
         )
     unit = capacity.unit
-    if capacity.nothing_completed:
+    if capacity.unmeasured:
         lines.append(f"CAPACITY none: {capacity.limited_by}")
         return "\n".join(lines) + "\n"
     if capacity.value <= 0:
@@ -178,12 +183,12 @@ def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str)
             f"({capacity.limited_by or 'see above'})"
         )
         return "\n".join(lines) + "\n"
+    flag = "--rate" if unit == "starts/s" else "--vus"
     end = (
         f"; it ended {capacity.limited_by}"
         if capacity.limited_by
-        else " (the top of the ramp: try a higher --rate)"
+        else f" (the top of the ramp: try a higher {flag})"
     )
-    flag = "--rate" if unit == "starts/s" else "--vus"
     suggested = f"{capacity.suggested:,.0f}"
     lines.append(
         f"CAPACITY about {capacity.value:,.0f} {unit} while healthy{end}. "

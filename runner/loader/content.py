@@ -34,10 +34,7 @@ def expectation(doc: Document, raw: dict[str, Any], path: Path, *, read: bool) -
     latency = None
     if "latency" in raw:
         text = str(raw["latency"]).strip().lstrip("<=").strip()
-        if text.replace(".", "", 1).isdigit():  # ``latency: < 50`` meant 50 ms to its writer
-            doc.problem((*path, "latency"), f"'{text}' has no unit: write {text}ms or {text}s")
-        else:
-            latency = doc.duration(text, (*path, "latency"))
+        latency = doc.duration(text, (*path, "latency"), bound=True)
     checks = None
     if read:
         rest = {k: v for k, v in raw.items() if k not in ("rc", "error", "latency")}

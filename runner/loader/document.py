@@ -18,7 +18,7 @@ from runner.scenario import model as m
 from runner.scenario.model import MAX_DURATION_S, MAX_PAYLOAD_BYTES
 from runner.scenario.source import Path, SourceMap, read_limited
 from runner.scenario.templates import JsonTemplate, Template, TemplateError
-from runner.scenario.units import UnitError, parse_duration, parse_size
+from runner.scenario.units import UnitError, parse_bound, parse_duration, parse_size
 from runner.scenario.validation import closest
 
 __all__ = ["BUILTIN_VARIABLES", "Document"]
@@ -81,10 +81,11 @@ class Document:
         line, column = self.source.position(path)
         return m.Location(self.source.file, line, column)
 
-    def duration(self, value: object, path: Path) -> float:
-        """Seconds; an unparsable value is a problem (0.0), and so is one over 7 days (a unit slip)."""
+    def duration(self, value: object, path: Path, *, bound: bool = False) -> float:
+        """Seconds; an unparsable value is a problem (0.0), and so is one over 7 days (a unit slip).
+        ``bound``: it bounds a latency, so its unit must be written (``parse_bound``)."""
         try:
-            seconds = parse_duration(value)
+            seconds = parse_bound(value) if bound else parse_duration(value)
         except UnitError as exc:
             self.problem(path, str(exc))
             return 0.0

@@ -16,6 +16,7 @@ __all__ = [
     "RATE_PATTERN",
     "SIZE_PATTERN",
     "UnitError",
+    "parse_bound",
     "parse_duration",
     "parse_fraction",
     "parse_rate",
@@ -75,6 +76,20 @@ def parse_duration(value: object) -> float:
     if m is None:
         raise UnitError(f"{value!r} is not a duration (use {example})")
     return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+
+
+#: A number with nothing after it (a duration bound written without its unit).
+_BARE_RE = re.compile(r"\s*[0-9]+(\.[0-9]*)?\s*\Z")
+
+
+def parse_bound(value: object) -> float:
+    """A duration that bounds a latency (a threshold's value, ``expect: {latency: < 50ms}``): as
+    ``parse_duration``, but its unit must be written: ``read.p99 < 50`` meant 50 ms to its
+    writer and 50 s to the parser, a gate that could never fail."""
+    text = str(value).strip()
+    if _BARE_RE.match(text):
+        raise UnitError(f"{text!r} has no unit: write {text}ms or {text}s")
+    return parse_duration(value)
 
 
 def parse_size(value: object) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from importlib import resources
 from itertools import islice
@@ -270,25 +270,32 @@ def nested_steps(step: object) -> list[tuple[str, list[Any]]]:
     ]
 
 
-def _count_steps(data: object, limit: int) -> tuple[int, Path]:
-    """How many steps ``data`` declares, counting stops past ``limit``; and the path of the last."""
-    count = 0
-    last: Path = ("steps",)
+def _walk_steps(data: object) -> Iterator[tuple[object, Path]]:
+    """Every step ``data`` declares, nested blocks included, with its path."""
     todo: list[tuple[object, Path]] = [(data.get("steps"), ("steps",))] if isinstance(data, dict) else []
-    while todo and count <= limit:
+    while todo:
         steps, path = todo.pop()
         if not isinstance(steps, list):
             continue
         for i, step in enumerate(steps):
-            count += 1
-            last = (*path, i)
-            if count > limit:
-                break
+            yield step, (*path, i)
             for kind, inner in nested_steps(step):
                 todo.append((inner, (*path, i, kind, "steps")))
+
+
+def _count_steps(data: object, limit: int) -> tuple[int, Path]:
+    """How many steps ``data`` declares, counting stops past ``limit``; and the path of the last."""
+    count = 0
+    last: Path = ("steps",)
+    for _, path in _walk_steps(data):
+        count += 1
+        last = path
+        if count > limit:
+            break
     return count, last
 
 
+@cache
 def _body_keys(kind: str) -> frozenset[str]:
     """The keys a step kind's mapping form takes (``write: {connection, text, ...}``)."""
     body = scenario_schema()["$defs"].get(f"{kind}Step", {}).get("properties", {}).get(kind, {})
@@ -301,23 +308,15 @@ def _unindented(data: object) -> dict[Path, tuple[str, list[str]]]:
     not indented (``- write:`` then ``connection: main`` at the same column). Step path -> (the
     kind, those keys)."""
     found: dict[Path, tuple[str, list[str]]] = {}
-    todo: list[tuple[object, Path]] = [
-        ((data or {}).get("steps") if isinstance(data, dict) else None, ("steps",))
-    ]
-    while todo:
-        steps, path = todo.pop()
-        if not isinstance(steps, list):
+    kinds = step_kinds()
+    for step, path in _walk_steps(data):
+        if not isinstance(step, dict):
             continue
-        for i, step in enumerate(steps):
-            if not isinstance(step, dict):
-                continue
-            empty = [k for k in step_kinds() if k in step and step[k] is None]
-            if len(empty) == 1:
-                beside = [k for k in step if k not in step_kinds() and k not in (*_COMMON_KEYS, "timeout")]
-                if beside and all(k in _body_keys(empty[0]) for k in beside):
-                    found[(*path, i)] = (empty[0], beside)
-            for kind, inner in nested_steps(step):
-                todo.append((inner, (*path, i, kind, "steps")))
+        empty = [k for k in kinds if k in step and step[k] is None]
+        if len(empty) == 1:
+            beside = [k for k in step if k not in kinds and k not in (*_COMMON_KEYS, "timeout")]
+            if beside and all(k in _body_keys(empty[0]) for k in beside):
+                found[path] = (empty[0], beside)
     return found
 
 
