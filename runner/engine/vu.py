@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,9 @@ class RunContext:
     #: The rows of the scenario's data sets each iteration picks (None: it has none); the load
     #: engine sets its ``shard`` and ``shards``.
     data: DataPicker | None = field(init=False)
+    #: id() of the step lists holding a step that runs beside the rest (``every``): only those
+    #: take ``VirtualUser``'s scoped path, the others keep the plain loop.
+    scoped: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.secrets = SecretRegistry(self.scenario.secrets)
@@ -80,6 +83,7 @@ class RunContext:
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)
+        self.scoped = frozenset(_scoped_lists(self.scenario.steps))
 
     @property
     def seed(self) -> int:
@@ -119,11 +123,34 @@ class RunContext:
         self.tls_ignored.update(ignored)  # with all ignored: the errors read off the certificate
 
 
+def _scoped_lists(steps: tuple[Step, ...]) -> Iterator[int]:
+    """id() of ``steps`` and of every block's list within that holds an ``alongside`` step."""
+    if any(kind_of(step).alongside for step in steps):
+        yield id(steps)
+    for step in steps:
+        inner = step.inner()
+        if inner:
+            yield from _scoped_lists(inner)
+
+
+@dataclass(slots=True)
+class _Background:
+    """One background (``every``) of a user: its task, the future that tells it to start no
+    more rounds, its branch (whose step in flight a cut reports) and the connections it uses."""
+
+    task: asyncio.Task[int | None]
+    stop: asyncio.Future[None]
+    branch: VirtualUser
+    uses: frozenset[str]
+
+
 class VirtualUser:
     """One simulated user: ``vu`` number, current ``iteration``, variables, connections by name."""
 
     # Slots: thousands of users each hold one; no per-instance ``__dict__``.
     __slots__ = (
+        "background",
+        "branches",
         "client",
         "ctx",
         "current_step",
@@ -165,6 +192,10 @@ class VirtualUser:
         #: When the step in flight began (each step module sets it from the clock reading it takes
         #: anyway, not one more per step): how long it had waited if the run cuts it.
         self.step_started_ns = 0
+        #: The backgrounds running (``every``), oldest first; None until the first (a list per
+        #: user would cost 56 bytes each for the scenarios that have none).
+        self.background: list[_Background] | None = None
+        self.branches = 0  # backgrounds started so far: each draws from a sequence of its own
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -199,13 +230,17 @@ class VirtualUser:
         rec.timeseries.ended(rec.second(monotonic_ns()))
         return ok
 
-    async def run_steps(self, steps: Sequence[Step], times: int = 1, index: str | None = None) -> int | None:
+    async def run_steps(
+        self, steps: Sequence[Step], times: int = 1, index: str | None = None, *, scoped: bool = True
+    ) -> int | None:
         """Run ``steps`` in order, ``times`` rounds (a ``repeat`` block: ``index``, if named, holds
         the round number), recording each; at the first failure count the rest of that round as
         skipped and return the round it failed in (1-based); None when every step passed.
 
         One coroutine runs all rounds of a block: a coroutine per round cost ~0.35 us per round
-        trip in the round-trip benchmark."""
+        trip in the round-trip benchmark. A list that starts a background takes ``_run_scoped``."""
+        if scoped and self.ctx.scoped and id(steps) in self.ctx.scoped:
+            return await self._run_scoped(steps, times, index)
         variables = self.variables
         execute = EXECUTE
         for round_ in range(times):
@@ -230,6 +265,83 @@ class VirtualUser:
                     self._skip(steps[position + 1 :])
                     return round_ + 1
         return None
+
+    # --- backgrounds (``every``) ------------------------------------------------------------
+
+    async def _run_scoped(self, steps: Sequence[Step], times: int, index: str | None) -> int | None:
+        """``run_steps`` for a list that starts backgrounds: each round ends the backgrounds it
+        started (at the end of their round when it passed, abandoned when it failed); a failed
+        background fails the round."""
+        for round_ in range(times):
+            if index is not None:
+                self.variables[index] = round_
+            mark = len(self.background or ())
+            failed = await self.run_steps(steps, scoped=False)
+            if await self._end_background(mark, graceful=failed is None) and failed is None:
+                failed = 1
+            if failed is not None:
+                return round_ + 1
+        return None
+
+    def start_background(
+        self,
+        rounds: Callable[[VirtualUser, asyncio.Future[None]], Coroutine[Any, Any, int | None]],
+        uses: frozenset[str],
+    ) -> None:
+        """See ``runner.steps.base.User.start_background``."""
+        self.branches += 1
+        branch = _Branch(self, self.branches)
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.get_running_loop().create_task(rounds(branch, stop))
+        if self.background is None:
+            self.background = []
+        self.background.append(_Background(task, stop, branch, uses))
+
+    async def release(self, connection: str) -> None:
+        """See ``runner.steps.base.User.release``."""
+        for bg in list(self.background or ()):
+            if connection in bg.uses:
+                await _finish(bg)
+
+    async def _end_background(self, mark: int, *, graceful: bool) -> bool:
+        """End the backgrounds started since ``mark`` (oldest kept first); True when one of them
+        failed. They stay listed until ended, so a cut meanwhile still reports their steps."""
+        background = self.background
+        if not background or len(background) <= mark:
+            return False
+        ending = background[mark:]
+        for bg in ending:
+            if graceful:
+                await _finish(bg)
+            else:
+                await self._abandon(bg)
+        del background[mark:]
+        return any([self._failed(bg) for bg in ending])
+
+    def _failed(self, bg: _Background) -> bool:
+        """Whether an ended background failed: a failed round, or a bug of ours outside any step
+        (counted as an internal error of the step it was at, which fails the run)."""
+        task = bg.task
+        if not task.done() or task.cancelled():
+            return False
+        exc = task.exception()
+        if exc is None:
+            return task.result() is not None
+        step = bg.branch.current_step
+        if step is not None and isinstance(exc, Exception):
+            bg.branch._record_crash(step, exc)
+        return True
+
+    async def _abandon(self, bg: _Background) -> None:
+        """The main flow failed: the background's step in flight is counted as skipped (it never
+        ended) and the background stops at once."""
+        if bg.task.done():
+            return
+        step = bg.branch.current_step
+        if step is not None and not step.inner():
+            self.ctx.step_recorder(step).skipped += 1
+        bg.task.cancel()
+        await asyncio.wait((bg.task,))  # (never raises the task's CancelledError into ours)
 
     def _record(self, step: Step, outcome: StepOutcome | int) -> None:
         """Record one execution: the one way a step's outcome reaches the recorders.
@@ -299,10 +411,20 @@ class VirtualUser:
         """The iteration is being cut (end of the run, a signal): its step in flight is
         counted as pending with how long it had waited, the iteration as interrupted."""
         ctx = self.ctx
+        self._cut_steps()
+        ctx.recorder.iterations_interrupted += 1
+
+    def _cut_steps(self) -> None:
+        """The steps in flight, this user's and its backgrounds', counted as pending; the
+        backgrounds cancelled."""
         step = self.current_step
         if step is not None and not step.inner():
-            ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
-        ctx.recorder.iterations_interrupted += 1
+            self.ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
+        for bg in self.background or ():
+            if not bg.task.done():
+                bg.branch._cut_steps()
+                bg.task.cancel()
+        self.background = None
 
     def _rows(self) -> dict[str, dict[str, object]] | DataExhausted:
         """This iteration's data rows; a set out of unique rows ends the user (``stop``: the
@@ -346,3 +468,35 @@ class VirtualUser:
         for sock in sockets:
             with contextlib.suppress(Exception):  # closing must never mask the run's result
                 await self.client.close(sock, 1.0)
+
+
+async def _finish(bg: _Background) -> None:
+    """Tell a background to start no more rounds and wait for its round in flight to end."""
+    if not bg.stop.done():
+        bg.stop.set_result(None)
+    if not bg.task.done():
+        await asyncio.wait((bg.task,))
+
+
+class _Branch(VirtualUser):
+    """A background's view of its user: the same connections, variables, client and number,
+    with its own step in flight (what a cut reports) and its own sequence of random draws
+    (``number`` << 40 onwards: apart from the user's and from its other backgrounds', and the
+    same whatever the interleaving, so ``--seed`` replays it)."""
+
+    __slots__ = ()
+
+    def __init__(self, user: VirtualUser, number: int) -> None:  # (shares, so no super().__init__)
+        self.ctx = user.ctx
+        self.client = user.client
+        self.id = user.id
+        self.iteration = user.iteration
+        self.source_address = user.source_address
+        self.variables = user.variables
+        self.sockets = user.sockets
+        self.requests = user.requests
+        self.current_step = None
+        self.step_started_ns = 0
+        self.background = None
+        self.branches = 0
+        self.draws = number << 40

@@ -22,7 +22,7 @@ from runner.scenario.secrets import SecretRegistry
 from runner.scenario.source import Path, SourceMap
 from runner.scenario.templates import JsonTemplate, Template
 from runner.scenario.validation import closest, nested_steps
-from runner.steps import KINDS
+from runner.steps import KINDS, kind_of
 from runner.steps.base import StepNode
 
 __all__ = ["Builder"]
@@ -202,11 +202,39 @@ class Builder:
     def steps(self, items: list[Any], path: Path) -> tuple[m.StepBase, ...]:
         """The steps in file order; a step that trips a tolerant build is left out."""
         out: list[m.StepBase] = []
+        positions: list[int] = []
         for i, raw in enumerate(items):
             step = self.doc.tolerating(self.step, raw, (*path, i))
             if step is not None:
                 out.append(step)
+                positions.append(i)
+        self._check_alongside(out, [(*path, i) for i in positions])
         return tuple(out)
+
+    def _check_alongside(self, steps: list[m.StepBase], paths: list[Path]) -> None:
+        """A step whose block runs beside the steps after it (``every``) needs steps after it,
+        and the two may not read one connection: two reads at once would take each other's
+        messages."""
+        for j, step in enumerate(steps):
+            kind = kind_of(step)
+            if not kind.alongside:
+                continue
+            path = (*paths[j], kind.name)
+            if j == len(steps) - 1:
+                self.problem(
+                    path,
+                    f"nothing follows this '{kind.name}' in its block: it runs in the background "
+                    "beside the steps after it; put the steps it should accompany after it",
+                )
+                continue
+            mine, later = _reads(step.inner()), _reads(tuple(steps[j + 1 :]))
+            for conn in sorted(mine.keys() & later.keys()):
+                self.problem(
+                    path,
+                    f"connection '{conn}' is read both in this background (line {mine[conn]}) and by a "
+                    f"step after it (line {later[conn]}): two reads at once would take each other's "
+                    "messages; read it in one of them only",
+                )
 
     def step(self, raw: dict[str, Any], path: Path) -> m.StepBase | None:
         """One step: its kind's ``parse`` (``runner.steps``), with the common fields built here."""
@@ -333,6 +361,17 @@ class Builder:
             self.repeat_factor = outer
             if index is not None:
                 known.discard(index)
+
+
+def _reads(steps: tuple[m.StepBase, ...]) -> dict[str, int]:
+    """The connections read by ``steps`` (nested blocks included) -> the first line reading it."""
+    found: dict[str, int] = {}
+    for step in steps:
+        if kind_of(step).reads:
+            found.setdefault(getattr(step, "connection", ""), step.location.line)
+        for conn, line in _reads(step.inner()).items():
+            found.setdefault(conn, line)
+    return found
 
 
 def _all_captures(steps: list[Any]) -> set[str]:

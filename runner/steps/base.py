@@ -18,7 +18,7 @@ frozen outcome per message cost ~0.4 us of the round trip's ~11).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -26,6 +26,8 @@ from runner.checks.expect import Failure, check_error, check_latency, check_rc
 from runner.scenario.model import Capture, ContentCheck, Expectation, Location, Scenario, StepBase
 
 if TYPE_CHECKING:
+    import asyncio
+
     from runner.client import WebSocketClient
     from runner.client.codes import ConnectTiming
     from runner.client.options import ConnectOptions
@@ -137,6 +139,21 @@ class User(Protocol):
         self, steps: tuple[StepBase, ...], times: int = 1, index: str | None = None
     ) -> int | None: ...
 
+    #: The backgrounds running (``every``); None or empty: none (see ``release``).
+    background: list[Any] | None
+
+    def start_background(
+        self,
+        rounds: Callable[[User, asyncio.Future[None]], Coroutine[Any, Any, int | None]],
+        uses: frozenset[str],
+    ) -> None:
+        """Run ``rounds(branch, stop)`` in the background until the block it was started in ends
+        (or a step closes a connection in ``uses``): ``branch`` is this user with its own step in
+        flight; ``stop`` is set when it must start no more rounds; it returns the failed round."""
+
+    async def release(self, connection: str) -> None:
+        """Before ``connection`` closes: stop the backgrounds using it, at the end of their round."""
+
 
 # --- a kind -------------------------------------------------------------------------------------
 
@@ -176,7 +193,10 @@ class Kind:
     """One step kind (see the module docstring). ``operation``: an operation on the network that
     can fail, counted by ``errors.rate`` (not a sleep or a block); ``message``: a success moves a
     message (counted in ``messages``); ``answer``: a read, whose latency goes into the per-second
-    series and which records a response time; ``content``: its ``expect`` may check content."""
+    series and which records a response time; ``content``: its ``expect`` may check content;
+    ``reads``: it takes messages off its connection (two at once on one connection would take
+    each other's); ``alongside``: its inner steps run in the background beside the steps after
+    it (``every``), so the loader checks the two never read one connection."""
 
     name: str
     step: type[StepBase]
@@ -187,6 +207,8 @@ class Kind:
     message: bool = False
     answer: bool = False
     content: bool = False
+    reads: bool = False
+    alongside: bool = False
     summary: str = ""  # one line for the docs' table of steps
 
 

@@ -292,6 +292,7 @@ KIND = Kind(
     message=True,
     answer=True,
     content=True,
+    reads=True,
     summary="`read: main` or `read: {connection, timeout, match, latency_from}` | "
     "0 a message; 1 the peer closed; -1 error; -2 time-out",
 )
