@@ -195,3 +195,22 @@ def test_absurd_load_options_are_refused_before_running(
     """Command-line load overrides obey the same bounds as a file: exit 2 with the reason."""
     assert main(["run", "scenarios/load.yaml", option, value, "--report-dir", ""]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_default_workers_follow_the_cores_the_process_may_use(tmp_path: Path) -> None:
+    """600 users (enough for one worker per core) started under ``taskset`` on one core get one
+    worker: two workers on one core would each measure the other's queue. Without the mask the
+    same run takes one per core."""
+    import os
+
+    path = _scenario(tmp_path, "load: {vus: 600, iterations: 1}\n")
+    core = min(os.sched_getaffinity(0))
+    cmd = [sys.executable, "-m", "runner", *_args(tmp_path, path)]
+    done = subprocess.run(["taskset", "-c", str(core), *cmd], capture_output=True, text=True, timeout=120)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert done.returncode == 0, (done.stderr[-2000:], doc["error"])
+    assert doc["settings"]["load"]["workers"] == 1 and doc["iterations"]["completed"] == 600
+    if len(os.sched_getaffinity(0)) > 1:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        doc = json.loads((tmp_path / "r.json").read_text())
+        assert doc["settings"]["load"]["workers"] == len(os.sched_getaffinity(0)), done.stderr[-2000:]

@@ -34,6 +34,7 @@ __all__ = [
     "peak_vus",
     "plan_limits",
     "raise_nofile",
+    "usable_cpus",
 ]
 
 #: Descriptors kept free per process for the event loop, pipes, logs, reports and imports.
@@ -127,6 +128,16 @@ class LimitPlan:
     reason: str  # why this many workers
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on: its affinity mask (``taskset``, a cpuset container), not
+    the machine's count. Under ``taskset -c 0`` on two cores, one worker per machine core put two
+    workers on one core, each then measuring the other's queue (a fan-out bench saw it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def plan_limits(
     scenario: Scenario,
     load: LoadSpec,
@@ -142,7 +153,7 @@ def plan_limits(
     (or starts that many per second), else 1; more than the cores when one process could not
     hold its share of descriptors. An explicit ``workers`` is never changed, only refused.
     """
-    cpus = cpus or os.cpu_count() or 1
+    cpus = cpus or usable_cpus()
     nofile = raise_nofile()
     per_vu = max(1, len(scenario.connections))
     vus = peak_vus(load)
