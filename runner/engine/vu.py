@@ -128,9 +128,8 @@ def _scoped_lists(steps: tuple[Step, ...]) -> Iterator[int]:
     if any(kind_of(step).alongside for step in steps):
         yield id(steps)
     for step in steps:
-        inner = step.inner()
-        if inner:
-            yield from _scoped_lists(inner)
+        for block in step.blocks():
+            yield from _scoped_lists(block)
 
 
 @dataclass(slots=True)
@@ -303,6 +302,34 @@ class VirtualUser:
             if connection in bg.uses:
                 await _finish(bg)
 
+    async def run_branches(self, branches: tuple[tuple[Step, ...], ...]) -> int | None:
+        """See ``runner.steps.base.User.run_branches``. The branches are listed beside the
+        backgrounds while they run, so a cut reports their steps in flight as pending."""
+        loop = asyncio.get_running_loop()
+        runs: list[_Background] = []
+        for steps in branches:
+            self.branches += 1
+            branch = _Branch(self, self.branches)
+            done: asyncio.Future[None] = loop.create_future()
+            done.set_result(None)  # (a branch runs its steps once: nothing to stop between rounds)
+            runs.append(_Background(loop.create_task(branch.run_steps(steps)), done, branch, frozenset()))
+        if self.background is None:
+            self.background = []
+        self.background += runs
+        failed: int | None = None
+        pending = {run.task for run in runs}
+        while pending and failed is None:
+            ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failed = next(
+                (j for j, run in enumerate(runs, 1) if run.task in ended and self._failed(run)), None
+            )
+        if failed is not None:
+            for run, steps in zip(runs, branches, strict=True):
+                await self._abandon(run, steps)
+        background = self.background or []
+        self.background = [bg for bg in background if bg not in runs] or None
+        return failed
+
     async def _end_background(self, mark: int, *, graceful: bool) -> bool:
         """End the backgrounds started since ``mark`` (oldest kept first); True when one of them
         failed. They stay listed until ended, so a cut meanwhile still reports their steps."""
@@ -332,14 +359,21 @@ class VirtualUser:
             bg.branch._record_crash(step, exc)
         return True
 
-    async def _abandon(self, bg: _Background) -> None:
-        """The main flow failed: the background's step in flight is counted as skipped (it never
-        ended) and the background stops at once."""
+    async def _abandon(self, bg: _Background, steps: tuple[Step, ...] = ()) -> None:
+        """A failure elsewhere (the main flow, another branch): the background's step in flight is
+        counted as skipped (it never ended), and so are the ``steps`` after it (a branch's, which
+        would have run), and it stops at once."""
         if bg.task.done():
             return
         step = bg.branch.current_step
         if step is not None and not step.inner():
             self.ctx.step_recorder(step).skipped += 1
+        if step is not None:
+            after = next(
+                (i + 1 for i, s in enumerate(steps) if any(x is step for x in (s, *iter_steps((s,))))), None
+            )
+            if after is not None:
+                self._skip(steps[after:])
         bg.task.cancel()
         await asyncio.wait((bg.task,))  # (never raises the task's CancelledError into ours)
 

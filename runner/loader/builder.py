@@ -184,8 +184,8 @@ class Builder:
                         )
                     else:
                         names[name] = line
-                for kind, inner in nested_steps(step):
-                    walk(inner, (*p, i, kind, "steps"))
+                for below, inner in nested_steps(step):
+                    walk(inner, (*p, i, *below))
 
         walk(steps, path)
         return names

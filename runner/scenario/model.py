@@ -264,6 +264,11 @@ class StepBase:
         """The steps a block holds (``repeat``); none for the others."""
         return ()
 
+    def blocks(self) -> tuple[tuple[StepBase, ...], ...]:
+        """The step lists a block runs, each as one list (``parallel``: one per branch)."""
+        inner = self.inner()
+        return (inner,) if inner else ()
+
 
 #: Any step (the kinds are ``StepBase``'s subclasses in ``runner.steps``).
 Step: TypeAlias = StepBase

@@ -188,6 +188,8 @@ class _Formatter:
             if not hint and len(options) <= 6:
                 hint = " (one of: " + ", ".join(options) + ")"
             self.add(path, f"unknown value {inst!r}{hint}")
+        elif v == "minItems" and isinstance(value, int) and value > 1 and isinstance(inst, list):
+            self.add(path, f"needs at least {value} items, has {len(inst)}")
         elif v in ("minItems", "minProperties", "minLength"):
             self.add(
                 path, "must not be empty" if path != ("steps",) else "a scenario needs at least one step"
@@ -259,15 +261,24 @@ MAX_SCHEMA_ERRORS = 200
 MAX_STEPS = 10_000
 
 
-def nested_steps(step: object) -> list[tuple[str, list[Any]]]:
-    """The blocks a step's YAML holds: a kind whose body has a ``steps`` list (``repeat``)."""
+def nested_steps(step: object) -> list[tuple[Path, list[Any]]]:
+    """The blocks a step's YAML holds, each with its path below the step: a kind whose body has a
+    ``steps`` list (``repeat``, ``every``: ``(kind, "steps")``) or is a list of mappings that
+    have one (``parallel``'s branches: ``(kind, j, "steps")``)."""
     if not isinstance(step, dict):
         return []
-    return [
-        (kind, body["steps"])
-        for kind in step_kinds()
-        if isinstance(body := step.get(kind), dict) and isinstance(body.get("steps"), list)
-    ]
+    found: list[tuple[Path, list[Any]]] = []
+    for kind in step_kinds():
+        body = step.get(kind)
+        if isinstance(body, dict) and isinstance(body.get("steps"), list):
+            found.append(((kind, "steps"), body["steps"]))
+        elif isinstance(body, list):
+            found += [
+                ((kind, j, "steps"), branch["steps"])
+                for j, branch in enumerate(body)
+                if isinstance(branch, dict) and isinstance(branch.get("steps"), list)
+            ]
+    return found
 
 
 def _walk_steps(data: object) -> Iterator[tuple[object, Path]]:
@@ -279,8 +290,8 @@ def _walk_steps(data: object) -> Iterator[tuple[object, Path]]:
             continue
         for i, step in enumerate(steps):
             yield step, (*path, i)
-            for kind, inner in nested_steps(step):
-                todo.append((inner, (*path, i, kind, "steps")))
+            for below, inner in nested_steps(step):
+                todo.append((inner, (*path, i, *below)))
 
 
 def _count_steps(data: object, limit: int) -> tuple[int, Path]:

@@ -154,6 +154,10 @@ class User(Protocol):
     async def release(self, connection: str) -> None:
         """Before ``connection`` closes: stop the backgrounds using it, at the end of their round."""
 
+    async def run_branches(self, branches: tuple[tuple[StepBase, ...], ...]) -> int | None:
+        """Run the branches at the same time, each on a branch of this user; the number (1-based)
+        of the first that failed (the others abandoned), or None when all passed."""
+
 
 # --- a kind -------------------------------------------------------------------------------------
 
