@@ -177,3 +177,55 @@ def test_latency_from_mistakes_are_refused_with_their_line(
     assert main(["validate", str(path)]) == 2
     captured = capsys.readouterr()
     assert message in captured.out + captured.err, captured
+
+
+REACH = BROADCAST.replace(
+    "latency_from: {json: sent_at, unit: us}", "latency_from: {json: sent_at, unit: us, id: from}"
+)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_reach_counts_every_receiver_of_every_message(tmp_path: Path, node_ws_url: str, workers: str) -> None:
+    """Ten members of a Node ``ws`` room each publish one message with its id (``from``): each of
+    the ten messages reached all ten readers, over one worker or two (merged per id), and the
+    thresholds on the fewest receivers and on the time until the last are judged on it."""
+    text = REACH + "thresholds:\n  - read room.reach_min >= 10\n  - read room.reach_time_p99 < 1s\n"
+    code, doc, html = _run(tmp_path, text, "--target", node_ws_url, "--workers", workers)
+    assert code == 0, (doc["error"], doc["problems"])
+    reach = next(s for s in doc["steps"] if s["kind"] == "read")["reach"]
+    assert reach["messages"] == 10 and reach["receivers_min"] == reach["receivers_max"] == 10, reach
+    assert reach["overflow"] == 0 and 0 < reach["time_ms"]["max"] < 1000
+    assert all(t["passed"] for t in doc["thresholds"])
+    assert "Reach of messages" in html
+
+
+def test_a_reach_short_of_the_bound_fails_the_run(tmp_path: Path, node_ws_url: str) -> None:
+    text = REACH + "thresholds:\n  - read room.reach_min >= 11\n"
+    code, doc, _ = _run(tmp_path, text, "--target", node_ws_url, "--workers", "1")
+    verdict = doc["thresholds"][0]
+    assert code == 1 and not verdict["passed"] and verdict["value"] == 10
+
+
+def test_a_message_without_its_id_fails_the_read(tmp_path: Path) -> None:
+    text = STAMPED.replace("SENT", '"{{ now_ms() }}"').replace("unit: ms", "unit: ms, id: seq")
+    code, doc, _ = _run(tmp_path, text)
+    assert code == 1
+    assert doc["failures"][0]["message"].startswith("latency_from: no message id at 'seq'")
+
+
+def test_reach_ids_beyond_the_cap_are_counted_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the per-process cap of ids, a delivery is counted in ``overflow`` (the figures leave
+    it out and say so); a worker's serialised reach merges exactly into another's."""
+    from runner.results import recorders
+    from runner.results.result import StepResult
+
+    monkeypatch.setattr(recorders, "MAX_REACH_IDS", 3)
+    a, b = recorders.StepRecorder("r", "read"), recorders.StepRecorder("r", "read")
+    for i in range(5):
+        a.record_delivery(1_000_000 * (i + 1), str(i))
+    b.record_delivery(9_000_000, "0")
+    b.merge(a.serialize())
+    reach = StepResult.of(b).reach
+    assert reach is not None and reach.messages == 3 and reach.overflow == 2
+    assert (reach.receivers_min, reach.receivers_max) == (1, 2) and reach.time_ms is not None
+    assert reach.time_ms.max == 9.0

@@ -102,6 +102,30 @@ CATALOG: tuple[MetricName, ...] = (
         )
         for stat in _LATENCY_STATS
     ),
+    MetricName(
+        "STEP",
+        "reach_min",
+        "count",
+        "reads with latency_from.id: the fewest reads that received one message (its reach), over "
+        "the messages received; with several steps, the fewest of theirs",
+    ),
+    MetricName(
+        "STEP",
+        "reach_max",
+        "count",
+        "reads with latency_from.id: the most reads that received one message; with several steps, "
+        "the most of theirs",
+    ),
+    *(
+        MetricName(
+            "STEP",
+            f"reach_time_{stat}",
+            "duration",
+            "reads with latency_from.id: per message, the time until the last read that got it did "
+            "(its largest delivery latency), over the messages; with several steps, the largest of theirs",
+        )
+        for stat in _LATENCY_STATS
+    ),
     MetricName("STEP", "count", "count", "executions that ended (passed or failed); cut ones are `pending`"),
     MetricName("STEP", "failures", "count", "executions that failed (an unexpected rc or expectation)"),
     MetricName("STEP", "failure_rate", "fraction", "failures / count"),
@@ -287,6 +311,20 @@ def _steps_of(subject: str, result: RunResult) -> list[StepResult]:
     return [s for s in result.steps if s.kind == subject]
 
 
+def _reach(stat: str, steps: Sequence[StepResult]) -> float | None:
+    """A reach figure of the steps (``STEP.reach_min``, ``reach_max``, ``reach_time_p99`` ...):
+    of one step exactly; of several, the least reach and the largest time of theirs."""
+    reached = [s.reach for s in steps if s.reach is not None]
+    if not reached:
+        return None
+    if stat == "reach_min":
+        return float(min(r.receivers_min for r in reached))
+    if stat == "reach_max":
+        return float(max(r.receivers_max for r in reached))
+    times = [getattr(r.time_ms, stat.removeprefix("reach_time_")) for r in reached if r.time_ms is not None]
+    return max(times) / 1000.0 if times else None
+
+
 def _step_latency(stat: str, steps: Sequence[StepResult], figure: str = "latency") -> float | None:
     """A latency stat of the steps (histograms merged) of ``figure``: latency, response, delivery."""
 
@@ -418,6 +456,8 @@ def observed(threshold: Threshold, result: RunResult) -> float | None:
     if stat.startswith(("response_", "delivery_")):
         figure, _, latency_stat = stat.partition("_")
         return _step_latency(latency_stat, steps, figure)
+    if stat.startswith("reach_"):
+        return _reach(stat, steps)
     count = sum(s.count for s in steps)
     failures = sum(s.failures for s in steps)
     return {

@@ -395,7 +395,7 @@ class VirtualUser:
             latency, skipped, rc = outcome.latency_ns, outcome.skipped_messages, outcome.rc
             passed = outcome.failure is None and outcome.rc_ok and outcome.timing is None
             if outcome.delivery_ns is not None:
-                rec.record_delivery(outcome.delivery_ns)
+                rec.record_delivery(outcome.delivery_ns, outcome.message_id)
         if is_read and rc == 0 and rec.response is not None:
             # The response time: from the asking write step's start (see ``requests``).
             rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))

@@ -146,6 +146,19 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
                 f"  {s.name}: delivery p50 {_ms(deliv.p50)} p99 {_ms(deliv.p99)} max {_ms(deliv.max)} ms "
                 f"(from the send time stamped in the message, the sender's clock, to its parse here{ahead})"
             )
+        reach = s.reach
+        if reach is not None:
+            last = reach.time_ms
+            until = (
+                f"; until its last reader p50 {_ms(last.p50)} p99 {_ms(last.p99)} max {_ms(last.max)} ms"
+                if last
+                else ""
+            )
+            over = f"; {reach.overflow} deliveries beyond the id cap not counted" if reach.overflow else ""
+            lines.append(
+                f"  {s.name}: reach of {reach.messages} messages: received by {reach.receivers_min} to "
+                f"{reach.receivers_max} reads each (median {reach.receivers_median:g}){until}{over}"
+            )
         if s.pending:
             lines.append(
                 f"  {s.name}: {s.pending} still in flight when the run ended (waited up to "

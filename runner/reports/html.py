@@ -555,6 +555,37 @@ def _delivery_table(result: RunResult, e: _Html) -> str:
         "fan-out. Across machines it is as good as their clocks' agreement; <em>ahead</em> counts "
         "messages stamped after they arrived (recorded as 0).</p>"
         + _table(["step", "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "ahead"], rows, frozenset({0}))
+        + _reach_table(result, e)
+    )
+
+
+def _reach_table(result: RunResult, e: _Html) -> str:
+    rows = [
+        [
+            e(s.name),
+            f"{r.messages:,}",
+            f"{r.receivers_min:,}",
+            f"{r.receivers_median:,g}",
+            f"{r.receivers_max:,}",
+            *(_ms(getattr(r.time_ms, k)) if r.time_ms else "-" for k in ("p50", "p99", "max")),
+            f"{r.overflow:,}",
+        ]
+        for s in result.steps
+        if (r := s.reach) is not None
+    ]
+    if not rows:
+        return ""
+    return (
+        "<h3>Reach of messages</h3>"
+        '<p class="meta">Reads with <code>latency_from.id</code>: how many reads received each message '
+        "(fewest, median, most over the messages), and per message the time until the last of them did "
+        "(its largest delivery latency). Messages published before every reader joined, or after some "
+        "left, reach fewer.</p>"
+        + _table(
+            ["step", "messages", "fewest", "median", "most", "until last p50", "p99", "max", "over cap"],
+            rows,
+            frozenset({0}),
+        )
     )
 
 

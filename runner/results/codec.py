@@ -38,6 +38,7 @@ from runner.results.result import (
     FailureRecord,
     IterationCounts,
     LatencySummary,
+    Reach,
     RunResult,
     RunSettings,
     SecondSample,
@@ -242,7 +243,32 @@ def _encode_step(s: StepResult) -> dict[str, Any]:
             if s.delivery_ms is not None
             else {}
         ),
+        **({"reach": _encode_reach(s.reach)} if s.reach is not None else {}),
     }
+
+
+def _encode_reach(r: Reach) -> dict[str, Any]:
+    return {
+        "messages": r.messages,
+        "receivers_min": r.receivers_min,
+        "receivers_median": r.receivers_median,
+        "receivers_max": r.receivers_max,
+        "time_ms": _percentiles(r.time_ms),
+        "overflow": r.overflow,
+    }
+
+
+def _decode_reach(d: Mapping[str, Any] | None) -> Reach | None:
+    if not d:
+        return None
+    return Reach(
+        messages=d["messages"],
+        receivers_min=d["receivers_min"],
+        receivers_median=d["receivers_median"],
+        receivers_max=d["receivers_max"],
+        time_ms=_decode_latency(d.get("time_ms")),
+        overflow=d.get("overflow", 0),
+    )
 
 
 def decode_step(d: Mapping[str, Any]) -> StepResult:
@@ -275,6 +301,7 @@ def decode_step(d: Mapping[str, Any]) -> StepResult:
         delivery_ms=_decode_latency(d.get("delivery_ms")),
         delivery_histogram=d.get("delivery_histogram", ""),
         delivery_ahead=d.get("delivery_ahead", 0),
+        reach=_decode_reach(d.get("reach")),
     )
 
 

@@ -43,6 +43,9 @@ MAX_ERROR_GROUPS = 50
 #: Distinct (step, message) failure groups kept per run, with expected/actual of the first one.
 MAX_FAILURE_GROUPS = 100
 OTHER_ERRORS = "(other errors, not grouped)"
+#: Message ids a step keeps for reach (``latency_from.id``) per process: ~100 bytes each, so at
+#: most ~10 MB; ids beyond are counted in ``reach_overflow`` and left out of the reach figures.
+MAX_REACH_IDS = 100_000
 #: A socket's number in an error text ("socket 40 is closed"): one group per failure, not per
 #: socket (a load run has thousands; the step already names the connection).
 _SOCKET_LABEL = re.compile(r"\bsocket \d+(: )?")
@@ -292,6 +295,8 @@ class StepRecorder:
         "pending_max_ns",
         "pending_sum_ns",
         "rc",
+        "reach",
+        "reach_overflow",
         "response",
         "skipped",
         "skipped_messages",
@@ -330,6 +335,10 @@ class StepRecorder:
         #: Reads with ``latency_from`` (made at their first sample): stamp to parse, wall clocks.
         self.delivery: LatencyHistogram | None = None
         self.delivery_ahead = 0  # stamps later than the arrival, recorded as 0
+        #: Reads with ``latency_from.id``: message id -> [receivers, largest delivery ns] (the time
+        #: it took to reach the last receiver that got it); made at the first id.
+        self.reach: dict[str, list[int]] | None = None
+        self.reach_overflow = 0  # deliveries of ids beyond ``MAX_REACH_IDS``, not in ``reach``
         self.connect: dict[str, LatencyHistogram] | None = (
             {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
             if kind == "open"
@@ -379,15 +388,32 @@ class StepRecorder:
         if waited_ns > self.pending_max_ns:
             self.pending_max_ns = waited_ns
 
-    def record_delivery(self, ns: int) -> None:
+    def record_delivery(self, ns: int, message_id: str | None = None) -> None:
         """A delivery latency (``latency_from``); a negative one (the sender's clock ahead of
-        ours) is recorded as 0 and counted in ``delivery_ahead``."""
+        ours) is recorded as 0 and counted in ``delivery_ahead``. With the message's id, one
+        more receiver of it (``reach``)."""
         if self.delivery is None:
             self.delivery = LatencyHistogram()
         if ns < 0:
             self.delivery_ahead += 1
             ns = 0
         self.delivery.record_ns(ns)
+        if message_id is not None:
+            self._reached(message_id, 1, ns)
+
+    def _reached(self, message_id: str, receivers: int, latest_ns: int) -> None:
+        reach = self.reach
+        if reach is None:
+            reach = self.reach = {}
+        seen = reach.get(message_id)
+        if seen is not None:
+            seen[0] += receivers
+            if latest_ns > seen[1]:
+                seen[1] = latest_ns
+        elif len(reach) < MAX_REACH_IDS:
+            reach[message_id] = [receivers, latest_ns]
+        else:
+            self.reach_overflow += receivers
 
     def record_close(self, code: int | None, reason: str = "") -> None:
         """A read that returned 1: the peer's close code and reason (grouped, bounded; the reason
@@ -414,6 +440,8 @@ class StepRecorder:
         if self.delivery is not None:
             self.delivery = LatencyHistogram()
         self.delivery_ahead = 0
+        self.reach = None
+        self.reach_overflow = 0
         if self.connect is not None:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
@@ -464,6 +492,8 @@ class StepRecorder:
             "response": self.response.serialize() if self.response is not None else None,
             "delivery": self.delivery.serialize() if self.delivery is not None else None,
             "delivery_ahead": self.delivery_ahead,
+            "reach": {k: list(v) for k, v in self.reach.items()} if self.reach else None,
+            "reach_overflow": self.reach_overflow,
             "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
         }
 
@@ -492,6 +522,9 @@ class StepRecorder:
                 self.delivery = LatencyHistogram()
             self.delivery.merge(data["delivery"])
         self.delivery_ahead += data.get("delivery_ahead", 0)
+        for message_id, (receivers, latest_ns) in (data.get("reach") or {}).items():
+            self._reached(message_id, receivers, latest_ns)
+        self.reach_overflow += data.get("reach_overflow", 0)
         if self.connect is not None and data.get("connect"):
             for k, h in self.connect.items():
                 h.merge(data["connect"][k])

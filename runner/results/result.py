@@ -33,6 +33,7 @@ __all__ = [
     "FailureRecord",
     "IterationCounts",
     "LatencySummary",
+    "Reach",
     "RunResult",
     "RunSettings",
     "SecondSample",
@@ -106,6 +107,34 @@ class FailureRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Reach:
+    """A read's reach (``latency_from.id``): ``messages`` distinct ids received; per message,
+    how many reads received it (``receivers_min``/``_median``/``_max`` over the messages) and the
+    time until the last of them did (``time_ms``: percentiles over the messages of each one's
+    largest delivery latency). ``overflow``: deliveries of ids beyond the per-process cap
+    (``MAX_REACH_IDS``), left out of these figures."""
+
+    messages: int
+    receivers_min: int
+    receivers_median: float
+    receivers_max: int
+    time_ms: LatencySummary | None
+    overflow: int = 0
+
+    @classmethod
+    def of(cls, reach: Mapping[str, Sequence[int]] | None, overflow: int) -> Reach | None:
+        if not reach:
+            return None
+        counts = sorted(r[0] for r in reach.values())
+        times = LatencyHistogram()
+        for _, latest_ns in reach.values():
+            times.record_ns(latest_ns)
+        n = len(counts)
+        median = counts[n // 2] if n % 2 else (counts[n // 2 - 1] + counts[n // 2]) / 2
+        return cls(n, counts[0], median, counts[-1], LatencySummary.of(times.summary()), overflow)
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     name: str
     kind: str
@@ -141,6 +170,7 @@ class StepResult:
     delivery_ms: LatencySummary | None = None
     delivery_histogram: str = ""
     delivery_ahead: int = 0
+    reach: Reach | None = None
 
     @property
     def can_fail(self) -> bool:
@@ -184,6 +214,7 @@ class StepResult:
             if rec.delivery is not None and rec.delivery.count
             else "",
             delivery_ahead=rec.delivery_ahead,
+            reach=Reach.of(rec.reach, rec.reach_overflow),
         )
 
     def hdr(self, figure: str = "latency") -> HdrHistogram:

@@ -182,6 +182,8 @@ class StepOutcome:
     closed: tuple[int | None, str] | None = None
     #: A read with ``latency_from``: from the message's send stamp to its parse (wall clocks).
     delivery_ns: int | None = None
+    #: A read with ``latency_from.id``: the message's id, whose receivers make its reach.
+    message_id: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -15,10 +15,16 @@ us or ns) to when the client parsed it, by this machine's wall clock. A publishe
 synchronised (NTP keeps them within about a millisecond on a LAN; PTP better). A stamp later
 than the arrival (a sender's clock ahead of ours) is recorded as 0 and counted as ``ahead``.
 A message without a number at the path fails the read (the scenario expected stamped ones).
+
+With ``id: PATH`` (a JMESPath to the message's id, unique in the run) the step also counts each
+message's **reach**: how many reads received it, and how long until the last of them did (its
+largest delivery latency), merged over users, workers and shards. A message without an id
+fails the read, as one without a stamp does.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from time import monotonic_ns, time_ns
@@ -64,6 +70,18 @@ class Stamp:
 
     path: str
     unit: str = "ms"
+    id_path: str | None = None  # where the message's id is (for reach), if it is counted
+
+    def message_id(self, message: Message) -> str | None:
+        """The message's id as text (``7`` and ``"7"`` are one id), or None when it has none."""
+        assert self.id_path is not None
+        try:
+            value = compiled_jmespath(self.id_path).search(message.json())
+        except ValueError:
+            return None
+        if value is None or isinstance(value, dict | list):
+            return None
+        return value if isinstance(value, str) else json.dumps(value)
 
     def sent_ns(self, message: Message) -> int | None:
         """The stamp in nanoseconds since the epoch, or None when the message has none."""
@@ -102,14 +120,18 @@ def parse(node: StepNode, ctx: StepParse) -> ReadStep:
 
 
 def _stamp(spec: dict[str, Any], path: Path, ctx: StepParse) -> Stamp | None:
-    """``latency_from: {json: PATH, unit: ms}`` (the schema has checked its shape)."""
-    try:
-        jmespath.compile(spec["json"])
-    except jmespath.exceptions.JMESPathError as exc:
-        why = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
-        ctx.problem((*path, "json"), f"invalid JMESPath {spec['json']!r}: {why}")
-        return None
-    return Stamp(spec["json"], spec.get("unit", "ms"))
+    """``latency_from: {json: PATH, unit: ms, id: PATH}`` (the schema has checked its shape)."""
+    valid = True
+    for key in ("json", "id"):
+        if key not in spec:
+            continue
+        try:
+            jmespath.compile(spec[key])
+        except jmespath.exceptions.JMESPathError as exc:
+            why = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
+            ctx.problem((*path, key), f"invalid JMESPath {spec[key]!r}: {why}")
+            valid = False
+    return Stamp(spec["json"], spec.get("unit", "ms"), spec.get("id")) if valid else None
 
 
 def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: User) -> Failure | None:
@@ -189,7 +211,8 @@ def _delivered(
     assert stamp is not None
     if outcome.failure is not None:
         return outcome
-    sent = stamp.sent_ns(Message(data))
+    message = Message(data)
+    sent = stamp.sent_ns(message)
     if sent is None:
         failure = Failure(
             f"latency_from: no send time at {stamp.path!r} (a number of {stamp.unit} since the epoch)",
@@ -197,6 +220,15 @@ def _delivered(
             describe(data),
         )
         return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
+    if stamp.id_path is not None:
+        outcome.message_id = stamp.message_id(message)
+        if outcome.message_id is None:
+            failure = Failure(
+                f"latency_from: no message id at {stamp.id_path!r} (a string or number)",
+                f"{stamp.id_path}: an id",
+                describe(data),
+            )
+            return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
     arrived = time_ns() - (monotonic_ns() - received_ns) if received_ns else time_ns()
     outcome.delivery_ns = arrived - sent
     return outcome
@@ -270,6 +302,12 @@ _SCHEMA: dict[str, Any] = connection_step(
                     "description": "JMESPath to the stamp: a number (or numeric string) since the epoch.",
                 },
                 "unit": {"enum": list(STAMP_UNITS), "description": "The stamp's unit (default ms)."},
+                "id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "JMESPath to the message's id (unique in the run): counts its reach, "
+                    "how many reads got it and how long until the last one did.",
+                },
             },
             "required": ["json"],
             "additionalProperties": False,
