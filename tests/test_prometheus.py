@@ -16,7 +16,7 @@ from runner.cli import main
 from runner.reports import prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
-LABELS = {"scenario", "step", "rc", "quantile", "threshold", "outcome", "worker"}
+LABELS = {"scenario", "step", "rc", "quantile", "threshold", "outcome", "worker", "stat"}
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -168,3 +168,32 @@ def test_duplicate_names_make_distinct_series() -> None:
     samples = _samples(text)  # asserts no duplicates
     scenarios = {dict(labels)["scenario"] for name, labels in samples if name == "wsload_scenario_success"}
     assert scenarios == {"synthetic ramp", "synthetic ramp #2"}
+
+
+def test_fan_out_figures_are_exported(tmp_path: Path) -> None:
+    """The chat room example: its read's response, delivery and reach figures as gauges, equal to
+    the JSON report's."""
+    import json
+
+    path, report = tmp_path / "wsload.prom", tmp_path / "r.json"
+    code = main(
+        [
+            *("run", "scenarios/chat_room.yaml", "--report-dir", "", "-q", "--json", str(report)),
+            *("--prometheus-textfile", str(path)),
+        ]
+    )
+    assert code == 0
+    samples = _samples(path.read_text())
+    hear = next(s for s in json.loads(report.read_text())["steps"] if s["name"] == "hear")
+    labels = {"scenario": "chat room", "step": "hear"}
+    assert (
+        _get(samples, "wsload_step_reach_receivers", **labels, stat="min")
+        == hear["reach"]["receivers_min"]
+        == 30
+    )
+    for family, figure in (
+        ("wsload_step_delivery_seconds", hear["delivery_ms"]),
+        ("wsload_step_response_seconds", hear["response_ms"]),
+        ("wsload_step_reach_seconds", hear["reach"]["time_ms"]),
+    ):
+        assert _get(samples, family, **labels, quantile="0.99") == pytest.approx(figure["p99"] / 1000), family

@@ -151,6 +151,26 @@ _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Step latency quantiles of the last run (1 = max).",
         ("scenario", "step", "quantile"),
     ),
+    (
+        "wsload_step_response_seconds",
+        "Reads: response time quantiles of the last run, from the asking write step's start (1 = max).",
+        ("scenario", "step", "quantile"),
+    ),
+    (
+        "wsload_step_delivery_seconds",
+        "Reads with latency_from: delivery latency quantiles, from the message's send stamp (1 = max).",
+        ("scenario", "step", "quantile"),
+    ),
+    (
+        "wsload_step_reach_receivers",
+        "Reads with latency_from.id: reads that received one message, fewest/median/most over the messages.",
+        ("scenario", "step", "stat"),
+    ),
+    (
+        "wsload_step_reach_seconds",
+        "Reads with latency_from.id: per message, the time until its last reader got it (1 = max).",
+        ("scenario", "step", "quantile"),
+    ),
 )
 
 
@@ -192,11 +212,22 @@ def _step_metrics(f: dict[str, GaugeMetricFamily], scenario: str, step: str, s: 
     standard = () if s.kind == "sleep" else _STANDARD_RC
     for rc in sorted({*standard, *s.rc}, key=lambda c: int(c) if c.lstrip("-").isdigit() else 0):
         f["wsload_step_return_codes"].add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))
-    if s.latency_ms is not None:
-        for q, key in QUANTILES:
-            f["wsload_step_latency_seconds"].add_metric(
-                [scenario, step, q], _clean(getattr(s.latency_ms, key) / 1000.0)
-            )
+    for family, summary in (
+        ("wsload_step_latency_seconds", s.latency_ms),
+        ("wsload_step_response_seconds", s.response_ms),
+        ("wsload_step_delivery_seconds", s.delivery_ms),
+        ("wsload_step_reach_seconds", s.reach.time_ms if s.reach is not None else None),
+    ):
+        if summary is not None:
+            for q, key in QUANTILES:
+                f[family].add_metric([scenario, step, q], _clean(getattr(summary, key) / 1000.0))
+    if s.reach is not None:
+        for stat, value in (
+            ("min", s.reach.receivers_min),
+            ("median", s.reach.receivers_median),
+            ("max", s.reach.receivers_max),
+        ):
+            f["wsload_step_reach_receivers"].add_metric([scenario, step, stat], float(value))
 
 
 def registry(results: Sequence[RunResult], masker: Masker | None = None) -> CollectorRegistry:
