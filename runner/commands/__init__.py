@@ -11,4 +11,4 @@ metrics`` and every usage error answer without it.
 
 from __future__ import annotations
 
-COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "metrics", "serve", "report", "merge")
+COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "metrics", "serve", "report", "merge", "import_har")

@@ -1,0 +1,175 @@
+"""The WebSocket sessions of a HAR file, read as a stream.
+
+A HAR (HTTP Archive) from Chromium's DevTools ("Save all as HAR") or from Playwright's recorder
+holds one entry per request; a WebSocket's entry has ``_resourceType: "websocket"`` (or a 101
+answer, or an ``Upgrade: websocket`` request) and its frames in ``_webSocketMessages``: ``type``
+(send, receive), ``time`` (since the epoch: seconds from DevTools, milliseconds from
+Playwright; told apart by size), ``opcode`` (1 text, 2 binary with base64 ``data``) and ``data``.
+A HAR without that field (Firefox's export has no frames) still gives the connection.
+
+Entries are parsed one at a time (``ijson``, C-accelerated): a HAR of a long browsing session
+runs to hundreds of megabytes of page content, and only its WebSocket entries matter. Memory is
+bounded by the largest single entry, not the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ijson  # type: ignore[import-untyped]
+
+from runner.errors import ExitCode, WsloadError
+
+__all__ = ["Frame", "HarError", "Session", "read_sessions"]
+
+#: Frames kept per connection: a recording of hours of a chatty feed is not a scenario.
+MAX_FRAMES = 10_000
+
+
+class HarError(WsloadError):
+    """A file that is not a HAR, or holds no WebSocket session to turn into a scenario."""
+
+    exit_code = ExitCode.INVALID
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One message of a session: ``sent`` by the browser or received; ``at`` seconds since the
+    epoch; text (``str``) or binary (``bytes``)."""
+
+    sent: bool
+    at: float
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One WebSocket connection of the recording: the ``index`` of its HAR entry, its URL (ws://
+    or wss://), request headers in order, the subprotocols offered, when it started, its frames
+    in order, and how many frames were left out beyond ``MAX_FRAMES``."""
+
+    index: int
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    subprotocols: tuple[str, ...]
+    started: float
+    frames: tuple[Frame, ...]
+    dropped: int = 0
+
+
+def _seconds(value: Any) -> float:
+    t = float(value)
+    return t / 1000.0 if t > 1e11 else t  # milliseconds (Playwright) or seconds (DevTools)
+
+
+def _is_websocket(entry: dict[str, Any]) -> bool:
+    if entry.get("_resourceType") == "websocket" or "_webSocketMessages" in entry:
+        return True
+    request = entry.get("request") or {}
+    headers = {str(h.get("name", "")).lower(): str(h.get("value", "")) for h in request.get("headers") or ()}
+    return headers.get("upgrade", "").lower() == "websocket"
+
+
+def _ws_url(url: str) -> str:
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if url.startswith(http):
+            return ws + url[len(http) :]
+    return url
+
+
+def _frame(raw: Any, where: str) -> Frame | None:
+    """One ``_webSocketMessages`` item; control frames (ping, pong, close) are left out."""
+    if not isinstance(raw, dict) or raw.get("type") not in ("send", "receive"):
+        raise HarError(f"{where}: a message needs type 'send' or 'receive'")
+    opcode = int(raw.get("opcode", 1))
+    if opcode not in (1, 2):
+        return None
+    data = raw.get("data", "")
+    if not isinstance(data, str):
+        raise HarError(f"{where}: a message's data must be text")
+    payload: str | bytes = data
+    if opcode == 2:
+        try:
+            payload = base64.b64decode(data, validate=True)
+        except binascii.Error:
+            raise HarError(f"{where}: a binary message's data is not base64") from None
+    try:
+        at = _seconds(raw.get("time", 0))
+    except (TypeError, ValueError):
+        raise HarError(f"{where}: a message's time is not a number") from None
+    return Frame(raw["type"] == "send", at, payload)
+
+
+def _session(index: int, entry: dict[str, Any], name: str) -> Session:
+    where = f"{name}: entry {index}"
+    request = entry.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+        raise HarError(f"{where}: a WebSocket entry without request.url")
+    headers = tuple(
+        (str(h["name"]), str(h.get("value", "")))
+        for h in request.get("headers") or ()
+        if isinstance(h, dict) and "name" in h
+    )
+    protocols = next((v for n, v in headers if n.lower() == "sec-websocket-protocol"), "")
+    frames: list[Frame] = []
+    dropped = 0
+    for j, raw in enumerate(entry.get("_webSocketMessages") or ()):
+        frame = _frame(raw, f"{where}, message {j}")
+        if frame is None:
+            continue
+        if len(frames) < MAX_FRAMES:
+            frames.append(frame)
+        else:
+            dropped += 1
+    frames.sort(key=lambda f: f.at)  # (stable: frames of one instant keep their order)
+    return Session(
+        index=index,
+        url=_ws_url(request["url"]),
+        headers=headers,
+        subprotocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        started=frames[0].at if frames else 0.0,
+        frames=tuple(frames),
+        dropped=dropped,
+    )
+
+
+def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open("rb") as f:
+            yield from ijson.items(f, "log.entries.item", use_float=True)
+    except ijson.JSONError as exc:
+        raise HarError(f"{path}: not a HAR file (not JSON: {str(exc)[:120]})") from None
+
+
+def read_sessions(path: Path, url_filter: str | None = None) -> list[Session]:
+    """The WebSocket sessions of the HAR at ``path`` (those whose URL contains ``url_filter``)."""
+    if not path.is_file():
+        raise HarError(f"{path}: no such file")
+    sessions: list[Session] = []
+    entries = skipped = 0
+    for index, entry in enumerate(_entries(path)):
+        entries += 1
+        if not isinstance(entry, dict):
+            raise HarError(f"{path}: entry {index} is not an object")
+        if not _is_websocket(entry):
+            continue
+        session = _session(index, entry, str(path))
+        if url_filter and url_filter not in session.url:
+            skipped += 1
+            continue
+        sessions.append(session)
+    if not entries:
+        raise HarError(f"{path}: not a HAR file, or one without entries (expected log.entries)")
+    if not sessions:
+        why = (
+            f"none of its WebSocket sessions' URLs contains {url_filter!r} ({skipped} skipped)"
+            if skipped
+            else f"it holds {entries} requests and no WebSocket session"
+        )
+        raise HarError(f"{path}: nothing to import: {why}")
+    return sessions

@@ -1,0 +1,280 @@
+"""``wsload import`` (issue 18): a scenario from a recorded browser session. Headless Chromium
+(Playwright driving the system's Chromium) uses a small app served by aiohttp on loopback (a
+page, a cookie, a WebSocket that wants a login, hands out a token, pushes ticks between the
+answers and echoes binary), the session is saved as HAR, imported, and the scenario runs green
+against the same app, with every secret of the recording read from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import WSMsgType, web
+from conftest import scaled
+
+from runner.cli import main
+
+CHROMIUM = os.environ.get("WSLOAD_CHROMIUM", "/usr/bin/chromium")
+COOKIE = "sid=cookie-value-7f3a9c21e5"
+PASSWORD = "hunter2-correct-horse"
+
+PAGE = """<!doctype html><html><body><script>
+const ws = new WebSocket(`ws://${location.host}/app`);
+let token = null;
+ws.binaryType = 'arraybuffer';
+ws.onopen = () => ws.send(JSON.stringify({id: 1, method: 'login', user: 'ann', password: 'PASSWORD'}));
+ws.onmessage = (e) => {
+  if (typeof e.data !== 'string') { ws.close(); document.body.dataset.done = '1'; return; }
+  const m = JSON.parse(e.data);
+  if (m.id === 1) { token = m.token; ws.send(JSON.stringify({id: 2, method: 'get', token})); }
+  else if (m.id === 2) { ws.send(new Uint8Array([1, 2, 3, 250])); }
+};
+</script></body></html>""".replace("PASSWORD", PASSWORD)
+
+
+class App:
+    """The recorded app: GET / sets the cookie and serves the page; /app wants that cookie, a
+    login with the password, then the token it handed out; ticks are pushed between answers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.url = ""
+        self.refused: list[str] = []
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        assert ready.wait(10)
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/app", self._ws)
+        runner = web.AppRunner(app)
+        self.loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        ready.set()
+        self.loop.run_forever()
+
+    async def _page(self, request: web.Request) -> web.Response:
+        response = web.Response(text=PAGE, content_type="text/html")
+        name, value = COOKIE.split("=")
+        response.set_cookie(name, value)
+        return response
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if request.cookies.get("sid") != COOKIE.split("=")[1]:
+            self.refused.append("cookie")
+            await ws.close(code=4001, message=b"no session cookie")
+            return ws
+        token = secrets.token_hex(12)
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data[::-1])
+                continue
+            m = json.loads(msg.data)
+            await ws.send_str(json.dumps({"type": "tick", "n": m["id"]}))  # a push before the answer
+            if m["method"] == "login":
+                ok = m.get("password") == PASSWORD
+                await ws.send_str(json.dumps({"id": m["id"], "ok": ok, "token": token if ok else None}))
+            else:
+                ok = m.get("token") == token
+                if not ok:
+                    self.refused.append("token")
+                await ws.send_str(json.dumps({"id": m["id"], "ok": ok, "item": "apple" if ok else None}))
+        return ws
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[App]:
+    served = App()
+    yield served
+    served.close()
+
+
+RECORD = """
+import sys
+from playwright.sync_api import sync_playwright
+url, har, chromium = sys.argv[1:4]
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    context = browser.new_context(record_har_path=har)
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector('body[data-done="1"]', state="attached", timeout=15000)
+    context.close()
+    browser.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(app: App, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HAR of the app's session, saved by Chromium through Playwright (in a process of its own:
+    Playwright's sync API wants a thread without an event loop)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"headless Chromium not found at {CHROMIUM}: install it (tests/run.sh does)")
+    har = tmp_path_factory.mktemp("har") / "session.har"
+    done = subprocess.run(
+        [sys.executable, "-c", RECORD, app.url + "/", str(har), CHROMIUM],
+        capture_output=True,
+        text=True,
+        timeout=scaled(90),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return har
+
+
+def test_a_recorded_session_imports_and_runs_green(
+    recorded: Path,
+    app: App,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The import names the secrets it needs and writes none of them; the scenario captures the
+    token the login answer gives and sends it back, matches the answers by id past the pushed
+    ticks, and passes against the app once the environment holds the cookie and password."""
+    out = tmp_path / "imported.yaml"
+    assert main(["import", str(recorded), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    text = out.read_text()
+    har_text = recorded.read_text()
+    assert PASSWORD in har_text and COOKIE.split("=")[1] in har_text  # the recording holds them
+    for secret in (PASSWORD, COOKIE.split("=")[1]):
+        assert secret not in text and secret not in err
+    assert "export WSLOAD_COOKIE=..." in err and "export WSLOAD_PASSWORD=..." in err
+    assert "capture: {token: token}" in text and "token: '{{ token }}'" in text and "secrets: [token]" in text
+    assert "match: {json: {id: 1}}" in text and "pushed by the server" in text
+    assert "binary: {base64: AQID+g==}" in text
+    monkeypatch.setenv("WSLOAD_COOKIE", COOKIE)
+    monkeypatch.setenv("WSLOAD_PASSWORD", PASSWORD)
+    report = tmp_path / "run.json"
+    code = main(["run", str(out), "--json", str(report), "--report-dir", "", "-q"])
+    doc = json.loads(report.read_text())
+    assert code == 0, (doc["error"], doc["failures"])
+    assert app.refused == []
+    assert all(s["failures"] == 0 for s in doc["steps"]) and doc["iterations"]["completed"] == 1
+    assert PASSWORD not in report.read_text() and COOKIE.split("=")[1] not in report.read_text()
+
+
+def test_a_wrong_secret_fails_the_imported_scenario(
+    recorded: Path, app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The imported expectations are real: with another password the login answer is not the
+    recorded one, and the run fails at that read."""
+    out = tmp_path / "imported.yaml"
+    assert main(["import", str(recorded), "-o", str(out)]) == 0
+    monkeypatch.setenv("WSLOAD_COOKIE", COOKIE)
+    monkeypatch.setenv("WSLOAD_PASSWORD", "not-the-password")
+    report = tmp_path / "run.json"
+    assert main(["run", str(out), "--json", str(report), "--report-dir", "", "-q"]) == 1
+    doc = json.loads(report.read_text())
+    failure = doc["failures"][0]
+    assert (
+        failure["step"] == "read app"
+        and failure["message"] == "JSON mismatch at $.ok: expected true, got false"
+    )
+
+
+def test_think_time_and_filter(recorded: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t.yaml"
+    assert main(["import", str(recorded), "-o", str(out), "--filter", "/app", "--think-time", "1000"]) == 2
+    assert main(["import", str(recorded), "-o", str(out), "--filter", "/nothing-like-it"]) == 2
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json at all", "not a HAR file (not JSON"),
+        ('{"log": {"entries": []}}', "not a HAR file, or one without entries"),
+        (
+            '{"log": {"entries": [{"request": {"url": "https://x/", "headers": []}, '
+            '"response": {"status": 200}}]}}',
+            "nothing to import: it holds 1 requests and no WebSocket session",
+        ),
+        (
+            '{"log": {"entries": [{"_resourceType": "websocket", "request": {"url": "wss://x/"}, '
+            '"_webSocketMessages": [{"type": "sideways", "time": 1, "opcode": 1, "data": "x"}]}]}}',
+            "entry 0, message 0: a message needs type 'send' or 'receive'",
+        ),
+    ],
+)
+def test_a_har_that_cannot_be_imported_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    har = tmp_path / "bad.har"
+    har.write_text(content)
+    assert main(["import", str(har)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_a_large_har_is_streamed_not_loaded(tmp_path: Path) -> None:
+    """A 30 MB HAR of page content around one WebSocket session: read in bounded memory (the
+    largest entry, not the file) and the session found."""
+    import tracemalloc
+
+    from runner.har.reader import read_sessions
+
+    har = tmp_path / "big.har"
+    body = "x" * 200_000
+    with har.open("w") as f:
+        f.write('{"log": {"version": "1.2", "entries": [')
+        for i in range(150):
+            f.write(
+                json.dumps(
+                    {
+                        "request": {"url": f"https://x/{i}", "headers": []},
+                        "response": {"status": 200, "content": {"text": body}},
+                    }
+                )
+                + ","
+            )
+        ws = {
+            "_resourceType": "websocket",
+            "request": {
+                "url": "wss://x/feed",
+                "headers": [{"name": "Sec-WebSocket-Protocol", "value": "v1.feed"}],
+            },
+            "_webSocketMessages": [{"type": "send", "time": 1796450000.5, "opcode": 1, "data": '{"id": 1}'}],
+        }
+        f.write(json.dumps(ws) + "]}}")
+    assert har.stat().st_size > 30_000_000
+    tracemalloc.start()
+    sessions = read_sessions(har)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert [s.url for s in sessions] == ["wss://x/feed"] and sessions[0].subprotocols == ("v1.feed",)
+    assert sessions[0].frames[0].at == 1796450000.5  # seconds (DevTools) kept as seconds
+    assert peak < 5_000_000, peak
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "har"
+
+
+def test_devtools_and_playwright_hars_give_the_same_scenario(tmp_path: Path) -> None:
+    """A kept Chromium recording (Playwright's HAR: message times in milliseconds) and the same
+    session as DevTools writes it (seconds) import to the same steps and times."""
+    texts = []
+    for name in ("chromium-playwright.har", "devtools-seconds.har"):
+        out = tmp_path / f"{name}.yaml"
+        assert main(["import", str(FIXTURES / name), "-o", str(out)]) == 0
+        texts.append(out.read_text().split("\nconnections:", 1)[1])
+    assert texts[0] == texts[1]
+    assert "  # sent +0.010s (05:39:45.747 UTC)\n  - write: {connection: app, json: {id: 2" in texts[0]
