@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ COOKIE = "sid=cookie-value-7f3a9c21e5"
 PASSWORD = "hunter2-correct-horse"
 
 PAGE = """<!doctype html><html><body><script>
-const ws = new WebSocket(`ws://${location.host}/app`);
+const ws = new WebSocket(new URLSearchParams(location.search).get('ws') || `ws://${location.host}/app`);
 let token = null;
 ws.binaryType = 'arraybuffer';
 ws.onopen = () => ws.send(JSON.stringify({id: 1, method: 'login', user: 'ann', password: 'PASSWORD'}));
@@ -113,7 +114,7 @@ from playwright.sync_api import sync_playwright
 url, har, chromium = sys.argv[1:4]
 with sync_playwright() as p:
     browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-    context = browser.new_context(record_har_path=har)
+    context = browser.new_context(record_har_path=har) if har else browser.new_context()
     page = context.new_page()
     page.goto(url)
     page.wait_for_selector('body[data-done="1"]', state="attached", timeout=15000)
@@ -278,3 +279,102 @@ def test_devtools_and_playwright_hars_give_the_same_scenario(tmp_path: Path) -> 
         texts.append(out.read_text().split("\nconnections:", 1)[1])
     assert texts[0] == texts[1]
     assert "  # sent +0.010s (05:39:45.747 UTC)\n  - write: {connection: app, json: {id: 2" in texts[0]
+
+
+def _browse(url: str) -> None:
+    """The app's page in headless Chromium until its session is done (no HAR)."""
+    done = subprocess.run(
+        [sys.executable, "-c", RECORD, url, "", CHROMIUM], capture_output=True, text=True, timeout=scaled(90)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _recorder(upstream: str, out: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "record",
+            "--upstream",
+            upstream,
+            "-o",
+            str(out),
+            "--duration",
+            "60",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "forwarding ws://127.0.0.1:" in line, line
+    return proc, int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+
+
+def test_wsload_record_writes_the_session_it_forwarded(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chromium uses the app through ``wsload record``; at Ctrl-C the proxy writes the scenario
+    (with the upstream's URL, the cookie and password as environment references), and it runs
+    green against the app."""
+    out = tmp_path / "recorded.yaml"
+    upstream = app.url.replace("http://", "ws://")
+    proc, port = _recorder(upstream, out)
+    try:
+        _browse(f"{app.url}/?ws=ws://127.0.0.1:{port}/app")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=scaled(30))
+    assert proc.returncode == 0, err
+    text = out.read_text()
+    assert f"url: {upstream}/app" in text and "Cookie: ${WSLOAD_COOKIE}" in text
+    assert PASSWORD not in text + err and COOKIE.split("=")[1] not in text + err
+    assert "capture: {token: token}" in text and "export WSLOAD_PASSWORD=..." in err
+    monkeypatch.setenv("WSLOAD_COOKIE", COOKIE)
+    monkeypatch.setenv("WSLOAD_PASSWORD", PASSWORD)
+    report = tmp_path / "run.json"
+    code = main(["run", str(out), "--json", str(report), "--report-dir", "", "-q"])
+    doc = json.loads(report.read_text())
+    assert code == 0, (doc["error"], doc["failures"])
+
+
+def test_wsload_record_with_a_dead_upstream_writes_nothing(tmp_path: Path) -> None:
+    """The upstream refuses: the client gets 502 with the reason, the recorder says so and
+    exits 2 without a file."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    out = tmp_path / "none.yaml"
+    proc, port = _recorder(f"ws://127.0.0.1:{dead}", out)
+    try:
+        status = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: websocket",
+                "-H",
+                "Sec-WebSocket-Version: 13",
+                "-H",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                f"http://127.0.0.1:{port}/app",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=scaled(30))
+    assert status == "502"
+    assert proc.returncode == 2 and not out.exists()
+    assert f"refused a session: upstream ws://127.0.0.1:{dead}/app" in err and "nothing written" in err

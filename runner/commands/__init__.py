@@ -11,4 +11,14 @@ metrics`` and every usage error answer without it.
 
 from __future__ import annotations
 
-COMMANDS: tuple[str, ...] = ("run", "validate", "schema", "metrics", "serve", "report", "merge", "import_har")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "validate",
+    "schema",
+    "metrics",
+    "serve",
+    "report",
+    "merge",
+    "import_har",
+    "record",
+)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import ExitCode, UsageError
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from runner.har.reader import Session
+
+__all__ = ["add_parser", "run", "write_scenario"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,18 +50,25 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from runner.errors import ScenarioError
-    from runner.har.convert import convert
     from runner.har.reader import read_sessions
-    from runner.loader import load_scenario_text
 
     if not 0 <= args.think_time <= 100:
         raise UsageError(f"--think-time {args.think_time:g}: give a scale from 0 to 100")
-    out: Path | None = args.output
-    if out is not None and out.exists() and not args.force:
-        raise UsageError(f"{out} exists; give --force to overwrite it")
+    if args.output is not None and args.output.exists() and not args.force:
+        raise UsageError(f"{args.output} exists; give --force to overwrite it")
     sessions = read_sessions(args.har, args.filter)
-    imported = convert(sessions, source=args.har.name, think_scale=args.think_time)
+    return write_scenario(sessions, source=args.har.name, args=args)
+
+
+def write_scenario(sessions: list[Session], *, source: str, args: argparse.Namespace) -> int:
+    """Write ``sessions`` as a scenario to ``args.output`` (or standard output), validated first,
+    and tell the user on standard error what they need to run it (``wsload record`` too)."""
+    from runner.errors import ScenarioError
+    from runner.har.convert import convert
+    from runner.loader import load_scenario_text
+
+    out: Path | None = args.output
+    imported = convert(sessions, source=source, think_scale=args.think_time)
     placeholders = {name: f"placeholder-for-{name.lower()}" for name in imported.env}
     try:
         load_scenario_text(
@@ -66,18 +77,16 @@ def run(args: argparse.Namespace) -> int:
             base_dir=(out or Path("x")).resolve().parent,
             environ=placeholders,
         )
-    except ScenarioError as exc:  # a recording this importer cannot express yet: say so, write nothing
-        raise UsageError(
-            f"the scenario made from {args.har} does not validate (a wsload bug): {exc}"
-        ) from None
+    except ScenarioError as exc:  # a session this importer cannot express yet: say so, write nothing
+        raise UsageError(f"the scenario made from {source} does not validate (a wsload bug): {exc}") from None
     if out is None:
         sys.stdout.write(imported.text)
     else:
         out.write_text(imported.text, encoding="utf-8")
     err = sys.stderr
     print(
-        f"wsload import: {len(sessions)} session(s), "
-        f"{sum(len(s.frames) for s in sessions)} messages -> {out or 'standard output'}",
+        f"wsload: {len(sessions)} session(s), {sum(len(s.frames) for s in sessions)} messages -> "
+        f"{out or 'standard output'}",
         file=err,
     )
     for note in imported.notes:

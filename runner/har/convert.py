@@ -283,7 +283,7 @@ def _session_steps(session: Session, state: _State, think_scale: float) -> tuple
                 if _SECRET_FIELD.search(key) or re.search(r"session", key, re.I) or _JWT.search(value):
                     state.secrets.append(var)
 
-    lines = [f"  # HAR entry {session.index + 1}: {_redact(session.url)}"]
+    lines = [f"  # {session.label or f'session {session.index + 1}'}: {_redact(session.url)}"]
     lines.append(f"  - open: {conn}")
     previous = session.started
     for i, frame in enumerate(session.frames):

@@ -60,6 +60,7 @@ class Session:
     started: float
     frames: tuple[Frame, ...]
     dropped: int = 0
+    label: str = ""  # where it came from, for the scenario's comment ("HAR entry 3")
 
 
 def _seconds(value: Any) -> float:
@@ -135,6 +136,7 @@ def _session(index: int, entry: dict[str, Any], name: str) -> Session:
         started=frames[0].at if frames else 0.0,
         frames=tuple(frames),
         dropped=dropped,
+        label=f"HAR entry {index + 1}",
     )
 
 
