@@ -259,12 +259,12 @@ steps:
         (
             "  - every: {interval: 1s, steps: [{read: a}]}\n  - repeat: {times: 2, steps: [{read: a}]}\n",
             "t.yaml:9:12: steps[2].every: connection 'a' is read both in this background (line 9) and "
-            "by a step after it (line 10): two reads at once would take each other's messages",
+            "in a step after it (line 10): two reads at once would take each other's messages",
         ),
         (
             "  - every: {interval: 1s, steps: [{read: a}]}\n  - every: {interval: 1s, steps: [{read: a}]}\n"
             "  - sleep: 1s\n",
-            "connection 'a' is read both in this background (line 9) and by a step after it (line 10)",
+            "connection 'a' is read both in this background (line 9) and in a step after it (line 10)",
         ),
         (
             "  - every: {interval: 1s, steps: [{every: {interval: 1s, steps: [{sleep: 1s}]}}, {sleep: 1s}]}\n"
@@ -299,3 +299,117 @@ def test_reads_of_other_connections_and_writes_of_the_same_are_allowed() -> None
         file="t.yaml",
     )
     assert [s.kind for s in scenario.steps] == ["open", "open", "every", "read"]
+
+
+HEARTBEAT = """\
+name: holders with a heartbeat
+target: embedded
+connections:
+  main: {url: /echo, timeout: 10s}
+  hb: {url: /echo, timeout: 10s}
+steps:
+  - open: main
+  - open: hb
+  - every:
+      interval: 500ms
+      steps:
+        - name: heartbeat
+          ping: hb
+  - repeat:
+      times: 3600
+      index: seq
+      steps:
+        - write: {connection: main, json: {vu: "{{ vu }}", seq: "{{ seq }}"}}
+        - read: {connection: main, match: {json: {vu: "{{ vu }}", seq: "{{ seq }}"}}}
+        - sleep: 300ms
+  - close: main
+  - close: hb
+load: {vus: 10, duration: 3s, graceful_stop: 1s, hold: true}
+"""
+
+
+def test_a_background_between_rounds_has_nothing_in_flight(tmp_path: Path) -> None:
+    """Users holding a connection with a heartbeat every 500 ms, cut at the end of the run: the
+    heartbeat is idle between rounds, so it is not 'still in flight' (it was counted pending
+    with the time since its last round, and the run failed as stalled)."""
+    code, doc = _run(tmp_path, HEARTBEAT)
+    heartbeat = _step(doc, "heartbeat")
+    assert heartbeat["pending"] == 0 and heartbeat["count"] >= 50, heartbeat
+    assert code == 0, (doc["error"], doc["problems"])
+
+
+ZERO_ROUNDS = """\
+name: announce then close
+target: embedded
+connections: {c: {url: /echo, timeout: 5s}, d: {url: /echo, timeout: 5s}}
+steps:
+  - open: c
+  - open: d
+  - every: {interval: 1s, steps: [{name: announce, write: {connection: c, text: "I am here"}}]}
+  - {name: main write, write: {connection: d, text: x}}
+  - close: c
+  - close: d
+"""
+
+
+def test_the_first_round_runs_even_when_the_close_comes_at_once(tmp_path: Path) -> None:
+    code, doc = _run(tmp_path, ZERO_ROUNDS)
+    assert code == 0 and _step(doc, "announce")["count"] == 1, _step(doc, "announce")
+
+
+RESPONSE = """\
+name: asking write of its own flow
+target: embedded
+connections: {e: {url: /echo, timeout: 5s}}
+steps:
+  - open: e
+  - every: {interval: 50ms, steps: [{name: noise, write: {connection: e, text: noise}}]}
+  - {name: ask, write: {connection: e, text: question}}
+  - sleep: 300ms
+  - name: answer
+    read: {connection: e, timeout: 2s, match: {text: question}}
+  - close: e
+"""
+
+
+def test_a_reads_response_time_starts_at_its_own_flows_write(tmp_path: Path) -> None:
+    """The main flow asks, waits 300 ms and reads the answer while a background writes every
+    50 ms on the same connection: the response time runs from the main flow's write (~300 ms),
+    not from the background's last one (it said ~50 ms)."""
+    code, doc = _run(tmp_path, RESPONSE)
+    assert code == 0, doc["error"]
+    assert _step(doc, "answer")["response_ms"]["p50"] >= 290
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        (
+            "  - every: {interval: 1s, steps: [{read: {connection: a, timeout: 3s}}]}\n"
+            "  - quiet: {connection: a, for: 200ms}\n",
+            "connection 'a' is read both in this background (line 9) and in a step after it (line 10)",
+        ),
+        (
+            "  - every: {interval: 1s, steps: [{repeat: {times: 2, index: i, steps: [{sleep: 1ms}]}}]}\n"
+            "  - repeat: {times: 2, index: i, steps: [{write: {connection: a, text: '{{ i }}'}}]}\n",
+            "variable 'i' is set or used in this background (line 9) and in a step after it (line 10), "
+            "one of them setting it: the value it holds would depend on timing",
+        ),
+        (
+            "  - every: {interval: 1s, steps: [{read: b, capture: {token: token}}]}\n"
+            "  - write: {connection: a, text: 'token={{ token }}'}\n",
+            "variable 'token' is set or used in this background (line 9) and in a step after it (line 10)",
+        ),
+    ],
+)
+def test_what_timing_would_decide_is_refused(steps: str, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(HEAD + steps, file="t.yaml")
+    assert message in str(info.value), str(info.value)
+
+
+def test_a_threshold_on_a_block_is_refused() -> None:
+    text = HEAD + "  - name: beat\n    every: {interval: 1s, steps: [{sleep: 1ms}]}\n  - sleep: 1s\n"
+    with pytest.raises(ScenarioError) as info:
+        load_scenario_text(text + "thresholds:\n  - beat.failures == 0\n", file="t.yaml")
+    assert "'beat' is a block (every): the steps inside it are measured, not the block" in str(info.value)

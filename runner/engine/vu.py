@@ -139,12 +139,17 @@ class _Background:
 
     task: asyncio.Task[int | None]
     stop: asyncio.Future[None]
-    branch: VirtualUser
+    branch: _Branch
     uses: frozenset[str]
 
 
 class VirtualUser:
     """One simulated user: ``vu`` number, current ``iteration``, variables, connections by name."""
+
+    #: A user is never abandoned, and its draws are the first sequence; its branches have their
+    #: own (``_Branch``: slots of the same names).
+    abandoned = False
+    lineage = 0
 
     # Slots: thousands of users each hold one; no per-instance ``__dict__``.
     __slots__ = (
@@ -255,6 +260,9 @@ class VirtualUser:
                     self._record_crash(step, exc)
                     self._skip(steps[position + 1 :])
                     return round_ + 1
+                except asyncio.CancelledError:  # (a try costs nothing until it catches: 3.11)
+                    self._cancelled_in(step, steps[position + 1 :])
+                    raise
                 if isinstance(outcome, int):  # passed with the default success (``steps.base``)
                     self._record(step, outcome)
                     continue
@@ -275,12 +283,30 @@ class VirtualUser:
             if index is not None:
                 self.variables[index] = round_
             mark = len(self.background or ())
-            failed = await self.run_steps(steps, scoped=False)
-            if await self._end_background(mark, graceful=failed is None) and failed is None:
-                failed = 1
+            try:
+                failed = await self.run_steps(steps, scoped=False)
+                self.current_step = None  # waiting for the backgrounds now, not for a step of ours
+                if await self._end_background(mark, graceful=failed is None) and failed is None:
+                    failed = 1
+            except asyncio.CancelledError:
+                await self._cancel_background(mark)
+                raise
             if failed is not None:
                 return round_ + 1
         return None
+
+    def _cancelled_in(self, step: Step, rest: Sequence[Step]) -> None:
+        """This user (or branch) was cancelled during ``step``, ``rest`` still to come in its
+        round. Abandoned (a failure elsewhere): the step and the rest count as skipped, as after
+        a failure. Cut (the end of the run, a signal): the step counts as pending, with how long
+        it had waited. A block's own steps were counted by its inner level; the rest here."""
+        leaf = not step.inner()
+        if self.abandoned:
+            if leaf:
+                self.ctx.step_recorder(step).skipped += 1
+            self._skip(rest)
+        elif leaf:
+            self.ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
 
     def start_background(
         self,
@@ -288,51 +314,67 @@ class VirtualUser:
         uses: frozenset[str],
     ) -> None:
         """See ``runner.steps.base.User.start_background``."""
-        self.branches += 1
-        branch = _Branch(self, self.branches)
+        branch = self._branch()
         stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.get_running_loop().create_task(rounds(branch, stop))
         if self.background is None:
             self.background = []
         self.background.append(_Background(task, stop, branch, uses))
 
+    def _branch(self) -> _Branch:
+        self.branches += 1
+        return _Branch(self, self.branches)
+
+    def _top(self) -> VirtualUser:
+        """The user itself (a branch: the user it belongs to)."""
+        return self
+
+    def backgrounds_use(self, connection: str) -> bool:
+        """See ``runner.steps.base.User.backgrounds_use`` (a user without any: one look)."""
+        top = self._top()
+        return top.background is not None and _uses(top, connection)
+
     async def release(self, connection: str) -> None:
-        """See ``runner.steps.base.User.release``."""
-        for bg in list(self.background or ()):
-            if connection in bg.uses:
-                await _finish(bg)
+        """See ``runner.steps.base.User.release``: every background of the user that uses
+        ``connection``, wherever it was started (in a branch too), ends its round first."""
+        await _release_in(self._top(), connection)
 
     async def run_branches(self, branches: tuple[tuple[Step, ...], ...]) -> int | None:
         """See ``runner.steps.base.User.run_branches``. The branches are listed beside the
-        backgrounds while they run, so a cut reports their steps in flight as pending."""
+        backgrounds while they run. The first that fails abandons the others; a cancellation of
+        this user (abandoned or cut) cancels them the same way, so nothing outlives its step."""
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        done.set_result(None)  # (a branch runs its steps once: nothing to stop between rounds)
         runs: list[_Background] = []
         for steps in branches:
-            self.branches += 1
-            branch = _Branch(self, self.branches)
-            done: asyncio.Future[None] = loop.create_future()
-            done.set_result(None)  # (a branch runs its steps once: nothing to stop between rounds)
+            branch = self._branch()
             runs.append(_Background(loop.create_task(branch.run_steps(steps)), done, branch, frozenset()))
         if self.background is None:
             self.background = []
+        mark = len(self.background)
         self.background += runs
         failed: int | None = None
-        pending = {run.task for run in runs}
-        while pending and failed is None:
-            ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            failed = next(
-                (j for j, run in enumerate(runs, 1) if run.task in ended and self._failed(run)), None
-            )
-        if failed is not None:
-            for run, steps in zip(runs, branches, strict=True):
-                await self._abandon(run, steps)
-        background = self.background or []
-        self.background = [bg for bg in background if bg not in runs] or None
+        try:
+            pending = {run.task for run in runs}
+            while pending and failed is None:
+                ended, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = next(
+                    (j for j, run in enumerate(runs, 1) if run.task in ended and self._failed(run)), None
+                )
+            if failed is not None:
+                for run in runs:
+                    await self._abandon(run)
+        except asyncio.CancelledError:
+            await self._cancel_background(mark)
+            raise
+        del self.background[mark:]
         return failed
 
     async def _end_background(self, mark: int, *, graceful: bool) -> bool:
-        """End the backgrounds started since ``mark`` (oldest kept first); True when one of them
-        failed. They stay listed until ended, so a cut meanwhile still reports their steps."""
+        """End the backgrounds started since ``mark`` (at the end of their round, or abandoned
+        when the main flow failed); True when one of them failed. They stay listed until ended,
+        so a cancellation meanwhile still reaches them."""
         background = self.background
         if not background or len(background) <= mark:
             return False
@@ -344,6 +386,20 @@ class VirtualUser:
                 await self._abandon(bg)
         del background[mark:]
         return any([self._failed(bg) for bg in ending])
+
+    async def _cancel_background(self, mark: int) -> None:
+        """This user is being cancelled: so are the backgrounds and branches it started since
+        ``mark``, abandoned if it is (their steps skipped), else cut (their steps pending)."""
+        background = self.background or []
+        tasks = []
+        for bg in background[mark:]:
+            if not bg.task.done():
+                bg.branch.abandoned = self.abandoned
+                bg.task.cancel()
+                tasks.append(bg.task)
+        if tasks:
+            await asyncio.wait(tasks)
+        del background[mark:]
 
     def _failed(self, bg: _Background) -> bool:
         """Whether an ended background failed: a failed round, or a bug of ours outside any step
@@ -359,21 +415,13 @@ class VirtualUser:
             bg.branch._record_crash(step, exc)
         return True
 
-    async def _abandon(self, bg: _Background, steps: tuple[Step, ...] = ()) -> None:
-        """A failure elsewhere (the main flow, another branch): the background's step in flight is
-        counted as skipped (it never ended), and so are the ``steps`` after it (a branch's, which
-        would have run), and it stops at once."""
+    async def _abandon(self, bg: _Background) -> None:
+        """A failure elsewhere (the main flow, another branch): the background stops at once, its
+        step in flight and the steps left in its round counted as skipped (``_cancelled_in``),
+        and so are those of the backgrounds and branches it started."""
         if bg.task.done():
             return
-        step = bg.branch.current_step
-        if step is not None and not step.inner():
-            self.ctx.step_recorder(step).skipped += 1
-        if step is not None:
-            after = next(
-                (i + 1 for i, s in enumerate(steps) if any(x is step for x in (s, *iter_steps((s,))))), None
-            )
-            if after is not None:
-                self._skip(steps[after:])
+        bg.branch.abandoned = True
         bg.task.cancel()
         await asyncio.wait((bg.task,))  # (never raises the task's CancelledError into ours)
 
@@ -442,22 +490,13 @@ class VirtualUser:
         run.add_failure(step.name, step.location.line, message, "", "")
 
     def cut(self) -> None:
-        """The iteration is being cut (end of the run, a signal): its step in flight is
-        counted as pending with how long it had waited, the iteration as interrupted."""
-        ctx = self.ctx
-        self._cut_steps()
-        ctx.recorder.iterations_interrupted += 1
-
-    def _cut_steps(self) -> None:
-        """The steps in flight, this user's and its backgrounds', counted as pending; the
-        backgrounds cancelled."""
-        step = self.current_step
-        if step is not None and not step.inner():
-            self.ctx.step_recorder(step).record_pending(monotonic_ns() - self.step_started_ns)
+        """The iteration is being cut (end of the run, a signal): counted as interrupted. Its
+        step in flight was counted as pending where the cancellation met it (``run_steps``), and
+        so were its backgrounds' and branches' (their own levels cancel them); any left are
+        cancelled here."""
+        self.ctx.recorder.iterations_interrupted += 1
         for bg in self.background or ():
-            if not bg.task.done():
-                bg.branch._cut_steps()
-                bg.task.cancel()
+            bg.task.cancel()
         self.background = None
 
     def _rows(self) -> dict[str, dict[str, object]] | DataExhausted:
@@ -513,24 +552,49 @@ async def _finish(bg: _Background) -> None:
 
 
 class _Branch(VirtualUser):
-    """A background's view of its user: the same connections, variables, client and number,
-    with its own step in flight (what a cut reports) and its own sequence of random draws
-    (``number`` << 40 onwards: apart from the user's and from its other backgrounds', and the
-    same whatever the interleaving, so ``--seed`` replays it)."""
+    """A background's or a branch's view of its user: the same connections, variables, client
+    and number, with its own step in flight, its own asking writes (``requests``: a read's
+    response time starts at a write of its own flow, not at a background's) and its own
+    sequence of random draws. The sequence is placed by the branch's lineage (its parent's and
+    its number there), so it is apart from the user's and every other branch's, and the same
+    whatever the interleaving: ``--seed`` replays it."""
 
-    __slots__ = ()
+    __slots__ = ("abandoned", "lineage", "root")
 
-    def __init__(self, user: VirtualUser, number: int) -> None:  # (shares, so no super().__init__)
-        self.ctx = user.ctx
-        self.client = user.client
-        self.id = user.id
-        self.iteration = user.iteration
-        self.source_address = user.source_address
-        self.variables = user.variables
-        self.sockets = user.sockets
-        self.requests = user.requests
+    def __init__(self, parent: VirtualUser, number: int) -> None:  # (shares, so no super().__init__)
+        self.root = parent._top()
+        self.ctx = parent.ctx
+        self.client = parent.client
+        self.id = parent.id
+        self.iteration = parent.iteration
+        self.source_address = parent.source_address
+        self.variables = parent.variables
+        self.sockets = parent.sockets
+        self.requests = {}
         self.current_step = None
         self.step_started_ns = 0
         self.background = None
         self.branches = 0
-        self.draws = number << 40
+        self.abandoned = False
+        self.lineage = hash((parent.lineage, number)) & _DRAW_BLOCKS
+        self.draws = self.lineage << 40  # (2**40 draws apart: one branch never reaches the next)
+
+    def _top(self) -> VirtualUser:
+        return self.root
+
+
+#: A branch's place among the 2**23 sequences of draws of a user (``_Branch.lineage``).
+_DRAW_BLOCKS = (1 << 23) - 1
+
+
+def _uses(user: VirtualUser, connection: str) -> bool:
+    return any(connection in bg.uses or _uses(bg.branch, connection) for bg in user.background or ())
+
+
+async def _release_in(user: VirtualUser, connection: str) -> None:
+    """End, at the end of their round, the backgrounds under ``user`` that use ``connection``."""
+    for bg in list(user.background or ()):
+        if connection in bg.uses:
+            await _finish(bg)
+        else:
+            await _release_in(bg.branch, connection)

@@ -24,6 +24,7 @@ from runner.scenario.templates import JsonTemplate, Template
 from runner.scenario.validation import closest, nested_steps
 from runner.steps import KINDS, kind_of
 from runner.steps.base import StepNode
+from runner.steps.sharing import conflicts
 
 __all__ = ["Builder"]
 
@@ -62,6 +63,7 @@ class Builder:
             tolerant=tolerant,
         )
         self.step_names: set[str] = set()
+        self.blocks: dict[str, str] = {}  # names and kinds of block steps -> their kind
         self.kinds_used: set[str] = set()
         self.repeat_factor = 1  # product of the enclosing repeat blocks' times
         self.target: str | None = None
@@ -97,7 +99,11 @@ class Builder:
         run_timeout = doc.duration(defaults.get("run_timeout", 300.0), ("defaults", "run_timeout"))
         load = load_spec(doc, d["load"], ("load",)) if "load" in d else None
         thresholds = threshold_list(
-            doc, d.get("thresholds") or [], step_names=self.step_names, kinds=self.kinds_used
+            doc,
+            d.get("thresholds") or [],
+            step_names=self.step_names,
+            kinds=self.kinds_used,
+            blocks=self.blocks,
         )
         self.check_secrets(d.get("secrets") or [])
         check_columns(doc, d, sets)
@@ -227,14 +233,10 @@ class Builder:
                     "beside the steps after it; put the steps it should accompany after it",
                 )
                 continue
-            mine, later = _reads(step.inner()), _reads(tuple(steps[j + 1 :]))
-            for conn in sorted(mine.keys() & later.keys()):
-                self.problem(
-                    path,
-                    f"connection '{conn}' is read both in this background (line {mine[conn]}) and by a "
-                    f"step after it (line {later[conn]}): two reads at once would take each other's "
-                    "messages; read it in one of them only",
-                )
+            for message in conflicts(
+                step.inner(), tuple(steps[j + 1 :]), "this background", "a step after it", b_releases=True
+            ):
+                self.problem(path, message)
 
     def step(self, raw: dict[str, Any], path: Path) -> m.StepBase | None:
         """One step: its kind's ``parse`` (``runner.steps``), with the common fields built here."""
@@ -249,7 +251,10 @@ class Builder:
             expect=expectation(self.doc, expect_raw, (*path, "expect"), read=kind.content),
             on_purpose="rc" in expect_raw or "error" in expect_raw,
         )
-        return kind.parse(node, self)
+        step = kind.parse(node, self)
+        if step.inner():
+            self.blocks[step.name] = self.blocks[kind.name] = kind.name
+        return step
 
     def resolve_connection(self, body: Any, path: Path) -> str:
         """The connection a step names, or the only one declared; a problem when it is not
@@ -361,17 +366,6 @@ class Builder:
             self.repeat_factor = outer
             if index is not None:
                 known.discard(index)
-
-
-def _reads(steps: tuple[m.StepBase, ...]) -> dict[str, int]:
-    """The connections read by ``steps`` (nested blocks included) -> the first line reading it."""
-    found: dict[str, int] = {}
-    for step in steps:
-        if kind_of(step).reads:
-            found.setdefault(getattr(step, "connection", ""), step.location.line)
-        for conn, line in _reads(step.inner()).items():
-            found.setdefault(conn, line)
-    return found
 
 
 def _all_captures(steps: list[Any]) -> set[str]:

@@ -4,6 +4,7 @@ load that runs nothing, two models mixed) are problems at load, before any conne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from runner.checks.thresholds import parse_threshold
@@ -145,14 +146,32 @@ def _rate(doc: Document, value: object, path: Path) -> float:
 
 
 def threshold_list(
-    doc: Document, items: list[Any], *, step_names: set[str], kinds: set[str]
+    doc: Document,
+    items: list[Any],
+    *,
+    step_names: set[str],
+    kinds: set[str],
+    blocks: Mapping[str, str] | None = None,
 ) -> tuple[m.Threshold, ...]:
-    """The ``thresholds:`` section; an entry that does not parse is left out (its problem stands)."""
+    """The ``thresholds:`` section; an entry that does not parse is left out (its problem stands).
+    ``blocks``: the names and kinds of block steps (-> their kind), whose steps are measured, not
+    they: a threshold on one would always be "no data"."""
     found = (
         _threshold(doc, item, ("thresholds", i), step_names=step_names, kinds=kinds)
         for i, item in enumerate(items)
     )
-    return tuple(t for t in found if t is not None)
+    out = []
+    for i, threshold in enumerate(found):
+        if threshold is not None and blocks and threshold.subject in blocks:
+            item = items[i]
+            doc.problem(
+                ("thresholds", i) if isinstance(item, str) else ("thresholds", i, "threshold"),
+                f"'{threshold.subject}' is a block ({blocks[threshold.subject]}): the steps inside it are "
+                "measured, not the block; put the threshold on one of them",
+            )
+        elif threshold is not None:
+            out.append(threshold)
+    return tuple(out)
 
 
 def _threshold(

@@ -48,7 +48,9 @@ AHEAD_SHARE = 0.01
 
 
 def _s(ms: float) -> str:
-    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+    if ms >= 1000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.2g} ms"
 
 
 def _stalled(s: StepResult, iterations: IterationCounts, duration_s: float) -> bool:

@@ -165,7 +165,8 @@ class _Formatter:
                 hint = _did_you_mean(extra, known)
                 kinds = [k for k in known if k in step_kinds()]
                 if not hint and len(kinds) == 1:
-                    hint = f" (a {kinds[0]} step takes: {', '.join(known)})"
+                    article = "an" if kinds[0][:1] in "aeiou" else "a"
+                    hint = f" ({article} {kinds[0]} step takes: {', '.join(known)})"
                 self.add((*path, extra), f"unknown key '{extra}'{hint}", key=True)
         elif v == "oneOf":
             self._one_of(err, path)

@@ -139,8 +139,8 @@ class User(Protocol):
         self, steps: tuple[StepBase, ...], times: int = 1, index: str | None = None
     ) -> int | None: ...
 
-    #: The backgrounds running (``every``); None or empty: none (see ``release``).
-    background: list[Any] | None
+    def backgrounds_use(self, connection: str) -> bool:
+        """Whether a background of the user (``every``, wherever started) uses ``connection``."""
 
     def start_background(
         self,
@@ -152,7 +152,8 @@ class User(Protocol):
         flight; ``stop`` is set when it must start no more rounds; it returns the failed round."""
 
     async def release(self, connection: str) -> None:
-        """Before ``connection`` closes: stop the backgrounds using it, at the end of their round."""
+        """Before ``connection`` closes: stop the backgrounds using it (wherever they were started),
+        at the end of their round."""
 
     async def run_branches(self, branches: tuple[tuple[StepBase, ...], ...]) -> int | None:
         """Run the branches at the same time, each on a branch of this user; the number (1-based)

@@ -31,7 +31,7 @@ def parse(node: StepNode, ctx: StepParse) -> CloseStep:
 
 
 async def execute(step: CloseStep, vu: User) -> StepOutcome | int:
-    if vu.background:  # a background (``every``) using the connection ends its round first
+    if vu.backgrounds_use(step.connection):  # a background (``every``) using it ends its round first
         await vu.release(step.connection)
     sock = vu.sockets.pop(step.connection, None)
     if sock is None:

@@ -9,26 +9,34 @@ that follow it (a chat user who speaks every 2 s while reading the room)::
     - receive: {connection: room, for: 30s}
     - close: room
 
-Rounds: the first starts at once, each next one ``interval`` after the previous one started;
-rounds never overlap (one that takes longer than the interval delays the next, and no burst
-catches up). For a random gap, make a drawn ``sleep`` the round's first step.
+Rounds: the first starts at once and always runs, each next one ``interval`` after the previous
+one started; rounds never overlap (one that takes longer than the interval delays the next, and
+no burst catches up: the interval is a pace, not a promised rate). For a random gap, make a
+drawn ``sleep`` the round's first step.
 
 Scope: the background belongs to the block it is declared in (the iteration's steps, or one
 round of a ``repeat``). It stops when the steps after it in that block have ended, or just before
-one of them closes a connection it uses. A round in flight then runs to its end (bounded by its
-steps' own time-outs), so every round is whole and its steps are counted like any others.
+any step of the user (in a ``parallel`` branch too) closes or opens again a connection it uses. A
+round in flight then runs to its end (bounded by its steps' own time-outs), so every round is
+whole and its steps are counted like any others. Between rounds nothing is in flight.
 
 Failures: a failed round stops the background, and the block (so the iteration) fails when its
 steps have ended; the main flow is not cut short. A failed main flow abandons the background:
-its step in flight counts as skipped. The end of the run (its duration, Ctrl-C) cuts the step in
+its step in flight and the rest of its round count as skipped, and so do those of any
+background or branch it started. The end of the run (its duration, Ctrl-C) cuts the step in
 flight, counted as pending like the main flow's.
 
-What the loader refuses, so that concurrency cannot corrupt a measurement: ``open`` and ``close``
-in the background (open before the block, close after it); a connection read both in the
-background and by the steps after it (two reads of one connection at once would take each
-other's messages); an ``every`` inside an ``every``; an ``every`` with no steps after it. The
-background's drawn think times follow a sequence of their own (``runner.engine.vu``), so
-``--seed`` replays them whatever the interleaving.
+Measures: a background's writes do not start the main flow's response times (each flow has its
+own asking writes); a read's latency still counts from the last write on its connection, whoever
+made it (a background's, in a chat).
+
+What the loader refuses, so that timing cannot decide a result (``runner.steps.sharing``):
+``open`` and ``close`` in the background (open before the block, close after it); a connection
+read (``read``, ``quiet``) both in the background and by the steps after it (two reads of one
+connection at once take each other's messages); a variable (a capture, a ``repeat`` index) set
+in one and set or used in the other; an ``every`` inside an ``every``; an ``every`` with no steps
+after it. The background's drawn think times follow a sequence of their own, placed by its
+lineage (``runner.engine.vu._Branch``), so ``--seed`` replays them whatever the interleaving.
 """
 
 from __future__ import annotations
@@ -113,10 +121,12 @@ async def _rounds(step: EveryStep, branch: User, stop: asyncio.Future[None]) -> 
     loop = asyncio.get_running_loop()
     next_at = loop.time()
     round_ = 0
-    while not stop.done():
+    while True:  # (the first round runs even when the steps after the block ended before it began)
         round_ += 1
         if await branch.run_steps(step.steps) is not None:
             return round_
+        if stop.done():
+            return None
         next_at += step.interval_s
         delay = next_at - loop.time()
         if delay <= 0:  # the round took longer than the interval: the next starts now, no catch-up
@@ -124,7 +134,8 @@ async def _rounds(step: EveryStep, branch: User, stop: asyncio.Future[None]) -> 
             await asyncio.sleep(0)
         else:
             await asyncio.wait((stop,), timeout=delay)
-    return None
+        if stop.done():
+            return None
 
 
 KIND = Kind(

@@ -79,7 +79,9 @@ async def execute(step: OpenStep, vu: User) -> StepOutcome:
         if _is_static(spec):
             ctx.opens[key] = (url, options)
     sockets = vu.sockets
-    if step.connection in sockets:
+    if step.connection in sockets:  # opened again: the old one closes, backgrounds using it first
+        if vu.backgrounds_use(step.connection):
+            await vu.release(step.connection)
         await vu.client.close(sockets.pop(step.connection), 1.0)
     client = vu.client
     started = time.monotonic_ns()

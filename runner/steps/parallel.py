@@ -10,13 +10,15 @@
             - read: news
 
 Each branch runs on its own view of the user (the same connections and variables, its own step
-in flight, its own sequence of drawn think times). The first branch to fail fails the step: the
-others are abandoned at once, their step in flight and the steps left counted as skipped, as
-after any failure. The end of the run cuts every branch, their steps in flight counted as pending.
+in flight, asking writes and sequence of drawn think times). The first branch to fail fails the
+step: the others are abandoned at once, their step in flight and the steps left counted as
+skipped at every level (a ``repeat``'s round, a nested branch or background), as after any
+failure. The end of the run cuts every branch, their steps in flight counted as pending.
 
-What the loader refuses, so that branches cannot corrupt each other's measurement: a connection
-read in two branches (two reads at once would take each other's messages), and a connection
-opened or closed in one branch and used in another (whether it is open would depend on timing).
+What the loader refuses (``runner.steps.sharing``), so that timing cannot decide a result: a
+connection read in two branches (two reads at once would take each other's messages), a
+connection opened or closed in one branch and used in another, and a variable set in one branch
+(a capture, a ``repeat`` index) and set or used in another.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from runner.checks.expect import Failure
 from runner.scenario.model import StepBase
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User
 from runner.steps.schema import step_name
+from runner.steps.sharing import conflicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +48,6 @@ class ParallelStep(StepBase):
         return self.branches
 
 
-def _walk(steps: tuple[StepBase, ...]) -> list[StepBase]:
-    out: list[StepBase] = []
-    for step in steps:
-        out.append(step)
-        out += _walk(step.inner())
-    return out
-
-
 def parse(node: StepNode, ctx: StepParse) -> ParallelStep:
     path = node.body_path
     branches = tuple(
@@ -68,39 +63,11 @@ def parse(node: StepNode, ctx: StepParse) -> ParallelStep:
 def _check_branches(
     branches: tuple[tuple[StepBase, ...], ...], path: tuple[Any, ...], ctx: StepParse
 ) -> None:
-    """A connection read in two branches, or opened or closed in one and used in another."""
-    from runner.steps import kind_of  # (the registry imports this module)
-
-    readers: dict[str, tuple[int, int]] = {}  # connection -> (branch, line) of its first read
-    owners: dict[str, tuple[int, int, str]] = {}  # connection -> (branch, line, kind) opening/closing it
-    users: dict[str, dict[int, int]] = {}  # connection -> branch -> a line using it
-    for j, steps in enumerate(branches, 1):
-        for step in _walk(steps):
-            conn = getattr(step, "connection", "")
-            if not conn:
-                continue
-            users.setdefault(conn, {}).setdefault(j, step.location.line)
-            if kind_of(step).reads:
-                first = readers.setdefault(conn, (j, step.location.line))
-                if first[0] != j:
-                    ctx.problem(
-                        path,
-                        f"connection '{conn}' is read in branch {first[0]} (line {first[1]}) and in branch "
-                        f"{j} (line {step.location.line}): two reads at once would take each other's "
-                        "messages; read it in one branch only",
-                    )
-            if step.kind in ("open", "close"):
-                owners.setdefault(conn, (j, step.location.line, step.kind))
-    for conn, (j, line, kind) in owners.items():
-        others = {b: at for b, at in users[conn].items() if b != j}
-        if others:
-            b, at = min(others.items())
-            ctx.problem(
-                path,
-                f"connection '{conn}' is {'opened' if kind == 'open' else 'closed'} in branch {j} (line "
-                f"{line}) and used in branch {b} (line {at}): whether it is open there would depend on "
-                "timing; open and close it outside the parallel step, or use it in that branch only",
-            )
+    """What two branches may not share (``runner.steps.sharing``)."""
+    for i, first in enumerate(branches, 1):
+        for j, second in enumerate(branches[i:], i + 1):
+            for message in conflicts(first, second, f"branch {i}", f"branch {j}"):
+                ctx.problem(path, message)
 
 
 async def execute(step: ParallelStep, vu: User) -> StepOutcome:

@@ -83,6 +83,7 @@ KIND = Kind(
     schema=_SCHEMA,
     parse=parse,
     execute=execute,
+    reads=True,  # it takes the messages that come (a read beside it would miss them)
     summary="`quiet: {connection, for: 500ms}` | "
     "0 nothing came; -1 a message came (or an error); 1 the peer closed",
 )
