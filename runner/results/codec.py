@@ -242,6 +242,11 @@ def _encode_step(s: StepResult) -> dict[str, Any]:
             if s.delivery_ms is not None
             else {}
         ),
+        **(
+            {"received": s.received, "received_gap_max_ms": s.received_gap_max_ms}
+            if s.kind == "receive"
+            else {}
+        ),
     }
 
 
@@ -275,6 +280,8 @@ def decode_step(d: Mapping[str, Any]) -> StepResult:
         delivery_ms=_decode_latency(d.get("delivery_ms")),
         delivery_histogram=d.get("delivery_histogram", ""),
         delivery_ahead=d.get("delivery_ahead", 0),
+        received=d.get("received", 0),
+        received_gap_max_ms=d.get("received_gap_max_ms", 0.0),
     )
 
 

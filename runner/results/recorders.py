@@ -292,6 +292,8 @@ class StepRecorder:
         "pending_max_ns",
         "pending_sum_ns",
         "rc",
+        "received",
+        "received_gap_max_ns",
         "response",
         "skipped",
         "skipped_messages",
@@ -330,6 +332,10 @@ class StepRecorder:
         #: Reads with ``latency_from`` (made at their first sample): stamp to parse, wall clocks.
         self.delivery: LatencyHistogram | None = None
         self.delivery_ahead = 0  # stamps later than the arrival, recorded as 0
+        #: Receives: messages taken (matched and passed their checks), in every execution, ended
+        #: or not; and the longest wait for one (from the step's start or the message before).
+        self.received = 0
+        self.received_gap_max_ns = 0
         self.connect: dict[str, LatencyHistogram] | None = (
             {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
             if kind == "open"
@@ -414,6 +420,7 @@ class StepRecorder:
         if self.delivery is not None:
             self.delivery = LatencyHistogram()
         self.delivery_ahead = 0
+        self.received = self.received_gap_max_ns = 0
         if self.connect is not None:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
@@ -464,6 +471,8 @@ class StepRecorder:
             "response": self.response.serialize() if self.response is not None else None,
             "delivery": self.delivery.serialize() if self.delivery is not None else None,
             "delivery_ahead": self.delivery_ahead,
+            "received": self.received,
+            "received_gap_max_ns": self.received_gap_max_ns,
             "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
         }
 
@@ -492,6 +501,8 @@ class StepRecorder:
                 self.delivery = LatencyHistogram()
             self.delivery.merge(data["delivery"])
         self.delivery_ahead += data.get("delivery_ahead", 0)
+        self.received += data.get("received", 0)
+        self.received_gap_max_ns = max(self.received_gap_max_ns, data.get("received_gap_max_ns", 0))
         if self.connect is not None and data.get("connect"):
             for k, h in self.connect.items():
                 h.merge(data["connect"][k])
@@ -519,8 +530,9 @@ class SecondCounts(NamedTuple):
 
 class TimeSeries:
     """Per second since the start: iterations started and ended, step executions, messages
-    (reads and writes that succeeded), errors by rc, read latency; and two gauges sampled by
-    whoever runs the load (active virtual users, open connections) plus open-model starts dropped.
+    (reads and writes that succeeded, and each message a receive took, in the second it
+    arrived), errors by rc, read latency; and two gauges sampled by whoever runs the load
+    (active virtual users, open connections) plus open-model starts dropped.
 
     The histogram of the current and the previous second stay live; older seconds are kept only
     as their compressed serialised form (a few hundred bytes, not the ~190 KB of a live HDR
@@ -588,6 +600,13 @@ class TimeSeries:
             if not isinstance(hist, LatencyHistogram):
                 hist = bucket[4] = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
             hist.record_ns(read_latency_ns)
+
+    def message(self, second: int) -> None:
+        """A message a streaming step (``receive``) took, counted in the second it arrived."""
+        bucket = self.seconds.get(second)
+        if bucket is None:
+            bucket = self._bucket(second)
+        bucket[6] += 1
 
     def step_ok(self, second: int, read_latency_ns: int | None, message: bool) -> None:
         """``step(second, True, None, read_latency_ns, message)``: a passed step with its
