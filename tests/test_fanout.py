@@ -229,3 +229,27 @@ def test_reach_ids_beyond_the_cap_are_counted_apart(monkeypatch: pytest.MonkeyPa
     assert reach is not None and reach.messages == 3 and reach.overflow == 2
     assert (reach.receivers_min, reach.receivers_max) == (1, 2) and reach.time_ms is not None
     assert reach.time_ms.max == 9.0
+
+
+def test_a_receive_counts_reach_as_a_read_does(tmp_path: Path, node_ws_url: str) -> None:
+    """The same room read by one streaming ``receive`` of ten messages per member: the same
+    reach, ten messages each reaching all ten members."""
+    text = REACH.replace(
+        """  - repeat:
+      times: 10                   # every member's message, ours included
+      steps:
+        - read:
+            connection: room
+            latency_from: {json: sent_at, unit: us, id: from}""",
+        """  - receive:
+      connection: room
+      count: 10
+      latency_from: {json: sent_at, unit: us, id: from}""",
+    )
+    assert "receive:" in text
+    code, doc, _ = _run(
+        tmp_path, text + "thresholds:\n  - receive.reach_min >= 10\n", "--target", node_ws_url
+    )
+    assert code == 0, (doc["error"], doc["problems"])
+    step = next(s for s in doc["steps"] if s["kind"] == "receive")
+    assert step["received"] == 100 and step["reach"]["receivers_min"] == step["reach"]["receivers_max"] == 10

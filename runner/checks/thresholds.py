@@ -77,8 +77,8 @@ CATALOG: tuple[MetricName, ...] = (
         "STEP",
         "latency of the step's ended executions (open: the whole connect; write: the write call; "
         "read: from the last write on its connection handed to the kernel, or the read's start, "
-        "to the message parsed; ping: the round trip; close: the close handshake; sleep: the time "
-        "slept)",
+        "to the message parsed; receive: how long it lasted; ping: the round trip; close: the close "
+        "handshake; sleep: the time slept)",
     ),
     *(
         MetricName(
@@ -96,7 +96,7 @@ CATALOG: tuple[MetricName, ...] = (
             "STEP",
             f"delivery_{stat}",
             "duration",
-            "reads with latency_from: delivery latency, from the send time stamped in the message "
+            "reads and receives with latency_from: delivery latency, from the send time stamped in a message "
             "(the sender's clock) to its parse here (this machine's wall clock); publish-to-subscriber "
             "for a fan-out",
         )
@@ -131,6 +131,14 @@ CATALOG: tuple[MetricName, ...] = (
     MetricName("STEP", "failure_rate", "fraction", "failures / count"),
     MetricName("STEP", "per_s", "per_s", "executions that ended, per second of the run"),
     MetricName("STEP", "pending", "count", "executions still in flight when the run ended"),
+    MetricName(
+        "STEP",
+        "received",
+        "count",
+        "receive steps: messages taken (matched and passed their checks), counted as they arrived, "
+        "in every execution (failed ones and those cut by the end of the run included)",
+    ),
+    MetricName("STEP", "received_per_s", "per_s", "STEP.received per second of the run"),
     MetricName("iterations", "count", "count", "iterations that ended: completed + failed (never cut ones)"),
     MetricName("iterations", "completed", "count", "iterations that ended with every step passed"),
     MetricName("iterations", "failed", "count", "iterations that ended at a failed step"),
@@ -149,7 +157,7 @@ CATALOG: tuple[MetricName, ...] = (
         "errors",
         "count",
         "count",
-        "failed operations (open, write, read, close, ping executions that failed)",
+        "failed operations (open, write, read, receive, close, ping executions that failed)",
     ),
     MetricName(
         "errors",
@@ -160,7 +168,12 @@ CATALOG: tuple[MetricName, ...] = (
     MetricName("errors", "per_s", "per_s", "failed operations per second of the run"),
     MetricName("checks", "count", "count", "operations that passed"),
     MetricName("checks", "rate", "fraction", "checks.count / operations that ended (1 - errors.rate)"),
-    MetricName("messages", "count", "count", "messages moved: reads and writes that passed"),
+    MetricName(
+        "messages",
+        "count",
+        "count",
+        "messages moved: reads and writes that passed, and the messages receive steps took",
+    ),
     MetricName("messages", "per_s", "per_s", "messages.count per second of the run"),
     MetricName(
         "plan",
@@ -390,6 +403,8 @@ def _no_data_reason(threshold: Threshold, result: RunResult) -> str:
     pending = sum(s.pending for s in steps)
     if not steps:
         return f"no data: '{subject}' never ran"
+    if threshold.stat.startswith("received") and not any(s.kind == "receive" for s in steps):
+        return f"no data: '{subject}' is no receive step (only a receive counts received messages)"
     if pending and not sum(s.count for s in steps):
         return f"no data: '{subject}' never ended ({pending} still waiting when the run ended)"
     if not sum(s.count for s in steps):
@@ -413,7 +428,7 @@ def _run_wide(stat: str, subject: str, result: RunResult) -> float | None:
         passed = sum(s.ok for s in ops)
         return {"count": float(passed), "rate": _ratio(passed, executions)}.get(stat)
     if subject == "messages":
-        moved = sum(s.ok for s in result.steps if s.kind in ("read", "write"))
+        moved = sum(s.messages for s in result.steps)
         return {"count": float(moved), "per_s": _per_s(moved, result)}.get(stat)
     if subject == "iterations":
         if stat in _LATENCY_STATS:
@@ -458,6 +473,12 @@ def observed(threshold: Threshold, result: RunResult) -> float | None:
         return _step_latency(latency_stat, steps, figure)
     if stat.startswith("reach_"):
         return _reach(stat, steps)
+    if stat in ("received", "received_per_s"):
+        receives = [s for s in steps if s.kind == "receive"]
+        if not receives:
+            return None
+        got = sum(s.received for s in receives)
+        return float(got) if stat == "received" else _per_s(got, result)
     count = sum(s.count for s in steps)
     failures = sum(s.failures for s in steps)
     return {

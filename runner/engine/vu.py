@@ -477,6 +477,29 @@ class VirtualUser:
         if failure is not None:
             run.add_failure(step.name, step.location.line, failure.message, failure.expected, failure.actual)
 
+    def received(
+        self, step: Step, arrived_ns: int, delivery_ns: int | None, message_id: str | None = None
+    ) -> None:
+        """One message a ``receive`` took (``runner.steps.base.User.received``), recorded as it
+        came: the step's ``received`` count, its delivery latency, the messages of the second it
+        arrived in, and the longest wait for a message (from the step's start or the message
+        before). ``step_started_ns`` moves to the arrival, so a receive cut by the end of the run
+        reports how long it had gone without a message (``runner.results.verdict``)."""
+        ctx = self.ctx
+        rec = ctx.recorders.get(id(step)) or ctx.step_recorder(step)
+        rec.received += 1
+        since = self.step_started_ns
+        if arrived_ns > since:
+            if arrived_ns - since > rec.received_gap_max_ns:
+                rec.received_gap_max_ns = arrived_ns - since
+            self.step_started_ns = arrived_ns
+        if delivery_ns is not None:
+            rec.record_delivery(delivery_ns, message_id)
+        run = ctx.recorder
+        run.timeseries.message(
+            (arrived_ns - run.start_ns) // 1_000_000_000 if arrived_ns > run.start_ns else 0
+        )
+
     def _record_crash(self, step: Step, exc: Exception) -> None:
         """An exception inside a step: the step fails with rc -1 and an ``internal error`` text,
         counted in ``internal_errors``, which fails the run whatever the step expected."""

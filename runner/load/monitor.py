@@ -20,6 +20,7 @@ from runner.scenario.model import Scenario, Threshold
 
 __all__ = ["Monitor", "Progress", "can_abort"]
 
+#: Kinds whose passed executions each move a message (a ``receive`` counts its ``received``).
 _MESSAGE_KINDS = ("read", "write")
 
 
@@ -118,7 +119,9 @@ class Monitor:
         if self.progress is not None:
             # The rate since the last tick from the totals, not the last second's bucket: workers'
             # deltas arrive late on a busy machine, and a second not yet merged showed 0 msgs/s.
-            messages = sum(rec.ok for rec in total.steps.values() if rec.kind in _MESSAGE_KINDS)
+            messages = sum(
+                rec.ok if rec.kind in _MESSAGE_KINDS else rec.received for rec in total.steps.values()
+            )
             elapsed_ns = now - self._messages_ns
             msgs = round((messages - self._messages) * 1e9 / elapsed_ns) if elapsed_ns > 0 else 0
             self._messages, self._messages_ns = messages, now

@@ -16,7 +16,8 @@ _COLUMNS = ("step", "kind", "line", "count", "ok", "fail", "skip", "pend", "rc",
 #: What each kind's latency covers, said under every table (one meaning per figure).
 LATENCY_LEGEND = (
     "latency ms: open, the whole connect; write, the write call; read, from the request handed to "
-    "the kernel to the answer parsed; ping, the round trip; close, the close handshake"
+    "the kernel to the answer parsed; receive, how long it lasted; ping, the round trip; close, the "
+    "close handshake"
 )
 
 
@@ -38,7 +39,8 @@ def _rc(step: StepResult) -> str:
     return " ".join(f"{code}:{n}" for code, n in step.rc.items())
 
 
-def _row(step: StepResult) -> tuple[str, ...]:
+def _row(step: StepResult, received: bool = False) -> tuple[str, ...]:
+    """A step's row; ``received``: the table has a ``recv`` column (a receive step is in it)."""
     lat = step.latency_ms
     return (
         step.name,
@@ -49,6 +51,7 @@ def _row(step: StepResult) -> tuple[str, ...]:
         str(step.failures),
         str(step.skipped),
         str(step.pending),
+        *((str(step.received) if step.kind == "receive" else "-",) if received else ()),
         _rc(step),
         _ms(lat.p50 if lat else None),
         _ms(lat.p99 if lat else None),
@@ -120,7 +123,10 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
     """The table, errors, failures and thresholds of one scenario, then its verdict line."""
     lines = [f"{result.scenario_name} ({result.scenario_file}) against {result.target or '-'}"]
     if result.steps:
-        lines += _table([_COLUMNS, *(_row(s) for s in result.steps)])
+        # A ``recv`` column (messages a receive took) only when a receive step is there.
+        received = any(s.kind == "receive" for s in result.steps)
+        head = (*_COLUMNS[:8], "recv", *_COLUMNS[8:]) if received else _COLUMNS
+        lines += _table([head, *(_row(s, received) for s in result.steps)])
     if verbose:
         for s in result.steps:
             if s.connect_ms:
@@ -158,6 +164,12 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
             lines.append(
                 f"  {s.name}: reach of {reach.messages} messages: received by {reach.receivers_min} to "
                 f"{reach.receivers_max} reads each (median {reach.receivers_median:g}){until}{over}"
+            )
+        if s.kind == "receive" and s.received:
+            rate = f" ({s.received / result.duration_s:,.1f}/s over the run)" if result.duration_s > 0 else ""
+            lines.append(
+                f"  {s.name}: received {s.received:,} messages{rate}, the longest wait for one "
+                f"{_ms(s.received_gap_max_ms)} ms"
             )
         if s.pending:
             lines.append(

@@ -471,6 +471,7 @@ def _rc_cell(step: StepResult) -> str:
 
 
 def _steps_table(result: RunResult, e: _Html) -> str:
+    received = any(s.kind == "receive" for s in result.steps)  # a column for the receive steps
     head = [
         "step",
         "kind",
@@ -480,6 +481,7 @@ def _steps_table(result: RunResult, e: _Html) -> str:
         "failures",
         "skipped",
         "pending",
+        *(("received",) if received else ()),
         "rc",
         "p50",
         "p90",
@@ -509,6 +511,7 @@ def _steps_table(result: RunResult, e: _Html) -> str:
                 f'<span class="fail-text">{s.pending}</span>'
                 if s.pending and not s.count
                 else str(s.pending),
+                *((f"{s.received:,}" if s.kind == "receive" else "-",) if received else ()),
                 e(_rc_cell(s)),
                 *values,
             ]
@@ -525,11 +528,16 @@ def _steps_table(result: RunResult, e: _Html) -> str:
                 f"{e(s.name)}: {s.pending} pending, waited up to {_ms(s.pending_max_ms)} ms "
                 f"(mean {_ms(s.pending_mean_ms)} ms)."
             )
+        if s.kind == "receive":
+            notes.append(
+                f"{e(s.name)}: received {s.received:,} messages; the longest wait for one "
+                f"{_ms(s.received_gap_max_ms)} ms (a receive's latency is how long it lasted)."
+            )
         if s.closes:
             closes = ", ".join(f"{n} &times; {e(key)}" for key, n in s.closes.items())
             notes.append(f"{e(s.name)}: peer closed: {closes}.")
     meta = "".join(f'<p class="meta">{n}</p>' for n in notes)
-    return _table(head, rows, frozenset({0, 1, 8})) + meta
+    return _table(head, rows, frozenset({0, 1, 9 if received else 8})) + meta
 
 
 _PERCENTILE_COLUMNS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
@@ -550,10 +558,10 @@ def _delivery_table(result: RunResult, e: _Html) -> str:
         return ""
     return (
         "<h3>Delivery latency of stamped messages</h3>"
-        '<p class="meta">Reads with <code>latency_from</code>: from the send time stamped in the message '
-        "(the sender's clock) to its parse here (this machine's wall clock): publish to subscriber in a "
-        "fan-out. Across machines it is as good as their clocks' agreement; <em>ahead</em> counts "
-        "messages stamped after they arrived (recorded as 0).</p>"
+        '<p class="meta">Reads and receives with <code>latency_from</code>: from the send time stamped '
+        "in the message (the sender's clock) to its parse here (this machine's wall clock): publish to "
+        "subscriber in a fan-out. Across machines it is as good as their clocks' agreement; "
+        "<em>ahead</em> counts messages stamped after they arrived (recorded as 0).</p>"
         + _table(["step", "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "ahead"], rows, frozenset({0}))
         + _reach_table(result, e)
     )

@@ -137,6 +137,11 @@ _FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("scenario", "step"),
     ),
     (
+        "wsload_step_received_messages",
+        "Receive steps: messages taken in the last run (matched and passed their checks).",
+        ("scenario", "step"),
+    ),
+    (
         "wsload_step_internal_errors",
         "Executions of the step that raised inside wsload (a bug; fails the run).",
         ("scenario", "step"),
@@ -209,6 +214,8 @@ def _step_metrics(f: dict[str, GaugeMetricFamily], scenario: str, step: str, s: 
     f["wsload_step_failures"].add_metric([scenario, step], float(s.failures))
     f["wsload_step_pending"].add_metric([scenario, step], float(s.pending))
     f["wsload_step_internal_errors"].add_metric([scenario, step], float(s.internal_errors))
+    if s.kind == "receive":
+        f["wsload_step_received_messages"].add_metric([scenario, step], float(s.received))
     standard = () if s.kind == "sleep" else _STANDARD_RC
     for rc in sorted({*standard, *s.rc}, key=lambda c: int(c) if c.lstrip("-").isdigit() else 0):
         f["wsload_step_return_codes"].add_metric([scenario, step, rc], float(s.rc.get(rc, 0)))

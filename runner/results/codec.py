@@ -244,6 +244,11 @@ def _encode_step(s: StepResult) -> dict[str, Any]:
             else {}
         ),
         **({"reach": _encode_reach(s.reach)} if s.reach is not None else {}),
+        **(
+            {"received": s.received, "received_gap_max_ms": s.received_gap_max_ms}
+            if s.kind == "receive"
+            else {}
+        ),
     }
 
 
@@ -302,6 +307,8 @@ def decode_step(d: Mapping[str, Any]) -> StepResult:
         delivery_histogram=d.get("delivery_histogram", ""),
         delivery_ahead=d.get("delivery_ahead", 0),
         reach=_decode_reach(d.get("reach")),
+        received=d.get("received", 0),
+        received_gap_max_ms=d.get("received_gap_max_ms", 0.0),
     )
 
 

@@ -297,6 +297,8 @@ class StepRecorder:
         "rc",
         "reach",
         "reach_overflow",
+        "received",
+        "received_gap_max_ns",
         "response",
         "skipped",
         "skipped_messages",
@@ -339,6 +341,10 @@ class StepRecorder:
         #: it took to reach the last receiver that got it); made at the first id.
         self.reach: dict[str, list[int]] | None = None
         self.reach_overflow = 0  # deliveries of ids beyond ``MAX_REACH_IDS``, not in ``reach``
+        #: Receives: messages taken (matched and passed their checks), in every execution, ended
+        #: or not; and the longest wait for one (from the step's start or the message before).
+        self.received = 0
+        self.received_gap_max_ns = 0
         self.connect: dict[str, LatencyHistogram] | None = (
             {"tcp": LatencyHistogram(), "tls": LatencyHistogram(), "upgrade": LatencyHistogram()}
             if kind == "open"
@@ -442,6 +448,7 @@ class StepRecorder:
         self.delivery_ahead = 0
         self.reach = None
         self.reach_overflow = 0
+        self.received = self.received_gap_max_ns = 0
         if self.connect is not None:
             self.connect = {k: LatencyHistogram() for k in self.connect}
 
@@ -494,6 +501,8 @@ class StepRecorder:
             "delivery_ahead": self.delivery_ahead,
             "reach": {k: list(v) for k, v in self.reach.items()} if self.reach else None,
             "reach_overflow": self.reach_overflow,
+            "received": self.received,
+            "received_gap_max_ns": self.received_gap_max_ns,
             "connect": {k: h.serialize() for k, h in self.connect.items()} if self.connect else None,
         }
 
@@ -525,6 +534,8 @@ class StepRecorder:
         for message_id, (receivers, latest_ns) in (data.get("reach") or {}).items():
             self._reached(message_id, receivers, latest_ns)
         self.reach_overflow += data.get("reach_overflow", 0)
+        self.received += data.get("received", 0)
+        self.received_gap_max_ns = max(self.received_gap_max_ns, data.get("received_gap_max_ns", 0))
         if self.connect is not None and data.get("connect"):
             for k, h in self.connect.items():
                 h.merge(data["connect"][k])
@@ -552,8 +563,9 @@ class SecondCounts(NamedTuple):
 
 class TimeSeries:
     """Per second since the start: iterations started and ended, step executions, messages
-    (reads and writes that succeeded), errors by rc, read latency; and two gauges sampled by
-    whoever runs the load (active virtual users, open connections) plus open-model starts dropped.
+    (reads and writes that succeeded, and each message a receive took, in the second it
+    arrived), errors by rc, read latency; and two gauges sampled by whoever runs the load
+    (active virtual users, open connections) plus open-model starts dropped.
 
     The histogram of the current and the previous second stay live; older seconds are kept only
     as their compressed serialised form (a few hundred bytes, not the ~190 KB of a live HDR
@@ -621,6 +633,13 @@ class TimeSeries:
             if not isinstance(hist, LatencyHistogram):
                 hist = bucket[4] = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
             hist.record_ns(read_latency_ns)
+
+    def message(self, second: int) -> None:
+        """A message a streaming step (``receive``) took, counted in the second it arrived."""
+        bucket = self.seconds.get(second)
+        if bucket is None:
+            bucket = self._bucket(second)
+        bucket[6] += 1
 
     def step_ok(self, second: int, read_latency_ns: int | None, message: bool) -> None:
         """``step(second, True, None, read_latency_ns, message)``: a passed step with its

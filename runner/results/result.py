@@ -46,7 +46,7 @@ __all__ = [
 #: The figures of a ``LatencySummary``, in the report's order.
 LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "min")
 #: Step kinds that are operations on the network and can fail; sleeps and blocks cannot.
-OPERATION_KINDS = frozenset({"open", "write", "read", "close", "ping"})
+OPERATION_KINDS = frozenset({"open", "write", "read", "receive", "close", "ping"})
 
 
 def _r(x: float) -> float:
@@ -171,12 +171,25 @@ class StepResult:
     delivery_histogram: str = ""
     delivery_ahead: int = 0
     reach: Reach | None = None
+    #: Receives: messages taken (matched and passed their checks), in every execution, those
+    #: that failed or were cut by the end included; and the longest wait for one, from the
+    #: receive's start or the message before, in milliseconds.
+    received: int = 0
+    received_gap_max_ms: float = 0.0
 
     @property
     def can_fail(self) -> bool:
-        """An operation on the network (open, write, read, close, ping), not a sleep or block:
-        what ``errors.rate`` counts over."""
+        """An operation on the network (open, write, read, receive, close, ping), not a sleep
+        or block: what ``errors.rate`` counts over."""
         return self.kind in OPERATION_KINDS
+
+    @property
+    def messages(self) -> int:
+        """Messages the step moved: a read's or write's passed executions, a receive's messages
+        (what ``messages.count`` adds up)."""
+        if self.kind == "receive":
+            return self.received
+        return self.ok if self.kind in ("read", "write") else 0
 
     @classmethod
     def of(cls, rec: StepRecorder) -> StepResult:
@@ -215,6 +228,8 @@ class StepResult:
             else "",
             delivery_ahead=rec.delivery_ahead,
             reach=Reach.of(rec.reach, rec.reach_overflow),
+            received=rec.received,
+            received_gap_max_ms=_r(rec.received_gap_max_ns / 1e6),
         )
 
     def hdr(self, figure: str = "latency") -> HdrHistogram:

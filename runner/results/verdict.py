@@ -5,8 +5,9 @@ A run passes only if it measured something. Each problem is one line a reader ca
 
 - ``internal error``: a step raised inside wsload (a bug, not the server); the step's
   ``internal_errors`` count says how often, its error group says what;
-- ``never completed``: an operation (open, write, read, close, ping) that was still waiting at
-  the end of the run in every execution it began: a server that accepts and never answers;
+- ``never completed``: an operation (open, write, read, receive, close, ping) that was still
+  waiting at the end of the run in every execution it began: a server that accepts and never
+  answers;
 - ``stalled``: an operation some of whose executions completed while others were still waiting
   at the end far longer than the completed ones took: a server that stopped answering part-way.
   The wait must pass ``STALL_FACTOR`` times the completed p99 and a floor (``STALL_FLOOR_MS``, or
@@ -15,7 +16,13 @@ A run passes only if it measured something. Each problem is one line a reader ca
   (one slow early answer does not hide a hang; users waiting for a push that comes every few
   seconds are not stalled). Its latency figures cover only the executions that ended (latency
   thresholds also count the waits: ``runner.checks.thresholds``);
-- ``clocks``: more than ``AHEAD_SHARE`` of a read's stamped messages (``latency_from``) were
+- ``stalled``, for a ``receive`` (a stream) that took messages: its pending wait counts from its
+  last message, not its start (a ``for: 30s`` receive cut while messages flow is not waiting
+  for anything), and it is stalled when one execution had gone without a message
+  ``STALL_FACTOR`` times the longest wait for a message seen before (from a receive's start or
+  the message before), and the floor; a receive that took no message at all is judged as any
+  operation (``never completed``, or ``stalled`` against its completed executions' durations);
+- ``clocks``: more than ``AHEAD_SHARE`` of a read's (or receive's) stamped messages (``latency_from``) were
   stamped later than they arrived: the sender's clock is ahead of ours, or the stamp's unit is
   wrong (microseconds read as milliseconds); its delivery figures, recorded as 0, would pass any
   bound;
@@ -67,6 +74,14 @@ def _stalled(s: StepResult, iterations: IterationCounts, duration_s: float) -> b
     return share >= STALL_SHARE
 
 
+def _stream_stalled(s: StepResult, duration_s: float) -> bool:
+    """A ``receive`` that took messages, with executions cut by the end: stalled when one had
+    gone without a message (its pending wait counts from its last message) ``STALL_FACTOR``
+    times the longest wait for a message any of its executions saw, and the floor."""
+    floor = min(STALL_FLOOR_MS, duration_s * 1000.0 / 4) if duration_s > 0 else STALL_FLOOR_MS
+    return s.pending_max_ms >= max(STALL_FACTOR * s.received_gap_max_ms, floor)
+
+
 def measurement_problems(
     steps: Sequence[StepResult],
     iterations: IterationCounts,
@@ -87,7 +102,14 @@ def measurement_problems(
     if interrupted or explained:
         return problems
     for s in steps:
-        if s.can_fail and s.pending and s.count == 0:
+        if s.kind == "receive" and s.pending and s.received:
+            if _stream_stalled(s, duration_s):
+                problems.append(
+                    f"{s.name!r} (line {s.line}) stalled: {s.pending} still receiving when the run ended, "
+                    f"one without a message for {_s(s.pending_max_ms)}, against the longest wait for "
+                    f"a message before, {_s(s.received_gap_max_ms)} ({s.received:,} messages received)"
+                )
+        elif s.can_fail and s.pending and s.count == 0:
             problems.append(
                 f"{s.name!r} (line {s.line}) never completed: {s.pending} still waiting when the run "
                 f"ended, the longest for {_s(s.pending_max_ms)}"
@@ -100,10 +122,11 @@ def measurement_problems(
                 "the waiting ones out)"
             )
     for s in steps:
-        if s.delivery_ahead and s.delivery_ahead > AHEAD_SHARE * max(s.ok, 1):
+        stamped = s.received if s.kind == "receive" else s.ok
+        if s.delivery_ahead and s.delivery_ahead > AHEAD_SHARE * max(stamped, 1):
             problems.append(
-                f"{s.name!r} (line {s.line}): {s.delivery_ahead:,} of {s.ok:,} messages were stamped later "
-                "than they arrived (their delivery recorded as 0): the sender's clock is ahead of this "
+                f"{s.name!r} (line {s.line}): {s.delivery_ahead:,} of {stamped:,} messages were stamped "
+                "later than they arrived (their delivery recorded as 0): the sender's clock is ahead of this "
                 "machine's, or latency_from's unit is wrong; its delivery figures are not latencies"
             )
     if iterations.ended == 0 and not hold:

@@ -20,7 +20,7 @@ from runner.steps.base import Kind, StepOutcome, User
 __all__ = ["EXECUTE", "KINDS", "kind_of"]
 
 #: The order kinds are listed in (schema, docs); a kind not named here comes after, by name.
-_ORDER = ("open", "write", "read", "close", "ping", "sleep", "repeat")
+_ORDER = ("open", "write", "read", "receive", "close", "ping", "sleep", "repeat")
 _NOT_KINDS = frozenset({"base", "schema", "__main__"})
 
 

@@ -10,10 +10,11 @@ the kinds in ``runner.steps.KINDS``; a new kind touches its own module, its test
 ``execute(step, user) -> StepOutcome | int``: it moves messages and time through the user's client
 and hands what came back to the pure checks of ``runner.checks.expect``; ``finish`` applies the
 checks every kind shares (rc, error, latency). The engine records the outcome; kinds never touch
-recorders. An ``int`` is the per-message shortcut: the step passed with its kind's success and has
-nothing to record but this latency in ns (no rc, error, timing or skipped messages); it is what
-``StepOutcome(rc, latency)`` would say, without building one twice per round trip (measured: a
-frozen outcome per message cost ~0.4 us of the round trip's ~11).
+recorders (a streaming step hands each message it took to ``User.received``). An ``int`` is the
+per-message shortcut: the step passed with its kind's success and has nothing to record but this
+latency in ns (no rc, error, timing or skipped messages); it is what ``StepOutcome(rc, latency)``
+would say, without building one twice per round trip (measured: a frozen outcome per message cost
+~0.4 us of the round trip's ~11).
 """
 
 from __future__ import annotations
@@ -158,6 +159,15 @@ class User(Protocol):
     async def run_branches(self, branches: tuple[tuple[StepBase, ...], ...]) -> int | None:
         """Run the branches at the same time, each on a branch of this user; the number (1-based)
         of the first that failed (the others abandoned), or None when all passed."""
+
+    def received(
+        self, step: StepBase, arrived_ns: int, delivery_ns: int | None, message_id: str | None = None
+    ) -> None:
+        """One message a streaming step took (``receive``), recorded at once: counted in the
+        step's ``received`` and in the messages of the second it arrived in (monotonic
+        ``arrived_ns``, the client's ``ReadResult.received_ns``), with its delivery latency and,
+        with ``latency_from.id``, its id (for its reach)."""
+        ...
 
 
 # --- a kind -------------------------------------------------------------------------------------

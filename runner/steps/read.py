@@ -113,13 +113,13 @@ def parse(node: StepNode, ctx: StepParse) -> ReadStep:
         timeout_s=ctx.timeout(node),
         match=ctx.content(opts["match"], (*node.body_path, "match")) if "match" in opts else None,
         captures=ctx.captures(node.raw.get("capture") or {}, (*node.path, "capture")),
-        latency_from=_stamp(opts["latency_from"], (*node.body_path, "latency_from"), ctx)
+        latency_from=parse_stamp(opts["latency_from"], (*node.body_path, "latency_from"), ctx)
         if "latency_from" in opts
         else None,
     )
 
 
-def _stamp(spec: dict[str, Any], path: Path, ctx: StepParse) -> Stamp | None:
+def parse_stamp(spec: dict[str, Any], path: Path, ctx: StepParse) -> Stamp | None:
     """``latency_from: {json: PATH, unit: ms, id: PATH}`` (the schema has checked its shape)."""
     valid = True
     for key in ("json", "id"):
@@ -279,6 +279,30 @@ def _no_message(step: ReadStep, vu: User, result: ReadResult, timeout_s: float, 
     return outcome
 
 
+def latency_from_schema(description: str) -> dict[str, Any]:
+    """The schema of ``latency_from: {json, unit, id}`` (a read's, a receive's)."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "json": {
+                "type": "string",
+                "minLength": 1,
+                "description": "JMESPath to the stamp: a number (or numeric string) since the epoch.",
+            },
+            "unit": {"enum": list(STAMP_UNITS), "description": "The stamp's unit (default ms)."},
+            "id": {
+                "type": "string",
+                "minLength": 1,
+                "description": "JMESPath to the message's id (unique in the run): counts its reach, "
+                "how many reads got it and how long until the last one did.",
+            },
+        },
+        "required": ["json"],
+        "additionalProperties": False,
+    }
+
+
 _TIMEOUT = "Read time-out (default: defaults.read_timeout)."
 _SCHEMA: dict[str, Any] = connection_step(
     "read",
@@ -291,27 +315,10 @@ _SCHEMA: dict[str, Any] = connection_step(
             "$ref": "#/$defs/match",
             "description": "Wait for the first message satisfying this, skipping others.",
         },
-        "latency_from": {
-            "type": "object",
-            "description": "Record the delivery latency: from the send time stamped in the message "
-            "(sender's clock) to its parse here (this machine's wall clock).",
-            "properties": {
-                "json": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "JMESPath to the stamp: a number (or numeric string) since the epoch.",
-                },
-                "unit": {"enum": list(STAMP_UNITS), "description": "The stamp's unit (default ms)."},
-                "id": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "JMESPath to the message's id (unique in the run): counts its reach, "
-                    "how many reads got it and how long until the last one did.",
-                },
-            },
-            "required": ["json"],
-            "additionalProperties": False,
-        },
+        "latency_from": latency_from_schema(
+            "Record the delivery latency: from the send time stamped in the message "
+            "(sender's clock) to its parse here (this machine's wall clock)."
+        ),
     },
     extra={
         "capture": {
