@@ -278,7 +278,7 @@ def test_devtools_and_playwright_hars_give_the_same_scenario(tmp_path: Path) -> 
         assert main(["import", str(FIXTURES / name), "-o", str(out)]) == 0
         texts.append(out.read_text().split("\nconnections:", 1)[1])
     assert texts[0] == texts[1]
-    assert "  # sent +0.010s (05:39:45.747 UTC)\n  - write: {connection: app, json: {id: 2" in texts[0]
+    assert "  # app: sent +0.014s (05:39:45.747 UTC)\n  - write: {connection: app, json: {id: 2" in texts[0]
 
 
 def _browse(url: str) -> None:
@@ -378,3 +378,287 @@ def test_wsload_record_with_a_dead_upstream_writes_nothing(tmp_path: Path) -> No
     assert status == "502"
     assert proc.returncode == 2 and not out.exists()
     assert f"refused a session: upstream ws://127.0.0.1:{dead}/app" in err and "nothing written" in err
+
+
+# --- hostile and awkward recordings (a trial's findings): synthetic HARs, no browser -------------
+
+
+def _har(tmp_path: Path, *sessions: dict, name: str = "s.har") -> Path:
+    """A HAR of WebSocket sessions: each ``{url, headers, messages: [(type, time_s, data, opcode)],
+    started}``."""
+    entries = []
+    for s in sessions:
+        entries.append(
+            {
+                "_resourceType": "websocket",
+                "startedDateTime": s.get("started", "2026-12-05T05:00:00.000Z"),
+                "request": {"url": s["url"], "headers": s.get("headers", [])},
+                "response": {"status": 101},
+                "_webSocketMessages": [
+                    {"type": t, "time": at, "opcode": op, "data": data} for t, at, data, op in s["messages"]
+                ],
+            }
+        )
+    path = tmp_path / name
+    path.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}))
+    return path
+
+
+T0 = 1796446800.0  # 2026-12-05T05:00:00Z
+
+
+def _import(tmp_path: Path, har: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = tmp_path / "out.yaml"
+    code = main(["import", str(har), "-o", str(out), "--force"])
+    err = capsys.readouterr().err
+    return code, out.read_text() if out.exists() else "", err
+
+
+def test_secrets_in_urls_fields_subprotocols_and_answers_stay_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJlLXNla3JpdA"
+    har = _har(
+        tmp_path,
+        {
+            "url": "wss://ann:url-SEKRIT-pw@x.example/rpc?token=qtok-SEKRIT-1&room=blue",
+            "headers": [
+                {"name": "Sec-WebSocket-Protocol", "value": f"v1.rpc, {jwt}"},
+                {"name": "X-Csrf", "value": "csrf-SEKRIT-2"},
+            ],
+            "messages": [
+                (
+                    "send",
+                    T0 + 1,
+                    json.dumps(
+                        {
+                            "id": 1,
+                            "pwd": "pwd-SEKRIT-3",
+                            "creds": {"pass": "p-SEKRIT-4"},
+                            "accessKey": "ak-SEKRIT-5",
+                            "note": f"carry {jwt}",
+                        }
+                    ),
+                    1,
+                ),
+                (
+                    "receive",
+                    T0 + 1.1,
+                    json.dumps({"id": 1, "ok": True, "sid": "sid-SEKRIT-6", "user": "ann"}),
+                    1,
+                ),
+            ],
+        },
+    )
+    code, text, err = _import(tmp_path, har, capsys)
+    assert code == 0, err
+    for secret in (
+        "url-SEKRIT",
+        "qtok-SEKRIT",
+        jwt,
+        "csrf-SEKRIT",
+        "pwd-SEKRIT",
+        "p-SEKRIT",
+        "ak-SEKRIT",
+        "sid-SEKRIT",
+    ):
+        assert secret not in text and secret not in err, secret
+    assert "room=blue" in text and "v1.rpc" in text and "user: ann" in text
+    assert "export WSLOAD_TOKEN=..." in err and "export WSLOAD_PWD=..." in err
+
+
+def test_a_recorded_message_cannot_become_a_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server push with line breaks (and a STOMP frame with a NUL) stays in one comment line:
+    it used to escape its comment and become steps of the scenario."""
+    evil = "notice\n  - open: evil\n  - write: {connection: evil, text: 'injected'}\n  #"
+    har = _har(
+        tmp_path,
+        {
+            "url": "ws://127.0.0.1:9/rpc",
+            "messages": [
+                ("send", T0 + 1, json.dumps({"id": 1}), 1),
+                ("receive", T0 + 1.01, evil, 1),
+                ("receive", T0 + 1.02, "MESSAGE\ndestination:/topic/a\n\nhello\u0000", 1),
+                ("receive", T0 + 1.03, json.dumps({"id": 1, "ok": True}), 1),
+                ("send", T0 + 1.1, "literal {{ vu }} and ${HOME} stay literal", 1),
+            ],
+        },
+    )
+    code, text, err = _import(tmp_path, har, capsys)
+    assert code == 0, err
+    steps = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert [s.split(":")[0] for s in steps] == ["  - open", "  - write", "  - read", "  - write", "  - close"]
+    assert "$${HOME}" in text and "{{ ''{{'' }} vu }}" in text  # (YAML doubles the quotes)
+
+
+def test_answers_are_checked_as_far_as_they_can_be_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A text answer is expected as recorded; a numbers-only answer keeps its shape (its fields'
+    presence); a per-session value (clientId c-5d76d6, r29) is not expected; a string request id
+    pairs with a numeric answer id, and an id one level down pairs too."""
+    har = _har(
+        tmp_path,
+        {
+            "url": "ws://127.0.0.1:9/mixed",
+            "messages": [
+                ("send", T0 + 1, "AUTH ann", 1),
+                ("receive", T0 + 1.01, "OK ann", 1),
+            ],
+        },
+        {
+            "url": "ws://127.0.0.1:9/rpc",
+            "messages": [
+                ("send", T0 + 2, json.dumps({"id": "5", "method": "balance"}), 1),
+                (
+                    "receive",
+                    T0 + 2.01,
+                    json.dumps({"type": "welcome", "clientId": "c-5d76d6", "room": "r29"}),
+                    1,
+                ),
+                ("receive", T0 + 2.02, json.dumps({"id": 5, "result": {"balance": 100, "currency": 978}}), 1),
+                ("send", T0 + 3, json.dumps({"meta": {"id": 7}, "op": "ping"}), 1),
+                ("receive", T0 + 3.01, json.dumps({"meta": {"id": 7}, "op": "pong"}), 1),
+            ],
+        },
+    )
+    code, text, err = _import(tmp_path, har, capsys)
+    assert code == 0, err
+    assert "expect: {text: OK ann}" in text
+    assert "match: {json: {id: 5}}" in text and "that: [id != null, result != null]" in text
+    assert "match: {json: {meta: {id: 7}}}" in text and "expect: {json: {op: pong}" in text
+    assert (
+        "c-5d76d6" not in text.split("pushed by the server")[0] or "expect: {json: {type: welcome" not in text
+    )
+
+
+def test_sessions_open_at_the_same_time_are_interleaved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], node_ws_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sockets of one page in one room of the Node ``ws`` server: B joined before A spoke,
+    so the scenario opens B before A's write and reads A's message on both; it passes against
+    the room (replayed one session after the other, B's read timed out)."""
+    room = f"{node_ws_url}/room/har-two"
+    said = json.dumps({"from": "a", "text": "hello b"})
+    har = _har(
+        tmp_path,
+        {
+            "url": room,
+            "started": "2026-12-05T05:00:00.100Z",
+            "messages": [("send", T0 + 1, said, 1), ("receive", T0 + 1.01, said, 1)],
+        },
+        {"url": room, "started": "2026-12-05T05:00:00.200Z", "messages": [("receive", T0 + 1.01, said, 1)]},
+    )
+    code, text, err = _import(tmp_path, har, capsys)
+    assert code == 0, err
+    steps = [line.strip() for line in text.splitlines() if line.startswith("  - ")]
+    assert steps[:3] == ["- open: har_two", "- open: har_two2", steps[2]] and steps[2].startswith("- write")
+    report = tmp_path / "r.json"
+    assert main(["run", str(tmp_path / "out.yaml"), "--json", str(report), "--report-dir", "", "-q"]) == 0
+
+
+def test_a_long_recording_is_cut_to_what_a_scenario_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """10,000 frames (more than a scenario's 10,000 steps once opened and closed): the first
+    4,000 are written, the rest counted in a note; the import stays linear (it took 40 s for
+    8,000 frames with many strings)."""
+    messages = []
+    for i in range(5000):
+        messages.append(("send", T0 + i / 100, json.dumps({"id": i, "q": f"query-number-{i:06d}"}), 1))
+        messages.append(
+            (
+                "receive",
+                T0 + i / 100 + 0.005,
+                json.dumps({"id": i, "a": [f"answer-{i:06d}-{k}" for k in range(30)]}),
+                1,
+            )
+        )
+    import time as clock
+
+    started = clock.monotonic()
+    code, text, err = _import(
+        tmp_path, _har(tmp_path, {"url": "ws://127.0.0.1:9/chatty", "messages": messages}), capsys
+    )
+    assert code == 0, err
+    assert clock.monotonic() - started < 30
+    assert "chatty: 6000 messages after the first 4000 were left out" in err
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ({"type": "send", "time": 1, "opcode": "text", "data": "x"}, "a message's opcode must be a number"),
+        ({"type": "send", "time": "nan", "opcode": 1, "data": "x"}, "is no time since the epoch"),
+        ({"type": "send", "time": 1e300, "opcode": 1, "data": "x"}, "is no time since the epoch"),
+    ],
+)
+def test_malformed_fields_are_refused_with_the_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], message: dict, says: str
+) -> None:
+    har = tmp_path / "m.har"
+    har.write_text(
+        json.dumps(
+            {
+                "log": {
+                    "entries": [
+                        {"request": "GET /", "response": {}},
+                        {
+                            "_resourceType": "websocket",
+                            "request": {"url": "ws://x/", "headers": []},
+                            "_webSocketMessages": [message],
+                        },
+                    ]
+                }
+            }
+        )
+    )
+    assert main(["import", str(har)]) == 2
+    err = capsys.readouterr().err
+    assert "entry 1, message 0" in err and says in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"_resourceType": "websocket", "request": {"url": "ws://x/"}, "_webSocketMessages": 5},
+        {"_resourceType": "websocket", "request": {"url": "ws://x/", "headers": 5}},
+    ],
+)
+def test_malformed_lists_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: dict) -> None:
+    har = tmp_path / "m.har"
+    har.write_text(json.dumps({"log": {"entries": [entry]}}))
+    assert main(["import", str(har)]) == 2
+    assert "entry 0: " in capsys.readouterr().err
+
+
+def test_deep_nesting_is_refused_in_bounded_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 200 KB HAR of 100,000 nested brackets: refused at once (it grew to 24 GB and was killed)."""
+    import tracemalloc
+
+    har = tmp_path / "deep.har"
+    har.write_text(
+        '{"log": {"entries": [{"_resourceType": "websocket", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]}}"
+    )
+    tracemalloc.start()
+    code = main(["import", str(har)])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert code == 2 and peak < 20_000_000
+    assert "an entry nests more than 200 levels deep" in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_is_refused_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    har = FIXTURES / "chromium-playwright.har"
+    assert main(["import", str(har), "-o", str(tmp_path / "missing" / "x.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["import", str(har), "-o", str(tmp_path), "--force"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["record", "--upstream", "ws://127.0.0.1:9", "-o", str(tmp_path / "missing" / "x.yaml")]) == 2
+    assert main(["record", "--upstream", "ws://ann:pw-SEKRIT@127.0.0.1:notaport"]) == 2
+    err = capsys.readouterr().err
+    assert "pw-SEKRIT" not in err and "Traceback" not in err

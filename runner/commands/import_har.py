@@ -10,6 +10,7 @@ printed, never their values.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,10 +55,25 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.think_time <= 100:
         raise UsageError(f"--think-time {args.think_time:g}: give a scale from 0 to 100")
-    if args.output is not None and args.output.exists() and not args.force:
-        raise UsageError(f"{args.output} exists; give --force to overwrite it")
+    check_output(args.output, args.force)
     sessions = read_sessions(args.har, args.filter)
     return write_scenario(sessions, source=args.har.name, args=args)
+
+
+def check_output(out: Path | None, force: bool) -> None:
+    """Refuse, before any work, an output that exists (without ``--force``), is a directory, or
+    cannot be written (its directory missing or read-only): exit 2 naming it."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory; give a file name")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; give --force to overwrite it")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{out}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"{out}: not writable")
 
 
 def write_scenario(sessions: list[Session], *, source: str, args: argparse.Namespace) -> int:
@@ -79,10 +95,14 @@ def write_scenario(sessions: list[Session], *, source: str, args: argparse.Names
         )
     except ScenarioError as exc:  # a session this importer cannot express yet: say so, write nothing
         raise UsageError(f"the scenario made from {source} does not validate (a wsload bug): {exc}") from None
+    if out is not None:
+        try:
+            out.write_text(imported.text, encoding="utf-8")
+        except OSError as exc:  # (checked before; a disk full or a directory gone since)
+            print(f"wsload: cannot write {out} ({exc.strerror}); the scenario follows", file=sys.stderr)
+            out = None
     if out is None:
         sys.stdout.write(imported.text)
-    else:
-        out.write_text(imported.text, encoding="utf-8")
     err = sys.stderr
     print(
         f"wsload: {len(sessions)} session(s), {sum(len(s.frames) for s in sessions)} messages -> "

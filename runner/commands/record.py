@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 import sys
 from pathlib import Path
 
-from runner.errors import ExitCode, UsageError
+from runner.errors import ExitCode, RunError, UsageError
 
 __all__ = ["add_parser", "run"]
 
@@ -50,7 +51,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _listen(text: str) -> tuple[str, int]:
+    if text.startswith("["):  # [::1]:8765
+        host, _, port = text[1:].partition("]:")
+        if not port:
+            raise UsageError(f"--listen {text!r}: give [HOST]:PORT, e.g. [::1]:8765")
+        return _port(host, port, text)
     host, _, port = text.rpartition(":")
+    return _port(host, port, text)
+
+
+def _port(host: str, port: str, text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
@@ -61,39 +71,56 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from runner.commands.import_har import check_output
+    from runner.har.convert import redact_url
     from runner.har.record import Recorder
 
-    if not args.upstream.startswith(("ws://", "wss://")):
-        raise UsageError(f"--upstream {args.upstream!r}: give a ws:// or wss:// URL")
+    shown = redact_url(args.upstream)
+    try:
+        parts = urlsplit(args.upstream)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise UsageError(f"--upstream {shown!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UsageError(f"--upstream {shown!r}: give a ws:// or wss:// URL with a host")
     if not 0 <= args.think_time <= 100:
         raise UsageError(f"--think-time {args.think_time:g}: give a scale from 0 to 100")
-    if args.output is not None and args.output.exists() and not args.force:
-        raise UsageError(f"{args.output} exists; give --force to overwrite it")
+    check_output(args.output, args.force)
     if args.duration is not None and not 0 < args.duration <= 86400:
         raise UsageError("--duration: give seconds, more than 0 and at most a day")
     host, port = _listen(args.listen)
-    ca = args.upstream_ca.read_text() if args.upstream_ca else None
-    recorder = Recorder(args.upstream, ca)
+    try:
+        ca = args.upstream_ca.read_text() if args.upstream_ca else None
+        recorder = Recorder(args.upstream, ca)
+    except (OSError, UnicodeDecodeError, ssl.SSLError) as exc:
+        raise UsageError(f"--upstream-ca {args.upstream_ca}: not a readable PEM bundle ({exc})") from None
     asyncio.run(_record(recorder, host, port, args.duration))
     sessions = recorder.sessions()
-    for reason in recorder.refused:
+    for reason in recorder.refused:  # (the recorder redacts the upstream in them)
         print(f"wsload record: refused a session: {reason}", file=sys.stderr)
     if not sessions:
         print("wsload record: no session was recorded; nothing written", file=sys.stderr)
         return int(ExitCode.INVALID)
     from runner.commands.import_har import write_scenario
 
-    return write_scenario(sessions, source=f"a recording of {args.upstream}", args=args)
+    return write_scenario(sessions, source=f"a recording of {args.upstream}", args=args)  # (redacted there)
 
 
 async def _record(recorder: object, host: str, port: int, duration: float | None) -> None:
+    from runner.har.convert import redact_url
     from runner.har.record import Recorder
     from runner.runtime import on_stop_signals
 
     assert isinstance(recorder, Recorder)
-    listening = await recorder.start(host, port)
+    try:
+        listening = await recorder.start(host, port)
+    except OSError as exc:
+        raise RunError(f"wsload record: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    where = f"[{host}]" if ":" in host else host
     print(
-        f"wsload record: forwarding ws://{host}:{listening}/... to {recorder.upstream}/...; "
+        f"wsload record: forwarding ws://{where}:{listening}/... to {redact_url(recorder.upstream)}/...; "
         + ("Ctrl-C to stop and write the scenario" if duration is None else f"stopping after {duration:g}s"),
         file=sys.stderr,
         flush=True,

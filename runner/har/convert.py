@@ -1,26 +1,37 @@
-"""Recorded WebSocket sessions (``runner.har.reader``) written as a scenario: YAML text with a
-comment per step giving the original time.
+"""Recorded WebSocket sessions (``runner.har.reader``, ``runner.har.record``) written as a
+scenario: YAML text with a comment per step giving the original time.
 
 What it decides, so the scenario runs against the service it came from:
 
 - one connection per session, named after its URL's last path segment; the request headers a
   server may need are kept, those the browser or the HTTP layer makes are dropped (``_DROPPED``);
-  ``Sec-WebSocket-Protocol`` becomes ``subprotocols``;
+  ``Sec-WebSocket-Protocol`` becomes ``subprotocols``. Sessions are replayed in the recorded
+  order of their steps, interleaved when they were open at the same time (a page with two
+  sockets in one room), each step where it happened;
 - sent messages are ``write`` steps (JSON when they parse as an object or array, text otherwise,
-  binary as base64); received ones ``read`` steps expecting the recorded JSON's stable fields
-  (strings and booleans shorter than 64 characters that look like no id, time or token);
-- a request carrying an id field (``id``, ``requestId``, ``seq`` ...) and the later message with
-  the same id are a pair: the read matches on that id, so pushes the server interleaves are
-  skipped. When a session has pairs, its other received messages are not read (their order
-  against the answers is the server's, not the scenario's) but listed as comments;
+  binary as base64); received ones ``read`` steps expecting what can be expected again: the JSON's
+  short strings and booleans that look like no id, time, token or per-session value, the presence
+  of its top-level fields, or a short text answer itself;
+- a request carrying an id field (``id``, ``requestId``, ``seq`` ... at the top or one level down)
+  and the later message with the same id (``5`` and ``"5"`` are one id) are a pair: the read
+  matches on that id, so pushes the server interleaves are skipped. When a session has pairs, its
+  other received messages are not read (their order against the answers is the server's) but
+  listed as comments;
 - a string of 8 characters or more that an answer gave and a later request sends back (a session
   id, a token) is captured from that answer and sent as ``{{ variable }}``;
 - secrets never reach the file: ``Cookie``, ``Authorization`` and other headers secret by name,
+  a URL's password and its query parameters named like a secret, subprotocols that carry a token,
   JSON fields named like a token, password or key in what the browser sent, and anything shaped
-  like a JWT, become ``${WSLOAD_...}`` references; the caller prints their names. Captured values
-  that look secret are declared under ``secrets:``;
+  like a JWT, become ``${WSLOAD_...}`` references (the caller prints their names); answers' fields
+  named so are neither expected nor quoted. Captured values that look secret are declared under
+  ``secrets:``;
+- recorded text that would read as a template (``{{``) or an environment reference (``${``) is
+  escaped, so the run sends what was recorded; every comment is one line, control characters
+  escaped, so no recorded message can become a step;
 - the recorded gaps before each write become ``sleep`` steps when ``think_scale`` > 0 (gaps under
-  50 ms left out, each capped at 60 s).
+  50 ms left out, each capped at 60 s);
+- at most ``MAX_FRAMES_OUT`` messages are written (a scenario holds at most 10,000 steps); the
+  rest are counted in a note.
 """
 
 from __future__ import annotations
@@ -32,13 +43,13 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
 from runner.har.reader import Session
 
-__all__ = ["Imported", "convert"]
+__all__ = ["Imported", "convert", "redact_url"]
 
 #: Request headers a scenario does not send itself: made by the browser, the HTTP layer or the
 #: WebSocket handshake (wsload makes its own), or describing the browser.
@@ -50,22 +61,33 @@ _DROPPED = frozenset(
     }
 )  # fmt: skip
 _DROPPED_PREFIXES = ("sec-fetch-", "sec-ch-", ":")
-#: Header names whose values are secret (as in ``runner.loader``'s rule for headers).
+#: Header names whose values are secret (the loader's rule for headers, and CSRF tokens).
 _SECRET_HEADER = re.compile(
-    r"^(authorization|proxy-authorization|cookie)$|token|key|secret|password|session|auth", re.I
+    r"^(authorization|proxy-authorization|cookie)$|token|key|secret|password|session|auth|csrf|xsrf", re.I
 )
-_SECRET_FIELD = re.compile(r"token|password|passwd|secret|api_?key|apikey|credential|authorization", re.I)
+#: Field and parameter names whose values are secret: whole words (``pass``, ``pwd``, ``pin``,
+#: ``sid`` ...) or parts of a name (``accessToken``, ``api_key``, ``private_key``).
+_SECRET_FIELD = re.compile(
+    r"token|passw|passwd|secret|api_?key|apikey|access_?key|private_?key|credential|authoriz|bearer|"
+    r"session_?id|signature|cookie|(^|[_.-])(pass|pwd|pin|otp|sid|auth|sig|key|jwt|code)([_.-]|$)",
+    re.I,
+)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 _ID_FIELDS = (
     "id", "requestId", "request_id", "correlationId", "correlation_id", "seq", "msgId", "messageId",
     "ref", "rid", "cid",
 )  # fmt: skip
+#: Values that change per session or per run: ids, times, tokens, anything with a run of digits.
 _VOLATILE = re.compile(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-|^\d{4}-\d{2}-\d{2}[T ]\d{2}:|^[A-Za-z0-9+/_-]{24,}={0,2}$", re.I
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-|^\d{4}-\d{2}-\d{2}[T ]\d{2}:|^[A-Za-z0-9+/_-]{24,}={0,2}$|\d{2}", re.I
 )
+_VOLATILE_KEY = re.compile(r"(id|Id|ID)$|uuid|nonce|session|time|date|stamp|token|key|client|conn", re.I)
 _MIN_CAPTURE = 8
+_MAX_CAPTURES = 200
 _MIN_GAP_S = 0.05
 _MAX_GAP_S = 60.0
+#: Messages written at most: with opens, closes and sleeps under the 10,000 steps of a file.
+MAX_FRAMES_OUT = 4_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,58 +132,135 @@ class _State:
         return name
 
 
+def redact_url(url: str) -> str:
+    """A URL for a comment or a message: its password and secret-looking query values as ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _JWT.sub("***", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}" if ":" in user else netloc
+    query = urlencode(
+        [(k, "***" if _secret_param(k, v) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*",
+    )
+    return _JWT.sub("***", urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+
+
+def _secret_param(name: str, value: str) -> bool:
+    return bool(value) and bool(_SECRET_FIELD.search(name) or _JWT.search(value))
+
+
+def _url(url: str, state: _State) -> str:
+    """The connection's URL with its password and secret query values as ``${ENV}``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _escape(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            name, password = user.split(":", 1)
+            netloc = f"{name}:{state.env_ref(password, 'url password')}@{host}"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = "&".join(f"{k}={state.env_ref(v, k) if _secret_param(k, v) else _escape(v)}" for k, v in pairs)
+    return urlunsplit((parts.scheme, netloc, _escape(parts.path), query, ""))
+
+
+def _escape(text: str) -> str:
+    """Recorded text as the scenario must write it to send it as recorded: ``{{`` as a literal,
+    ``${`` as ``$${`` (else a template or an environment reference)."""
+    if "{{" in text:
+        text = text.replace("{{", "\x00")
+        text = text.replace("\x00", "{{ '{{' }}")
+    return text.replace("${", "$${")
+
+
+def _comment(text: str, limit: int = 160) -> str:
+    """Text for a ``#`` comment: one line (control characters escaped), at most ``limit``."""
+    one = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
 def _json(text: str | bytes) -> Any:
     if not isinstance(text, str) or text[:1] not in ("{", "["):
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
-def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
-    """(JMESPath, key, value) of every scalar inside ``value``."""
+def _leaves(value: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str, str, Any]]:
+    """(JMESPath, key, value) of every scalar inside ``value`` (at most 32 levels down)."""
+    if depth > 32:
+        return
     if isinstance(value, dict):
         for k, v in value.items():
             key = str(k)
             quoted = key if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) else json.dumps(key)
-            yield from (
-                _leaves(v, f"{path}.{quoted}" if path else quoted)
-                if isinstance(v, dict | list)
-                else [(f"{path}.{quoted}" if path else quoted, key, v)]
-            )
+            here = f"{path}.{quoted}" if path else quoted
+            if isinstance(v, dict | list):
+                yield from _leaves(v, here, depth + 1)
+            else:
+                yield here, key, v
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _leaves(v, f"{path}[{i}]")
+            yield from _leaves(v, f"{path}[{i}]", depth + 1)
 
 
-def _hide_secrets(value: Any, state: _State, key: str = "") -> Any:
-    """A sent JSON value with its secret fields and JWT-shaped strings as ``${ENV}``."""
+def _sent(value: Any, state: _State, reuse: dict[str, str], key: str = "") -> Any:
+    """A sent JSON value as the scenario writes it: values an earlier answer gave as
+    ``{{ variable }}``, secret fields and JWTs as ``${ENV}``, the rest escaped."""
     if isinstance(value, dict):
-        return {k: _hide_secrets(v, state, str(k)) for k, v in value.items()}
+        return {k: _sent(v, state, reuse, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_hide_secrets(v, state, key) for v in value]
-    if isinstance(value, str) and value.startswith("{{ "):
-        return value  # a value captured from an answer (``_render_sent``), not the recorded one
-    if isinstance(value, str) and value and (_SECRET_FIELD.search(key) or _JWT.fullmatch(value)):
+        return [_sent(v, state, reuse, key) for v in value]
+    if not isinstance(value, str):
+        return value
+    if value in reuse:
+        return "{{ " + reuse[value] + " }}"
+    if value and (_SECRET_FIELD.search(key) or _JWT.fullmatch(value)):
         return state.env_ref(value, key or "token")
-    if isinstance(value, str) and _JWT.search(value):
-        return _JWT.sub(lambda m: state.env_ref(m.group(0), "token"), value)
-    return value
+    return _sent_text(value, state, reuse)
+
+
+def _sent_text(text: str, state: _State, reuse: dict[str, str]) -> str:
+    """Sent text: escaped, with JWTs as ``${ENV}`` and captured values as templates."""
+    marks: dict[str, str] = {}
+    for n, (given, variable) in enumerate(reuse.items()):
+        if given in text:
+            mark = f"\x01{n}\x01"
+            text = text.replace(given, mark)
+            marks[mark] = "{{ " + variable + " }}"
+    secrets: dict[str, str] = {}
+    for n, token in enumerate(dict.fromkeys(_JWT.findall(text))):
+        mark = f"\x02{n}\x02"
+        text = text.replace(token, mark)
+        secrets[mark] = state.env_ref(token, "token")
+    text = _escape(text)
+    for mark, replacement in (*marks.items(), *secrets.items()):
+        text = text.replace(mark, replacement)
+    return text
 
 
 def _masked(value: Any, key: str = "") -> Any:
-    """A received JSON value for a comment: fields named like a secret shown as ``***``."""
+    """A received JSON value for a comment: fields named like a secret, and JWTs, as ``***``."""
     if isinstance(value, dict):
         return {k: _masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked(v, key) for v in value]
-    return "***" if isinstance(value, str) and _SECRET_FIELD.search(key) else value
+    if isinstance(value, str) and (_SECRET_FIELD.search(key) or _JWT.search(value)):
+        return "***"
+    return value
 
 
 def _stable(value: Any, key: str = "", captured: Collection[str] = ()) -> Any:
     """The recorded answer's fields a run can expect again: short strings and booleans that look
-    like no id, time or token, and were not captured (they change per session); None: none."""
+    like no id, time, token or per-session value, and were not captured; None: none."""
     if isinstance(value, dict):
         kept = {
             k: s
@@ -170,25 +269,58 @@ def _stable(value: Any, key: str = "", captured: Collection[str] = ()) -> Any:
         }
         return kept or None
     if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and len(value) < 64 and not _VOLATILE.search(value) and value not in captured:
-        if (
-            _SECRET_FIELD.search(key)
-            or _JWT.search(value)
-            or re.search(r"session|time|date|stamp", key, re.I)
-        ):
+        return None if _SECRET_FIELD.search(key) else value
+    if (
+        isinstance(value, str)
+        and len(value) < 64
+        and not _VOLATILE.search(value)
+        and value not in captured
+        and not _SECRET_FIELD.search(key)
+        and not _VOLATILE_KEY.search(key)
+        and not _JWT.search(value)
+    ):
+        return _escape(value)
+    return None
+
+
+def _present(message: Any) -> list[str]:
+    """``that`` checks that the recorded answer's top-level fields are there again (those with
+    a plain name and a value): its shape, when its values cannot be expected."""
+    if not isinstance(message, dict):
+        return []
+    return [
+        f"{k} != null"
+        for k, v in list(message.items())[:8]
+        if v is not None
+        and isinstance(k, str)
+        and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+        and k not in ("null", "true", "false")
+    ]
+
+
+def _id_of(message: Any) -> tuple[tuple[str, ...], str] | None:
+    """A message's id field (its path: at the top, or one level down) and the id as text."""
+    if not isinstance(message, dict):
+        return None
+    for key in _ID_FIELDS:
+        value = message.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return (key,), str(value)
+    for outer, inner in message.items():
+        if isinstance(inner, dict):
+            for key in _ID_FIELDS:
+                value = inner.get(key)
+                if isinstance(value, str | int) and not isinstance(value, bool):
+                    return (str(outer), key), str(value)
+    return None
+
+
+def _id_at(message: Any, path: tuple[str, ...]) -> str | None:
+    for key in path:
+        if not isinstance(message, dict):
             return None
-        return value
-    return None
-
-
-def _id_of(message: Any) -> tuple[str, Any] | None:
-    if isinstance(message, dict):
-        for key in _ID_FIELDS:
-            value = message.get(key)
-            if isinstance(value, str | int) and not isinstance(value, bool):
-                return key, value
-    return None
+        message = message.get(key)
+    return str(message) if isinstance(message, str | int) and not isinstance(message, bool) else None
 
 
 def _flow(value: Any) -> str:
@@ -201,165 +333,223 @@ def _clock(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _render_sent(value: Any, reuse: dict[str, str]) -> Any:
-    """A sent JSON value with the values an earlier answer gave as ``{{ variable }}``."""
-    if isinstance(value, dict):
-        return {k: _render_sent(v, reuse) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_render_sent(v, reuse) for v in value]
-    if isinstance(value, str):
-        for given, variable in reuse.items():
-            value = value.replace(given, "{{ " + variable + " }}")
-    return value
+#: One step (or comment) of the scenario: when it happened, and its lines.
+_Event = tuple[float, int, list[str]]
 
 
-def _session_steps(session: Session, state: _State, think_scale: float) -> tuple[dict[str, Any], list[str]]:
-    """The connection spec and the step lines (YAML, indented for ``steps:``) of one session."""
+def _captures(
+    session: Session, parsed: list[Any], readable: Collection[int], state: _State
+) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+    """Values an answer gave that a later request sends back: value -> variable, and per answer
+    (frame index) its captures (variable -> JMESPath). Linear in the session: each sent
+    message's strings (and a text message's words) are indexed by their last sending."""
+    last_sent: dict[str, int] = {}
+    for k, frame in enumerate(session.frames):
+        if not frame.sent or not isinstance(frame.data, str):
+            continue
+        message = parsed[k]
+        words = (
+            [v for _, _, v in _leaves(message) if isinstance(v, str)]
+            if message is not None
+            else re.findall(r"[A-Za-z0-9_\-.~+/=:]{8,}", frame.data)
+        )
+        for word in words:
+            last_sent[word] = k
+    reuse: dict[str, str] = {}
+    captures: dict[int, dict[str, str]] = {}
+    for j in readable:
+        message = parsed[j]
+        if message is None:
+            continue
+        for path, key, value in _leaves(message):
+            if not isinstance(value, str) or len(value) < _MIN_CAPTURE or value in reuse:
+                continue
+            if last_sent.get(value, -1) > j and len(reuse) < _MAX_CAPTURES:
+                var = state.unique(re.sub(r"[^A-Za-z0-9_]", "_", key).lower() or "value")
+                reuse[value] = var
+                captures.setdefault(j, {})[var] = path
+                if _SECRET_FIELD.search(key) or _VOLATILE_KEY.search(key) or _JWT.search(value):
+                    state.secrets.append(var)
+    return reuse, captures
+
+
+def _session_steps(
+    session: Session, state: _State, think_scale: float, frames: int
+) -> tuple[dict[str, Any], list[_Event]]:
+    """The connection spec and the steps (with their times) of one session, its first
+    ``frames`` messages."""
     parts = urlsplit(session.url)
     conn = state.unique(parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.hostname or "ws")
-    spec: dict[str, Any] = {"url": session.url, "timeout": "10s"}
+    spec: dict[str, Any] = {"url": _url(session.url, state), "timeout": "10s"}
     headers: dict[str, str] = {}
     for name, value in session.headers:
         low = name.lower()
         if low in _DROPPED or low.startswith(_DROPPED_PREFIXES):
             continue
         if low == "origin":
-            spec["origin"] = value
-        elif _SECRET_HEADER.search(low):
+            spec["origin"] = _escape(value)
+        elif _SECRET_HEADER.search(low) or _JWT.search(value):
             headers[name] = state.env_ref(value, name)
         else:
-            headers[name] = value
+            headers[name] = _escape(value)
     if headers:
         spec["headers"] = headers
     if session.subprotocols:
-        spec["subprotocols"] = list(session.subprotocols)
-    if session.dropped:
-        state.notes.append(
-            f"{conn}: {session.dropped} messages after the first {len(session.frames)} were left out"
-        )
+        spec["subprotocols"] = [
+            state.env_ref(p, "subprotocol")
+            if _JWT.search(p)
+            or (re.search(r"bearer|token|auth", p, re.I) and re.search(r"[A-Za-z0-9_=-]{16,}", p))
+            else _escape(p)
+            for p in session.subprotocols
+        ]
+    kept = session.frames[:frames]
+    left = len(session.frames) - len(kept) + session.dropped
+    if left:
+        state.notes.append(f"{conn}: {left} messages after the first {len(kept)} were left out")
 
-    parsed = [_json(f.data) for f in session.frames]
+    parsed = [_json(f.data) for f in kept]
     # Pairs: a request with an id, and the first later message answering with the same id.
-    answer_of: dict[int, int] = {}
-    answered: set[int] = set()
-    for i, frame in enumerate(session.frames):
-        ident = _id_of(parsed[i]) if frame.sent else None
-        if ident is None:
-            continue
-        key, value = ident
-        for j in range(i + 1, len(session.frames)):
-            other = parsed[j]
-            if (
-                not session.frames[j].sent
-                and j not in answered
-                and isinstance(other, dict)
-                and other.get(key) == value
-            ):
-                answer_of[i] = j
-                answered.add(j)
-                break
-    paired = bool(answer_of)
-    request_of = {j: i for i, j in answer_of.items()}
+    request_of: dict[int, int] = {}  # answer -> request
+    waiting: dict[tuple[tuple[str, ...], str], list[int]] = {}
+    for i, frame in enumerate(kept):
+        if frame.sent:
+            ident = _id_of(parsed[i])
+            if ident is not None:
+                waiting.setdefault(ident, []).append(i)
+        elif waiting and isinstance(parsed[i], dict):
+            for (path, value), requests in waiting.items():
+                if requests and _id_at(parsed[i], path) == value:
+                    request_of[i] = requests.pop(0)
+                    break
+    paired = bool(request_of)
+    readable = [i for i, f in enumerate(kept) if not f.sent and (not paired or i in request_of)]
+    reuse, captures = _captures(
+        Session(session.index, session.url, (), (), session.started, kept), parsed, readable, state
+    )
 
-    # Captures: a string an answer gave (8+ characters) that a later request sends back.
-    reuse: dict[str, str] = {}  # value -> variable
-    captures: dict[int, dict[str, str]] = {}  # frame index of the answer -> {variable: path}
-    for j, message in enumerate(parsed):
-        if session.frames[j].sent or (paired and j not in request_of) or message is None:
-            continue
-        for path, key, value in _leaves(message):
-            if not isinstance(value, str) or len(value) < _MIN_CAPTURE or value in reuse:
-                continue
-            later = any(
-                session.frames[k].sent
-                and isinstance(session.frames[k].data, str)
-                and value in session.frames[k].data
-                for k in range(j + 1, len(session.frames))
-            )
-            if later:
-                var = state.unique(re.sub(r"[^A-Za-z0-9_]", "_", key).lower() or "value")
-                reuse[value] = var
-                captures.setdefault(j, {})[var] = path
-                if _SECRET_FIELD.search(key) or re.search(r"session", key, re.I) or _JWT.search(value):
-                    state.secrets.append(var)
-
-    lines = [f"  # {session.label or f'session {session.index + 1}'}: {_redact(session.url)}"]
-    lines.append(f"  - open: {conn}")
-    previous = session.started
-    for i, frame in enumerate(session.frames):
-        at = f"+{frame.at - session.started:.3f}s ({_clock(frame.at)} UTC)"
+    events: list[_Event] = []
+    started = (
+        min(session.started, kept[0].at)
+        if kept and session.started
+        else (kept[0].at if kept else session.started)
+    )
+    label = _comment(f"{session.label or f'session {session.index + 1}'}: {redact_url(session.url)}")
+    events.append((started, 0, [f"  # {label}", f"  - open: {conn}"]))
+    previous = started
+    order = 1
+    for i, frame in enumerate(kept):
+        at = f"+{frame.at - started:.3f}s ({_clock(frame.at)} UTC)"
         message = parsed[i]
+        lines: list[str] = []
         if frame.sent:
             gap = frame.at - previous
             if think_scale > 0 and gap * think_scale >= _MIN_GAP_S:
                 lines.append(f"  - sleep: {min(gap * think_scale, _MAX_GAP_S):.3f}s")
-            lines.append(f"  # sent {at}")
+            lines.append(f"  # {conn}: sent {at}")
             if isinstance(frame.data, bytes):
-                body = {"connection": conn, "binary": {"base64": base64.b64encode(frame.data).decode()}}
+                body: dict[str, Any] = {
+                    "connection": conn,
+                    "binary": {"base64": base64.b64encode(frame.data).decode()},
+                }
             elif message is not None:
-                body = {"connection": conn, "json": _hide_secrets(_render_sent(message, reuse), state)}
+                body = {"connection": conn, "json": _sent(message, state, reuse)}
             else:
-                body = {"connection": conn, "text": _hide_secrets(_render_sent(frame.data, reuse), state)}
+                body = {"connection": conn, "text": _sent_text(frame.data, state, reuse)}
             lines.append(f"  - write: {_flow(body)}")
-        elif paired and i not in request_of:
+        elif i not in readable:
             if isinstance(frame.data, bytes):
                 shown = f"<{len(frame.data)} bytes>"
             else:
-                shown = json.dumps(_masked(message)) if message is not None else frame.data
+                shown = json.dumps(_masked(message)) if message is not None else _JWT.sub("***", frame.data)
                 for given in reuse:
                     shown = shown.replace(given, "***")
-            lines.append(f"  # pushed by the server {at}, not read: {_redact(shown)[:160]}")
+            lines.append(f"  # {conn}: pushed by the server {at}, not read: {_comment(shown)}")
         else:
-            lines.append(f"  # received {at}")
+            lines.append(f"  # {conn}: received {at}")
             read: dict[str, Any] = {"connection": conn, "timeout": "10s"}
             if i in request_of:
-                id_key, id_value = _id_of(parsed[request_of[i]]) or ("id", None)
-                read["match"] = {"json": {id_key: id_value}}
+                ident = _id_of(parsed[request_of[i]])
+                if ident is not None:
+                    path, value = ident
+                    raw = _id_at(parsed[i], path)
+                    literal: Any = value
+                    if isinstance(_dig(parsed[i], path), int):
+                        literal = int(value) if raw is not None and value.lstrip("-").isdigit() else value
+                    match: Any = literal
+                    for key in reversed(path):
+                        match = {key: match}
+                    read["match"] = {"json": match}
             lines.append(f"  - read: {_flow(read)}")
-            expect = _stable(message, captured=reuse) if message is not None else None
+            expect: dict[str, Any] = {}
             if isinstance(frame.data, bytes):
-                lines.append("    expect: {binary: true}")
-            elif expect:
-                lines.append(f"    expect: {_flow({'json': expect})}")
+                expect["binary"] = True
+            elif message is not None:
+                stable = _stable(message, captured=reuse)
+                if stable:
+                    expect["json"] = stable
+                present = _present(message)
+                if present:
+                    expect["that"] = present
+            elif (
+                len(frame.data) <= 120
+                and not _VOLATILE.search(frame.data)
+                and not _JWT.search(frame.data)
+                and not any(given in frame.data for given in reuse)
+            ):
+                expect["text"] = _escape(frame.data)
+            else:
+                lines.append("    # (its text looked particular to that session: not checked)")
+            if expect:
+                lines.append(f"    expect: {_flow(expect)}")
             if i in captures:
                 lines.append(f"    capture: {_flow(captures[i])}")
+        events.append((frame.at, order, lines))
+        order += 1
         previous = frame.at
-    lines.append(f"  - close: {conn}")
+    ended = kept[-1].at if kept else started
+    events.append((ended, order, [f"  - close: {conn}"]))
     if paired:
-        pushes = sum(1 for i, f in enumerate(session.frames) if not f.sent and i not in request_of)
+        pushes = sum(1 for i, f in enumerate(kept) if not f.sent and i not in readable)
         if pushes:
             state.notes.append(
                 f"{conn}: {pushes} messages pushed by the server are comments, not reads (the answers "
                 "are matched by their id; read pushes where your test needs them)"
             )
-    return {conn: spec}, lines
+    return {conn: spec}, events
 
 
-def _redact(text: str) -> str:
-    """A text for a comment: JWT-shaped strings and URL passwords left out."""
-    text = _JWT.sub("***", text)
-    return re.sub(r"(://[^/:@]+:)[^@/]+@", r"\1***@", text)
+def _dig(message: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(message, dict):
+            return None
+        message = message.get(key)
+    return message
 
 
 def convert(sessions: list[Session], *, source: str, think_scale: float = 0.0) -> Imported:
-    """The scenario for ``sessions`` (in the recording's order), from the HAR named ``source``."""
+    """The scenario for ``sessions``, their steps in the recorded order, from ``source``."""
     state = _State()
     connections: dict[str, Any] = {}
-    steps: list[str] = []
-    for session in sessions:
-        spec, lines = _session_steps(session, state, think_scale)
+    events: list[tuple[float, int, int, list[str]]] = []
+    budget = MAX_FRAMES_OUT
+    for n, session in enumerate(sessions):
+        take = min(budget, len(session.frames))
+        budget -= take
+        spec, steps = _session_steps(session, state, think_scale, take)
         connections.update(spec)
-        steps += lines
+        events += [(at, n, order, lines) for at, order, lines in steps]
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    origin = _comment(redact_url(source))
     head = [
-        f"# Imported by `wsload import` from {source}: {len(sessions)} WebSocket session(s).",
+        f"# Imported by `wsload import` from {origin}: {len(sessions)} WebSocket session(s).",
         "# Review the expectations; add `load:` to make it a load test.",
     ]
     if state.env:
         names = ", ".join(sorted(state.env.values()))
         head.append(f"# Secrets from the recording are read from the environment: {names}")
-    body = {"name": f"imported from {source}", "connections": connections}
+    body = {"name": _escape(f"imported from {redact_url(source)}"), "connections": connections}
     text = "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
     if state.secrets:
         text += f"secrets: {_flow(sorted(set(state.secrets)))}\n"
-    text += "steps:\n" + "\n".join(steps) + "\n"
+    text += "steps:\n" + "\n".join(line for event in events for line in event[3]) + "\n"
     return Imported(text, tuple(sorted(state.env.values())), tuple(state.notes))

@@ -18,6 +18,7 @@ import base64
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,16 @@ def _seconds(value: Any) -> float:
 def _is_websocket(entry: dict[str, Any]) -> bool:
     if entry.get("_resourceType") == "websocket" or "_webSocketMessages" in entry:
         return True
-    request = entry.get("request") or {}
-    headers = {str(h.get("name", "")).lower(): str(h.get("value", "")) for h in request.get("headers") or ()}
-    return headers.get("upgrade", "").lower() == "websocket"
+    request = entry.get("request")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    if not isinstance(headers, list):
+        return False  # (not a WebSocket's, whatever else is wrong with it)
+    return any(
+        isinstance(h, dict)
+        and str(h.get("name", "")).lower() == "upgrade"
+        and str(h.get("value", "")).lower() == "websocket"
+        for h in headers
+    )
 
 
 def _ws_url(url: str) -> str:
@@ -87,7 +95,9 @@ def _frame(raw: Any, where: str) -> Frame | None:
     """One ``_webSocketMessages`` item; control frames (ping, pong, close) are left out."""
     if not isinstance(raw, dict) or raw.get("type") not in ("send", "receive"):
         raise HarError(f"{where}: a message needs type 'send' or 'receive'")
-    opcode = int(raw.get("opcode", 1))
+    opcode = raw.get("opcode", 1)
+    if isinstance(opcode, bool) or not isinstance(opcode, int | float):
+        raise HarError(f"{where}: a message's opcode must be a number (1 text, 2 binary)")
     if opcode not in (1, 2):
         return None
     data = raw.get("data", "")
@@ -103,6 +113,8 @@ def _frame(raw: Any, where: str) -> Frame | None:
         at = _seconds(raw.get("time", 0))
     except (TypeError, ValueError):
         raise HarError(f"{where}: a message's time is not a number") from None
+    if not 0 <= at < 4_102_444_800:  # (NaN fails this too) before 2100, in seconds or milliseconds
+        raise HarError(f"{where}: a message's time ({raw.get('time')!r}) is no time since the epoch")
     return Frame(raw["type"] == "send", at, payload)
 
 
@@ -111,15 +123,19 @@ def _session(index: int, entry: dict[str, Any], name: str) -> Session:
     request = entry.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("url"), str):
         raise HarError(f"{where}: a WebSocket entry without request.url")
+    raw_headers = request.get("headers") or []
+    if not isinstance(raw_headers, list):
+        raise HarError(f"{where}: request.headers must be a list")
     headers = tuple(
-        (str(h["name"]), str(h.get("value", "")))
-        for h in request.get("headers") or ()
-        if isinstance(h, dict) and "name" in h
+        (str(h["name"]), str(h.get("value", ""))) for h in raw_headers if isinstance(h, dict) and "name" in h
     )
     protocols = next((v for n, v in headers if n.lower() == "sec-websocket-protocol"), "")
     frames: list[Frame] = []
     dropped = 0
-    for j, raw in enumerate(entry.get("_webSocketMessages") or ()):
+    messages = entry.get("_webSocketMessages") or []
+    if not isinstance(messages, list):
+        raise HarError(f"{where}: _webSocketMessages must be a list")
+    for j, raw in enumerate(messages):
         frame = _frame(raw, f"{where}, message {j}")
         if frame is None:
             continue
@@ -133,23 +149,82 @@ def _session(index: int, entry: dict[str, Any], name: str) -> Session:
         url=_ws_url(request["url"]),
         headers=headers,
         subprotocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
-        started=frames[0].at if frames else 0.0,
+        started=_opened(entry.get("startedDateTime"), frames),
         frames=tuple(frames),
         dropped=dropped,
         label=f"HAR entry {index + 1}",
     )
 
 
-def _entries(path: Path) -> Iterator[dict[str, Any]]:
+#: Nesting deeper than this inside one entry is refused: ijson's own item builder keeps a path
+#: per level, so a 200 KB file of 100,000 brackets took 24 GB before the kernel killed it.
+MAX_DEPTH = 200
+
+
+def _opened(when: Any, frames: list[Frame]) -> float:
+    """When the connection opened: the entry's ``startedDateTime`` (ISO 8601), else its first
+    message (a session opened before another's message it received must open before it)."""
+    first = frames[0].at if frames else 0.0
+    if isinstance(when, str):
+        try:
+            at = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return first
+        return min(at, first) if frames else at
+    return first
+
+
+def _entries(path: Path) -> Iterator[Any]:
+    """``log.entries``' items, one at a time, built from ijson's events (no per-level path)."""
     try:
         with path.open("rb") as f:
-            yield from ijson.items(f, "log.entries.item", use_float=True)
+            if f.read(3) != b"\xef\xbb\xbf":  # a byte-order mark, as some tools write
+                f.seek(0)
+            stack: list[tuple[str, str | None]] = []  # open containers: (map|array, key in parent)
+            key: str | None = None
+            builder: Any = None
+            depth = 0  # of the entry being built
+            for event, value in ijson.basic_parse(f, use_float=True):
+                if builder is not None:
+                    builder.event(event, value)
+                    if event in ("start_map", "start_array"):
+                        depth += 1
+                        if depth > MAX_DEPTH:
+                            raise HarError(f"{path}: an entry nests more than {MAX_DEPTH} levels deep")
+                    elif event in ("end_map", "end_array"):
+                        depth -= 1
+                        if depth == 0:
+                            yield builder.value
+                            builder = None
+                    continue
+                in_entries = stack == [("map", None), ("map", "log"), ("array", "entries")]
+                if event == "map_key":
+                    key = value
+                elif event in ("start_map", "start_array"):
+                    if in_entries:
+                        builder, depth = ijson.ObjectBuilder(), 1
+                        builder.event(event, value)
+                    else:
+                        parent_is_map = bool(stack) and stack[-1][0] == "map"
+                        stack.append(
+                            ("map" if event == "start_map" else "array", key if parent_is_map else None)
+                        )
+                    key = None
+                elif event in ("end_map", "end_array"):
+                    stack.pop()
+                elif in_entries:
+                    yield value  # a scalar where an entry should be (refused by the caller)
     except ijson.JSONError as exc:
-        raise HarError(f"{path}: not a HAR file (not JSON: {str(exc)[:120]})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "not JSON"
+        raise HarError(f"{path}: not a HAR file (not JSON: {first[:100]})") from None
+    except UnicodeDecodeError:
+        raise HarError(f"{path}: not a HAR file (not UTF-8 JSON)") from None
 
 
 def read_sessions(path: Path, url_filter: str | None = None) -> list[Session]:
     """The WebSocket sessions of the HAR at ``path`` (those whose URL contains ``url_filter``)."""
+    if path.is_dir():
+        raise HarError(f"{path}: is a directory, not a HAR file")
     if not path.is_file():
         raise HarError(f"{path}: no such file")
     sessions: list[Session] = []
@@ -158,9 +233,12 @@ def read_sessions(path: Path, url_filter: str | None = None) -> list[Session]:
         entries += 1
         if not isinstance(entry, dict):
             raise HarError(f"{path}: entry {index} is not an object")
-        if not _is_websocket(entry):
-            continue
-        session = _session(index, entry, str(path))
+        try:
+            if not _is_websocket(entry):
+                continue
+            session = _session(index, entry, str(path))
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            raise HarError(f"{path}: entry {index}: a malformed WebSocket entry ({exc})") from None
         if url_filter and url_filter not in session.url:
             skipped += 1
             continue

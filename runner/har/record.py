@@ -7,8 +7,11 @@ and forwards every message both ways, noting each with its time and direction. T
 then written like a HAR's (``runner.har.convert``). TLS to a ``wss://`` upstream is verified
 against the system's CAs (or the PEM bundle given), as any connection of wsload is.
 
-A session the upstream refuses is answered 502 with the reason and not recorded. Frames beyond
-``MAX_FRAMES`` per session are counted, not kept.
+A session the upstream refuses is answered 502 with the reason (the upstream's password and
+secret query values masked) and not recorded; one whose client left before its handshake ended
+is not recorded either. The upstream's close code and reason are passed on to the client.
+Frames beyond ``MAX_FRAMES``, or beyond ``MAX_BYTES`` of messages, per session are counted, not
+kept.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from websockets.exceptions import WebSocketException
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from runner.har.convert import redact_url
 from runner.har.reader import MAX_FRAMES, Frame, Session
+
+#: Message bytes kept per session (a recording of a video feed is not a scenario).
+MAX_BYTES = 64 * 1024 * 1024
 
 __all__ = ["Recorder"]
 
@@ -49,10 +56,14 @@ class _Live:
     upstream: ClientConnection
     frames: list[Frame] = field(default_factory=list)
     dropped: int = 0
+    size: int = 0
+    opened: float = field(default_factory=time.time)
+    began: bool = False  # the client's handshake ended: the session is the client's
 
     def note(self, sent: bool, data: str | bytes) -> None:
-        if len(self.frames) < MAX_FRAMES:
+        if len(self.frames) < MAX_FRAMES and self.size + len(data) <= MAX_BYTES:
             self.frames.append(Frame(sent, time.time(), data))
+            self.size += len(data)
         else:
             self.dropped += 1
 
@@ -88,14 +99,17 @@ class Recorder:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
-        for live in list(self._live.values()):
+        for key, live in list(self._live.items()):
             with contextlib.suppress(Exception):
                 await live.upstream.close()
+            if not live.began:  # the client left during its handshake
+                del self._live[key]
 
     def sessions(self) -> list[Session]:
         """Every session seen (ended or still open), in the order they began, with frames."""
         everything = sorted(
-            [*self._done, *self._live.values()], key=lambda s: s.frames[0].at if s.frames else 0
+            [*self._done, *(s for s in self._live.values() if s.began)],
+            key=lambda s: s.opened,
         )
         return [
             Session(
@@ -103,7 +117,7 @@ class Recorder:
                 url=s.url,
                 headers=s.headers,
                 subprotocols=s.subprotocols,
-                started=s.frames[0].at if s.frames else 0.0,
+                started=s.opened,
                 frames=tuple(s.frames),
                 dropped=s.dropped,
                 label=f"recorded session {i + 1}",
@@ -133,7 +147,7 @@ class Recorder:
                 open_timeout=10,
             )
         except (OSError, WebSocketException, TimeoutError, ssl.SSLError) as exc:
-            reason = f"upstream {url}: {type(exc).__name__}: {exc}"
+            reason = f"upstream {redact_url(url)}: {type(exc).__name__}: {redact_url(str(exc))}"
             self.refused.append(reason)
             return conn.respond(502, reason + "\n")
         self._live[id(conn)] = _Live(url, tuple(headers), tuple(offered), upstream)
@@ -148,6 +162,7 @@ class Recorder:
         live = self._live.get(id(conn))
         if live is None:
             return
+        live.began = True
         upstream = live.upstream
 
         async def pump(source: Any, sink: Any, sent: bool) -> None:
@@ -165,6 +180,12 @@ class Recorder:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # The side that closed first: its close code and reason go on to the other.
+            for closed, other in ((upstream, conn), (conn, upstream)):
+                if closed.close_code is not None:
+                    with contextlib.suppress(Exception):
+                        await other.close(closed.close_code or 1000, closed.close_reason or "")
+                    break
             for side in (upstream, conn):
                 with contextlib.suppress(Exception):
                     await side.close()
