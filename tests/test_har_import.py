@@ -577,7 +577,7 @@ def test_a_long_recording_is_cut_to_what_a_scenario_holds(
     import time as clock
 
     started = clock.monotonic()
-    code, text, err = _import(
+    code, _, err = _import(
         tmp_path, _har(tmp_path, {"url": "ws://127.0.0.1:9/chatty", "messages": messages}), capsys
     )
     assert code == 0, err
