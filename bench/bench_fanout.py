@@ -39,17 +39,27 @@ connections:
   room: {{url: "{url}", timeout: 10s}}
 steps:
   - open: room
-  - repeat:
+{reads}
+  - close: room
+load: {{vus: {subscribers}, iterations: 1, ramp_up: {ramp}s}}
+"""
+#: ``--step read``: one read step per message; ``receive``: one streaming step takes them all.
+READS = {
+    "read": """  - repeat:
       times: {count}
       steps:
         - name: delivery
           read:
             connection: room
             timeout: 15s
-            latency_from: {{json: sent_at, unit: us}}
-  - close: room
-load: {{vus: {subscribers}, iterations: 1, ramp_up: {ramp}s}}
-"""
+            latency_from: {{json: sent_at, unit: us}}""",
+    "receive": """  - name: delivery
+    receive:
+      connection: room
+      count: {count}
+      timeout: 120s
+      latency_from: {{json: sent_at, unit: us}}""",
+}
 
 
 def _node_server(core: int) -> tuple[subprocess.Popen[str], int]:
@@ -74,8 +84,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         with tempfile.TemporaryDirectory(prefix="wsload-fanout-") as tmp:
             scenario = Path(tmp) / "fanout.yaml"
+            reads = READS[args.step].format(count=args.count)
             scenario.write_text(
-                SCENARIO.format(url=url, count=args.count, subscribers=args.subscribers, ramp=args.ramp)
+                SCENARIO.format(url=url, reads=reads, subscribers=args.subscribers, ramp=args.ramp)
             )
             report = Path(tmp) / "fanout.json"
             wsload = subprocess.Popen(
@@ -115,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"the reference client failed: {ref.stderr.strip()[-500:]}")
     reference = json.loads(ref.stdout.strip().splitlines()[-1])
     step = next(s for s in doc["steps"] if s["name"] == "delivery")
+    deliveries = step["received"] if args.step == "receive" else step["count"]
     delivery = step.get("delivery_ms") or {}
     generator = ((doc.get("settings") or {}).get("load") or {}).get("generator") or {}
     return {
@@ -123,9 +135,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "rate_per_s": args.rate,
             "messages": args.count,
             "reference_subscribers": args.ref,
+            "step": args.step,
         },
         "wsload": {
-            "deliveries": step["count"],
+            "deliveries": deliveries,
             "expected": args.subscribers * args.count,
             "failures": step["failures"],
             "p50_ms": delivery.get("p50"),
@@ -157,6 +170,12 @@ def main() -> None:
     parser.add_argument("--ref", type=int, default=50, help="reference subscribers (default 50)")
     parser.add_argument("--ramp", type=float, default=3.0, help="wsload's ramp-up, seconds (default 3)")
     parser.add_argument("--settle", type=float, default=2.0, help="wait after the ramp, seconds (default 2)")
+    parser.add_argument(
+        "--step",
+        choices=sorted(READS),
+        default="receive",
+        help="how wsload reads: a read per message, or one receive",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -167,7 +186,8 @@ def main() -> None:
     w, r = out["wsload"], out["reference"]
     assert isinstance(w, dict) and isinstance(r, dict)
     print(
-        f"fan-out: {args.subscribers} wsload subscribers + {args.ref} reference, {args.count} messages "
+        f"fan-out ({args.step}): {args.subscribers} wsload subscribers + {args.ref} reference, "
+        f"{args.count} messages "
         f"at {args.rate:g}/s, Node ws room ({started})"
     )
     print(
