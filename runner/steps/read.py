@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass
 from time import monotonic_ns, time_ns
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import jmespath
 
@@ -42,6 +42,10 @@ from runner.checks.expect import (
     match_json_fields,
 )
 from runner.client.codes import ReadResult
+
+if TYPE_CHECKING:
+    from runner.client import WebSocketClient
+    from runner.client.codes import LastError
 from runner.scenario.model import Capture, Matcher, StepBase
 from runner.scenario.source import Path
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
@@ -249,19 +253,27 @@ def _checked(step: ReadStep, vu: User, data: str | bytes, latency: int, skipped:
     return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
 
 
-def _no_message(step: ReadStep, vu: User, result: ReadResult, timeout_s: float, skipped: int) -> StepOutcome:
-    """The read ended without a message: the peer closed (1, with its code and reason), an
-    error (-1) or the time-out (-2)."""
-    client = vu.client
+def why_ended(client: WebSocketClient, result: ReadResult) -> tuple[str | None, LastError | None]:
+    """Why a read (or a receive) ended without a message, and the client's error: for 1 the
+    peer's close code and reason (or, without a close frame, how the connection ended), for -1
+    the client's last error. The socket stays known: a later close step (or the end) frees it."""
     err = client.last_error() if result.rc == -1 else None
     text = err.text if err else None
-    if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
+    if result.rc == 1:
         reason = f", reason {result.close_reason!r}" if result.close_reason else ""
         text = f"connection closed by peer (code {result.close_code}{reason})"
         last = client.last_error()
         if result.close_code is None and last is not None:  # no close frame: say how it ended
             text = last.text
-    elif result.rc == -2:
+    return text, err
+
+
+def _no_message(step: ReadStep, vu: User, result: ReadResult, timeout_s: float, skipped: int) -> StepOutcome:
+    """The read ended without a message: the peer closed (1, with its code and reason), an
+    error (-1) or the time-out (-2)."""
+    client = vu.client
+    text, err = why_ended(client, result)
+    if result.rc == -2:
         what = "matching message" if step.match is not None else "message"
         text = f"time-out: no {what} within {timeout_s:g}s"
         if skipped:

@@ -35,7 +35,7 @@ from runner.checks.expect import Failure, Message, check_content, describe, matc
 from runner.client.codes import ReadResult
 from runner.scenario.model import Matcher, StepBase
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
-from runner.steps.read import Stamp, latency_from_schema, parse_stamp
+from runner.steps.read import Stamp, latency_from_schema, parse_stamp, why_ended
 from runner.steps.schema import duration, step_name
 
 
@@ -181,14 +181,7 @@ def _ended(
         what = "matching messages" if step.match is not None else "messages"
         timed_out = f"time-out: {taken} of {step.count} {what} within {window_s:g}s{other}"
         return finish(step, -2, lasted, timed_out, skipped_messages=skipped)
-    err = client.last_error() if result.rc == -1 else None
-    text = err.text if err else None
-    if result.rc == 1:  # the socket stays known: a later close step (or the end) frees it
-        reason = f", reason {result.close_reason!r}" if result.close_reason else ""
-        text = f"connection closed by peer (code {result.close_code}{reason})"
-        last = client.last_error()
-        if result.close_code is None and last is not None:  # no close frame: say how it ended
-            text = last.text
+    text, err = why_ended(client, result)
     text = f"{text or f'receive failed with rc {result.rc}'} after {taken} messages{other}"
     outcome = finish(step, result.rc, lasted, text, err.keyword if err else None, skipped_messages=skipped)
     if result.rc == 1:
