@@ -203,3 +203,27 @@ def test_a_capacity_ramp_that_ends_unhealthy_does_not_say_top_of_the_ramp() -> N
     assert capacity.limited_by == "at 450 starts/s, its last second: saturated (CPU 97%)"
     text = render(Scenario("s", "s.yaml", (), {}), capacity, workers=1, target="t")
     assert "top of the ramp" not in text and "it ended at 450 starts/s, its last second" in text, text
+
+
+def test_a_ramps_capacity_is_bounded_by_what_its_starts_cost_held() -> None:
+    """A ramp whose rising seconds look cheaper than the rate costs held: 750, 1,250 and 1,750
+    starts at 64%, 81% and 89% of a core, then saturated. The last healthy level alone said 1,750;
+    held, 0.62 ms of CPU per start allows about 1,450 at 90% of a core, and that is the capacity
+    (a run at 80% of 1,750 saturated the core in CI)."""
+    from runner.load.capacity import capacity_of
+    from runner.results.result import IterationCounts, RunResult, SecondSample
+    from runner.scenario.model import LoadSpec, Stage
+
+    ramp = LoadSpec(model="open", rate=0.0, stages=(Stage(8.0, 4000.0),))
+    cpus = {1: 0.64, 2: 0.81, 3: 0.89, 4: 0.98, 5: 0.99}
+    seconds = [
+        SecondSample(t, 250 + 500 * t, 40, 0, {}, cpu=cpu, saturated=cpu >= 0.9) for t, cpu in cpus.items()
+    ]
+    result = RunResult(
+        True, False, 0, "s", "s.yaml", "", 8.0, "", (),
+        iterations=IterationCounts(started=9000, completed=9000), timeseries=tuple(seconds),
+    )  # fmt: skip
+    capacity = capacity_of(result, ramp)
+    assert [level.planned for level in capacity.levels[:3]] == [750, 1250, 1750]
+    assert capacity.value == round(0.9 / ((0.64 + 0.81 + 0.89) / (750 + 1250 + 1750)))  # 1,442
+    assert capacity.suggested < 1200

@@ -6,7 +6,13 @@ seconds, and every second of it is judged as the plan checks judge a whole run: 
 plan had due that second were made (95%), none was dropped, the busiest worker stayed under 90%
 of its core and its event loop lagged less than the bound. The capacity is the level of the last
 second before the generator was unhealthy two seconds in a row (one bad second, a GC pause, is
-forgiven); a real run at 80% of it leaves room for what the ramp did not see. A ramp in which no
+forgiven); a real run at 80% of it leaves room for what the ramp did not see. In the open model
+the capacity is also at most what the healthy seconds' CPU per start allows at 90% of a core
+(``cpu_bound``): a ramp's second carries only part of the work of the starts it made (the rest of
+their iterations falls into the next, rising second), so its CPU share understates what that rate
+costs when held. Measured: a ramp judged 1,750 starts/s healthy at 89% of a core, and a run at
+80% of it (1,400/s) held the core at 98%, saturated in 2 of its 3 seconds; its healthy seconds
+had cost 0.62 ms of CPU per start, which bounds the capacity at 1,450/s. A ramp in which no
 iteration completed, or whose operations stalled, finds no capacity, and a second in which more
 than 1% of the steps failed is not healthy: iterations that fail at once (a 404, a refused
 connection) cost far less than the scenario's, so their rate says nothing about it.
@@ -28,7 +34,7 @@ from runner.results.verdict import measurement_problems
 from runner.scenario.model import LoadSpec, Scenario, Stage
 from runner.scenario.plan import planned_starts
 
-__all__ = ["Capacity", "CapacityLevel", "capacity_of", "ramp_plan", "render"]
+__all__ = ["Capacity", "CapacityLevel", "capacity_of", "cpu_bound", "ramp_plan", "render"]
 
 #: A level at or below this share of its planned starts was not delivered.
 DELIVERED = 0.95
@@ -138,6 +144,9 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
             break
         if level.healthy:
             value = level.planned
+    bound = cpu_bound(levels, value) if ramp.model == "open" else None
+    if bound is not None and bound < value:
+        value = bound
     if not limited_by and levels and not levels[-1].healthy:  # the top was reached, but unhealthy
         last = levels[-1]
         limited_by = f"at {last.planned:,.0f} {unit}, its last second: {last.why}"
@@ -158,6 +167,21 @@ def capacity_of(result: RunResult, ramp: LoadSpec) -> Capacity:
     if unmeasured:
         value, limited_by = 0.0, unmeasured
     return Capacity(unit, value, tuple(levels), limited_by, bool(unmeasured))
+
+
+def cpu_bound(levels: Sequence[CapacityLevel], value: float) -> float | None:
+    """The rate the healthy seconds up to ``value`` could hold at ``SATURATED_CPU`` of a core,
+    from the CPU they spent per start made (None: nothing to go by)."""
+    spent = made = 0.0
+    for level in levels:
+        if level.planned > value:
+            break
+        if level.healthy and level.cpu is not None and level.made > 0:
+            spent += level.cpu
+            made += level.made
+    if spent <= 0 or made <= 0:
+        return None
+    return float(round(SATURATED_CPU / (spent / made)))
 
 
 def render(scenario: Scenario, capacity: Capacity, *, workers: int, target: str) -> str:
