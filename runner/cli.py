@@ -35,6 +35,8 @@ examples:
   wsload validate scenarios/*.yaml                check files, print every problem
   wsload schema > scenario.schema.json            the JSON Schema, for editor completion
   wsload serve --port 0                           start the embedded test server
+  wsload import session.har -o my.yaml            a scenario from a browser's recorded session
+  wsload record --upstream wss://app.example.org  record through a proxy; Ctrl-C writes the scenario
 """
 
 

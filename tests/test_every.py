@@ -5,28 +5,15 @@ the run, a close while a round is in flight) and what the loader refuses."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
+from scenario_runs import run_scenario as _run
+from scenario_runs import step_named as _step
 
-from runner.cli import main
 from runner.errors import ScenarioError
 from runner.loader import load_scenario_text
-
-
-def _run(tmp_path: Path, text: str, *args: str) -> tuple[int, dict]:
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    out = tmp_path / "s.json"
-    code = main(["run", str(path), "--json", str(out), "--report-dir", "", "-q", *args])
-    return code, json.loads(out.read_text())
-
-
-def _step(doc: dict, name: str) -> dict:
-    return next(s for s in doc["steps"] if s["name"] == name)
-
 
 CHAT = """\
 name: chat
