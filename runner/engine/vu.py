@@ -363,8 +363,7 @@ class VirtualUser:
                     (j for j, run in enumerate(runs, 1) if run.task in ended and self._failed(run)), None
                 )
             if failed is not None:
-                for run in runs:
-                    await self._abandon(run)
+                await self._stop(runs, abandoned=True)
         except asyncio.CancelledError:
             await self._cancel_background(mark)
             raise
@@ -379,27 +378,35 @@ class VirtualUser:
         if not background or len(background) <= mark:
             return False
         ending = background[mark:]
-        for bg in ending:
-            if graceful:
+        if graceful:
+            for bg in ending:
                 await _finish(bg)
-            else:
-                await self._abandon(bg)
+        else:
+            await self._stop(ending, abandoned=True)
         del background[mark:]
         return any([self._failed(bg) for bg in ending])
 
     async def _cancel_background(self, mark: int) -> None:
         """This user is being cancelled: so are the backgrounds and branches it started since
-        ``mark``, abandoned if it is (their steps skipped), else cut (their steps pending)."""
+        ``mark``, abandoned if it is, else cut."""
         background = self.background or []
+        await self._stop(background[mark:], abandoned=self.abandoned)
+        del background[mark:]
+
+    @staticmethod
+    async def _stop(backgrounds: Sequence[_Background], *, abandoned: bool) -> None:
+        """Cancel ``backgrounds`` at once and wait for them. ``abandoned`` (a failure elsewhere):
+        their steps in flight and left in their rounds count as skipped; else (a cut) their steps
+        in flight as pending (``_cancelled_in``, where each cancellation lands), and so do those
+        of the backgrounds and branches they started."""
         tasks = []
-        for bg in background[mark:]:
+        for bg in backgrounds:
             if not bg.task.done():
-                bg.branch.abandoned = self.abandoned
+                bg.branch.abandoned = abandoned
                 bg.task.cancel()
                 tasks.append(bg.task)
         if tasks:
-            await asyncio.wait(tasks)
-        del background[mark:]
+            await asyncio.wait(tasks)  # (never raises their CancelledError into ours)
 
     def _failed(self, bg: _Background) -> bool:
         """Whether an ended background failed: a failed round, or a bug of ours outside any step
@@ -414,16 +421,6 @@ class VirtualUser:
         if step is not None and isinstance(exc, Exception):
             bg.branch._record_crash(step, exc)
         return True
-
-    async def _abandon(self, bg: _Background) -> None:
-        """A failure elsewhere (the main flow, another branch): the background stops at once, its
-        step in flight and the steps left in its round counted as skipped (``_cancelled_in``),
-        and so are those of the backgrounds and branches it started."""
-        if bg.task.done():
-            return
-        bg.branch.abandoned = True
-        bg.task.cancel()
-        await asyncio.wait((bg.task,))  # (never raises the task's CancelledError into ours)
 
     def _record(self, step: Step, outcome: StepOutcome | int) -> None:
         """Record one execution: the one way a step's outcome reaches the recorders.

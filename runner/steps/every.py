@@ -42,7 +42,6 @@ lineage (``runner.engine.vu._Branch``), so ``--seed`` replays them whatever the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
@@ -50,6 +49,7 @@ from typing import ClassVar
 from runner.scenario.model import StepBase
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User
 from runner.steps.schema import duration, step_name
+from runner.steps.sharing import walk
 
 #: The shortest interval: a background of writes that never waits would flood the connection.
 MIN_INTERVAL_S = 0.001
@@ -70,12 +70,6 @@ class EveryStep(StepBase):
         return self.steps
 
 
-def _walk(steps: tuple[StepBase, ...]) -> Iterator[StepBase]:
-    for step in steps:
-        yield step
-        yield from _walk(step.inner())
-
-
 def parse(node: StepNode, ctx: StepParse) -> EveryStep:
     body, path = node.body, node.body_path
     interval = ctx.duration(body["interval"], (*path, "interval"))
@@ -86,7 +80,7 @@ def parse(node: StepNode, ctx: StepParse) -> EveryStep:
             "(for a random gap, make a drawn sleep the block's first step)",
         )
     steps = ctx.block(body["steps"], (*path, "steps"), times=1, index=None)
-    for step in _walk(steps):
+    for step in walk(steps):
         if step.kind in ("open", "close"):
             ctx.problem(
                 (*path, "steps"),
@@ -99,7 +93,7 @@ def parse(node: StepNode, ctx: StepParse) -> EveryStep:
                 f"'every' on line {step.location.line} is inside another 'every'; put both in the "
                 "same block, one after the other",
             )
-    uses = frozenset(c for s in _walk(steps) if (c := getattr(s, "connection", "")))
+    uses = frozenset(c for s in walk(steps) if (c := getattr(s, "connection", "")))
     return EveryStep(
         name=ctx.name(node, "every"),
         location=node.location,

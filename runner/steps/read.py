@@ -87,6 +87,28 @@ class Stamp:
             return None
         return value if isinstance(value, str) else json.dumps(value)
 
+    def taken(self, message: Message) -> tuple[int, str | None] | Failure:
+        """What a read and a receive take from a stamped message: its send time in nanoseconds
+        since the epoch and its id (None when ``id_path`` is not given), or the failure of a
+        message without them (the scenario expected stamped ones)."""
+        sent = self.sent_ns(message)
+        if sent is None:
+            return Failure(
+                f"latency_from: no send time at {self.path!r} (a number of {self.unit} since the epoch)",
+                f"{self.path}: a number",
+                describe(message.data),
+            )
+        if self.id_path is None:
+            return sent, None
+        message_id = self.message_id(message)
+        if message_id is None:
+            return Failure(
+                f"latency_from: no message id at {self.id_path!r} (a string or number)",
+                f"{self.id_path}: an id",
+                describe(message.data),
+            )
+        return sent, message_id
+
     def sent_ns(self, message: Message) -> int | None:
         """The stamp in nanoseconds since the epoch, or None when the message has none."""
         try:
@@ -215,26 +237,11 @@ def _delivered(
     assert stamp is not None
     if outcome.failure is not None:
         return outcome
-    message = Message(data)
-    sent = stamp.sent_ns(message)
-    if sent is None:
-        failure = Failure(
-            f"latency_from: no send time at {stamp.path!r} (a number of {stamp.unit} since the epoch)",
-            f"{stamp.path}: a number",
-            describe(data),
-        )
-        return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
-    if stamp.id_path is not None:
-        outcome.message_id = stamp.message_id(message)
-        if outcome.message_id is None:
-            failure = Failure(
-                f"latency_from: no message id at {stamp.id_path!r} (a string or number)",
-                f"{stamp.id_path}: an id",
-                describe(data),
-            )
-            return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
-    arrived = time_ns() - (monotonic_ns() - received_ns) if received_ns else time_ns()
-    outcome.delivery_ns = arrived - sent
+    taken = stamp.taken(Message(data))
+    if isinstance(taken, Failure):
+        return finish(step, 0, latency, content_failure=taken, skipped_messages=skipped)
+    sent, outcome.message_id = taken
+    outcome.delivery_ns = wall_ns(received_ns) - sent
     return outcome
 
 
@@ -251,6 +258,15 @@ def _checked(step: ReadStep, vu: User, data: str | bytes, latency: int, skipped:
     if step.captures:
         failure = _capture(step, message, failure, vu)
     return finish(step, 0, latency, content_failure=failure, skipped_messages=skipped)
+
+
+def wall_ns(monotonic: int) -> int:
+    """A monotonic reading (a message's parse) as nanoseconds since the epoch, converted when
+    used: an offset between the clocks taken once drifts while NTP slews the wall clock (0.48%
+    measured on this machine, 10 ms over a 2 s receive, which made stamps look "ahead").
+    0: not known, now."""
+    now = time_ns()
+    return now - (monotonic_ns() - monotonic) if monotonic else now
 
 
 def why_ended(client: WebSocketClient, result: ReadResult) -> tuple[str | None, LastError | None]:

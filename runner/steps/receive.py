@@ -28,14 +28,14 @@ last message (or its start): the time it had gone without one (``runner.results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import monotonic_ns, time_ns
+from time import monotonic_ns
 from typing import Any, ClassVar
 
 from runner.checks.expect import Failure, Message, check_content, describe, match_json_fields
 from runner.client.codes import ReadResult
 from runner.scenario.model import Matcher, StepBase
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
-from runner.steps.read import Stamp, latency_from_schema, parse_stamp, why_ended
+from runner.steps.read import Stamp, latency_from_schema, parse_stamp, wall_ns, why_ended
 from runner.steps.schema import duration, step_name
 
 
@@ -98,7 +98,6 @@ async def execute(step: ReceiveStep, vu: User) -> StepOutcome | int:
     fields = match.json_fields if match is not None else None
     content = step.expect.content
     stamp = step.latency_from
-    wall = time_ns() - started  # monotonic -> wall clock, for the delivery latencies
     variables = vu.variables
     received = vu.received
     taken = skipped = 0
@@ -135,25 +134,11 @@ async def execute(step: ReceiveStep, vu: User) -> StepOutcome | int:
                 if failure is not None:
                     return _failed(step, failure, started, skipped)
             if stamp is not None:
-                sent = stamp.sent_ns(message)
-                if sent is None:
-                    failure = Failure(
-                        f"latency_from: no send time at {stamp.path!r} (a number of {stamp.unit} since "
-                        "the epoch)",
-                        f"{stamp.path}: a number",
-                        describe(data),
-                    )
-                    return _failed(step, failure, started, skipped)
-                delivery = (result.received_ns or monotonic_ns()) + wall - sent
-                if stamp.id_path is not None:
-                    message_id = stamp.message_id(message)
-                    if message_id is None:
-                        failure = Failure(
-                            f"latency_from: no message id at {stamp.id_path!r} (a string or number)",
-                            f"{stamp.id_path}: an id",
-                            describe(data),
-                        )
-                        return _failed(step, failure, started, skipped)
+                taken_from = stamp.taken(message)
+                if isinstance(taken_from, Failure):
+                    return _failed(step, taken_from, started, skipped)
+                sent, message_id = taken_from
+                delivery = wall_ns(result.received_ns) - sent
         received(step, result.received_ns or monotonic_ns(), delivery, message_id)
         taken += 1
         now = monotonic_ns()

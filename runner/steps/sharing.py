@@ -16,13 +16,14 @@ from collections.abc import Iterator
 
 from runner.scenario.model import StepBase
 
-__all__ = ["conflicts"]
+__all__ = ["conflicts", "walk"]
 
 
-def _walk(steps: tuple[StepBase, ...]) -> Iterator[StepBase]:
+def walk(steps: tuple[StepBase, ...]) -> Iterator[StepBase]:
+    """Every step of ``steps``, blocks and the steps inside them, in file order."""
     for step in steps:
         yield step
-        yield from _walk(step.inner())
+        yield from walk(step.inner())
 
 
 def _names(value: object) -> Iterator[str]:
@@ -68,7 +69,7 @@ def _profile(steps: tuple[StepBase, ...]) -> dict[str, dict[str, int]]:
     from runner.steps import kind_of  # (the registry imports the kinds, which import this)
 
     out: dict[str, dict[str, int]] = {"read": {}, "own": {}, "use": {}, "set": {}, "get": {}}
-    for step in _walk(steps):
+    for step in walk(steps):
         line = step.location.line
         conn = getattr(step, "connection", "")
         if conn:
