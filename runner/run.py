@@ -18,6 +18,7 @@ from enum import StrEnum
 from runner.cluster.dask_runner import StopFlag, run_on_cluster
 from runner.cluster.shard import run_shard
 from runner.engine.check import run_check
+from runner.errors import UsageError
 from runner.load.monitor import Progress
 from runner.load.run import run_load
 from runner.load.settings import LoadOverrides, is_load_run, parse_threshold
@@ -70,7 +71,13 @@ def seeded(scenario: Scenario, seed: int | None = None) -> Scenario:
     chosen = seed if seed is not None else scenario.seed
     if chosen is None:
         chosen = secrets.randbits(32)
-    return scenario if chosen == scenario.seed else replace(scenario, seed=chosen)
+    populations = tuple(
+        p if p.seed is not None and seed is None and scenario.seed is None else replace(p, seed=chosen)
+        for p in scenario.populations
+    )
+    if chosen == scenario.seed and populations == scenario.populations:
+        return scenario
+    return replace(scenario, seed=chosen, populations=populations)
 
 
 def mode_of(request: RunRequest) -> Mode:
@@ -94,6 +101,11 @@ async def run(request: RunRequest) -> RunResult:
     progress = Progress() if request.progress else None
     if mode is Mode.CHECK:
         scenario = request.scenario
+        if scenario.populations:
+            raise UsageError(
+                f"{scenario.file} is a plan of populations, which runs as a load run; check one "
+                "population's scenario on its own (wsload run FILE --check)"
+            )
         if request.overrides.thresholds:  # --threshold judges a check too
             extra = tuple(parse_threshold(t, scenario) for t in request.overrides.thresholds)
             scenario = replace(scenario, thresholds=scenario.thresholds + extra)

@@ -35,7 +35,8 @@ def test_catalogues_are_large_enough() -> None:
 def test_bundled_scenario_validates(path: Path) -> None:
     """Every scenario in scenarios/ loads, starts with the schema comment and targets the embedded server."""
     scenario = load_scenario(path)
-    assert scenario.steps and scenario.name
+    assert scenario.name
+    assert scenario.steps or all(p.steps for p in scenario.populations)  # a plan: every population's
     assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/scenario.schema.json")
     assert scenario.target in ("embedded", "embedded-tls")
 
@@ -64,6 +65,16 @@ def _walk(node: Any, where: str, out: list[str]) -> None:
     elif isinstance(node, list):
         for i, item in enumerate(node):
             _walk(item, f"{where}[{i}]", out)
+
+
+def test_report_schema_knows_every_step_kind() -> None:
+    """The JSON report's step kinds are the kinds wsload has (a report of a receive once failed
+    the report schema)."""
+    from runner.steps import KINDS
+
+    report = json.loads((ROOT / "runner" / "schemas" / "report.schema.json").read_text())
+    kind = report["properties"]["steps"]["items"]["properties"]["kind"]
+    assert sorted(kind["enum"]) == sorted(KINDS)
 
 
 def test_schema_is_valid_and_described() -> None:

@@ -535,7 +535,14 @@ def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[Thresh
                 reason += " (accepted: the threshold allows no data)"
             out.append(
                 ThresholdResult(
-                    th.expression, None, th.accept_no_data, th.location.line, th.value, reason, th.default
+                    th.expression,
+                    None,
+                    th.accept_no_data,
+                    th.location.line,
+                    th.value,
+                    reason,
+                    th.default,
+                    th.location.file,
                 )
             )
             continue
@@ -557,6 +564,15 @@ def evaluate(thresholds: Sequence[Threshold], result: RunResult) -> tuple[Thresh
                 f"(off by {_fmt(unit, abs(value - th.value))})"
             )
         out.append(
-            ThresholdResult(th.expression, value, passed, th.location.line, th.value, message, th.default)
+            ThresholdResult(
+                th.expression,
+                value,
+                passed,
+                th.location.line,
+                th.value,
+                message,
+                th.default,
+                th.location.file,
+            )
         )
     return tuple(out)

@@ -31,6 +31,7 @@ from runner.load.driver import Gauges, ShardDriver
 from runner.load.limits import LimitPlan, default_max_vus, loopback_sources, plan_limits
 from runner.load.merge import shard_info
 from runner.load.monitor import Monitor, Progress
+from runner.load.populations import bare, contexts, plan_result, plan_tls, shard_populations
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.results.recorders import RunRecorder
@@ -133,7 +134,7 @@ async def run_shard(
         await shard_run.run(start_unix_ns, handle_signals)
         result = shard_run.result(start_unix_ns, resolved.label)
     shard = shard_info(
-        scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=shard_run.total
+        scenario, index=index, count=count, start_unix_ns=start_unix_ns, recorder=bare(shard_run.total)
     )
     return replace(result, settings=replace(result.settings, shard=shard))
 
@@ -176,6 +177,7 @@ class _ShardRun:
         self.interrupted = False
         self.stopped = asyncio.Event()
         self.monitor = Monitor(ctx.scenario, self.total, progress=progress, stop=self.stop)
+        self.populations = contexts(ctx.scenario, ctx.recorder, ctx.target, ctx.extra_ca)
         self.driver = ShardDriver(
             ctx,
             start_ns=start_ns,
@@ -184,6 +186,7 @@ class _ShardRun:
             shards=count,
             source_addresses=limits.source_addresses,
             worker=f"shard {index}",
+            populations=self.populations,
         )
 
     def stop(self, reason: str) -> None:
@@ -224,12 +227,43 @@ class _ShardRun:
     def result(self, start_unix_ns: int, target: str) -> RunResult:
         engine = self.driver.engine
         start_ns = self.start_ns
+        started_at = (
+            datetime.fromtimestamp(start_unix_ns / 1e9, tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        if self.populations:
+            driver = self.driver
+            plan = self.ctx.scenario
+            result = plan_result(
+                plan,
+                self.total,
+                started_at=started_at,
+                duration_s=max(0.0, (time.monotonic_ns() - start_ns) / 1e9),
+                target=target,
+                limits=self.limits,
+                max_connections=self.monitor.max_connections,
+                interrupted=self.interrupted or driver.stop_reason.startswith("interrupted"),
+                stop_reason=driver.stop_reason,
+                stopped_at_s=None
+                if driver.stopped_at_ns is None
+                else (driver.stopped_at_ns - start_ns) / 1e9,
+                tls=plan_tls(self.populations),
+                shard=(self.index - 1, self.count),
+            )
+            own = shard_populations(
+                plan,
+                self.total,
+                result.populations,
+                index=self.index,
+                count=self.count,
+                start_unix_ns=start_unix_ns,
+            )
+            return replace(result, populations=own)
         return load_result(
             self.ctx.scenario,
             self.total,
-            started_at=datetime.fromtimestamp(start_unix_ns / 1e9, tz=UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            started_at=started_at,
             duration_s=max(0.0, (time.monotonic_ns() - start_ns) / 1e9),  # 0 if stopped before the start
             target=target,
             limits=self.limits,

@@ -443,6 +443,11 @@ def _check_capacity(args: argparse.Namespace, scenarios: Sequence[Scenario], mas
 
     code = ExitCode.PASSED
     for scenario in scenarios:
+        if scenario.populations:
+            raise UsageError(
+                f"--check-capacity ramps one scenario's load; {scenario.file} is a plan of populations: "
+                "find the capacity of each population's file on its own"
+            )
         load = scenario.load or LoadSpec()
         if args.rate is not None:
             load = replace(load, model="open", stages=())

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from runner.errors import RunError
 from runner.scenario.model import LoadSpec, Scenario
-from runner.scenario.plan import closed_plan
+from runner.scenario.plan import default_max_vus, peak_vus
 from runner.scenario.urls import resolve_url
 
 __all__ = [
@@ -65,20 +65,6 @@ def ephemeral_ports() -> int:
         return high - low + 1
     except (OSError, ValueError):
         return 28_232
-
-
-def default_max_vus(load: LoadSpec) -> int:
-    """Open model without ``max_vus``: room for two seconds of the peak rate (at least 10, at
-    least ``vus``), enough for iterations up to ~2 s before starts are dropped."""
-    peak = max([load.rate or 0.0, *(s.target for s in load.stages)])
-    return max(10, load.vus if load.max_vus is None else load.max_vus, math.ceil(peak * 2))
-
-
-def peak_vus(load: LoadSpec) -> int:
-    """The most virtual users the plan can have at once (all workers together)."""
-    if load.model == "open":
-        return load.max_vus if load.max_vus is not None else default_max_vus(load)
-    return max([load.vus if not load.stages else 0, *(c.vus for c in closed_plan(load))])
 
 
 def loopback_sources(limits: LimitPlan) -> LimitPlan:

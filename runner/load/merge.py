@@ -42,9 +42,14 @@ from runner.scenario.model import Scenario
 __all__ = [
     "MergeError",
     "ShardReport",
+    "check_compatible",
+    "flatten",
+    "iso_time",
     "merge_recorders",
     "merge_results",
+    "merged",
     "parse_shard",
+    "prefixed",
     "scenario_digest",
     "shard_info",
 ]
@@ -115,7 +120,7 @@ def parse_shard(name: str, doc: Mapping[str, Any]) -> ShardReport:
     return ShardReport(name, result, result.settings.shard)
 
 
-def _check_compatible(shards: Sequence[ShardReport]) -> None:
+def check_compatible(shards: Sequence[ShardReport]) -> None:
     """Refuse reports that are not shards of one plan of one scenario, or a shard given twice."""
     if not shards:
         raise MergeError("no shard reports to merge")
@@ -150,10 +155,15 @@ def _check_compatible(shards: Sequence[ShardReport]) -> None:
 
 def merge_recorders(parts: Sequence[tuple[Mapping[str, Any], int]]) -> RunRecorder:
     """Serialised recorders added into one; each with a whole-second ``offset`` for its time series
-    (its start's distance from the earliest start), and its gauges summed per second."""
+    (its start's distance from the earliest start), and its gauges summed per second (a plan's
+    populations each the same way)."""
     total = RunRecorder(0)
     gauges: dict[int, list[int]] = {}
+    populations: dict[str, list[tuple[Mapping[str, Any], int]]] = {}
     for data, offset in parts:
+        for name, population in (data.get("populations") or {}).items():
+            populations.setdefault(name, []).append((population, offset))
+        data = {k: v for k, v in data.items() if k != "populations"}
         series = []
         for entry in data.get("timeseries", []):
             entry = dict(entry)
@@ -168,7 +178,36 @@ def merge_recorders(parts: Sequence[tuple[Mapping[str, Any], int]]) -> RunRecord
         total.health.merge(data.get("health") or {}, offset=offset)
     for second, (vus, conns, paused) in gauges.items():
         total.timeseries.gauges(second, vus, conns, paused)
+    for name, shares in populations.items():
+        total.populations[name] = merge_recorders(shares)
     return total
+
+
+def prefixed(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A population's serialised recorder with its steps (and their failure groups) named
+    ``NAME/STEP``, and without health (the process's, counted once by the caller)."""
+    out = dict(data)
+    out["steps"] = [{**step, "name": f"{name}/{step['name']}"} for step in data["steps"]]
+    out["failures"] = [[f"{name}/{f[0]}", *f[1:]] for f in data["failures"]]
+    out["health"] = {}
+    out.pop("populations", None)
+    return out
+
+
+def flatten(root: RunRecorder) -> RunRecorder:
+    """The run as a whole: every population added up, steps named ``POPULATION/STEP``, gauges
+    summed per second, the process health once."""
+    own = root.serialize()
+    own.pop("populations", None)
+    # The root's gauges are the populations' summed again: the populations' own are added up.
+    own["timeseries"] = [
+        {k: v for k, v in e.items() if k not in ("vus", "connections", "paused")} for e in own["timeseries"]
+    ]
+    parts = [(own, 0), *((prefixed(n, r.serialize()), 0) for n, r in root.populations.items())]
+    whole = merge_recorders(parts)
+    whole.start_ns = root.start_ns
+    whole.mask = root.mask
+    return whole
 
 
 def _merged_tls(results: Sequence[RunResult]) -> TlsInfo:
@@ -179,7 +218,7 @@ def _merged_tls(results: Sequence[RunResult]) -> TlsInfo:
     )
 
 
-def _iso(unix_ns: int) -> str:
+def iso_time(unix_ns: int) -> str:
     moment = dt.datetime.fromtimestamp(unix_ns / 1e9, tz=dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -230,9 +269,19 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
 
     Missing shards (fewer than N given) or lost ones make the result incomplete: it says which,
     and an incomplete run does not pass (its totals are not the plan's). ``MergeError`` for
-    reports that are not shards of one plan of one scenario.
+    reports that are not shards of one plan of one scenario. Shards of a plan of populations
+    merge population by population (``runner.load.populations.merge_plan``).
     """
-    _check_compatible(shards)
+    if shards and shards[0].result.populations:
+        from runner.load.populations import merge_plan  # it builds on this module
+
+        return merge_plan(shards)
+    return merged(shards)[0]
+
+
+def merged(shards: Sequence[ShardReport]) -> tuple[RunResult, RunRecorder]:
+    """``merge_results`` of one scenario's shards, and the merged recorder it was judged on."""
+    check_compatible(shards)
     shards = sorted(shards, key=lambda s: s.shard.index)
     first = shards[0]
     count = first.shard.count
@@ -267,7 +316,7 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
         total,
         scenario_name=first.result.scenario_name,
         scenario_file=first.result.scenario_file,
-        started_at=_iso(t0),
+        started_at=iso_time(t0),
         duration_s=duration_s,
         target=targets[0] if len(targets) == 1 else ", ".join(targets),
         interrupted=any(s.result.interrupted for s in shards),
@@ -276,4 +325,4 @@ def merge_results(shards: Sequence[ShardReport]) -> RunResult:
         settings=settings,
         hold=plan.hold,
     )
-    return evaluate_load(result, first.shard.thresholds, plan)
+    return evaluate_load(result, first.shard.thresholds, plan), total

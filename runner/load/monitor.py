@@ -102,6 +102,11 @@ class Monitor:
         self.progress = progress
         self.stop = stop
         self.abort_thresholds = tuple(t for t in scenario.thresholds if can_abort(t))
+        #: A plan's populations: (name, its own abort_on_fail thresholds), judged on its recorder.
+        self.population_aborts = tuple(
+            (p.name, tuple(t for t in p.thresholds if can_abort(t))) for p in scenario.populations
+        )
+        self.populations = tuple(p.name for p in scenario.populations)
         self.aborted = ""
         self.max_vus = 0
         self.max_connections = 0
@@ -114,21 +119,31 @@ class Monitor:
         now = time.monotonic_ns()
         second = total.second(now)
         total.timeseries.gauges(second, vus, conns, gauges.paused)
+        for name, (p_vus, p_conns, p_paused) in zip(self.populations, gauges.populations, strict=False):
+            total.population(name).timeseries.gauges(second, p_vus, p_conns, p_paused)
         self.max_vus = max(self.max_vus, vus)
         self.max_connections = max(self.max_connections, conns)
         if self.progress is not None:
             # The rate since the last tick from the totals, not the last second's bucket: workers'
             # deltas arrive late on a busy machine, and a second not yet merged showed 0 msgs/s.
+            every = total.every()
             messages = sum(
-                rec.ok if rec.kind in _MESSAGE_KINDS else rec.received for rec in total.steps.values()
+                rec.ok if rec.kind in _MESSAGE_KINDS else rec.received
+                for each in every
+                for rec in each.steps.values()
             )
             elapsed_ns = now - self._messages_ns
             msgs = round((messages - self._messages) * 1e9 / elapsed_ns) if elapsed_ns > 0 else 0
             self._messages, self._messages_ns = messages, now
-            errors = sum(rec.failures for rec in total.steps.values())
+            errors = sum(rec.failures for each in every for rec in each.steps.values())
             p99 = None
             for back in (1, 2, 3):  # the latest second whose reads have arrived
-                p99 = total.timeseries.latest_read_p99_ms(second - back)
+                found = [
+                    x
+                    for each in every
+                    if (x := each.timeseries.latest_read_p99_ms(second - back)) is not None
+                ]
+                p99 = max(found) if found else None  # a plan: the slowest population's
                 if p99 is not None:
                     break
             health = None
@@ -139,27 +154,40 @@ class Monitor:
             self.progress.update(
                 (now - total.start_ns) / 1e9, vus, conns, max(msgs, 0), errors, p99, health=health
             )
-        if self.abort_thresholds and not self.aborted:
+        if not self.aborted and (self.abort_thresholds or any(t for _, t in self.population_aborts)):
             self.check_abort((now - total.start_ns) / 1e9)
 
     def check_abort(self, elapsed_s: float) -> None:
-        """Stop the run when an ``abort_on_fail`` threshold is lost on the data so far."""
-        result = build_result(
-            self.total,
-            scenario_name=self.scenario.name,
-            scenario_file=self.scenario.file,
-            started_at="",
-            duration_s=max(elapsed_s, 1e-9),
-            target="",
-        )
-        for verdict in evaluate(self.abort_thresholds, result):
-            if not verdict.passed and verdict.value is not None:
-                self.aborted = (
-                    f"aborted after {elapsed_s:.1f}s: abort_on_fail threshold '{verdict.expression}' "
-                    f"lost ({verdict.message})"
-                )
-                self.stop(self.aborted)
-                return
+        """Stop the run when an ``abort_on_fail`` threshold is lost on the data so far (a plan's
+        own on all its populations together, a population's on that population)."""
+        checks: list[tuple[str, tuple[Threshold, ...], RunRecorder]] = []
+        if self.abort_thresholds:
+            whole = self.total
+            if self.populations:
+                from runner.load.populations import flatten  # a plan's run-wide figures
+
+                whole = flatten(self.total)
+            checks.append(("", self.abort_thresholds, whole))
+        for name, thresholds in self.population_aborts:
+            if thresholds:
+                checks.append((f"{name}/", thresholds, self.total.population(name)))
+        for label, thresholds, recorder in checks:
+            result = build_result(
+                recorder,
+                scenario_name=self.scenario.name,
+                scenario_file=self.scenario.file,
+                started_at="",
+                duration_s=max(elapsed_s, 1e-9),
+                target="",
+            )
+            for verdict in evaluate(thresholds, result):
+                if not verdict.passed and verdict.value is not None:
+                    self.aborted = (
+                        f"aborted after {elapsed_s:.1f}s: abort_on_fail threshold "
+                        f"'{label}{verdict.expression}' lost ({verdict.message})"
+                    )
+                    self.stop(self.aborted)
+                    return
 
     def done(self) -> None:
         if self.progress is not None:

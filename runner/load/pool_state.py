@@ -98,7 +98,8 @@ class PoolState:
     def start(self, start_ns: int, planned_s: float | None) -> Start:
         """The shared start, ``planned_s`` after which (plus the patience) the run is overdue
         (None: only an iteration count bounds the plan)."""
-        self.total.start_ns = start_ns
+        for rec in self.total.every():
+            rec.start_ns = start_ns
         if planned_s is not None:
             self.hard_end_ns = start_ns + round(planned_s * 1e9) + self.patience_ns
         return Start(start_ns)
@@ -127,11 +128,7 @@ class PoolState:
 
     def gauges(self) -> Gauges:
         """The gauges summed over the workers (an ended worker counts zero)."""
-        return Gauges(
-            sum(w.gauges.vus for w in self.workers),
-            sum(w.gauges.connections for w in self.workers),
-            sum(w.gauges.paused for w in self.workers),
-        )
+        return Gauges.total([w.gauges for w in self.workers])
 
     def errors(self) -> list[str]:
         return [f"worker {w.number}: {w.error}" for w in self.workers if w.error]

@@ -346,7 +346,9 @@ def load_summary_line(result: RunResult) -> str:
         return ""
     it = result.iterations
     parts = [
-        f"load: {load.model} model",
+        f"load: plan of {len(result.populations)} populations"
+        if result.populations
+        else f"load: {load.model} model",
         f"{load.workers} worker(s)",
         f"max {load.vus_max_active or 0:,} VUs",
         f"iterations {it.completed:,} completed, {it.failed:,} failed, {it.interrupted:,} interrupted",

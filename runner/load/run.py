@@ -17,6 +17,7 @@ from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
 from runner.load.limits import LimitPlan, loopback_sources, plan_limits
 from runner.load.monitor import Monitor, Progress
+from runner.load.populations import contexts, plan_result, plan_tls
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.results.recorders import RunRecorder
@@ -101,6 +102,7 @@ async def _run_here(
         start_ns = time.monotonic_ns() + START_DELAY_NS
         recorder = RunRecorder(start_ns)
         ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
+        populations = contexts(scenario, recorder, resolved.url, resolved.ca_pem)
         monitor = Monitor(scenario, recorder, progress=progress, stop=lambda reason: driver.stop(reason))
         driver = ShardDriver(
             ctx,
@@ -108,6 +110,7 @@ async def _run_here(
             on_second=monitor.tick,
             source_addresses=limits.source_addresses,
             client_factory=client_factory,
+            populations=populations,
         )
 
         def on_signal(signum: int) -> None:
@@ -121,8 +124,23 @@ async def _run_here(
                 await driver.run()
         finally:
             monitor.done()
-        engine = driver.engine
         duration_s = (time.monotonic_ns() - start_ns) / 1e9
+        stopped_at_s = None if driver.stopped_at_ns is None else (driver.stopped_at_ns - start_ns) / 1e9
+        if populations:
+            return plan_result(
+                scenario,
+                recorder,
+                started_at=started_at,
+                duration_s=duration_s,
+                target=resolved.label,
+                limits=limits,
+                max_connections=monitor.max_connections,
+                interrupted=interrupted,
+                stop_reason=driver.stop_reason,
+                stopped_at_s=stopped_at_s,
+                tls=plan_tls(populations),
+            )
+        engine = driver.engine
         return load_result(
             scenario,
             recorder,

@@ -52,12 +52,14 @@ def _all_steps(steps: Sequence[Step]) -> Iterator[Step]:
 def parse_threshold(expression: str, scenario: Scenario) -> Threshold:
     """One ``--threshold`` expression, checked against ``scenario``'s step names and kinds by the
     same parser as a file's (the same names and messages); ``UsageError`` when it is wrong."""
-    steps = list(_all_steps(scenario.steps))
+    steps = [(s.name, s) for s in _all_steps(scenario.steps)]
+    # A plan's: every population's steps, named as its run names them (POPULATION/STEP).
+    steps += [(f"{p.name}/{s.name}", s) for p in scenario.populations for s in _all_steps(p.steps)]
     try:
         return thresholds.parse_threshold(
             expression,
-            step_names={s.name for s in steps},
-            kinds={s.kind for s in steps},
+            step_names={name for name, _ in steps},
+            kinds={s.kind for _, s in steps},
             location=Location("--threshold", 0, 0),
         )
     except InvalidThreshold as exc:
@@ -71,8 +73,19 @@ def apply_overrides(scenario: Scenario, overrides: LoadOverrides) -> Scenario:
     alone makes it closed. ``--duration`` replaces stages. Without any bound a closed run does
     one iteration per virtual user; an open run needs ``--duration`` or ``--iterations``.
     """
-    load = scenario.load or LoadSpec()
     o = overrides
+    if scenario.populations:
+        if o.shape_given:
+            raise UsageError(
+                "--vus, --rate, --duration, --iterations and --max-vus shape one scenario's load; "
+                f"{scenario.file} is a plan whose populations each have their own: change them there"
+            )
+        plan_load = scenario.load or LoadSpec()
+        if o.source_addresses:
+            plan_load = replace(plan_load, source_addresses=o.source_addresses)
+        extra = tuple(parse_threshold(t, scenario) for t in o.thresholds)
+        return replace(scenario, load=plan_load, thresholds=scenario.thresholds + extra)
+    load = scenario.load or LoadSpec()
     if o.rate is not None:
         load = replace(load, model="open", rate=o.rate, stages=() if load.model == "closed" else load.stages)
         if o.vus is not None:

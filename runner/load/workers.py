@@ -63,6 +63,7 @@ from runner.load.messages import (
 )
 from runner.load.monitor import Monitor, Progress
 from runner.load.pool_state import PoolState
+from runner.load.populations import contexts, plan_result, plan_tls
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.loader import load_scenario
@@ -101,6 +102,8 @@ class WorkerJob:
     #: ``--check-capacity``): the worker runs this, not what its copy of the file says.
     load: LoadSpec | None
     seed: int | None  # the run's seed of drawn think times: every worker draws from the same
+    #: A plan's: each population's seed as the parent decided it (in the plan's order).
+    population_seeds: tuple[int | None, ...]
     workers: int | None
     shard: int
     shards: int
@@ -207,6 +210,7 @@ class WorkerPool:
                 overrides=self.overrides,
                 load=self.scenario.load,
                 seed=self.scenario.seed,
+                population_seeds=tuple(p.seed for p in self.scenario.populations),
                 workers=shards,
                 shard=shard,
                 shards=shards,
@@ -296,6 +300,22 @@ class WorkerPool:
         assert self.monitor is not None
         state = self.state
         exit_codes = {n: p.exitcode for n, p in enumerate(self.processes, 1)}
+        if self.scenario.populations:
+            return plan_result(
+                self.scenario,
+                state.total,
+                started_at=started_at,
+                duration_s=(time.monotonic_ns() - state.total.start_ns) / 1e9,
+                target=label,
+                limits=self.limits,
+                max_connections=self.monitor.max_connections,
+                interrupted=self.interrupted,
+                stop_reason=state.final_stop_reason(),
+                stopped_at_s=state.stopped_at_s(),
+                incomplete_workers=state.incomplete(),
+                problems=state.problems(exit_codes),
+                tls=state.tls(),
+            )
         return load_result(
             self.scenario,
             state.total,
@@ -411,6 +431,14 @@ async def _worker(conn: Connection, job: WorkerJob) -> None:
     try:
         scenario = load_scenario(job.file, variables=job.variables, target=job.target)
         scenario = replace(apply_overrides(scenario, job.overrides), load=job.load, seed=job.seed)
+        if scenario.populations:
+            seeds = job.population_seeds
+            scenario = replace(
+                scenario,
+                populations=tuple(
+                    replace(p, seed=s) for p, s in zip(scenario.populations, seeds, strict=True)
+                ),
+            )
     except WsloadError as exc:
         conn.send(Failed(str(exc)))
         return
@@ -475,6 +503,7 @@ class ShardWorker:
         self.scenario = scenario
         self.recorder = RunRecorder(start_ns)
         self.ctx = RunContext(scenario, self.recorder, target_url, ca_pem)
+        self.populations = contexts(scenario, self.recorder, target_url, ca_pem)
         self.driver = ShardDriver(
             self.ctx,
             start_ns=start_ns,
@@ -483,6 +512,7 @@ class ShardWorker:
             shards=job.shards,
             source_addresses=job.source_addresses,
             worker=str(job.shard + 1),
+            populations=self.populations,
         )
 
     def tick(self, gauges: Gauges) -> None:
@@ -500,15 +530,16 @@ class ShardWorker:
                     self.tick(self.driver.gauges())
 
     async def run(self) -> None:
-        engine = self.driver.engine
+        driver = self.driver
         loop = asyncio.get_running_loop()
         listener = asyncio.ensure_future(self.listen())
-        loop.add_signal_handler(signal.SIGTERM, engine.stop, "worker got SIGTERM")
+        loop.add_signal_handler(signal.SIGTERM, driver.stop, "worker got SIGTERM")
         try:
             await self.driver.run()
         finally:
             loop.remove_signal_handler(signal.SIGTERM)
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-        info = WorkerInfo(engine.max_active, engine.stop_reason, tls_info(self.scenario, self.ctx))
+        tls = plan_tls(self.populations) if self.populations else tls_info(self.scenario, self.ctx)
+        info = WorkerInfo(driver.max_active, driver.stop_reason, tls)
         self.link.send(Done(self.recorder.take_interval(), info))

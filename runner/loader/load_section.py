@@ -152,20 +152,20 @@ def threshold_list(
     step_names: set[str],
     kinds: set[str],
     blocks: Mapping[str, str] | None = None,
+    path: Path = ("thresholds",),
 ) -> tuple[m.Threshold, ...]:
     """The ``thresholds:`` section; an entry that does not parse is left out (its problem stands).
     ``blocks``: the names and kinds of block steps (-> their kind), whose steps are measured, not
     they: a threshold on one would always be "no data"."""
     found = (
-        _threshold(doc, item, ("thresholds", i), step_names=step_names, kinds=kinds)
-        for i, item in enumerate(items)
+        _threshold(doc, item, (*path, i), step_names=step_names, kinds=kinds) for i, item in enumerate(items)
     )
     out = []
     for i, threshold in enumerate(found):
         if threshold is not None and blocks and threshold.subject in blocks:
             item = items[i]
             doc.problem(
-                ("thresholds", i) if isinstance(item, str) else ("thresholds", i, "threshold"),
+                (*path, i) if isinstance(item, str) else (*path, i, "threshold"),
                 f"'{threshold.subject}' is a block ({blocks[threshold.subject]}): the steps inside it are "
                 "measured, not the block; put the threshold on one of them",
             )

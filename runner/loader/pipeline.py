@@ -15,6 +15,7 @@ from pathlib import Path as FsPath
 from runner.errors import Problem, ScenarioError
 from runner.loader.builder import Builder
 from runner.loader.environment import substitute_env
+from runner.loader.populations import build_plan
 from runner.loader.secrets_scan import static_secrets
 from runner.scenario import model as m
 from runner.scenario.secrets import SecretRegistry, SecretText, mask_excerpt, userinfo_secrets
@@ -98,11 +99,41 @@ def _load_text(
 
     if problems:
         raise ScenarioError(problems + _problems_beside(problems, builder))
+    assert isinstance(data, dict)  # the schema requires a mapping
+    if "populations" in data:
+        return _plan(data, builder(), variables, target, base_dir)
     built = builder()
     scenario = built.build()
     if built.problems:
         raise ScenarioError(built.problems)
     return scenario
+
+
+def _plan(
+    data: dict[str, object],
+    built: Builder,
+    variables: dict[str, str],
+    target: str | None,
+    base_dir: str | os.PathLike[str] | None,
+) -> m.Scenario:
+    """A plan of populations (``runner.loader.populations``); each population's file is loaded
+    here, so its problems name its own file and line."""
+
+    def load_file(path: FsPath, values: Mapping[str, object], target: str | None) -> m.Scenario:
+        return load_scenario(path, variables=values, target=target)  # type: ignore[arg-type]
+
+    plan = build_plan(
+        built.doc,
+        data,
+        base_dir=FsPath(base_dir or "."),
+        variables=variables,
+        target_override=target,
+        load_file=load_file,
+        masked_source=built.masked_source(),
+    )
+    if plan is None or built.doc.problems:
+        raise ScenarioError(built.doc.problems)
+    return plan
 
 
 def _problems_beside(schema: list[Problem], make_builder: Callable[..., Builder]) -> list[Problem]:

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from runner.reports.masking import Masker
 from runner.results.result import RunResult, StepResult
 
-__all__ = ["LATENCY_LEGEND", "render", "status_word", "summary_line", "verdict_line"]
+__all__ = [
+    "LATENCY_LEGEND",
+    "POPULATION_COLUMNS",
+    "population_row",
+    "render",
+    "status_word",
+    "summary_line",
+    "verdict_line",
+]
 
 _COLUMNS = ("step", "kind", "line", "count", "ok", "fail", "skip", "pend", "rc", "p50 ms", "p99 ms", "max ms")
 
@@ -67,6 +75,40 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
         cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:], strict=True)]
         out.append("  " + "  ".join(cells).rstrip())
     return out
+
+
+POPULATION_COLUMNS = (
+    "population",
+    "file",
+    "model",
+    "users",
+    "done",
+    "failed",
+    "cut",
+    "per s",
+    "plan",
+    "verdict",
+)
+
+
+def population_row(p: RunResult) -> tuple[str, ...]:
+    """A population beside the others: its load, iterations, rate, plan delivered, verdict."""
+    load = p.settings.load
+    plan = load.plan if load is not None else None
+    delivered = plan.delivered if plan is not None else None
+    it = p.iterations
+    return (
+        p.scenario_name,
+        p.scenario_file,
+        load.model if load is not None else "-",
+        f"{load.vus_max_active or 0:,}" if load is not None else "-",
+        f"{it.completed:,}",
+        f"{it.failed:,}",
+        f"{it.interrupted:,}",
+        f"{load.achieved_rate:,.1f}" if load is not None else "-",
+        f"{delivered:.0%}" if delivered is not None else "-",
+        status_word(p),
+    )
 
 
 def verdict_line(result: RunResult) -> str:
@@ -134,6 +176,11 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
                 lines.append(f"  connect {s.name}: {parts} (ms)")
             if s.skipped_messages:
                 lines.append(f"  {s.name}: {s.skipped_messages} messages skipped while matching")
+    if result.populations:
+        lines += [
+            "populations:",
+            *_table([POPULATION_COLUMNS, *(population_row(p) for p in result.populations)]),
+        ]
     if any(s.latency_ms for s in result.steps):
         lines.append(f"  ({LATENCY_LEGEND})")
     for s in result.steps:
@@ -184,13 +231,13 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
         lines.append("errors:")
         shown = errors if verbose else errors[:20]
         for s, e in shown:
-            lines.append(f"  {result.scenario_file}:{s.line} {s.name}: {e.count} x rc {e.rc}: {e.message}")
+            lines.append(f"  {result.file_of(s.name)}:{s.line} {s.name}: {e.count} x rc {e.rc}: {e.message}")
         if len(errors) > len(shown):
             lines.append(f"  ... {len(errors) - len(shown)} more error groups (--verbose or the JSON report)")
     if verbose and result.failures:
         lines.append("failures:")
         for f in result.failures:
-            lines.append(f"  {result.scenario_file}:{f.line} {f.step}: {f.message}")
+            lines.append(f"  {result.file_of(f.step)}:{f.line} {f.step}: {f.message}")
             lines.append(f"      expected: {f.expected}")
             lines.append(f"      actual:   {f.actual}")
     if not result.tls.verified:
@@ -203,6 +250,8 @@ def render(result: RunResult, masker: Masker | None = None, *, verbose: bool = F
             word = "pass" if t.passed else "LOST"
             # line 0: given on the command line, or a plan check every load run gets
             where = "plan check" if t.default else f"line {t.line}" if t.line else "--threshold"
+            if t.line and not t.default and t.file and t.file != result.scenario_file:
+                where = f"{t.file} line {t.line}"
             lines.append(f"  {word} {t.expression} ({where}): {t.message}")
     if result.problems:
         lines.append("problems (each fails the run):")

@@ -313,7 +313,7 @@ def charts(
     """The charts of one run, or of several runs overlaid (one series per run)."""
     text = masker.text if masker is not None else (lambda s: s)
     if len(results) == 1:
-        return _single_charts(results[0], text, max_points)
+        return _single_charts(results[0], text, max_points) + _population_charts(results[0], text, max_points)
     return _overlay_charts(results, text, max_points)
 
 
@@ -375,6 +375,33 @@ _OVERLAYS: tuple[tuple[str, str, str, Callable[[Sequence[SecondSample]], _Metric
         lambda ts: _Metric("", lambda e: float(e.failures), 0.0, "mean"),
     ),
 )
+
+
+def _population_charts(result: RunResult, text: Callable[[str], str], max_points: int) -> list[Chart]:
+    """A plan: one line per population on each overlay chart, so they are seen side by side."""
+    out: list[Chart] = []
+    for chart_id, title, unit, metric_of in _OVERLAYS:
+        cols = []
+        for p in result.populations:
+            m = metric_of(p.timeseries)
+            if _has(p.timeseries, m):
+                cols.append(
+                    (
+                        text(p.scenario_name),
+                        _dense(p.timeseries, m.value, m.fill, rate=m.how == "mean"),
+                        m.how,
+                    )
+                )
+        if chart := _time_chart(
+            f"population-{chart_id}",
+            f"{title} by population",
+            unit,
+            "one line per population",
+            cols,
+            max_points,
+        ):
+            out.append(chart)
+    return out
 
 
 def _overlay_charts(results: Sequence[RunResult], text: Callable[[str], str], max_points: int) -> list[Chart]:
@@ -464,6 +491,20 @@ def _table(
     # wider than a narrow window.
     rows = "".join(body)
     return f'<div class="table-wrap"><table><thead><tr>{ths}</tr></thead><tbody>{rows}</tbody></table></div>'
+
+
+def _populations_table(result: RunResult, e: _Html) -> str:
+    """A plan's populations side by side: load, users, iterations, rate, plan, verdict."""
+    if not result.populations:
+        return ""
+    rows = []
+    for p in result.populations:
+        cells = [e(c) for c in console.population_row(p)]
+        cells[-1] = _verdict(p)
+        rows.append(cells)
+    return "<h2>Populations</h2>" + _table(
+        [e(h) for h in console.POPULATION_COLUMNS], rows, text_cols=frozenset({0, 1})
+    )
 
 
 def _rc_cell(step: StepResult) -> str:
@@ -815,6 +856,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f'<p class="meta">target <b>{e(result.target or "-")}</b> · started <b>{e(result.started_at)}</b> · '
         f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{e(_iterations(result))}</b></p>"
         f"{load}{error}{interrupted}"
+        f"{_populations_table(result, e)}"
         f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
         f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}"
         f"{_delivery_table(result, e)}{_connect_table(result, e)}"

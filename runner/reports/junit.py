@@ -27,15 +27,15 @@ def _failure_text(result: RunResult) -> str:
     lines = []
     for s in result.steps:
         if s.failures:
-            where = f"{result.scenario_file}:{s.line}"
+            where = f"{result.file_of(s.name)}:{s.line}"
             lines.append(f"{where} step {s.name!r} ({s.kind}): {s.failures} of {s.count} failed")
             for e in s.errors:
                 lines.append(f"    {e.count} x rc {e.rc}: {e.message}")
     for f in result.failures:
-        lines.append(f"{result.scenario_file}:{f.line} {f.step}: expected {f.expected} | actual {f.actual}")
+        lines.append(f"{result.file_of(f.step)}:{f.line} {f.step}: expected {f.expected} | actual {f.actual}")
     for t in result.thresholds:
         if not t.passed:
-            lines.append(f"{result.scenario_file}:{t.line} threshold {t.expression}: {t.message}")
+            lines.append(f"{t.file or result.scenario_file}:{t.line} threshold {t.expression}: {t.message}")
     if result.error:
         lines.append(result.error)
     return "\n".join(lines)

@@ -128,6 +128,7 @@ def encode(result: RunResult) -> dict[str, Any]:
         "timeseries": [_encode_second(s) for s in result.timeseries],
         "settings": encode_settings(result.settings),
         "wsload_version": result.wsload_version,
+        **({"populations": [encode(p) for p in result.populations]} if result.populations else {}),
     }
 
 
@@ -156,6 +157,7 @@ def decode(doc: Mapping[str, Any]) -> RunResult:
         settings=_decode_settings(doc.get("settings") or {}),
         problems=tuple(doc.get("problems", ())),
         wsload_version=doc.get("wsload_version", __version__),
+        populations=tuple(decode(p) for p in doc.get("populations", ())),
     )
 
 
@@ -189,6 +191,7 @@ def _decode_threshold(t: Mapping[str, Any]) -> ThresholdResult:
         t.get("limit", 0.0),
         t.get("message", ""),
         t.get("default", False),
+        t.get("file", ""),
     )
 
 

@@ -833,6 +833,22 @@ class RunRecorder:
         self.health = HealthRecorder()
         #: Applied to failure texts as they are recorded, and given to each step's recorder.
         self.mask: Callable[[str], str] = _unmasked
+        #: A plan's populations, each recorded apart (its steps, iterations, load, gauges); this
+        #: recorder then holds the process's own figures (health, the gauges of all together).
+        #: Serialising, merging and taking intervals go down into them, so every path that moves
+        #: a recorder (worker deltas, shard reports) moves a plan's whole.
+        self.populations: dict[str, RunRecorder] = {}
+
+    def population(self, name: str) -> RunRecorder:
+        """The recorder of population ``name`` (made on first use, from this one's start)."""
+        rec = self.populations.get(name)
+        if rec is None:
+            rec = self.populations[name] = RunRecorder(self.start_ns)
+        return rec
+
+    def every(self) -> list[RunRecorder]:
+        """This recorder and its populations' (what a progress line sums)."""
+        return [self, *self.populations.values()]
 
     def step(self, name: str, kind: str, connection: str = "", line: int = 0) -> StepRecorder:
         """The recorder of step ``name``, made on first use (declare steps up front to keep order)."""
@@ -883,6 +899,11 @@ class RunRecorder:
             "timeseries": self.timeseries.serialize(),
             "load": self.load.serialize(),
             "health": self.health.serialize(),
+            **(
+                {"populations": {name: rec.serialize() for name, rec in self.populations.items()}}
+                if self.populations
+                else {}
+            ),
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -901,12 +922,16 @@ class RunRecorder:
             self.load.merge(data["load"])
         if data.get("health"):
             self.health.merge(data["health"])
+        for name, population in (data.get("populations") or {}).items():
+            self.population(name).merge(population)
 
     def take_interval(self) -> dict[str, Any]:
         """Serialise what was recorded since the last call and start afresh, keeping each step's
         row (and the ``StepRecorder`` objects that contexts hold): a worker sends these deltas,
         and the parent's merge of all of them is exactly the run's total."""
         data = self.serialize()
+        for population in self.populations.values():
+            population.take_interval()
         for rec in self.steps.values():
             rec.reset()
         self.iterations_started = self.iterations_completed = 0

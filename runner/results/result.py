@@ -280,6 +280,7 @@ class ThresholdResult:
     limit: float = 0.0
     message: str = ""
     default: bool = False  # one of the plan checks every load run gets (not written in the file)
+    file: str = ""  # the file it was written in ("plan" for a plan check, "--threshold", "" unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +360,19 @@ class RunResult:
     #: that never completed, no iteration completed, a plan not delivered. Also in ``error``.
     problems: tuple[str, ...] = ()
     wsload_version: str = __version__
+    #: A plan's populations, each its own result (its steps named as in its file, its
+    #: thresholds and plan checks); the run's own steps are theirs named ``POPULATION/STEP``.
+    populations: tuple[RunResult, ...] = ()
+
+    def file_of(self, name: str) -> str:
+        """The file that declared a step, failure or threshold named ``name``: in a plan, the
+        file of the population whose name it starts with (``POPULATION/...``)."""
+        head, slash, _ = name.partition("/")
+        if slash:
+            for population in self.populations:
+                if population.scenario_name == head:
+                    return population.scenario_file
+        return self.scenario_file
 
     def with_thresholds(self, thresholds: tuple[ThresholdResult, ...]) -> RunResult:
         """The same result with thresholds evaluated, and ``passed``/``exit_code`` following them."""

@@ -381,3 +381,8 @@ class Scenario:
     run_timeout_s: float = 300.0  # overall bound of a check run (the manual's "unlimited" is not)
     secrets: frozenset[str] = frozenset()
     source: str = ""  # the file's text with secrets masked, for reports
+    #: A plan (``populations:``) instead of steps: each population is a scenario of its own,
+    #: named by its population and with its own load, run beside the others in one run
+    #: (``runner.load.populations``). The plan itself has no steps; its ``load`` is what the
+    #: run as a whole needs (workers, peak users, longest duration), its thresholds run-wide.
+    populations: tuple[Scenario, ...] = ()

@@ -20,7 +20,9 @@ from runner.scenario.model import LoadSpec, Stage
 __all__ = [
     "VuChange",
     "closed_plan",
+    "default_max_vus",
     "open_starts",
+    "peak_vus",
     "plan_duration",
     "planned_starts",
     "planned_vus",
@@ -181,3 +183,17 @@ def planned_vus(plan: tuple[VuChange, ...], at_s: float) -> int:
             break
         vus = change.vus
     return vus
+
+
+def default_max_vus(load: LoadSpec) -> int:
+    """Open model without ``max_vus``: room for two seconds of the peak rate (at least 10, at
+    least ``vus``), enough for iterations up to ~2 s before starts are dropped."""
+    peak = max([load.rate or 0.0, *(s.target for s in load.stages)])
+    return max(10, load.vus if load.max_vus is None else load.max_vus, math.ceil(peak * 2))
+
+
+def peak_vus(load: LoadSpec) -> int:
+    """The most virtual users the plan can have at once (all workers together)."""
+    if load.model == "open":
+        return load.max_vus if load.max_vus is not None else default_max_vus(load)
+    return max([load.vus if not load.stages else 0, *(c.vus for c in closed_plan(load))])
