@@ -19,7 +19,7 @@ from runner.cluster.dask_runner import StopFlag, run_on_cluster
 from runner.cluster.shard import run_shard
 from runner.engine.check import run_check
 from runner.errors import UsageError
-from runner.load.monitor import Progress
+from runner.load.monitor import LiveView, Progress
 from runner.load.run import run_load
 from runner.load.settings import LoadOverrides, is_load_run, parse_threshold
 from runner.results.result import RunResult
@@ -63,6 +63,7 @@ class RunRequest:
     progress: bool = True
     handle_signals: bool = True
     seed: int | None = None  # --seed: of the users' drawn think times, over the file's ``seed:``
+    live: LiveView | None = None  # a live view of load runs (--dashboard)
 
 
 def seeded(scenario: Scenario, seed: int | None = None) -> Scenario:
@@ -119,6 +120,7 @@ async def run(request: RunRequest) -> RunResult:
             progress=progress,
             variables=request.variables,
             handle_signals=request.handle_signals,
+            live=request.live,
         )
     if mode is Mode.SHARD:
         assert request.shard is not None
@@ -131,6 +133,7 @@ async def run(request: RunRequest) -> RunResult:
             start_unix_ns=request.start_unix_ns,
             progress=progress,
             handle_signals=request.handle_signals,
+            live=request.live,
         )
     assert request.cluster is not None
     flag = StopFlag()
@@ -146,4 +149,5 @@ async def run(request: RunRequest) -> RunResult:
             start_unix_ns=request.start_unix_ns,
             progress=progress,
             stop=flag,
+            live_view=request.live,
         )

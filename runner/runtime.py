@@ -37,6 +37,7 @@ __all__ = [
     "ignore_sigint",
     "on_stop_signals",
     "quiet_gc",
+    "request_stop",
     "utc_now_iso",
 ]
 
@@ -208,6 +209,21 @@ def ignore_sigint() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+#: The runs inside ``on_stop_signals`` now, innermost last: what ``request_stop`` stops.
+_stoppers: list[tuple[asyncio.AbstractEventLoop, Callable[[int], Any]]] = []
+
+
+def request_stop() -> None:
+    """Stop as Ctrl-C does, from any thread (the dashboard's stop button): the running run's
+    own SIGINT handling (graceful stop, complete report, interrupted), or between runs (the
+    ``--every`` loop) a SIGINT to this process, which that loop handles."""
+    if _stoppers:
+        loop, callback = _stoppers[-1]
+        loop.call_soon_threadsafe(callback, signal.SIGINT)
+    else:
+        signal.raise_signal(signal.SIGINT)
+
+
 @contextlib.contextmanager
 def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
     """Call ``callback(signum)`` on SIGINT/SIGTERM while inside (main thread only)."""
@@ -224,9 +240,11 @@ def on_stop_signals(callback: Callable[[int], Any]) -> Iterator[None]:
             installed.append((sig, previous))
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+    _stoppers.append((loop, callback))
     try:
         yield
     finally:
+        _stoppers.remove((loop, callback))
         for sig, previous in installed:
             loop.remove_signal_handler(sig)
             # asyncio puts SIG_DFL back; restore what was there (e.g. the --every loop's handler),

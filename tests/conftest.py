@@ -48,7 +48,7 @@ TIERS: dict[str, str] = {
             "test_load_engine", "test_load_workers_stop", "test_merge", "test_progress",
             "test_prometheus", "test_pytest_plugin", "test_receive", "test_reference_servers",
             "test_report_cmd", "test_codec", "test_data_files", "test_every", "test_fanout",
-            "test_har_import", "test_parallel", "test_populations", "test_reports",
+            "test_dashboard", "test_har_import", "test_parallel", "test_populations", "test_reports",
             "test_run_cli", "test_run_engine", "test_run_signals", "test_secret_registry",
             "test_secrets", "test_shard", "test_step_kinds", "test_think_time", "test_verdict",
         ),

@@ -342,3 +342,49 @@ def test_ctrl_c_during_a_plan_over_workers_ends_in_a_complete_report(
     assert step(doc, "sub/quote")["received"] > 0  # what came before the signal is kept
     assert step(doc, "pub/publish")["count"] > 0
     assert "interrupted" in doc["settings"]["load"]["stop_reason"]
+
+
+def test_a_population_whose_data_runs_out_ends_alone_and_passes(tmp_path: Path) -> None:
+    """``exhausted: stop`` in one population over two workers: that population ends when its
+    rows are out everywhere, says so, and is judged on its plan up to there (it passes, and the
+    load generator is not blamed); the other runs its whole plan."""
+    (tmp_path / "users.csv").write_text("name\nann\nbob\ncid\ndan\neve\nfay\n")
+    (tmp_path / "login.yaml").write_text(
+        "target: embedded\ndata:\n  users: {file: users.csv, pick: unique, exhausted: stop}\n"
+        "connections:\n  c: {url: /echo}\nsteps:\n  - open: c\n"
+        '  - write: {connection: c, text: "hi {{ users.name }}"}\n  - read: {connection: c}\n'
+        "  - sleep: 200ms\n  - close: c\nload: {vus: 2, duration: 4s}\n"
+    )
+    (tmp_path / "other.yaml").write_text(
+        "target: embedded\nconnections:\n  c: {url: /echo}\nsteps:\n  - open: c\n"
+        '  - write: {connection: c, text: "x"}\n  - read: {connection: c}\n  - sleep: 100ms\n'
+        "  - close: c\nload: {vus: 2, duration: 4s}\n"
+    )
+    path = tmp_path / "plan.yaml"
+    path.write_text("populations:\n  - {file: login.yaml}\n  - {file: other.yaml}\n")
+    code, doc = run_plan(path, "--workers", "2")
+    assert code == 0, doc["error"]
+    login, other = population(doc, "login"), population(doc, "other")
+    assert login["iterations"]["completed"] == 6  # every row once, over both workers
+    assert "ran out of unique rows" in login["settings"]["load"]["stop_reason"]
+    assert not other["settings"]["load"]["stop_reason"]
+    assert other["iterations"]["completed"] > 20
+    assert doc["settings"]["load"]["model"] == "plan"
+
+
+def test_plan_naming_itself_or_an_absent_population_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "self.yaml").write_text("populations:\n  - {file: self.yaml}\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(tmp_path / "self.yaml")
+    assert "plans do not nest" in str(caught.value)
+    (tmp_path / "a.yaml").write_text("steps: [{sleep: 1ms}]\nload: {vus: 1, iterations: 1}\n")
+    (tmp_path / "p.yaml").write_text(
+        "populations:\n  - {file: a.yaml}\n  - {file: gone.yaml}\n"
+        "thresholds: [gone/sleep.p99 < 1s, x/sleep.p99 < 1s, a/sleep.p99 < 1s]\n"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(tmp_path / "p.yaml")
+    text = str(caught.value)
+    assert "no scenario file" in text  # gone.yaml's own problem
+    assert "names population 'x', which this plan does not have (populations: a, gone)" in text
+    assert "did you mean" not in text  # no hint pointing at another population's step

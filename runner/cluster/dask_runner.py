@@ -41,8 +41,9 @@ from typing import Any
 
 from runner.errors import RunError
 from runner.load.driver import Gauges
-from runner.load.merge import ShardReport, merge_results, parse_shard, shard_info
-from runner.load.monitor import Monitor, Progress
+from runner.load.merge import ShardReport, flatten, merge_results, parse_shard, shard_info
+from runner.load.monitor import LiveView, Monitor, Progress
+from runner.load.result import evaluate_load
 from runner.load.settings import LoadOverrides, apply_overrides
 from runner.results.codec import encode
 from runner.results.load_figures import LoadSummary
@@ -213,6 +214,7 @@ def run_on_cluster(
     progress: Progress | None = None,
     stop: StopFlag | None = None,
     connect_timeout_s: float = 10.0,
+    live_view: LiveView | None = None,
 ) -> RunResult:
     """Run the scenario's load over the Dask cluster at ``address`` (see the module docstring).
     ``RunError`` (exit 3) without Dask or without a reachable scheduler with workers."""
@@ -241,10 +243,11 @@ def run_on_cluster(
         start = start_unix_ns or time.time_ns() + int(START_DELAY_S * 1e9)
         mono_start = time.monotonic_ns() + (start - time.time_ns())
         live = RunRecorder(mono_start)
+        view = live_view
         common = (scenario.file, text, variables, target, overrides, start, queue.name, stop_event.name)
         jobs = [ShardJob(run_id, k, n, *common) for k in range(1, n + 1)]
         items = [_Shard(job.index, _submit(client, workers, job)) for job in jobs]
-        stopped = _follow(scenario, items, queue, stop_event, live, start, progress, stop)
+        stopped = _follow(scenario, items, queue, stop_event, live, start, progress, stop, view)
     result = merge_results([_report(s, scenario, n, start) for s in items])
     return _with_stop(result, stopped, interrupted=bool(stop.reason))
 
@@ -258,6 +261,7 @@ def _follow(
     start_unix_ns: int,
     progress: Progress | None,
     stop: StopFlag,
+    view: LiveView | None = None,
 ) -> str:
     """Follow the shards until each has ended or is lost: their progress into ``live``, the
     monitor ticked once a second, a stop (a signal, a lost ``abort_on_fail``) passed on to every
@@ -270,7 +274,8 @@ def _follow(
             stopped = reason
             stop_event.set()
 
-    monitor = Monitor(scenario, live, progress=progress, stop=request_stop)
+    monitor = Monitor(scenario, live, progress=progress, stop=request_stop, live=view)
+    monitor.snapshot = lambda: _live_result(scenario, live, start_unix_ns, monitor)
     tick_at = start_unix_ns / 1e9 + 1.0
     try:
         while True:
@@ -290,6 +295,23 @@ def _follow(
         with _quiet():
             stop_event.set()  # shards still running (silent, cancelled) stop too
     return stopped
+
+
+def _live_result(scenario: Scenario, live: RunRecorder, start_unix_ns: int, monitor: Monitor) -> RunResult:
+    """The run so far as the client sees it (the shards' streamed intervals, merged): what a live
+    view shows while the shards run; the run's result is the merge of their reports."""
+    assert scenario.load is not None
+    whole = flatten(live) if scenario.populations else live
+    result = build_result(
+        whole,
+        scenario_name=scenario.name,
+        scenario_file=scenario.file,
+        started_at="",
+        duration_s=max(time.time() - start_unix_ns / 1e9, 1e-9),
+        target="cluster",
+        settings=RunSettings(mode="load"),
+    )
+    return evaluate_load(result, scenario.thresholds, scenario.load)
 
 
 def _submit(client: Any, workers: list[str], job: ShardJob) -> Any:

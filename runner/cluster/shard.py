@@ -30,7 +30,7 @@ from runner.errors import UsageError
 from runner.load.driver import Gauges, ShardDriver
 from runner.load.limits import LimitPlan, default_max_vus, loopback_sources, plan_limits
 from runner.load.merge import shard_info
-from runner.load.monitor import Monitor, Progress
+from runner.load.monitor import LiveView, Monitor, Progress
 from runner.load.populations import bare, contexts, plan_result, plan_tls, shard_populations
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
@@ -120,6 +120,7 @@ async def run_shard(
     handle_signals: bool = True,
     on_tick: TickSink | None = None,
     should_stop: Callable[[], str] | None = None,
+    live: LiveView | None = None,
 ) -> RunResult:
     """Run shard ``index`` (1-based) of ``count`` of ``scenario``'s load; the report is marked as
     a shard (``settings.shard``). ``should_stop()`` is polled once a second: a non-empty reason
@@ -130,7 +131,8 @@ async def run_shard(
     async with resolved_target(target or scenario.target) as resolved:
         start_unix_ns, start_ns = _shared_start(start_unix_ns, f"{index}/{count}")
         ctx = RunContext(scenario, RunRecorder(start_ns), resolved.url, resolved.ca_pem)
-        shard_run = _ShardRun(ctx, limits, index, count, start_ns, progress, on_tick, should_stop)
+        shard_run = _ShardRun(ctx, limits, index, count, start_ns, progress, on_tick, should_stop, live)
+        shard_run.monitor.snapshot = lambda: shard_run.result(start_unix_ns, resolved.label)
         await shard_run.run(start_unix_ns, handle_signals)
         result = shard_run.result(start_unix_ns, resolved.label)
     shard = shard_info(
@@ -169,6 +171,7 @@ class _ShardRun:
         progress: Progress | None,
         on_tick: TickSink | None,
         should_stop: Callable[[], str] | None,
+        live: LiveView | None = None,
     ) -> None:
         self.ctx, self.limits, self.index, self.count = ctx, limits, index, count
         self.start_ns = start_ns
@@ -176,7 +179,7 @@ class _ShardRun:
         self.on_tick, self.should_stop = on_tick, should_stop
         self.interrupted = False
         self.stopped = asyncio.Event()
-        self.monitor = Monitor(ctx.scenario, self.total, progress=progress, stop=self.stop)
+        self.monitor = Monitor(ctx.scenario, self.total, progress=progress, stop=self.stop, live=live)
         self.populations = contexts(ctx.scenario, ctx.recorder, ctx.target, ctx.extra_ca)
         self.driver = ShardDriver(
             ctx,
@@ -250,6 +253,8 @@ class _ShardRun:
                 else (driver.stopped_at_ns - start_ns) / 1e9,
                 tls=plan_tls(self.populations),
                 shard=(self.index - 1, self.count),
+                own_stops={n: (r, (at - start_ns) / 1e9) for n, (r, at) in driver.own_stops().items()},
+                max_active=driver.max_active_each(),
             )
             own = shard_populations(
                 plan,

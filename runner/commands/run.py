@@ -15,11 +15,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any, TypeVar
 
 from runner.commands import report as outputs
 from runner.commands.cluster_options import add_cluster_options, check_cluster_options, shard_of, start_of
+from runner.dashboard import Dashboard, parse_address
 from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
 from runner.load.settings import LoadOverrides
 from runner.reports import console, json_report, junit
@@ -89,6 +92,25 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     outputs.add_output_options(parser)  # --html, --prometheus-textfile, --pushgateway, --every, --rounds
     add_load_options(parser)
     add_cluster_options(parser)  # --shard K/N, --start-at, --cluster
+    live = parser.add_argument_group("live dashboard")
+    live.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:0",
+        metavar="[HOST:]PORT",
+        help="watch the run in a browser, live: serve a page that shows its report each second "
+        "(default 127.0.0.1 and a free port; the URL is printed at the start)",
+    )
+    live.add_argument(
+        "--dashboard-token",
+        nargs="?",
+        const="",
+        default=os.environ.get("WSLOAD_DASHBOARD_TOKEN"),
+        metavar="TOKEN",
+        help="allow stopping the run from the page (like Ctrl-C) to whoever opens it with "
+        "?token=TOKEN; without TOKEN one is made and printed in the URL (env WSLOAD_DASHBOARD_TOKEN); "
+        "required to bind a non-loopback HOST",
+    )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="print only the final PASS/FAIL lines")
     noise.add_argument(
@@ -234,6 +256,30 @@ def run_request(args: argparse.Namespace, scenario: Scenario) -> RunRequest:
     )
 
 
+def _dashboard(args: argparse.Namespace, secrets: set[str]) -> Dashboard | None:
+    """``--dashboard``: the live page's server, started once and kept across ``--every`` rounds
+    (so a browser watches round after round); its token joins the secrets every output masks."""
+    token = args.dashboard_token
+    if token is not None and args.dashboard is None:
+        raise UsageError("--dashboard-token is for --dashboard: give --dashboard [HOST:]PORT too")
+    if args.dashboard is None:
+        return None
+    if token == "":
+        token = token_urlsafe(18)
+    if token:
+        secrets.add(token)
+    server: Dashboard | None = getattr(args, "_wsload_dashboard", None)
+    if server is None:
+        host, port = parse_address(args.dashboard)
+        server = Dashboard(host, port, token=token, masker=Masker(secrets))
+        url = server.start()
+        shown = f"{url}?token={token}" if token else url
+        stop = "; the page can stop the run" if token else ""
+        print(f"wsload: live dashboard at {shown}{stop}", file=sys.stderr, flush=True)
+        args._wsload_dashboard = server
+    return server
+
+
 def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
@@ -252,13 +298,18 @@ def exit_code_of(results: Sequence[RunResult]) -> ExitCode:
     return ExitCode.PASSED
 
 
-async def run_scenarios(requests: Sequence[RunRequest], *, verbose: bool = False) -> list[RunResult]:
-    """Run each request in order; stop after one that was interrupted."""
+async def run_scenarios(
+    requests: Sequence[RunRequest], *, verbose: bool = False, dashboard: Dashboard | None = None
+) -> list[RunResult]:
+    """Run each request in order; stop after one that was interrupted. ``dashboard``: the page
+    becomes each run's report as it ends."""
     results: list[RunResult] = []
     for request in requests:
         if verbose:
             print(f"wsload: running {request.scenario.file}", file=sys.stderr, flush=True)
         result = await run_one(request)
+        if dashboard is not None:
+            await asyncio.to_thread(dashboard.final, result)
         results.append(result)
         if result.interrupted:
             break
@@ -390,13 +441,15 @@ def run(args: argparse.Namespace) -> int:
     secrets: set[str] = set(userinfo_secrets(getattr(args, "pushgateway", None) or ""))
     for s in scenarios:
         secrets.update(s.secrets)
+    dashboard = _dashboard(args, secrets)
     masker = Masker(secrets)
     now = time.time()  # milliseconds in the name: two runs in one second keep both reports
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
     if getattr(args, "check_capacity", False):
         return _check_capacity(args, scenarios, masker)
     try:
-        results = _run_loop(run_scenarios([run_request(args, s) for s in scenarios], verbose=args.verbose))
+        requests = [replace(run_request(args, s), live=dashboard) for s in scenarios]
+        results = _run_loop(run_scenarios(requests, verbose=args.verbose, dashboard=dashboard))
     except RunError:
         raise
     except KeyboardInterrupt:  # a signal before the handlers were in place

@@ -143,6 +143,20 @@ class ShardDriver:
         """When a stop of the whole came (a population ending itself early is its own affair)."""
         return self._stopped_at_ns if self.plan else self.engine.stopped_at_ns
 
+    def own_stops(self) -> dict[str, tuple[str, int]]:
+        """The engines that ended themselves before any stop of the whole (``exhausted: stop``):
+        population ("" for a lone scenario) -> (reason, when, monotonic ns)."""
+        out: dict[str, tuple[str, int]] = {}
+        for engine in self.engines:
+            at = engine.stopped_at_ns
+            if at is not None and (self._stopped_at_ns is None or at < self._stopped_at_ns):
+                out[engine.ctx.scenario.name if self.plan else ""] = (engine.stop_reason, at)
+        return out
+
+    def max_active_each(self) -> tuple[int, ...]:
+        """A plan's: the most users each population had active at once (the plan's order)."""
+        return tuple(e.max_active for e in self.engines) if self.plan else ()
+
     @property
     def max_active(self) -> int:
         return sum(e.max_active for e in self.engines)

@@ -38,6 +38,11 @@ class WorkerInfo:
     max_active: int = 0  # the most users it had active at once
     stop_reason: str = ""  # why its engine stopped early ("" if it followed the plan to the end)
     tls: TlsInfo | None = None  # how certificates were treated; None: it never started
+    #: Engines that ended themselves before the plan's end (a data file run out): (population,
+    #: "" for a scenario's own engine; reason; when, monotonic ns).
+    own_stops: tuple[tuple[str, str, int], ...] = ()
+    #: A plan's: the most users each population had active at once (in the plan's order).
+    population_max_active: tuple[int, ...] = ()
 
 
 # --- worker -> parent ---------------------------------------------------------------------------

@@ -10,15 +10,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from runner.checks.thresholds import evaluate
 from runner.load.driver import Gauges
 from runner.results.recorders import RunRecorder
-from runner.results.result import build_result
+from runner.results.result import RunResult, build_result
 from runner.scenario.model import Scenario, Threshold
 
-__all__ = ["Monitor", "Progress", "can_abort"]
+__all__ = ["LiveView", "Monitor", "Progress", "can_abort"]
 
 #: Kinds whose passed executions each move a message (a ``receive`` counts its ``received``).
 _MESSAGE_KINDS = ("read", "write")
@@ -78,6 +78,14 @@ class Progress:
             self._shown = False
 
 
+class LiveView(Protocol):
+    """Someone watching the run live (the dashboard, ``runner.dashboard``): told once a second,
+    it takes the result so far (``snapshot()``, the same function the run's own result comes
+    from) only when it has a watcher and the time to spare."""
+
+    def second(self, snapshot: Callable[[], RunResult]) -> None: ...
+
+
 def can_abort(threshold: Threshold) -> bool:
     """Whether failing now means the run is already lost: a count or rate that must still grow
     past its limit (``iterations.count > 1000``) is not lost before the end."""
@@ -96,8 +104,12 @@ class Monitor:
         *,
         progress: Progress | None,
         stop: Callable[[str], None],
+        live: LiveView | None = None,
     ) -> None:
         self.scenario = scenario
+        self.live = live
+        #: The result so far, set by whoever runs the load (what the live view shows).
+        self.snapshot: Callable[[], RunResult] | None = None
         self.total = total
         self.progress = progress
         self.stop = stop
@@ -156,6 +168,8 @@ class Monitor:
             )
         if not self.aborted and (self.abort_thresholds or any(t for _, t in self.population_aborts)):
             self.check_abort((now - total.start_ns) / 1e9)
+        if self.live is not None and self.snapshot is not None:
+            self.live.second(self.snapshot)
 
     def check_abort(self, elapsed_s: float) -> None:
         """Stop the run when an ``abort_on_fail`` threshold is lost on the data so far (a plan's

@@ -155,6 +155,26 @@ class PoolState:
             return None
         return (self.stopped_at_ns - self.total.start_ns) / 1e9
 
+    def own_stops(self) -> dict[str, tuple[str, float]]:
+        """Engines that ended themselves in every worker (a data file run out everywhere):
+        population ("" for a lone scenario) -> (reason, seconds after the start the last of them
+        ended). One that ran on in any worker ran the plan's length: none for it."""
+        infos = [w.info for w in self.workers if w.info is not None]
+        if not infos:
+            return {}
+        out: dict[str, tuple[str, float]] = {}
+        for name, reason, _at in infos[0].own_stops:
+            ends = [at for info in infos for n, _r, at in info.own_stops if n == name]
+            if len(ends) == len(infos):
+                out[name] = (reason, (max(ends) - self.total.start_ns) / 1e9)
+        return out
+
+    def max_active_each(self) -> tuple[int, ...]:
+        """A plan's: the most users active at once per population, summed over the workers."""
+        parts = [w.info.population_max_active for w in self.workers if w.info is not None]
+        width = max((len(p) for p in parts), default=0)
+        return tuple(sum(p[i] for p in parts if i < len(p)) for i in range(width))
+
     def max_active(self) -> int:
         return sum(w.info.max_active for w in self.workers if w.info is not None)
 

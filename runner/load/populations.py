@@ -12,7 +12,7 @@ population pass; each population's thresholds appear in the run's list as ``POPU
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from runner.checks.thresholds import evaluate, parse_threshold
@@ -87,16 +87,23 @@ def plan_result(
     problems: Sequence[str] = (),
     tls: TlsInfo | None = None,
     shard: tuple[int, int] = (0, 1),
+    own_stops: Mapping[str, tuple[str, float]] | None = None,
+    max_active: Sequence[int] = (),
 ) -> RunResult:
     """The plan's result: each population's own (``RunResult.populations``), and the whole
-    judged on the plan's thresholds and every population's verdict (module docstring)."""
+    judged on the plan's thresholds and every population's verdict (module docstring).
+    ``own_stops``: populations that ended themselves (their data ran out) -> (reason, seconds
+    after the start): each is judged on its plan up to there, as a lone scenario is."""
     assert plan.load is not None
     whole_stop = stopped_at_s is not None
     results = []
-    for p in plan.populations:
+    for i, p in enumerate(plan.populations):
         own = copy.copy(root.population(p.name))
         own.health = root.health  # the generator is the process's: its figures are every population's
         vus = [s.vus for s in own.timeseries.samples() if s.vus is not None]
+        ended = (own_stops or {}).get(p.name)
+        reason = _own_reason(p.name, stop_reason, whole_stop) or (ended[0] if ended else "")
+        at_s = stopped_at_s if whole_stop else (ended[1] if ended else None)
         results.append(
             load_result(
                 p,
@@ -105,11 +112,13 @@ def plan_result(
                 duration_s=duration_s,
                 target=target,
                 limits=limits,
-                max_vus=max(vus, default=0),
+                # the gauges sample once a second; the engines count every user (short
+                # open-model iterations are seldom caught by a sample)
+                max_vus=max([*vus, max_active[i] if i < len(max_active) else 0]),
                 max_connections=max((s.connections or 0 for s in own.timeseries.samples()), default=0),
                 interrupted=interrupted,
-                stop_reason=_own_reason(p.name, stop_reason, whole_stop),
-                stopped_at_s=stopped_at_s,
+                stop_reason=reason,
+                stopped_at_s=at_s,
                 incomplete_workers=incomplete_workers,
                 tls=tls,
                 shard=shard,
@@ -157,6 +166,15 @@ def combine(
     vus = [s.vus for s in whole.timeseries.samples() if s.vus is not None]
     summary = replace(
         figures,
+        # A plan of populations has no one model, shape or user count: each has its own (its
+        # own report says them); the whole says how many were active at most, all together.
+        model="plan",
+        vus=None,
+        max_vus=None,
+        rate=None,
+        ramp_up_s=0.0,
+        stages=(),
+        iterations=None,
         plan=None,  # each population has its own plan and its own check of it
         vus_max_active=max(vus, default=0),
         connections_max=max_connections,

@@ -16,7 +16,7 @@ from runner.engine.embedded import is_embedded, resolved_target
 from runner.engine.vu import RunContext
 from runner.load.driver import ShardDriver
 from runner.load.limits import LimitPlan, loopback_sources, plan_limits
-from runner.load.monitor import Monitor, Progress
+from runner.load.monitor import LiveView, Monitor, Progress
 from runner.load.populations import contexts, plan_result, plan_tls
 from runner.load.result import load_result
 from runner.load.settings import LoadOverrides, apply_overrides
@@ -65,6 +65,7 @@ async def run_load(
     variables: Mapping[str, str] | None = None,
     handle_signals: bool = True,
     client_factory: Callable[[], WebSocketClient] | None = None,
+    live: LiveView | None = None,
 ) -> RunResult:
     """Run ``scenario``'s load (see ``runner.load``); ``workers=None`` decides by the load's size."""
     scenario, limits = prepare(scenario, overrides, workers, target)
@@ -79,12 +80,13 @@ async def run_load(
             variables=variables,
             progress=progress,
             handle_signals=handle_signals,
+            live=live,
         )
     # The GC set-up first: a full collection of a big heap (a long-lived process, such as a test
     # run) that fell between fixing the start and the engine's own set-up held the first starts
     # back by half a second (schedule lag p99 0.49 s in a 3 s run at 100/s).
     with quiet_gc():
-        return await _run_here(scenario, limits, target, progress, handle_signals, client_factory)
+        return await _run_here(scenario, limits, target, progress, handle_signals, client_factory, live)
 
 
 async def _run_here(
@@ -94,6 +96,7 @@ async def _run_here(
     progress: Progress | None,
     handle_signals: bool,
     client_factory: Callable[[], WebSocketClient] | None,
+    live: LiveView | None = None,
 ) -> RunResult:
     """The run in this process (``run_load`` without workers)."""
     started_at = utc_now_iso()
@@ -103,7 +106,9 @@ async def _run_here(
         recorder = RunRecorder(start_ns)
         ctx = RunContext(scenario, recorder, resolved.url, resolved.ca_pem)
         populations = contexts(scenario, recorder, resolved.url, resolved.ca_pem)
-        monitor = Monitor(scenario, recorder, progress=progress, stop=lambda reason: driver.stop(reason))
+        monitor = Monitor(
+            scenario, recorder, progress=progress, stop=lambda reason: driver.stop(reason), live=live
+        )
         driver = ShardDriver(
             ctx,
             start_ns=start_ns,
@@ -112,6 +117,44 @@ async def _run_here(
             client_factory=client_factory,
             populations=populations,
         )
+
+        def result_now() -> RunResult:
+            """The result of what was measured so far: the run's own at its end, and the live
+            view's each second (one function, so what the dashboard shows is the report)."""
+            duration_s = max((time.monotonic_ns() - start_ns) / 1e9, 0.0)
+            stopped_at_s = None if driver.stopped_at_ns is None else (driver.stopped_at_ns - start_ns) / 1e9
+            if populations:
+                return plan_result(
+                    scenario,
+                    recorder,
+                    started_at=started_at,
+                    duration_s=duration_s,
+                    target=resolved.label,
+                    limits=limits,
+                    max_connections=monitor.max_connections,
+                    interrupted=interrupted,
+                    stop_reason=driver.stop_reason,
+                    stopped_at_s=stopped_at_s,
+                    tls=plan_tls(populations),
+                    own_stops={n: (r, (at - start_ns) / 1e9) for n, (r, at) in driver.own_stops().items()},
+                    max_active=driver.max_active_each(),
+                )
+            return load_result(
+                scenario,
+                recorder,
+                started_at=started_at,
+                duration_s=duration_s,
+                target=resolved.label,
+                limits=limits,
+                max_vus=max(monitor.max_vus, driver.engine.max_active),
+                max_connections=monitor.max_connections,
+                interrupted=interrupted,
+                stop_reason=driver.stop_reason,
+                stopped_at_s=stopped_at_s,
+                tls=tls_info(scenario, ctx),
+            )
+
+        monitor.snapshot = result_now
 
         def on_signal(signum: int) -> None:
             nonlocal interrupted
@@ -124,34 +167,4 @@ async def _run_here(
                 await driver.run()
         finally:
             monitor.done()
-        duration_s = (time.monotonic_ns() - start_ns) / 1e9
-        stopped_at_s = None if driver.stopped_at_ns is None else (driver.stopped_at_ns - start_ns) / 1e9
-        if populations:
-            return plan_result(
-                scenario,
-                recorder,
-                started_at=started_at,
-                duration_s=duration_s,
-                target=resolved.label,
-                limits=limits,
-                max_connections=monitor.max_connections,
-                interrupted=interrupted,
-                stop_reason=driver.stop_reason,
-                stopped_at_s=stopped_at_s,
-                tls=plan_tls(populations),
-            )
-        engine = driver.engine
-        return load_result(
-            scenario,
-            recorder,
-            started_at=started_at,
-            duration_s=duration_s,
-            target=resolved.label,
-            limits=limits,
-            max_vus=max(monitor.max_vus, engine.max_active),
-            max_connections=monitor.max_connections,
-            interrupted=interrupted,
-            stop_reason=engine.stop_reason,
-            stopped_at_s=None if engine.stopped_at_ns is None else (engine.stopped_at_ns - start_ns) / 1e9,
-            tls=tls_info(scenario, ctx),
-        )
+        return result_now()

@@ -61,7 +61,7 @@ from runner.load.messages import (
     WorkerInfo,
     WorkerMessage,
 )
-from runner.load.monitor import Monitor, Progress
+from runner.load.monitor import LiveView, Monitor, Progress
 from runner.load.pool_state import PoolState
 from runner.load.populations import contexts, plan_result, plan_tls
 from runner.load.result import load_result
@@ -119,6 +119,7 @@ async def run_workers(
     variables: Mapping[str, str] | None,
     progress: Progress | None,
     handle_signals: bool = True,
+    live: LiveView | None = None,
 ) -> RunResult:
     """Run ``scenario`` (overrides applied) over ``limits.workers`` processes; merge exactly."""
     pool = WorkerPool(
@@ -129,6 +130,7 @@ async def run_workers(
         variables=variables,
         progress=progress,
         handle_signals=handle_signals,
+        live=live,
     )
     return await pool.run()
 
@@ -150,7 +152,9 @@ class WorkerPool:
         handle_signals: bool = True,
         end_margin_s: float = END_MARGIN_S,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        live: LiveView | None = None,
     ) -> None:
+        self.live = live
         load = scenario.load
         assert load is not None
         self.scenario = scenario
@@ -180,8 +184,13 @@ class WorkerPool:
                     await self.wait_ready()
                     start_ns = self.start()
                     self.monitor = Monitor(
-                        self.scenario, self.state.total, progress=self.progress, stop=self.stop
+                        self.scenario,
+                        self.state.total,
+                        progress=self.progress,
+                        stop=self.stop,
+                        live=self.live,
                     )
+                    self.monitor.snapshot = lambda: self.result(started_at, label)
                     await self.follow(start_ns)
             finally:
                 self.close()
@@ -315,7 +324,13 @@ class WorkerPool:
                 incomplete_workers=state.incomplete(),
                 problems=state.problems(exit_codes),
                 tls=state.tls(),
+                own_stops=state.own_stops(),
+                max_active=state.max_active_each(),
             )
+        own = state.own_stops().get("")
+        stopped_at_s = state.stopped_at_s()
+        if stopped_at_s is None and own is not None:
+            stopped_at_s = own[1]  # every worker ran out of its data: the plan ended there
         return load_result(
             self.scenario,
             state.total,
@@ -327,7 +342,7 @@ class WorkerPool:
             max_connections=self.monitor.max_connections,
             interrupted=self.interrupted,
             stop_reason=state.final_stop_reason(),
-            stopped_at_s=state.stopped_at_s(),
+            stopped_at_s=stopped_at_s,
             incomplete_workers=state.incomplete(),
             problems=state.problems(exit_codes),
             tls=state.tls(),
@@ -541,5 +556,6 @@ class ShardWorker:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
         tls = plan_tls(self.populations) if self.populations else tls_info(self.scenario, self.ctx)
-        info = WorkerInfo(driver.max_active, driver.stop_reason, tls)
+        stops = tuple((name, reason, at) for name, (reason, at) in driver.own_stops().items())
+        info = WorkerInfo(driver.max_active, driver.stop_reason, tls, stops, driver.max_active_each())
         self.link.send(Done(self.recorder.take_interval(), info))

@@ -15,7 +15,7 @@ from runner.scenario.model import MAX_ITERATIONS, MAX_VUS, MAX_WORKERS
 from runner.scenario.source import Path
 from runner.scenario.units import UnitError, parse_rate
 
-__all__ = ["load_spec", "threshold_list"]
+__all__ = ["load_spec", "threshold_at", "threshold_list"]
 
 
 def load_spec(doc: Document, raw: dict[str, Any], path: Path) -> m.LoadSpec:
@@ -158,7 +158,8 @@ def threshold_list(
     ``blocks``: the names and kinds of block steps (-> their kind), whose steps are measured, not
     they: a threshold on one would always be "no data"."""
     found = (
-        _threshold(doc, item, (*path, i), step_names=step_names, kinds=kinds) for i, item in enumerate(items)
+        threshold_at(doc, item, (*path, i), step_names=step_names, kinds=kinds)
+        for i, item in enumerate(items)
     )
     out = []
     for i, threshold in enumerate(found):
@@ -174,7 +175,7 @@ def threshold_list(
     return tuple(out)
 
 
-def _threshold(
+def threshold_at(
     doc: Document, item: str | dict[str, Any], path: Path, *, step_names: set[str], kinds: set[str]
 ) -> m.Threshold | None:
     """One ``thresholds:`` entry (text, or a mapping with options); a step name or kind it

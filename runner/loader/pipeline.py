@@ -51,8 +51,10 @@ def load_scenario_text(
     target: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    population: bool = False,
 ) -> m.Scenario:
     """Like ``load_scenario`` for text in memory; files it names resolve against ``base_dir``.
+    ``population``: the file is a plan's population, so it may not be a plan itself.
 
     ``environ`` replaces ``os.environ`` for ``${ENV}`` lookups (tests use it). Every problem's
     message and quoted lines are masked with the secrets known by then (``${ENV}`` values,
@@ -63,7 +65,7 @@ def load_scenario_text(
     secrets: set[str] = {v for v in cli_vars.values() if isinstance(v, SecretText)}
     secrets.update(userinfo_secrets(target or ""))
     try:
-        return _load_text(text, file, cli_vars, target, base_dir, environ, secrets)
+        return _load_text(text, file, cli_vars, target, base_dir, environ, secrets, population)
     except ScenarioError as exc:
         registry = SecretRegistry(secrets)
         raise ScenarioError(
@@ -84,9 +86,17 @@ def _load_text(
     base_dir: str | os.PathLike[str] | None,
     environ: Mapping[str, str] | None,
     secrets: set[str],
+    population: bool = False,
 ) -> m.Scenario:
     """``load_scenario_text``'s work; ``secrets`` is filled as they are found."""
     data, source = parse_yaml(text, file)
+    if population and isinstance(data, dict) and "populations" in data:
+        # Before its populations are loaded: a plan naming itself would load itself forever.
+        message = (
+            f"{file} is a plan itself (it has populations); a plan's populations are scenarios: "
+            "plans do not nest"
+        )
+        raise ScenarioError([source.problem(("populations",), message, key=True)])
     env = os.environ if environ is None else environ
     problems: list[Problem] = []
     data = substitute_env(data, (), env, secrets, problems, source)
@@ -120,7 +130,15 @@ def _plan(
     here, so its problems name its own file and line."""
 
     def load_file(path: FsPath, values: Mapping[str, object], target: str | None) -> m.Scenario:
-        return load_scenario(path, variables=values, target=target)  # type: ignore[arg-type]
+        text = read_source(path, str(path))
+        return load_scenario_text(
+            text,
+            str(path),
+            variables=values,  # type: ignore[arg-type]
+            target=target,
+            base_dir=path.parent,
+            population=True,
+        )
 
     plan = build_plan(
         built.doc,

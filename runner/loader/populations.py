@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path as FsPath
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from runner.errors import ScenarioError
 from runner.loader.connections import check_target
 from runner.loader.document import Document
-from runner.loader.load_section import load_spec, threshold_list
+from runner.loader.load_section import load_spec, threshold_at, threshold_list
 from runner.scenario import model as m
 from runner.scenario.plan import peak_vus, plan_duration
 from runner.scenario.source import Path
@@ -108,6 +109,7 @@ def build_plan(
     plan_vars = dict(data.get("variables") or {})
     found: list[m.Scenario] = []
     names: dict[str, int] = {}
+    unloaded: set[str] = set()  # populations whose file did not load (their problems stand)
     failures: list[ScenarioError] = []
     weighted = iter(shares)
     for i, entry in enumerate(entries):
@@ -126,15 +128,14 @@ def build_plan(
         names[name] = i
         if not file.is_file():
             doc.problem((*path, "file"), f"population '{name}': no scenario file {str(file)!r}")
+            unloaded.add(name)
             continue
         own_vars = {**plan_vars, **(entry.get("variables") or {}), **variables}
         try:
             scenario = load_file(file, own_vars, target)
         except ScenarioError as exc:
             failures.append(exc)
-            continue
-        if scenario.populations:
-            doc.problem((*path, "file"), f"population '{name}': {file} is a plan itself; plans do not nest")
+            unloaded.add(name)
             continue
         load = _population_load(doc, entry, path, name, scenario, plan_load, weighted)
         if load is None:
@@ -171,11 +172,12 @@ def build_plan(
     if target is None and targets:
         target = next(iter(targets))
     measured = [(p.name, s) for p in found for s in _walk(p.steps) if not s.blocks()]
-    thresholds = threshold_list(
-        doc,
-        data.get("thresholds") or [],
-        step_names={f"{name}/{s.name}" for name, s in measured},
-        kinds={s.kind for _, s in measured},
+    step_names = {f"{name}/{s.name}" for name, s in measured}
+    kinds = {s.kind for _, s in measured}
+    thresholds = tuple(
+        t
+        for i, item in _own_population_thresholds(doc, data.get("thresholds") or [], set(names), unloaded)
+        if (t := threshold_at(doc, item, ("thresholds", i), step_names=step_names, kinds=kinds)) is not None
     )
     if doc.problems:
         return None
@@ -196,6 +198,31 @@ def build_plan(
         source=masked_source,
         populations=tuple(found),
     )
+
+
+_POPULATION_OF = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9_.-]*)/")
+
+
+def _own_population_thresholds(
+    doc: Document, items: list[Any], names: set[str], unloaded: set[str]
+) -> list[tuple[int, Any]]:
+    """The plan's thresholds to parse: one naming ``POPULATION/...`` of a population that is not
+    in the plan is a problem saying so (not a did-you-mean of another population's step); one of a
+    population whose file did not load is left to that file's problems."""
+    out: list[tuple[int, Any]] = []
+    for i, item in enumerate(items):
+        expr = item if isinstance(item, str) else item.get("threshold", "")
+        match = _POPULATION_OF.match(expr) if isinstance(expr, str) else None
+        if match is None or match.group(1) in names - unloaded:
+            out.append((i, item))
+        elif match.group(1) not in names:
+            path: Path = ("thresholds", i) if isinstance(item, str) else ("thresholds", i, "threshold")
+            doc.problem(
+                path,
+                f"threshold '{expr}' names population '{match.group(1)}', which this plan does not have "
+                f"(populations: {', '.join(sorted(names)) or 'none'})",
+            )
+    return out
 
 
 def _population_load(

@@ -88,6 +88,7 @@ POPULATION_COLUMNS = (
     "per s",
     "plan",
     "verdict",
+    "stopped early",
 )
 
 
@@ -108,6 +109,7 @@ def population_row(p: RunResult) -> tuple[str, ...]:
         f"{load.achieved_rate:,.1f}" if load is not None else "-",
         f"{delivered:.0%}" if delivered is not None else "-",
         status_word(p),
+        _short(load.stop_reason) if load is not None and load.stop_reason else "-",
     )
 
 

@@ -27,7 +27,16 @@ from runner.results.codec import encode_settings
 from runner.results.load_figures import SaturationBounds
 from runner.results.result import LatencySummary, RunResult, SecondSample, StepResult
 
-__all__ = ["MAX_POINTS", "PERCENTILES", "Chart", "charts", "downsample", "render"]
+__all__ = [
+    "MAX_POINTS",
+    "PERCENTILES",
+    "Chart",
+    "charts",
+    "downsample",
+    "render",
+    "render_live_page",
+    "report_parts",
+]
 
 #: At most this many points per time-series chart (a one-hour run has 3,600 seconds).
 MAX_POINTS = 1200
@@ -300,7 +309,8 @@ def _distribution(chart_id: str, title: str, named: Sequence[tuple[str, StepResu
         if hist.get_total_count() == 0:
             continue
         labels.append(label)
-        data.append(tuple(max(hist.get_value_at_percentile(p), 1) / 1000.0 for p in PERCENTILES))
+        found = hist.get_percentile_to_value_dict(list(PERCENTILES))  # one walk for all (recorders.summary)
+        data.append(tuple(max(found.get(p, 0), 1) / 1000.0 for p in PERCENTILES))
     if not labels:
         return None
     note = "latency at each percentile, from the step's HDR histogram (log scales)"
@@ -670,6 +680,8 @@ def _thresholds_table(result: RunResult, e: _Html) -> str:
     rows = []
     for t in result.thresholds:
         word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
+        if t.value is None:  # nothing measured (yet, on the live page): say so beside the verdict
+            word += ' <span class="no-data">no data</span>'
         # The message states observed and limit in the threshold's own unit ("0.101ms < 50ms").
         detail = t.message or ("no data" if t.value is None else f"observed {t.value:g}")
         where = "plan check" if t.default else str(t.line) if t.line else "--threshold"
@@ -1019,14 +1031,44 @@ def render(
         body = _comparison(runs, srcs, chart_list, e)
         title = f"wsload comparison of {len(runs)} runs"
     data = {"charts": [c.to_json() for c in chart_list]}
+    return _page(e(title), body, _json_safe(data), len(chart_list))
+
+
+def _page(title: str, body: str, data: str, charts_expected: int, live_js: str = "") -> str:
+    """The one page template of the report and the live dashboard (escaped parts in)."""
     return Template(_asset("templates", "report.html")).substitute(
         version=html.escape(__version__),
-        title=e(title),
+        title=title,
         uplot_css=_script_safe(_asset("vendor", "uPlot.min.css")),
         css=_script_safe(_asset("templates", "report.css")),
-        charts_expected=str(len(chart_list)),
+        charts_expected=str(charts_expected),
         body=body,
-        data=_json_safe(data),
+        data=data,
         uplot_js=_script_safe(_asset("vendor", "uPlot.iife.min.js")),
         js=_script_safe(_asset("templates", "report.js")),
+        live_js=_script_safe(live_js),
     )
+
+
+def report_parts(
+    result: RunResult, masker: Masker | None = None, *, max_points: int = MAX_POINTS
+) -> dict[str, Any]:
+    """One run's report as the live dashboard sends it each second: the title, the body's HTML
+    and the charts' data, exactly what ``render`` puts in the page (masked the same way)."""
+    e = _Html(masker)
+    chart_list = charts([result], masker, max_points=max_points)
+    return {
+        "title": e(f"{console.status_word(result)} {result.scenario_name}: wsload report"),
+        "body": _single(result, None, chart_list, e),
+        "data": {"charts": [c.to_json() for c in chart_list]},
+    }
+
+
+def render_live_page() -> str:
+    """The live dashboard's page: the report's page with nothing measured yet, and the script
+    that replaces its body with each second's report (``templates/live.js``)."""
+    body = (
+        '<h1><span class="verdict">WAIT</span>waiting for the first second of the run</h1>'
+        '<p class="meta">This page shows the run as it goes on, and its report when it ends.</p>'
+    )
+    return _page("wsload live", body, "", 0, _asset("templates", "live.js"))

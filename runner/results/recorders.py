@@ -148,7 +148,7 @@ class LatencyHistogram:
     to 0.17 us with ``_hdr_add``. Reading ``count``, ``min_ns``... or ``hdr`` folds what is pending.
     """
 
-    __slots__ = ("_count", "_hdr", "_max_ns", "_min_ns", "_pending", "_sum_ns")
+    __slots__ = ("_count", "_hdr", "_max_ns", "_min_ns", "_pending", "_sum_ns", "_summary")
 
     #: Fold the buffer into the histogram at this many samples, bounding its memory.
     FLUSH_AT = 8192
@@ -160,6 +160,11 @@ class LatencyHistogram:
         self._sum_ns = 0
         self._min_ns = 0
         self._max_ns = 0
+        #: The last ``summary()`` and the count it was taken at: every sample added raises the
+        #: count, so the same count is the same histogram. The live dashboard summarises every
+        #: second of the run each time it builds a report: a one-hour run's took 1.4 s without
+        #: this (a walk of each second's histogram), 40 ms with it.
+        self._summary: tuple[int, Percentiles | None] = (-1, None)
 
     def _flush(self) -> None:
         pending = self._pending
@@ -222,17 +227,25 @@ class LatencyHistogram:
         self._flush()
         if self._count == 0:
             return None
-        values = {name: self._hdr.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
+        if self._summary[0] == self._count:
+            return self._summary[1]
+        # All percentiles in one walk of the counts (hdrh's own; the same values as one
+        # ``get_value_at_percentile`` each, which walks them once per percentile): a summary took
+        # a fifth of the time, and the live dashboard's report each second 45 -> 20 ms over 5 steps.
+        found = self._hdr.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+        values = {name: found.get(p, 0) / 1000.0 for name, p in PERCENTILES}
         max_ms = self._max_ns / 1e6
         # A percentile is the histogram's equivalent value; never report one above the exact max.
         values = {k: min(v, max_ms) for k, v in values.items()}
-        return Percentiles(
+        summary = Percentiles(
             count=self._count,
             max=max_ms,
             mean=self._sum_ns / self._count / 1e6,
             min=self._min_ns / 1e6,
             **values,
         )
+        self._summary = (self._count, summary)
+        return summary
 
     def serialize(self) -> dict[str, Any]:
         self._flush()
@@ -573,7 +586,7 @@ class TimeSeries:
     the counters; the gauges are set once per second by the coordinator (merge keeps the larger).
     """
 
-    __slots__ = ("_newest", "seconds")
+    __slots__ = ("_newest", "_summaries", "seconds")
 
     # bucket layout (a list, not an object: the hot path indexes it)
     STARTS, STEPS, FAILURES, RC, HIST, ENDED, MESSAGES, VUS, CONNECTIONS, DROPPED, PAUSED = range(11)
@@ -581,6 +594,10 @@ class TimeSeries:
     def __init__(self) -> None:
         self.seconds: dict[int, list[Any]] = {}
         self._newest = -1
+        #: The read latency summary of each compacted second, taken while its histogram was at
+        #: hand: a report summarises every second, and decoding an hour of compacted histograms
+        #: again each time took 1.2 s (the live dashboard builds one every second).
+        self._summaries: dict[int, Percentiles | None] = {}
 
     def _bucket(self, second: int) -> list[Any]:
         bucket = self.seconds.get(second)
@@ -594,6 +611,7 @@ class TimeSeries:
     def _compact(self, keep_from: int) -> None:
         for second, bucket in self.seconds.items():
             if second < keep_from and isinstance(bucket[4], LatencyHistogram):
+                self._summaries[second] = bucket[4].summary()
                 bucket[4] = bucket[4].serialize()
 
     def start(self, second: int) -> None:
@@ -699,9 +717,21 @@ class TimeSeries:
                 hist = bucket[4]
                 if not isinstance(hist, LatencyHistogram):
                     hist = LatencyHistogram.from_serialized(hist) if hist else LatencyHistogram()
+                    self._summaries.pop(entry["t"], None)  # live again: its summary will change
                 hist.merge(entry["latency"])
                 bucket[4] = hist
         self._compact(self._newest - 1)
+
+    def summary_of(self, counts: SecondCounts) -> Percentiles | None:
+        """The read latency summary of one second of ``samples()`` (None: no reads in it)."""
+        hist = counts.latency
+        if not hist:
+            return None
+        if isinstance(hist, LatencyHistogram):
+            return hist.summary()
+        if counts.t in self._summaries:
+            return self._summaries[counts.t]
+        return LatencyHistogram.from_serialized(hist).summary()
 
     def samples(self) -> list[SecondCounts]:
         """Every second recorded, in order, by name (what the report's per-second samples and

@@ -416,17 +416,22 @@ def _seconds(recorder: RunRecorder, duration_s: float) -> tuple[SecondSample, ..
             h.saturated = h.saturated or saturated
     last = int(duration_s)
     covered = round(duration_s - last, 3)
+    series = recorder.timeseries
     return tuple(
-        _second(counts, health.get(counts.t), covered if counts.t == last and 0 < covered < 0.999 else None)
-        for counts in recorder.timeseries.samples()
+        _second(
+            counts,
+            series.summary_of(counts),
+            health.get(counts.t),
+            covered if counts.t == last and 0 < covered < 0.999 else None,
+        )
+        for counts in series.samples()
     )
 
 
-def _second(counts: SecondCounts, health: _Health | None, partial: float | None) -> SecondSample:
-    hist = counts.latency
-    if isinstance(hist, dict):
-        hist = LatencyHistogram.from_serialized(hist) if hist else None
-    summary = LatencySummary.of(hist.summary()) if hist is not None else None
+def _second(
+    counts: SecondCounts, latency: Percentiles | None, health: _Health | None, partial: float | None
+) -> SecondSample:
+    summary = LatencySummary.of(latency)
     gauged = counts.vus is not None
     return SecondSample(
         t=counts.t,

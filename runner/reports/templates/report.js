@@ -143,36 +143,54 @@
     return Math.max(320, Math.floor(el.clientWidth || 800));
   }
 
+  /* Draw every chart of ``doc`` into the page as it is now: the report draws its own once; the
+     live dashboard draws each new second's after replacing the page's body (old plots go). */
+  function draw(doc) {
+    plots.forEach(function (p) { p.plot.destroy(); });
+    plots = [];
+    drawn = 0;
+    body.setAttribute("data-render", "pending");
+    body.removeAttribute("data-error");
+    try {
+      var specs = doc.charts || [];
+      body.setAttribute("data-charts-expected", String(specs.length));
+      body.setAttribute("data-charts", "0");
+      var made = [];
+      specs.forEach(function (spec) {
+        var el = document.getElementById("chart-" + spec.id);
+        if (!el) { fail("no element for chart " + spec.id); return; }
+        var points = pointsWithData(spec.data);
+        el.setAttribute("data-points", String(points));
+        if (points === 0) { fail("chart " + spec.id + " has no data"); return; }
+        made.push([spec, el]);
+      });
+      made.forEach(function (pair) {
+        plots.push({ el: pair[1], spec: pair[0] });
+      });
+      plots.forEach(function (p) {
+        p.plot = new uPlot(options(p.spec, widthOf(p.el)), p.spec.data, p.el);
+      });
+      if (plots.length === 0 && body.getAttribute("data-render") === "pending") {
+        body.setAttribute("data-render", "ok");
+      }
+    } catch (e) {
+      fail(String(e && e.message || e));
+    }
+  }
+
+  var resize = function () {
+    plots.forEach(function (p) { p.plot.setSize({ width: widthOf(p.el), height: HEIGHT }); });
+  };
+  window.addEventListener("resize", resize);
+  window.addEventListener("beforeprint", resize);
+  if (window.matchMedia) {
+    var mq = window.matchMedia("print");
+    if (mq.addEventListener) mq.addEventListener("change", resize);
+  }
+  window.wsloadReport = { draw: draw };
   try {
-    var doc = JSON.parse(document.getElementById("wsload-data").textContent);
-    var specs = doc.charts || [];
-    var made = [];
-    specs.forEach(function (spec) {
-      var el = document.getElementById("chart-" + spec.id);
-      if (!el) { fail("no element for chart " + spec.id); return; }
-      var points = pointsWithData(spec.data);
-      el.setAttribute("data-points", String(points));
-      if (points === 0) { fail("chart " + spec.id + " has no data"); return; }
-      made.push([spec, el]);
-    });
-    made.forEach(function (pair) {
-      plots.push({ el: pair[1], spec: pair[0] });
-    });
-    plots.forEach(function (p) {
-      p.plot = new uPlot(options(p.spec, widthOf(p.el)), p.spec.data, p.el);
-    });
-    if (plots.length === 0 && body.getAttribute("data-render") === "pending") {
-      body.setAttribute("data-render", "ok");
-    }
-    var resize = function () {
-      plots.forEach(function (p) { p.plot.setSize({ width: widthOf(p.el), height: HEIGHT }); });
-    };
-    window.addEventListener("resize", resize);
-    window.addEventListener("beforeprint", resize);
-    if (window.matchMedia) {
-      var mq = window.matchMedia("print");
-      if (mq.addEventListener) mq.addEventListener("change", resize);
-    }
+    var embedded = document.getElementById("wsload-data").textContent;
+    if (embedded.trim()) draw(JSON.parse(embedded));
   } catch (e) {
     fail(String(e && e.message || e));
   }
