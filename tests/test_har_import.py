@@ -662,3 +662,31 @@ def test_an_output_that_cannot_be_written_is_refused_first(
     assert main(["record", "--upstream", "ws://ann:pw-SEKRIT@127.0.0.1:notaport"]) == 2
     err = capsys.readouterr().err
     assert "pw-SEKRIT" not in err and "Traceback" not in err
+
+
+def test_a_firefox_har_imports_its_connections_and_says_what_it_lacks(
+    app: App, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Firefox recording (tests/fixtures/har/firefox-esr-153.har: Firefox ESR 153.8 on
+    Debian, its own HAR auto-export, of this module's app): Firefox writes a WebSocket's
+    handshake (``ws://`` URL, status 101, the request headers) and none of its messages. The
+    import keeps the connection with its origin and cookie (as ``${WSLOAD_COOKIE}``), says that
+    the messages are missing and where to get them, and the scenario opens the app's socket."""
+    har = FIXTURES / "firefox-esr-153.har"
+    log = json.loads(har.read_text())["log"]
+    assert log["creator"]["name"] == "Firefox" and not any("_webSocketMessages" in e for e in log["entries"])
+    out = tmp_path / "firefox.yaml"
+    assert main(["import", str(har), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    text = out.read_text()
+    assert "1 of 1 connection(s) came without their messages" in err and "Firefox" in err
+    assert "Cookie: ${WSLOAD_COOKIE}" in text and COOKIE.split("=")[1] not in text
+    assert "  - open: app\n  - close: app\n" in text
+    recorded_port = text.split("ws://127.0.0.1:")[1].split("/")[0]
+    out.write_text(text.replace(f"127.0.0.1:{recorded_port}", app.url.removeprefix("http://")))
+    monkeypatch.setenv("WSLOAD_COOKIE", COOKIE)
+    report = tmp_path / "run.json"
+    code = main(["run", str(out), "--json", str(report), "--report-dir", "", "-q"])
+    doc = json.loads(report.read_text())
+    assert code == 0, doc["error"]
+    assert doc["steps"][0]["ok"] == 1 and app.refused == []

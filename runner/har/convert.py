@@ -539,6 +539,14 @@ def convert(sessions: list[Session], *, source: str, think_scale: float = 0.0) -
         connections.update(spec)
         events += [(at, n, order, lines) for at, order, lines in steps]
     events.sort(key=lambda e: (e[0], e[1], e[2]))
+    silent = [s for s in sessions if not s.messages_recorded]
+    if silent:
+        state.notes.append(
+            f"{len(silent)} of {len(sessions)} connection(s) came without their messages (the HAR has "
+            "no _webSocketMessages: Firefox's export writes none, Chromium's does): the scenario "
+            "opens and closes them only; record the session in Chromium, or through `wsload record`, "
+            "for the conversation"
+        )
     origin = _comment(redact_url(source))
     head = [
         f"# Imported by `wsload import` from {origin}: {len(sessions)} WebSocket session(s).",

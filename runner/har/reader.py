@@ -62,6 +62,9 @@ class Session:
     frames: tuple[Frame, ...]
     dropped: int = 0
     label: str = ""  # where it came from, for the scenario's comment ("HAR entry 3")
+    #: Whether the entry carried ``_webSocketMessages`` at all: Firefox's HAR export (ESR 153 read)
+    #: writes a WebSocket's handshake (101) and none of its messages; Chromium's writes them.
+    messages_recorded: bool = True
 
 
 def _seconds(value: Any) -> float:
@@ -153,6 +156,7 @@ def _session(index: int, entry: dict[str, Any], name: str) -> Session:
         frames=tuple(frames),
         dropped=dropped,
         label=f"HAR entry {index + 1}",
+        messages_recorded="_webSocketMessages" in entry,
     )
 
 
