@@ -132,3 +132,41 @@ def test_a_worker_killed_mid_run_is_reported(tmp_path: Path, server_url: str) ->
     assert f"pid {victim}" in result.error
     read = next(s for s in result.steps if s.name == "read main")
     assert read.count == result.iterations.started and read.failures == 0
+
+
+def test_the_dashboard_shows_the_clusters_merged_run_live(tmp_path: Path, server_url: str) -> None:
+    """``--cluster`` with a live view: the client's merged view of the shards reaches the page
+    each second while they run (their steps counted, the seconds growing), then the final one."""
+    import urllib.request
+
+    from runner.dashboard import Dashboard
+    from runner.reports.masking import Masker
+
+    path = tmp_path / "long.yaml"
+    path.write_text(LONG)
+    dashboard = Dashboard("127.0.0.1", 0, token=None, masker=Masker())
+    url = dashboard.start()
+    seen: list[dict[str, Any]] = []
+
+    def read() -> None:
+        with urllib.request.urlopen(url + "events", timeout=scaled(60)) as stream:
+            for line in stream:
+                if line.startswith(b"data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen[-1]["final"]:
+                        return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with _cluster() as cluster:
+        result = run_on_cluster(
+            str(path), {}, server_url, LoadOverrides(), cluster.scheduler_address, live_view=dashboard
+        )
+    dashboard.final(result)
+    reader.join(timeout=scaled(10))
+    live = [m for m in seen if not m["final"]]
+    assert len(live) >= 2, [m["second"] for m in seen]
+    assert live[-1]["second"] > live[0]["second"]
+    assert "open main" in live[-1]["body"] and live[-1]["data"]["charts"]
+    assert seen[-1]["final"] and seen[-1]["verdict"] == "PASS" and "<html" in seen[-1]["html"]
+    dashboard.close()
