@@ -275,7 +275,7 @@ def _follow(
             stop_event.set()
 
     monitor = Monitor(scenario, live, progress=progress, stop=request_stop, live=view)
-    monitor.snapshot = lambda: _live_result(scenario, live, start_unix_ns, monitor)
+    monitor.snapshot = lambda: _live_result(scenario, live, start_unix_ns)
     tick_at = start_unix_ns / 1e9 + 1.0
     try:
         while True:
@@ -297,7 +297,7 @@ def _follow(
     return stopped
 
 
-def _live_result(scenario: Scenario, live: RunRecorder, start_unix_ns: int, monitor: Monitor) -> RunResult:
+def _live_result(scenario: Scenario, live: RunRecorder, start_unix_ns: int) -> RunResult:
     """The run so far as the client sees it (the shards' streamed intervals, merged): what a live
     view shows while the shards run; the run's result is the merge of their reports."""
     assert scenario.load is not None

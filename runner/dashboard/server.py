@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import json
 import threading
 import time
@@ -37,6 +36,7 @@ from runner.reports.html import render, render_live_page, report_parts
 from runner.reports.masking import Masker
 from runner.results.result import RunResult
 from runner.runtime import request_stop
+from runner.scenario.urls import is_loopback
 
 __all__ = ["BUDGET", "LIVE_POINTS", "Dashboard", "DashboardError", "parse_address"]
 
@@ -75,20 +75,11 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, number
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Dashboard:
     """The server (see the module docstring); ``second`` is the monitor's ``LiveView`` hook."""
 
     def __init__(self, host: str, port: int, *, token: str | None, masker: Masker) -> None:
-        if not _loopback(host) and not token:
+        if not is_loopback(host) and not token:
             raise DashboardError(
                 f"--dashboard {host}:{port}: a dashboard reachable from other machines needs "
                 "--dashboard-token (whoever reaches the port would watch the run); bind 127.0.0.1 "
@@ -261,10 +252,10 @@ class Dashboard:
 
     def _host_allowed(self, host: str) -> bool:
         """On loopback, only loopback names (no DNS rebinding); elsewhere any (a token guards)."""
-        if not _loopback(self.host):
+        if not is_loopback(self.host):
             return True
         name = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") else host[1:].split("]")[0]
-        return _loopback(name)
+        return is_loopback(name)
 
     async def _respond(self, writer: asyncio.StreamWriter, status: int, kind: str, body: bytes) -> None:
         reason = {

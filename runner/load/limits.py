@@ -13,7 +13,6 @@ reaches one server ``host:port`` through the ephemeral port range
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import resource
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 from runner.errors import RunError
 from runner.scenario.model import LoadSpec, Scenario
 from runner.scenario.plan import default_max_vus, peak_vus
-from runner.scenario.urls import resolve_url
+from runner.scenario.urls import is_loopback, resolve_url
 
 __all__ = [
     "FD_RESERVE",
@@ -90,15 +89,6 @@ def _connection_hosts(scenario: Scenario, target: str | None) -> set[tuple[str, 
         if parts.hostname:
             hosts.add((parts.hostname, port))
     return hosts
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +173,7 @@ def plan_limits(
     addresses = tuple(load.source_addresses)
     if conns > usable:
         if not addresses:
-            if hosts and all(_is_loopback(h) for h, _ in hosts):
+            if hosts and all(is_loopback(h) for h, _ in hosts):
                 addresses = tuple(f"127.0.0.{i}" for i in range(1, math.ceil(conns / usable) + 1))
             else:
                 raise RunError(

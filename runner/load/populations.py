@@ -29,7 +29,7 @@ from runner.load.merge import (
     merged,
     shard_info,
 )
-from runner.load.result import SATURATED, load_figures, load_result, plan_problem
+from runner.load.result import SATURATED, load_figures, load_result, plan_problem, run_errors
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult, RunSettings, TlsInfo, build_result
 from runner.scenario.model import LoadSpec, Location, Scenario, Threshold
@@ -189,15 +189,7 @@ def combine(
             source_addresses=tuple(limits.source_addresses),
             nofile=limits.nofile,
         )
-    errors = list(problems)
-    if incomplete_workers:
-        errors.append(
-            "incomplete: worker(s) "
-            + ", ".join(str(w) for w in incomplete_workers)
-            + " ended before the run did; their last interval is lost, the others' results are kept"
-        )
-    if stop_reason.startswith(("aborted", "internal error")):
-        errors.append(stop_reason)
+    errors = run_errors(problems, incomplete_workers, limits.workers if limits else None, stop_reason)
     base = settings or RunSettings(mode="load", read_timeout_s=None)
     result = build_result(
         whole,

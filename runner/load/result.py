@@ -49,6 +49,7 @@ __all__ = [
     "plan_checks",
     "plan_figures",
     "plan_problem",
+    "run_errors",
     "with_plan_checks",
 ]
 
@@ -260,6 +261,25 @@ def plan_problem(result: RunResult, verdicts: Sequence[ThresholdResult]) -> str:
     return "plan not delivered: " + "; ".join(facts) + "; " + advice + relax
 
 
+def run_errors(
+    problems: Sequence[str], incomplete_workers: Sequence[int | str], workers: int | None, stop_reason: str
+) -> list[str]:
+    """What fails a load run beside its measurements: its workers' problems, workers that ended
+    before it did, an abort or an internal error that stopped it."""
+    errors = list(problems)
+    if incomplete_workers:
+        of = f" of {workers}" if workers else ""
+        errors.append(
+            "incomplete: worker(s) "
+            + ", ".join(str(w) for w in incomplete_workers)
+            + f"{of} ended before the run did; their last interval is lost, "
+            "the other workers' results are kept"
+        )
+    if stop_reason.startswith(("aborted", "internal error")):
+        errors.append(stop_reason)
+    return errors
+
+
 def load_result(
     scenario: Scenario,
     total: RunRecorder,
@@ -293,16 +313,7 @@ def load_result(
         incomplete_workers=tuple(incomplete_workers),
         stop_reason=stop_reason,
     )
-    errors = list(problems)
-    if incomplete_workers:
-        errors.append(
-            "incomplete: worker(s) "
-            + ", ".join(str(w) for w in incomplete_workers)
-            + f" of {limits.workers} ended before the run did; their last interval is lost, "
-            "the other workers' results are kept"
-        )
-    if stop_reason.startswith(("aborted", "internal error")):
-        errors.append(stop_reason)
+    errors = run_errors(problems, incomplete_workers, limits.workers, stop_reason)
     result = build_result(
         total,
         scenario_name=scenario.name,

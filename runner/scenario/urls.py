@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["resolve_url"]
+import ipaddress
+
+__all__ = ["is_loopback", "resolve_url"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, no brackets) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_url(url: str, target: str | None) -> str:
