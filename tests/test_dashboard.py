@@ -253,3 +253,30 @@ def test_workers_and_rounds_on_one_dashboard(tmp_path: Path, page: Page) -> None
     page.wait_for_selector('body[data-live="final"]', timeout=scaled(20) * 1000)
     assert "2 worker(s)" in page.inner_text("main")
     assert run.wait()[0] == 0
+
+
+def test_held_connections_cannot_take_the_runs_descriptors(tmp_path: Path) -> None:
+    """64 connections that never finish a request fill the dashboard's share; the next one is
+    closed at once (no answer), the run goes on, and once they are gone the page is served."""
+    import socket
+
+    from runner.dashboard.server import MAX_CONNECTIONS
+
+    run = Run(tmp_path, duration="6s")
+    host, port = run.base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    time.sleep(0.3)
+    extra = socket.create_connection((host, int(port)), timeout=5)
+    extra.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    try:
+        answer = extra.recv(100)
+    except ConnectionResetError:  # closed with the request unread: a reset
+        answer = b""
+    assert answer == b""  # closed, not served
+    extra.close()
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    with urllib.request.urlopen(run.base, timeout=5) as page:
+        assert page.status == 200 and b"wsload live" in page.read()
+    assert run.wait()[0] == 0

@@ -47,6 +47,10 @@ BUDGET = 0.05
 LIVE_POINTS = 600
 #: Browsers watching at once; more are refused (503) rather than slowing the run.
 MAX_CLIENTS = 32
+#: Connections open at once, streams included; more are closed at once. The dashboard shares the
+#: run's process and its open-files limit: held half-open connections must not take the
+#: descriptors the run's own connections need.
+MAX_CONNECTIONS = 64
 #: A request's head is read within this time and size, or the connection is closed.
 HEAD_TIMEOUT_S = 10.0
 HEAD_LIMIT = 16 * 1024
@@ -98,6 +102,7 @@ class Dashboard:
         self._next_ns = 0
         self._latest: bytes | None = None
         self._rounds: list[str] = []
+        self._connections = 0
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -220,6 +225,16 @@ class Dashboard:
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._connections += 1
+        try:
+            await self._serve_one(reader, writer)
+        finally:
+            self._connections -= 1
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
