@@ -126,9 +126,16 @@ class TlsFiles:
 # --- the echo servers -------------------------------------------------------------------------
 
 
+#: The Node ``ws`` server the tests use (tests/node/server.js): a server wsload did not write, on
+#: another runtime; ``impl="node"`` (``/echo``: every message back, same opcode).
+NODE_SERVER = os.path.join(REPO, "tests", "node", "server.js")
+
+
 class EchoServers:
     """``processes`` echo server processes with ``ports`` listening ports each, all pinned to
-    the server core. ``urls`` lists every port's URL; ``cpu()`` sums the processes' CPU time."""
+    the server core. ``urls`` lists every port's URL; ``cpu()`` sums the processes' CPU time.
+    ``impl``: ``picows`` (C, uvloop), ``embedded`` (wsload's own) or ``node`` (Node ``ws``, one
+    port per process, no TLS)."""
 
     def __init__(
         self,
@@ -141,6 +148,12 @@ class EchoServers:
     ) -> None:
         self.impl = impl
         self.core = cores()[1] if core is None else core
+        self.procs: list[subprocess.Popen[str]] = []
+        self.urls: list[str] = []
+        self.urls_by_process: list[list[str]] = []
+        if impl == "node":
+            self._start_node(processes, ports, tls, reuse_port)
+            return
         scheme = "wss" if tls else "ws"
         cmd = [sys.executable, os.path.join(BENCH_DIR, "echo_server.py"), "--impl", impl]
         cmd += ["--ports", str(ports), "--core", str(self.core)]
@@ -148,9 +161,6 @@ class EchoServers:
             cmd += ["--tls-cert", tls.cert, "--tls-key", tls.key]
         if reuse_port:  # every process listens on the same port(s); the kernel spreads connections
             cmd += ["--reuse-port"]
-        self.procs: list[subprocess.Popen[str]] = []
-        self.urls: list[str] = []
-        self.urls_by_process: list[list[str]] = []
         for i in range(processes):
             extra = ["--port", self.urls[0].rsplit(":", 1)[1].split("/")[0]] if reuse_port and i else []
             proc = subprocess.Popen(cmd + extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -168,6 +178,32 @@ class EchoServers:
             self.urls_by_process.append(mine)
             if not (reuse_port and i):
                 self.urls += mine
+        self.url = self.urls[0]
+
+    def _start_node(self, processes: int, ports: int, tls: TlsFiles | None, reuse_port: bool) -> None:
+        if tls is not None or reuse_port or ports != 1:
+            raise ValueError("the node echo server serves ws:// on one port per process")
+        if not os.path.isdir(os.path.join(REPO, "tests", "node", "node_modules", "ws")):
+            node_dir = os.path.join(REPO, "tests", "node")
+            subprocess.run(
+                ["npm", "ci", "--prefix", node_dir, "--silent", "--no-audit", "--no-fund"], check=True
+            )
+        for _ in range(processes):
+            proc = subprocess.Popen(
+                ["taskset", "-c", str(self.core), "node", NODE_SERVER, "0"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.procs.append(proc)
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("PORT "):
+                self.close()
+                raise RuntimeError(f"the node echo server did not start: {line!r}")
+            url = f"ws://127.0.0.1:{int(line.split()[1])}/echo"
+            self.urls.append(url)
+            self.urls_by_process.append([url])
         self.url = self.urls[0]
 
     def cpu(self) -> float:

@@ -101,7 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--server", choices=["picows", "embedded"], default="picows")
+    parser.add_argument(
+        "--server",
+        choices=["picows", "embedded", "node"],
+        default="picows",
+        help="the echo server: picows (C), wsload's embedded one, or Node ws (a server on another runtime)",
+    )
     parser.add_argument("--connections", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per client (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0)

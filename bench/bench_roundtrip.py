@@ -276,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="how wsload runs the scenario (default: the load engine when present)",
     )
-    parser.add_argument("--server", choices=["picows", "embedded"], default="picows")
+    parser.add_argument(
+        "--server",
+        choices=["picows", "embedded", "node"],
+        default="picows",
+        help="the echo server: picows (C), wsload's embedded one, or Node ws (a server on another runtime)",
+    )
     args = parser.parse_args(argv)
     engine = engine_mode(args.engine)
     tools = args.tools.split(",")
