@@ -140,6 +140,7 @@ def test_the_page_follows_the_run_and_ends_as_its_report(tmp_path: Path, page: P
     assert shown == [t["expression"] for t in doc["thresholds"]]
     assert page.get_attribute("#live-download", "href", timeout=1000).startswith("blob:")
     assert "dash-secret-value-4711" not in page.content()
+    assert "name: live echo" in page.inner_text("main")  # the scenario file, as --html has it
 
 
 def test_a_threshold_flips_from_passing_to_failing_on_the_page(tmp_path: Path, page: Page) -> None:
@@ -255,9 +256,9 @@ def test_workers_and_rounds_on_one_dashboard(tmp_path: Path, page: Page) -> None
     assert run.wait()[0] == 0
 
 
-def test_held_connections_cannot_take_the_runs_descriptors(tmp_path: Path) -> None:
-    """64 connections that never finish a request fill the dashboard's share; the next one is
-    closed at once (no answer), the run goes on, and once they are gone the page is served."""
+def test_held_connections_cannot_lock_the_page_out(tmp_path: Path) -> None:
+    """64 connections that never finish a request fill the dashboard's share; a new one makes
+    room by closing the oldest of them, so the page is still served and the run goes on."""
     import socket
 
     from runner.dashboard.server import MAX_CONNECTIONS
@@ -265,18 +266,77 @@ def test_held_connections_cannot_take_the_runs_descriptors(tmp_path: Path) -> No
     run = Run(tmp_path, duration="6s")
     host, port = run.base.removeprefix("http://").rstrip("/").rsplit(":", 1)
     held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(MAX_CONNECTIONS)]
-    time.sleep(0.3)
-    extra = socket.create_connection((host, int(port)), timeout=5)
-    extra.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-    try:
-        answer = extra.recv(100)
-    except ConnectionResetError:  # closed with the request unread: a reset
-        answer = b""
-    assert answer == b""  # closed, not served
-    extra.close()
     for s in held:
-        s.close()
+        s.sendall(b"GET / HTTP/1.1\r\n")  # a head that never ends
     time.sleep(0.3)
     with urllib.request.urlopen(run.base, timeout=5) as page:
         assert page.status == 200 and b"wsload live" in page.read()
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    evicted = 0
+    for s in held:
+        s.settimeout(0.2)
+        try:
+            evicted += s.recv(10) == b""
+        except ConnectionResetError:
+            evicted += 1
+        except TimeoutError:
+            pass
+        s.close()
+    assert evicted >= 1  # the oldest half-open one made room
     assert run.wait()[0] == 0
+
+
+def test_the_dashboard_never_breaks_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """A failure while building the page turns the dashboard off with one line; the run's tick
+    (which also drives progress and abort_on_fail) goes on."""
+    from runner.dashboard import Dashboard
+    from runner.reports.masking import Masker
+
+    dashboard = Dashboard("127.0.0.1", 0, token=None, masker=Masker())
+    dashboard._wanted = True  # as when a page has just connected
+
+    def broken() -> Any:
+        raise KeyError("a bug in building the page")
+
+    dashboard.second(broken)  # no exception
+    dashboard.second(broken)
+    err = capsys.readouterr().err
+    assert err.count("the live dashboard stopped (KeyError") == 1 and "the run and its reports go on" in err
+
+
+def test_off_loopback_the_token_guards_watching_too() -> None:
+    """Bound to every address (not started here: only its rule is asked), the page and its
+    stream want the token; on loopback they do not (only this machine reaches them)."""
+    from runner.dashboard import Dashboard, DashboardError, parse_address
+    from runner.reports.masking import Masker
+
+    token = "t" * 20
+    wide = Dashboard("0.0.0.0", 0, token=token, masker=Masker())
+    assert not wide._may_watch("") and not wide._may_watch("token=wrong")
+    assert wide._may_watch(f"token={token}")
+    assert Dashboard("127.0.0.1", 0, token=token, masker=Masker())._may_watch("")
+    assert parse_address("::1") == ("::1", 0) and parse_address("[::1]:8089") == ("::1", 8089)
+    with pytest.raises(DashboardError, match="a scenario file"):
+        parse_address("scenarios/smoke.yaml")
+
+
+def test_token_rules_on_the_command_line(tmp_path: Path) -> None:
+    """A short token is refused; ``WSLOAD_DASHBOARD_TOKEN`` alone changes nothing for a run
+    without ``--dashboard``; ``--shard`` cannot be watched on its own loop."""
+    (tmp_path / "s.yaml").write_text("target: embedded\nsteps: [{sleep: 1ms}]\n")
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "runner", "run", str(tmp_path / "s.yaml"), "--report-dir", "", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=scaled(30),
+            env={**os.environ, **(env or {})},
+        )
+
+    short = run("--dashboard", "--dashboard-token", "errors")
+    assert short.returncode == 2 and "at least 16 characters" in short.stderr
+    assert run(env={"WSLOAD_DASHBOARD_TOKEN": "x" * 20}).returncode == 0
+    sharded = run("--dashboard", "--shard", "1/2")
+    assert sharded.returncode == 2 and "--cluster" in sharded.stderr

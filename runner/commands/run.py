@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from secrets import token_urlsafe
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from runner.commands import report as outputs
 from runner.commands.cluster_options import add_cluster_options, check_cluster_options, shard_of, start_of
@@ -105,7 +106,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--dashboard-token",
         nargs="?",
         const="",
-        default=os.environ.get("WSLOAD_DASHBOARD_TOKEN"),
         metavar="TOKEN",
         help="allow stopping the run from the page (like Ctrl-C) to whoever opens it with "
         "?token=TOKEN; without TOKEN one is made and printed in the URL (env WSLOAD_DASHBOARD_TOKEN); "
@@ -256,26 +256,43 @@ def run_request(args: argparse.Namespace, scenario: Scenario) -> RunRequest:
     )
 
 
+#: A dashboard token this long at least: a guess must not stop a run (a made one has 24).
+MIN_TOKEN = 16
+
+
 def _dashboard(args: argparse.Namespace, secrets: set[str]) -> Dashboard | None:
     """``--dashboard``: the live page's server, started once and kept across ``--every`` rounds
-    (so a browser watches round after round); its token joins the secrets every output masks."""
+    (so a browser watches round after round). Its token is printed once, in the URL, and enters
+    no result (so no report can hold it); ``WSLOAD_DASHBOARD_TOKEN`` keeps it out of ``ps``."""
     token = args.dashboard_token
     if token is not None and args.dashboard is None:
         raise UsageError("--dashboard-token is for --dashboard: give --dashboard [HOST:]PORT too")
     if args.dashboard is None:
         return None
-    if token == "":
+    if getattr(args, "shard", None):
+        raise UsageError(
+            "--dashboard watches a whole run: a shard's page would show one shard, and build it on "
+            "the loop that measures; watch a sharded run from its --cluster client"
+        )
+    if token is None:
+        token = os.environ.get("WSLOAD_DASHBOARD_TOKEN") or None  # (off the command line: not in ps)
+    elif token == "":
         token = token_urlsafe(18)
-    if token:
-        secrets.add(token)
+    if token is not None and len(token) < MIN_TOKEN:
+        raise UsageError(
+            f"--dashboard-token: at least {MIN_TOKEN} characters (or --dashboard-token alone for a made one)"
+        )
     server: Dashboard | None = getattr(args, "_wsload_dashboard", None)
     if server is None:
         host, port = parse_address(args.dashboard)
         server = Dashboard(host, port, token=token, masker=Masker(secrets))
         url = server.start()
-        shown = f"{url}?token={token}" if token else url
+        shown = f"{url}?token={quote(token, safe='')}" if token else url
         stop = "; the page can stop the run" if token else ""
-        print(f"wsload: live dashboard at {shown}{stop}", file=sys.stderr, flush=True)
+        everywhere = (
+            " (listening on every address of this machine)" if url.startswith("http://0.0.0.0") else ""
+        )
+        print(f"wsload: live dashboard at {shown}{stop}{everywhere}", file=sys.stderr, flush=True)
         args._wsload_dashboard = server
     return server
 
@@ -309,7 +326,7 @@ async def run_scenarios(
             print(f"wsload: running {request.scenario.file}", file=sys.stderr, flush=True)
         result = await run_one(request)
         if dashboard is not None:
-            await asyncio.to_thread(dashboard.final, result)
+            await asyncio.to_thread(dashboard.final, result, request.scenario.source)
         results.append(result)
         if result.interrupted:
             break

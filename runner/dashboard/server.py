@@ -22,11 +22,14 @@ after 1 s, one that took 200 ms after 4 s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import json
+import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +57,12 @@ MAX_CONNECTIONS = 64
 #: A request's head is read within this time and size, or the connection is closed.
 HEAD_TIMEOUT_S = 10.0
 HEAD_LIMIT = 16 * 1024
+#: The page runs only its own inline code, talks only to this server, and is framed by nobody (no
+#: page elsewhere can put it under a click on the stop button).
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 #: Rounds of ``--every`` the page lists (latest first).
 ROUNDS_SHOWN = 10
 
@@ -64,6 +73,8 @@ class DashboardError(UsageError):
 
 def parse_address(text: str) -> tuple[str, int]:
     """``[HOST:]PORT`` (``PORT`` alone: loopback; ``[::1]:8080`` for IPv6) -> (host, port)."""
+    if text.count(":") > 1 and not text.startswith("["):  # a bare IPv6 address: no port given
+        return text, 0
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", text
@@ -71,8 +82,13 @@ def parse_address(text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
+        hint = (
+            " (a scenario file? write --dashboard=PORT, or the files before --dashboard)"
+            if text.endswith((".yaml", ".yml"))
+            else ""
+        )
         raise DashboardError(
-            f"--dashboard {text!r}: expected [HOST:]PORT, e.g. 8089 or 127.0.0.1:8089"
+            f"--dashboard {text!r}: expected [HOST:]PORT, e.g. 8089 or 127.0.0.1:8089{hint}"
         ) from None
     if not 0 <= number <= 65535:
         raise DashboardError(f"--dashboard {text!r}: port {number} is not between 0 and 65535")
@@ -103,6 +119,9 @@ class Dashboard:
         self._latest: bytes | None = None
         self._rounds: list[str] = []
         self._connections = 0
+        self._pending: collections.deque[asyncio.StreamWriter] = collections.deque()
+        self._broken = False
+        self._said: set[str] = set()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -129,6 +148,7 @@ class Dashboard:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._loop_error)
         self._stopped = self._loop.create_future()
         server = await asyncio.start_server(self._handle, self.host, self.port, limit=HEAD_LIMIT)
         port = server.sockets[0].getsockname()[1]
@@ -138,6 +158,14 @@ class Dashboard:
         self._ready.set()
         async with server:
             await self._stopped
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The server's own troubles (``accept()`` out of descriptors while the run holds them
+        all): one line, once per kind, not a traceback per connection."""
+        text = str(context.get("message", "error"))
+        if text not in self._said:
+            self._said.add(text)
+            print(f"wsload: the live dashboard: {text} (said once)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Stop serving (the browsers keep the last report they got)."""
@@ -156,9 +184,26 @@ class Dashboard:
 
     def second(self, snapshot: Callable[[], RunResult]) -> None:
         """Once a second from the monitor: build and push the report so far when someone is
-        watching and the pacing allows (module docstring)."""
-        if not self._watching and not self._wanted:
+        watching and the pacing allows (module docstring). Whatever goes wrong here turns the
+        dashboard off with one line on stderr: it must never break the run it shows (the tick
+        that calls it also drives the progress line, ``abort_on_fail`` and the gauges)."""
+        if self._broken or (not self._watching and not self._wanted):
             return
+        try:
+            self._second(snapshot)
+        except Exception as exc:  # a bug of the page's, not the run's
+            self._break(exc)
+
+    def _break(self, exc: BaseException) -> None:
+        self._broken = True
+        print(
+            f"wsload: the live dashboard stopped ({type(exc).__name__}: {self.masker.text(str(exc))}); "
+            "the run and its reports go on",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _second(self, snapshot: Callable[[], RunResult]) -> None:
         now = time.monotonic_ns()
         if now < self._next_ns and not self._wanted:
             return
@@ -171,10 +216,20 @@ class Dashboard:
         self._next_ns = now + int(max(1.0, spent / BUDGET) * 1e9) - 50_000_000  # the ticks' jitter
         self._push(data)
 
-    def final(self, result: RunResult) -> None:
-        """The run's result: the page becomes its report (offered for download); waits (at most
-        a few seconds) until every browser has it, as wsload may exit right after."""
-        data = self._payload(result, final=True, html=render(result, self.masker))
+    def final(self, result: RunResult, source: str | None = None) -> None:
+        """The run's result: the page becomes its report (offered for download: the same as
+        ``--html`` writes, ``source`` the scenario's masked text); waits (at most a few seconds)
+        until every browser has it, as wsload may exit right after."""
+        if self._broken:
+            return
+        try:
+            self._final(result, source)
+        except Exception as exc:  # the reports are written anyway: say so and stop the page
+            self._break(exc)
+
+    def _final(self, result: RunResult, source: str | None) -> None:
+        html = render(result, self.masker, sources=[source])
+        data = self._payload(result, final=True, html=html, source=source)
         verdict = console.status_word(result)
         self._rounds.insert(0, self.masker.text(f"{result.started_at[11:19]} {verdict}"))
         del self._rounds[ROUNDS_SHOWN:]
@@ -187,8 +242,8 @@ class Dashboard:
 
     # --- payloads ---------------------------------------------------------------------------------
 
-    def _payload(self, result: RunResult, *, final: bool, html: str = "") -> bytes:
-        parts = report_parts(result, self.masker, max_points=LIVE_POINTS)
+    def _payload(self, result: RunResult, *, final: bool, html: str = "", source: str | None = None) -> bytes:
+        parts = report_parts(result, self.masker, max_points=LIVE_POINTS, source=source)
         self.built += 1
         message: dict[str, Any] = {
             "title": self.masker.text(f"{console.status_word(result)} {result.scenario_name}: wsload"),
@@ -226,13 +281,20 @@ class Dashboard:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._connections >= MAX_CONNECTIONS:
-            writer.close()
-            return
+            if not self._pending:  # every slot is a page being served: refuse this one
+                writer.close()
+                return
+            # Make room by closing the oldest connection that has not sent its request yet:
+            # connections held half-open (slowloris) cannot lock the page out.
+            self._pending.popleft().close()
         self._connections += 1
+        self._pending.append(writer)
         try:
             await self._serve_one(reader, writer)
         finally:
             self._connections -= 1
+            with contextlib.suppress(ValueError):
+                self._pending.remove(writer)
 
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -240,6 +302,8 @@ class Dashboard:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
             return
+        with contextlib.suppress(ValueError):
+            self._pending.remove(writer)  # its request came: it is served, not evicted
         try:
             lines = head.decode("latin-1").split("\r\n")
             method, target, _version = lines[0].split(" ", 2)
@@ -248,9 +312,12 @@ class Dashboard:
                 name, sep, value = line.partition(":")
                 if sep:
                     headers[name.strip().lower()] = value.strip()
-            path = target.split("?", 1)[0]
+            path, _, query = target.partition("?")
             if not self._host_allowed(headers.get("host", "")):
                 await self._respond(writer, 421, "text/plain", b"wrong Host for this dashboard\n")
+            elif method == "GET" and not self._may_watch(query):
+                refused = b"this dashboard wants its token: open the URL wsload printed\n"
+                await self._respond(writer, 403, "text/plain", refused)
             elif method == "GET" and path in ("/", "/index.html"):
                 await self._respond(writer, 200, "text/html; charset=utf-8", render_live_page().encode())
             elif method == "GET" and path == "/events":
@@ -264,6 +331,15 @@ class Dashboard:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def _may_watch(self, query: str) -> bool:
+        """Off loopback the token guards watching too (``?token=``, as the printed URL has it):
+        the network, and any web page through DNS rebinding, would see the run otherwise. On
+        loopback only this machine reaches the page, and the token guards stopping."""
+        if not self.token or is_loopback(self.host):
+            return True
+        given = urllib.parse.parse_qs(query).get("token", [""])[0]
+        return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _host_allowed(self, host: str) -> bool:
         """On loopback, only loopback names (no DNS rebinding); elsewhere any (a token guards)."""
@@ -284,7 +360,7 @@ class Dashboard:
         writer.write(
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
             "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
-            "Connection: close\r\n\r\n".encode()
+            f"Content-Security-Policy: {CSP}\r\nConnection: close\r\n\r\n".encode()
             + body
         )
         await writer.drain()
@@ -337,5 +413,5 @@ class Dashboard:
             return
         request_stop()
         await self._respond(
-            writer, 202, "text/plain", b"stopping: the run ends gracefully, its report follows\n"
+            writer, 202, "text/plain", b"stopping, as Ctrl-C: a run ends gracefully and its report follows\n"
         )

@@ -1051,7 +1051,11 @@ def _page(title: str, body: str, data: str, charts_expected: int, live_js: str =
 
 
 def report_parts(
-    result: RunResult, masker: Masker | None = None, *, max_points: int = MAX_POINTS
+    result: RunResult,
+    masker: Masker | None = None,
+    *,
+    max_points: int = MAX_POINTS,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """One run's report as the live dashboard sends it each second: the title, the body's HTML
     and the charts' data, exactly what ``render`` puts in the page (masked the same way)."""
@@ -1059,7 +1063,7 @@ def report_parts(
     chart_list = charts([result], masker, max_points=max_points)
     return {
         "title": e(f"{console.status_word(result)} {result.scenario_name}: wsload report"),
-        "body": _single(result, None, chart_list, e),
+        "body": _single(result, source, chart_list, e),
         "data": {"charts": [c.to_json() for c in chart_list]},
     }
 

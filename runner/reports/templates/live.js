@@ -57,7 +57,7 @@
   live("connecting");
   say("connecting to the run...");
 
-  var source = new EventSource("/events");
+  var source = new EventSource("/events" + (token ? "?token=" + encodeURIComponent(token) : ""));
   source.onmessage = function (event) {
     var msg = JSON.parse(event.data);
     main.innerHTML = msg.body;
