@@ -131,6 +131,10 @@ ABSURD: dict[str, tuple[str, str]] = {
         "connections:\n  m: {url: 'ws://127.0.0.1:9/a b'}\nsteps:\n  - open: m\n",
         "2:12: connections.m.url: contains a space at position 19; percent-encode it",
     ),
+    "target_with_empty_port": (
+        "target: 'ws://127.0.0.1:'\nconnections:\n  m: {url: /echo}\nsteps:\n  - open: m\n",
+        "1:9: target: not a valid URL: the port after ':' is empty",
+    ),
     "target_with_bad_port": (
         "target: 'ws://127.0.0.1:0'\nconnections:\n  m: {url: /echo}\nsteps:\n  - open: m\n",
         "1:9: target: not a valid URL: port '0' is not a number from 1 to 65535",

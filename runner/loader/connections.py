@@ -178,6 +178,8 @@ def url_problem(url: str) -> str | None:
         return f"the host is not valid: {exc}"  # e.g. 'zz' does not appear to be an IPv6 address
     host_port = parts.netloc.rpartition("@")[2]
     port_text = host_port.rpartition("]")[2] if host_port.startswith("[") else host_port
+    if port_text.endswith(":"):  # 'ws://host:' (an empty variable in a shell): not port 80
+        return "the port after ':' is empty (give ws://HOST:PORT, or no ':' for the default port)"
     port_text = port_text.partition(":")[2] if ":" in port_text else ""
     if port_text and not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
         return f"port '{port_text[:20]}' is not a number from 1 to 65535"
