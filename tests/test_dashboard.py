@@ -340,3 +340,30 @@ def test_token_rules_on_the_command_line(tmp_path: Path) -> None:
     assert run(env={"WSLOAD_DASHBOARD_TOKEN": "x" * 20}).returncode == 0
     sharded = run("--dashboard", "--shard", "1/2")
     assert sharded.returncode == 2 and "--cluster" in sharded.stderr
+
+
+def test_a_count_still_to_reach_is_not_lost_on_the_live_page() -> None:
+    """``iterations.count >= 1000`` short of 1000 in the middle of a run is "not reached yet" on
+    the live page (counts only grow); the final report (and the file) say LOST."""
+    from runner.reports.html import report_parts
+    from runner.results.result import RunResult, ThresholdResult
+
+    result = RunResult(
+        passed=False,
+        interrupted=False,
+        exit_code=1,
+        scenario_name="s",
+        scenario_file="s.yaml",
+        started_at="",
+        duration_s=3.0,
+        target="",
+        steps=(),
+        thresholds=(
+            ThresholdResult("iterations.count >= 1000", 40.0, False, 3, 1000.0, "40 >= 1000"),
+            ThresholdResult("errors.rate < 1%", 0.5, False, 4, 0.01, "50% < 1%"),
+        ),
+    )
+    live = report_parts(result, live=True)["body"]
+    final = report_parts(result)["body"]
+    assert live.count("not reached yet") == 1 and live.count(">LOST<") == 1  # the error rate is lost now
+    assert "not reached yet" not in final and final.count(">LOST<") == 2

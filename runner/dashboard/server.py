@@ -243,7 +243,7 @@ class Dashboard:
     # --- payloads ---------------------------------------------------------------------------------
 
     def _payload(self, result: RunResult, *, final: bool, html: str = "", source: str | None = None) -> bytes:
-        parts = report_parts(result, self.masker, max_points=LIVE_POINTS, source=source)
+        parts = report_parts(result, self.masker, max_points=LIVE_POINTS, source=source, live=not final)
         self.built += 1
         message: dict[str, Any] = {
             "title": self.masker.text(f"{console.status_word(result)} {result.scenario_name}: wsload"),

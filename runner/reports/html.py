@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, partial
@@ -674,12 +675,19 @@ def _connect_table(result: RunResult, e: _Html) -> str:
     )
 
 
-def _thresholds_table(result: RunResult, e: _Html) -> str:
+#: A threshold that a count must reach (``iterations.count >= 1000``): short of it in the middle
+#: of a run is "not reached yet", not lost (counts only grow; the end of the run judges it).
+_GROWING = re.compile(r"\.(count|completed|received)\s*>=?\s")
+
+
+def _thresholds_table(result: RunResult, e: _Html, live: bool = False) -> str:
     if not result.thresholds:
         return '<p class="none">No thresholds in this scenario.</p>'
     rows = []
     for t in result.thresholds:
         word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
+        if live and not t.passed and _GROWING.search(t.expression):
+            word = '<span class="no-data">not reached yet</span>'
         if t.value is None:  # nothing measured (yet, on the live page): say so beside the verdict
             word += ' <span class="no-data">no data</span>'
         # The message states observed and limit in the threshold's own unit ("0.101ms < 50ms").
@@ -841,7 +849,9 @@ _TITLES = {
 }
 
 
-def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], e: _Html) -> str:
+def _single(
+    result: RunResult, source: str | None, chart_list: Sequence[Chart], e: _Html, live: bool = False
+) -> str:
     present = {c.id for c in chart_list}
     missing = [title for cid, title in _TITLES.items() if cid not in present]
     other = result.error
@@ -869,7 +879,7 @@ def _single(result: RunResult, source: str | None, chart_list: Sequence[Chart], 
         f"duration <b>{result.duration_s:.3f} s</b> · iterations <b>{e(_iterations(result))}</b></p>"
         f"{load}{error}{interrupted}"
         f"{_populations_table(result, e)}"
-        f"<h2>Thresholds</h2>{_thresholds_table(result, e)}"
+        f"<h2>Thresholds</h2>{_thresholds_table(result, e, live)}"
         f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}"
         f"{_delivery_table(result, e)}{_connect_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
@@ -1056,6 +1066,7 @@ def report_parts(
     *,
     max_points: int = MAX_POINTS,
     source: str | None = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     """One run's report as the live dashboard sends it each second: the title, the body's HTML
     and the charts' data, exactly what ``render`` puts in the page (masked the same way)."""
@@ -1063,7 +1074,7 @@ def report_parts(
     chart_list = charts([result], masker, max_points=max_points)
     return {
         "title": e(f"{console.status_word(result)} {result.scenario_name}: wsload report"),
-        "body": _single(result, source, chart_list, e),
+        "body": _single(result, source, chart_list, e, live),
         "data": {"charts": [c.to_json() for c in chart_list]},
     }
 
