@@ -252,7 +252,13 @@ def test_workers_and_rounds_on_one_dashboard(tmp_path: Path, page: Page) -> None
     page.wait_for_selector('body[data-live="live"]', timeout=scaled(20) * 1000)  # round 2
     assert "earlier rounds" in page.inner_text("#live-rounds")
     page.wait_for_selector('body[data-live="final"]', timeout=scaled(20) * 1000)
-    assert "2 worker(s)" in page.inner_text("main")
+    text = page.inner_text("main")
+    assert "2 worker(s)" in text and "Load generator, per worker" in text  # each worker's health
+    rows = page.eval_on_selector_all(
+        "h3:text('Load generator, per worker') + div table tbody tr",
+        "rows => rows.map(r => r.cells[0].textContent)",
+    )
+    assert rows == ["1", "2"]
     assert run.wait()[0] == 0
 
 

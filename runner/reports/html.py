@@ -518,6 +518,41 @@ def _populations_table(result: RunResult, e: _Html) -> str:
     )
 
 
+def _generator_table(result: RunResult, e: _Html) -> str:
+    """The load generator's health per worker (or shard): what each process's CPU and event loop
+    went through, so a saturated one is seen by name; nothing for a check run."""
+    load = result.settings.load
+    gen = load.generator if load is not None else None
+    if gen is None or not gen.workers:
+        return ""
+    rows = []
+    for w in gen.workers:
+        lag = w.loop_lag_ms or {}
+        rows.append(
+            [
+                e(w.name),
+                str(w.seconds),
+                f"{w.cpu_mean:.0%}",
+                f"{w.cpu_max:.0%}",
+                _ms(lag.get("p99")),
+                _ms(lag.get("max")),
+                f'<span class="fail-text">{w.saturated_seconds}</span>' if w.saturated_seconds else "0",
+                str(w.send_blocked_max),
+            ]
+        )
+    head = [
+        "worker",
+        "seconds",
+        "CPU mean",
+        "CPU max",
+        "loop lag p99 ms",
+        "loop lag max ms",
+        "saturated s",
+        "send-blocked max",
+    ]
+    return "<h3>Load generator, per worker</h3>" + _table(head, rows, frozenset({0}))
+
+
 def _rc_cell(step: StepResult) -> str:
     return " ".join(f"{code}:{n}" for code, n in step.rc.items()) or "-"
 
@@ -881,7 +916,7 @@ def _single(
         f"{_populations_table(result, e)}"
         f"<h2>Thresholds</h2>{_thresholds_table(result, e, live)}"
         f"<h2>Steps</h2>{_steps_table(result, e)}{_response_table(result, e)}"
-        f"{_delivery_table(result, e)}{_connect_table(result, e)}"
+        f"{_delivery_table(result, e)}{_connect_table(result, e)}{_generator_table(result, e)}"
         f"<h2>Charts</h2>{_charts_html(chart_list, e, missing)}"
         f"<h2>Errors</h2>{_errors(result, e)}"
         f"<h2>Scenario file</h2>{_source(result, source, e)}"
