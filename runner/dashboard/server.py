@@ -162,6 +162,8 @@ class Dashboard:
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The server's own troubles (``accept()`` out of descriptors while the run holds them
         all): one line, once per kind, not a traceback per connection."""
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return  # a page's handler cancelled as the server closes: nothing went wrong
         text = str(context.get("message", "error"))
         if text not in self._said:
             self._said.add(text)
