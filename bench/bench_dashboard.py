@@ -112,8 +112,9 @@ def one(variant: str, target: str, seconds: float) -> dict[str, float]:
         watcher = None
         if variant != "off":
             assert proc.stderr is not None
+            proc.stderr.readline()  # "wsload: live dashboard ...:", then the URL alone on its line
             line = proc.stderr.readline()
-            found = re.search(r"(http://\S+?)(;|$)", line)
+            found = re.search(r"(http://\S+)", line)
             assert found, line
             if variant in ("watched", "sse"):
                 os.sched_setaffinity(

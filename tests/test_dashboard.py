@@ -80,9 +80,9 @@ class Run:
         )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
-        found = re.search(r"live dashboard at (http://\S+?)(;|$)", line)
-        assert found, line
-        self.url = found.group(1)
+        assert line.startswith("wsload: live dashboard") and line.rstrip().endswith(":"), line
+        self.url = self.proc.stderr.readline().strip()  # the URL alone on its line
+        assert re.fullmatch(r"http://\S+", self.url), self.url
         self.base = self.url.split("?")[0]
 
     def wait(self) -> tuple[int, str, str]:
@@ -351,7 +351,9 @@ def test_token_rules_on_the_command_line(tmp_path: Path) -> None:
 def test_a_count_still_to_reach_is_not_lost_on_the_live_page() -> None:
     """``iterations.count >= 1000`` short of 1000 in the middle of a run is "not reached yet" on
     the live page (counts only grow); the final report (and the file) say LOST."""
-    from runner.reports.html import report_parts
+    from dataclasses import replace
+
+    from runner.reports.html import report_parts, so_far
     from runner.results.result import RunResult, ThresholdResult
 
     result = RunResult(
@@ -373,3 +375,9 @@ def test_a_count_still_to_reach_is_not_lost_on_the_live_page() -> None:
     final = report_parts(result)["body"]
     assert live.count("not reached yet") == 1 and live.count(">LOST<") == 1  # the error rate is lost now
     assert "not reached yet" not in final and final.count(">LOST<") == 2
+    # With only the count short of its goal the verdict so far is PASS (it was FAIL on the page
+    # while the run passed); the final verdict is the result's own.
+    only_count = replace(result, thresholds=result.thresholds[:1])
+    assert so_far(only_count).passed and not only_count.passed
+    assert ">PASS<" in report_parts(only_count, live=True)["body"]
+    assert not so_far(result).passed  # a lost error rate still fails it

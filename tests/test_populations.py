@@ -290,6 +290,10 @@ def test_bundled_populations_example_passes_and_its_html_shows_them_side_by_side
     assert "<h2>Populations</h2>" in page
     assert '"id": "population-' in page or '"id":"population-' in page
     assert page.count(">PASS<") >= 3  # the run and each population
+    table = page.split("<h2>Populations</h2>", 1)[1].split("</table>", 1)[0]
+    for row in table.split("<tr>")[2:]:  # each population: its verdict badge, then "stopped early"
+        cells = row.split("<td")
+        assert 'class="verdict pass"' in cells[-2] and cells[-1].startswith(">-</td>"), row
 
 
 def test_ctrl_c_during_a_plan_over_workers_ends_in_a_complete_report(

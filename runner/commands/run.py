@@ -288,11 +288,12 @@ def _dashboard(args: argparse.Namespace, secrets: set[str]) -> Dashboard | None:
         server = Dashboard(host, port, token=token, masker=Masker(secrets))
         url = server.start()
         shown = f"{url}?token={quote(token, safe='')}" if token else url
-        stop = "; the page can stop the run" if token else ""
+        what = " (it can stop the run)" if token else ""
         everywhere = (
-            " (listening on every address of this machine)" if url.startswith("http://0.0.0.0") else ""
+            ", listening on every address of this machine" if url.startswith("http://0.0.0.0") else ""
         )
-        print(f"wsload: live dashboard at {shown}{stop}{everywhere}", file=sys.stderr, flush=True)
+        # The URL alone on its line: copied with a trailing ';' the token was wrong and a stop refused.
+        print(f"wsload: live dashboard{what}{everywhere}:\n  {shown}", file=sys.stderr, flush=True)
         args._wsload_dashboard = server
     return server
 

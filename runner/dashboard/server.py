@@ -35,7 +35,7 @@ from typing import Any
 
 from runner.errors import UsageError
 from runner.reports import console
-from runner.reports.html import render, render_live_page, report_parts
+from runner.reports.html import render, render_live_page, report_parts, so_far
 from runner.reports.masking import Masker
 from runner.results.result import RunResult
 from runner.runtime import request_stop
@@ -246,6 +246,8 @@ class Dashboard:
 
     def _payload(self, result: RunResult, *, final: bool, html: str = "", source: str | None = None) -> bytes:
         parts = report_parts(result, self.masker, max_points=LIVE_POINTS, source=source, live=not final)
+        if not final:
+            result = so_far(result)  # the verdict so far, as the page's body says it
         self.built += 1
         message: dict[str, Any] = {
             "title": self.masker.text(f"{console.status_word(result)} {result.scenario_name}: wsload"),

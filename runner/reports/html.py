@@ -37,6 +37,7 @@ __all__ = [
     "render",
     "render_live_page",
     "report_parts",
+    "so_far",
 ]
 
 #: At most this many points per time-series chart (a one-hour run has 3,600 seconds).
@@ -511,7 +512,7 @@ def _populations_table(result: RunResult, e: _Html) -> str:
     rows = []
     for p in result.populations:
         cells = [e(c) for c in console.population_row(p)]
-        cells[-1] = _verdict(p)
+        cells[console.POPULATION_COLUMNS.index("verdict")] = _verdict(p)
         rows.append(cells)
     return "<h2>Populations</h2>" + _table(
         [e(h) for h in console.POPULATION_COLUMNS], rows, text_cols=frozenset({0, 1})
@@ -713,6 +714,33 @@ def _connect_table(result: RunResult, e: _Html) -> str:
 #: A threshold that a count must reach (``iterations.count >= 1000``): short of it in the middle
 #: of a run is "not reached yet", not lost (counts only grow; the end of the run judges it).
 _GROWING = re.compile(r"\.(count|completed|received)\s*>=?\s")
+NOT_YET = "not reached yet: "
+
+
+def so_far(result: RunResult) -> RunResult:
+    """``result`` as the live page judges it mid-run: a count still short of what it must reach
+    (``_GROWING``) is "not reached yet", not lost, and does not fail the verdict so far (nor a
+    population's, nor the plan's); anything else that fails still does. The final report is the
+    unchanged result."""
+    populations = tuple(so_far(p) for p in result.populations)
+    thresholds = tuple(
+        replace(t, passed=True, message=NOT_YET + t.message)
+        if not t.passed and t.value is not None and _GROWING.search(t.expression)
+        else t
+        for t in result.thresholds
+    )
+    judged = replace(result, thresholds=thresholds, populations=populations)
+    if result.passed:
+        return judged
+    clean = (
+        not result.problems
+        and not result.interrupted
+        and not result.error
+        and all(t.passed for t in thresholds)
+        and all(p.passed for p in populations)
+        and all(s.failures == 0 for s in result.steps)
+    )
+    return replace(judged, passed=True, exit_code=0) if clean else judged
 
 
 def _thresholds_table(result: RunResult, e: _Html, live: bool = False) -> str:
@@ -721,12 +749,14 @@ def _thresholds_table(result: RunResult, e: _Html, live: bool = False) -> str:
     rows = []
     for t in result.thresholds:
         word = '<span class="pass-text">pass</span>' if t.passed else '<span class="fail-text">LOST</span>'
-        if live and not t.passed and _GROWING.search(t.expression):
+        if live and t.message.startswith(NOT_YET):
             word = '<span class="no-data">not reached yet</span>'
         if t.value is None:  # nothing measured (yet, on the live page): say so beside the verdict
             word += ' <span class="no-data">no data</span>'
         # The message states observed and limit in the threshold's own unit ("0.101ms < 50ms").
-        detail = t.message or ("no data" if t.value is None else f"observed {t.value:g}")
+        detail = t.message.removeprefix(NOT_YET) or (
+            "no data" if t.value is None else f"observed {t.value:g}"
+        )
         where = "plan check" if t.default else str(t.line) if t.line else "--threshold"
         rows.append([word, e(t.expression), e(where), e(detail)])
     return _table(["", "threshold", "line", "observed"], rows, frozenset({1, 3}))
@@ -1106,6 +1136,11 @@ def report_parts(
     """One run's report as the live dashboard sends it each second: the title, the body's HTML
     and the charts' data, exactly what ``render`` puts in the page (masked the same way)."""
     e = _Html(masker)
+    if live:
+        # The verdict so far (``so_far``), and the charts without the second still going on: its
+        # counts are a fraction of a second's (the chart fell off a cliff at every refresh).
+        now = int(result.duration_s)
+        result = replace(so_far(result), timeseries=tuple(s for s in result.timeseries if s.t < now))
     chart_list = charts([result], masker, max_points=max_points)
     return {
         "title": e(f"{console.status_word(result)} {result.scenario_name}: wsload report"),

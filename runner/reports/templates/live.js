@@ -37,12 +37,16 @@
         .then(function (r) { return r.text().then(function (t) { return [r.ok, t]; }); })
         .then(function (res) {
           body.setAttribute("data-stop", res[0] ? "accepted" : "refused");
-          say(res[0] ? "stopping: the run ends gracefully, its report follows" : "stop refused: " + res[1]);
+          note.textContent = res[0] ? "stopping: the run ends gracefully, its report follows"
+                                    : "stop refused: " + res[1] + " (is the whole token in the URL?)";
           if (!res[0]) stop.disabled = false;
         })
-        .catch(function (e) { body.setAttribute("data-stop", "failed"); say("stop failed: " + e); stop.disabled = false; });
+        .catch(function (e) { body.setAttribute("data-stop", "failed"); note.textContent = "stop failed: " + e; stop.disabled = false; });
     };
     bar.appendChild(stop);
+    var note = document.createElement("span");  /* the stop's answer: kept, not overwritten each second */
+    note.id = "live-stop-note";
+    bar.appendChild(note);
   }
   var download = document.createElement("a");
   download.id = "live-download";
