@@ -681,6 +681,9 @@ def test_a_firefox_har_imports_its_connections_and_says_what_it_lacks(
     text = out.read_text()
     assert "1 of 1 connection(s) came without their messages" in err and "Firefox" in err
     assert "Cookie: ${WSLOAD_COOKIE}" in text and COOKIE.split("=")[1] not in text
+    assert (
+        "  # no messages in the recording (Firefox's HAR export writes none): open and close only\n" in text
+    )
     assert "  - open: app\n  - close: app\n" in text
     recorded_port = text.split("ws://127.0.0.1:")[1].split("/")[0]
     out.write_text(text.replace(f"127.0.0.1:{recorded_port}", app.url.removeprefix("http://")))

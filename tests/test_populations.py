@@ -33,7 +33,7 @@ steps:
           write:
             connection: room
             json: {{id: "{{{{ uuid() }}}}", sent_at: "{{{{ now_us() }}}}"}}
-        - sleep: 50ms
+        - sleep: {{min: 40ms, max: 60ms}}   # drawn: the run has a seed to say
   - close: room
 load: {{vus: 1, iterations: 1}}
 """
@@ -100,11 +100,12 @@ def test_publisher_and_subscribers_on_the_embedded_room_side_by_side(tmp_path: P
     """One run, two populations with their own loads: every quote reaches every subscriber, each
     population's figures are its own, and the run's step table names steps POPULATION/STEP."""
     path = write_plan(tmp_path, target="embedded", room="quotes", subscribers=12, quotes=10)
-    code, doc = run_plan(path, "--workers", "1")
+    code, doc = run_plan(path, "--workers", "1", "--seed", "7")
     assert code == 0, doc["error"]
     assert doc["passed"] is True
     pub, sub = population(doc, "pub"), population(doc, "sub")
     assert pub["iterations"]["completed"] == 1 and sub["iterations"]["completed"] == 12
+    assert doc["settings"]["seed"] == 7 == pub["settings"]["seed"]  # --seed, where the README says
     assert pub["settings"]["load"]["vus"] == 1 and sub["settings"]["load"]["vus"] == 12
     assert step(sub, "quote")["received"] == 120  # the population's own name for its step
     assert step(doc, "sub/quote")["received"] == 120  # and the run's
@@ -374,6 +375,7 @@ def test_a_population_whose_data_runs_out_ends_alone_and_passes(tmp_path: Path) 
     assert not other["settings"]["load"]["stop_reason"]
     assert other["iterations"]["completed"] > 20
     assert doc["settings"]["load"]["model"] == "plan"
+    assert doc["settings"].get("seed") is None  # no population draws its waits: no seed to say
 
 
 def test_plan_naming_itself_or_an_absent_population_is_refused_clearly(tmp_path: Path) -> None:

@@ -434,7 +434,12 @@ def _session_steps(
         else (kept[0].at if kept else session.started)
     )
     label = _comment(f"{session.label or f'session {session.index + 1}'}: {redact_url(session.url)}")
-    events.append((started, 0, [f"  # {label}", f"  - open: {conn}"]))
+    opening = [f"  # {label}"]
+    if not session.messages_recorded:  # said in the file too, not only on the import's stderr
+        opening.append(
+            "  # no messages in the recording (Firefox's HAR export writes none): open and close only"
+        )
+    events.append((started, 0, [*opening, f"  - open: {conn}"]))
     previous = started
     order = 1
     for i, frame in enumerate(kept):

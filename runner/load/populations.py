@@ -60,6 +60,7 @@ class PlanOf:
     file: str
     load: LoadSpec
     thresholds: tuple[Threshold, ...]
+    seed: int | None = None  # the run's seed of drawn think times (--seed replays it)
 
 
 def _own_reason(name: str, stop_reason: str, whole_stop: bool) -> str:
@@ -125,7 +126,7 @@ def plan_result(
             )
         )
     return combine(
-        PlanOf(plan.name, plan.file, plan.load, plan.thresholds),
+        PlanOf(plan.name, plan.file, plan.load, plan.thresholds, plan.seed),
         flatten(root),
         tuple(results),
         started_at=started_at,
@@ -201,7 +202,13 @@ def combine(
         interrupted=interrupted,
         error="; ".join(errors),
         tls=tls,
-        settings=replace(base, mode="load", load=summary),
+        # The seed, where the README says to look for it, when any population draws its waits.
+        settings=replace(
+            base,
+            mode="load",
+            load=summary,
+            seed=plan.seed if any(r.settings.seed is not None for r in populations) else base.seed,
+        ),
         hold=True,  # "no iteration completed" is each population's to say, with its name
     )
     # The steps' problems are the populations' (named there); the whole adds its own and theirs.
@@ -295,7 +302,11 @@ def merge_plan(shards: Sequence[ShardReport]) -> RunResult:
     conns = [x.connections for x in flatten(root).timeseries.samples() if x.connections is not None]
     whole = combine(
         PlanOf(
-            first.result.scenario_name, first.result.scenario_file, first.shard.plan, first.shard.thresholds
+            first.result.scenario_name,
+            first.result.scenario_file,
+            first.shard.plan,
+            first.shard.thresholds,
+            first.result.settings.seed,
         ),
         flatten(root),
         tuple(results),
