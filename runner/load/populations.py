@@ -15,7 +15,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from runner.checks.thresholds import evaluate, parse_threshold
+from runner.checks.thresholds import evaluate
 from runner.engine.check import tls_info
 from runner.engine.vu import RunContext
 from runner.load.limits import LimitPlan
@@ -29,10 +29,18 @@ from runner.load.merge import (
     merged,
     shard_info,
 )
-from runner.load.result import SATURATED, load_figures, load_result, plan_problem, run_errors
+from runner.load.result import (
+    SATURATED,
+    default_checks,
+    load_figures,
+    load_result,
+    plan_problem,
+    run_errors,
+    with_defaults,
+)
 from runner.results.recorders import RunRecorder
 from runner.results.result import RunResult, RunSettings, TlsInfo, build_result
-from runner.scenario.model import LoadSpec, Location, Scenario, Threshold
+from runner.scenario.model import LoadSpec, Scenario, Threshold
 
 __all__ = ["combine", "contexts", "merge_plan", "plan_result", "plan_tls", "shard_populations"]
 
@@ -215,18 +223,8 @@ def combine(
     own = list(errors)
     theirs = [f"{r.scenario_name}: {p}" for r in populations for p in r.problems]
     found = own + theirs
-    saturated = replace(
-        parse_threshold(SATURATED, step_names=(), kinds=(), location=Location("plan", 0, 0)),
-        default=True,
-        accept_no_data=True,
-    )
-    mine = plan.thresholds
-    checks = (
-        (*mine, saturated)
-        if not any((t.subject, t.stat) == ("generator", "saturated") for t in mine)
-        else mine
-    )
-    verdicts = evaluate(checks, result)
+    # The whole has one plan check of its own: one generator (each population has its plan's).
+    verdicts = evaluate(with_defaults(plan.thresholds, default_checks([SATURATED])), result)
     # A population's generator check is the run's own (one generator): shown once.
     labelled = tuple(
         replace(v, expression=f"{r.scenario_name}/{v.expression}")

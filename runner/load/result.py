@@ -42,6 +42,7 @@ from runner.scenario.plan import closed_plan, plan_duration, planned_starts, pla
 from runner.steps.sleep import draws_waits
 
 __all__ = [
+    "default_checks",
     "generator_figures",
     "load_figures",
     "load_result",
@@ -50,6 +51,7 @@ __all__ = [
     "plan_figures",
     "plan_problem",
     "run_errors",
+    "with_defaults",
     "with_plan_checks",
 ]
 
@@ -204,9 +206,13 @@ def plan_checks(load: LoadSpec) -> tuple[Threshold, ...]:
         exprs = [PLAN_DELIVERED, PLAN_DROPPED, SCHEDULE_LAG, SATURATED]
     elif plan_duration(load) is not None:
         exprs = [PLAN_DELIVERED, SATURATED]
+    return default_checks(exprs)
+
+
+def default_checks(exprs: Sequence[str]) -> tuple[Threshold, ...]:
+    """Plan checks from their expressions, marked ``default``. One without data (a merge of
+    reports written before health was measured) cannot judge: it passes, saying so."""
     where = Location("plan", 0, 0)
-    # A plan check without data (a merge of reports written before health was measured) cannot
-    # judge: it passes, saying so.
     return tuple(
         replace(
             parse_threshold(e, step_names=(), kinds=(), location=where), default=True, accept_no_data=True
@@ -215,10 +221,15 @@ def plan_checks(load: LoadSpec) -> tuple[Threshold, ...]:
     )
 
 
+def with_defaults(thresholds: Sequence[Threshold], defaults: Sequence[Threshold]) -> tuple[Threshold, ...]:
+    """``thresholds`` and the ``defaults`` they do not set themselves (same ``SUBJECT.STAT``)."""
+    own = {(t.subject, t.stat) for t in thresholds}
+    return tuple(thresholds) + tuple(t for t in defaults if (t.subject, t.stat) not in own)
+
+
 def with_plan_checks(thresholds: Sequence[Threshold], load: LoadSpec) -> tuple[Threshold, ...]:
     """The scenario's thresholds and the plan checks it does not set itself."""
-    own = {(t.subject, t.stat) for t in thresholds}
-    return tuple(thresholds) + tuple(t for t in plan_checks(load) if (t.subject, t.stat) not in own)
+    return with_defaults(thresholds, plan_checks(load))
 
 
 def _busy_with(worker: WorkerFigures) -> str:
