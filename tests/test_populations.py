@@ -243,6 +243,9 @@ def test_weights_share_the_plans_users(tmp_path: Path) -> None:
         ("populations:\n  - {file: b.yaml}\n", 2, "has no load"),
         ("populations:\n  - {file: a.yaml}\nsteps: [{sleep: 1ms}]\n", 3, "belongs in a population's"),
         ("populations:\n  - {file: a.yaml, load: {vus: 1, duration: 1s, workers: 2}}\n", 2, "whole run's"),
+        # A list item indented under the target folds into it (found by tests/test_loader_fuzz.py):
+        # the plan's line, not a '--target' mistake of the command line in each population's file.
+        ("target: embedded\n  - a/sleep.p99 < 1s\npopulations:\n  - {file: a.yaml}\n", 1, "must be a ws://"),
     ],
 )
 def test_plan_mistakes_name_file_and_line(tmp_path: Path, plan: str, line: int, says: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from runner.errors import ScenarioError
-from runner.loader.connections import check_target
+from runner.loader.connections import check_target, target_problem
 from runner.loader.document import Document
 from runner.loader.load_section import load_spec, threshold_at, threshold_list
 from runner.scenario import model as m
@@ -84,8 +84,13 @@ def build_plan(
                 key=True,
             )
     target = target_override if target_override is not None else data.get("target")
+    # What the populations' files are loaded with: not a target already refused at the plan's
+    # line, which each file would otherwise refuse again as if it came from the command line.
+    handed_on = target
     if target is not None:
         check_target(doc, target, () if target_override is not None else ("target",))
+        if target_problem(target) is not None:
+            handed_on = None
     raw_load = data.get("load")
     shaped = raw_load is not None and bool(_SHAPE & set(raw_load))
     plan_load = None
@@ -132,7 +137,7 @@ def build_plan(
             continue
         own_vars = {**plan_vars, **(entry.get("variables") or {}), **variables}
         try:
-            scenario = load_file(file, own_vars, target)
+            scenario = load_file(file, own_vars, handed_on)
         except ScenarioError as exc:
             failures.append(exc)
             unloaded.add(name)
