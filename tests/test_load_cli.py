@@ -214,3 +214,29 @@ def test_default_workers_follow_the_cores_the_process_may_use(tmp_path: Path) ->
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         doc = json.loads((tmp_path / "r.json").read_text())
         assert doc["settings"]["load"]["workers"] == len(os.sched_getaffinity(0)), done.stderr[-2000:]
+
+
+def test_every_second_counts_what_was_done_in_it_against_node_ws(tmp_path: Path, node_ws_url: str) -> None:
+    """The per-second series over 2 workers adds up to each step's count (the engine keeps the
+    per-message steps as bare samples and folds them once a second: none may be lost or land in
+    a second it was not taken in); an open-model rate of 50/s shows as ~50 per whole second."""
+    path = tmp_path / "rate.yaml"
+    path.write_text(
+        "name: per second\nconnections:\n  main: {url: /echo, timeout: 5s}\nsteps:\n  - open: main\n"
+        "  - repeat:\n      times: 5\n      steps:\n        - write: {connection: main, text: tick}\n"
+        "        - read: main\n  - close: main\nload: {rate: 50/s, duration: 3s, workers: 2}\n"
+    )
+    code = main(_args(tmp_path, path, "--target", node_ws_url))
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0, doc["error"]
+    counts = {s["name"]: s["count"] for s in doc["steps"]}
+    assert counts["write main"] == counts["read main"] == 5 * doc["iterations"]["completed"]
+    series = doc["timeseries"]
+    assert sum(e["steps"] for e in series) == sum(counts.values())
+    assert sum(e["messages"] for e in series) == 2 * counts["read main"]
+    assert all(e["latency_ms"]["max"] > 0 for e in series if e["messages"])
+    whole = [e for e in series if 0 < e["t"] < 2]  # seconds the run began and ended outside of
+    # (an iteration straddling a second's end puts some of its 12 steps in each)
+    assert whole, series
+    for e in whole:
+        assert 40 <= e["iterations"] <= 60 and abs(e["steps"] - 12 * e["iterations"]) <= 24, series

@@ -6,7 +6,7 @@ import json
 
 from runner.checks.thresholds import evaluate, observed
 from runner.results.codec import decode, encode
-from runner.results.recorders import RunRecorder
+from runner.results.recorders import LatencyHistogram, QuickRow, RunRecorder
 from runner.results.result import RunResult, build_result
 from runner.scenario.model import Location, Threshold
 
@@ -227,3 +227,44 @@ def test_a_ramps_capacity_is_bounded_by_what_its_starts_cost_held() -> None:
     assert [level.planned for level in capacity.levels[:3]] == [750, 1250, 1750]
     assert capacity.value == round(0.9 / ((0.64 + 0.81 + 0.89) / (750 + 1250 + 1750)))  # 1,442
     assert capacity.suggested < 1200
+
+
+def _quick(rec: RunRecorder, row: QuickRow, now_ns: int, latency_ns: int) -> None:
+    """What the engine does for a passed per-message step (``VirtualUser.run_steps``)."""
+    if now_ns >= rec.next_second_ns:
+        rec.fold(now_ns)
+    assert row.responses is not None
+    row.responses.append(latency_ns + 1_000_000)
+    row.samples.append(latency_ns)
+
+
+def test_quick_samples_count_in_the_second_they_were_taken_in_and_every_reader_sees_them() -> None:
+    rec = RunRecorder(start_ns=10_000_000_000)
+    step = rec.step("echo", "read", "main", 7)
+    row = rec.quick_row(step, read=True, message=True)
+    _quick(rec, row, 10_000_000_100, 1_500_000)  # second 0
+    _quick(rec, row, 10_999_999_999, 2_500_000)  # still second 0
+    # A reader between two records sees what is pending, folded into the second it was taken in.
+    assert (rec.steps["echo"].count, rec.steps["echo"].ok) == (2, 2)
+    _quick(rec, row, 12_000_000_000, 9_000_000)  # second 2: the first record of it folds second 0
+    _quick(rec, row, 12_500_000_000, 300)  # below the histogram's 1 us: counted as 1 us
+    data = rec.serialize()  # what a worker sends: everything, pending included
+    (echo,) = data["steps"]
+    assert (echo["count"], echo["ok"]) == (4, 4)
+    series = {s.t: s for s in rec.timeseries.samples()}
+    assert sorted(series) == [0, 2]
+    assert (series[0].steps, series[0].messages, series[2].steps, series[2].messages) == (2, 2, 2, 2)
+    latency = rec.steps["echo"].latency
+    assert (latency.count, latency.min_ns, latency.max_ns) == (4, 300, 9_000_000)
+    assert latency.sum_ns == 1_500_000 + 2_500_000 + 9_000_000 + 300
+    first = series[0].latency  # compacted once a later second began
+    assert isinstance(first, dict) and (first["count"], first["max_ns"]) == (2, 2_500_000)
+    last = series[2].latency
+    assert isinstance(last, LatencyHistogram) and (last.count, last.min_ns) == (2, 300)
+    response = rec.steps["echo"].response
+    assert response is not None and (response.count, response.min_ns) == (4, 1_000_300)
+    # Taking an interval (a worker's delta) starts afresh and keeps the rows the engine holds.
+    rec.take_interval()
+    _quick(rec, row, 12_600_000_000, 4_000_000)
+    assert rec.steps["echo"].count == 1
+    assert [(s.t, s.steps) for s in rec.timeseries.samples()] == [(2, 1)]

@@ -19,7 +19,7 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.data import DataExhausted, DataPicker
-from runner.results.recorders import RunRecorder, StepRecorder
+from runner.results.recorders import QuickRow, RunRecorder, StepRecorder
 from runner.scenario.model import Scenario, Step
 from runner.scenario.secrets import SecretRegistry
 from runner.scenario.urls import resolve_url
@@ -60,9 +60,9 @@ class RunContext:
 
     #: id(step) -> its recorder (steps live as long as the scenario; some are unhashable)
     recorders: dict[int, StepRecorder] = field(default_factory=dict)
-    #: id(step) -> (recorder, is a read, moves a message, connection): what recording a step
-    #: needs, in one look-up per executed step.
-    rows: dict[int, tuple[StepRecorder, bool, bool, str]] = field(default_factory=dict)
+    #: id(step) -> (recorder, is a read, moves a message, connection, its quick row): what
+    #: recording a step needs, in one look-up per executed step.
+    rows: dict[int, tuple[StepRecorder, bool, bool, str, QuickRow]] = field(default_factory=dict)
     #: (id(open step), source address) -> its URL and options, for connections without per-user
     #: templates (``runner.steps.open``).
     opens: dict[tuple[int, str | None], tuple[str, ConnectOptions]] = field(default_factory=dict)
@@ -98,10 +98,11 @@ class RunContext:
             )
             kind = kind_of(step)
             conn = getattr(step, "connection", "")
-            self.rows[id(step)] = (rec, kind.answer, kind.message, conn)
+            quick = self.recorder.quick_row(rec, kind.answer, kind.message)
+            self.rows[id(step)] = (rec, kind.answer, kind.message, conn, quick)
         return rec
 
-    def row(self, step: Step) -> tuple[StepRecorder, bool, bool, str]:
+    def row(self, step: Step) -> tuple[StepRecorder, bool, bool, str, QuickRow]:
         row = self.rows.get(id(step))
         if row is None:
             self.step_recorder(step)
@@ -210,7 +211,7 @@ class VirtualUser:
         rec = ctx.recorder
         rows = self._rows() if ctx.data is not None else None  # DataExhausted: no iteration begins
         rec.iterations_started += 1
-        rec.timeseries.start(rec.second(monotonic_ns()))
+        rec.series.start(rec.second(monotonic_ns()))
         self.variables["iteration"] = self.iteration
         if rows is not None:
             if isinstance(rows, DataExhausted):
@@ -231,7 +232,7 @@ class VirtualUser:
         else:
             rec.iterations_failed += 1
         await self.close_all()
-        rec.timeseries.ended(rec.second(monotonic_ns()))
+        rec.series.ended(rec.second(monotonic_ns()))
         return ok
 
     async def run_steps(
@@ -247,6 +248,8 @@ class VirtualUser:
             return await self._run_scoped(steps, times, index)
         variables = self.variables
         execute = EXECUTE
+        ctx = self.ctx
+        rows, run = ctx.rows, ctx.recorder
         for round_ in range(times):
             if index is not None:
                 variables[index] = round_
@@ -264,7 +267,17 @@ class VirtualUser:
                     self._cancelled_in(step, steps[position + 1 :])
                     raise
                 if isinstance(outcome, int):  # passed with the default success (``steps.base``)
-                    self._record(step, outcome)
+                    # The per-message case, recorded here (not in ``_record``: a call less, 0.1 us
+                    # a step): a bare sample in the step's quick row until the fold
+                    # (``RunRecorder``, where the measured reason is).
+                    _, _, _, conn, quick = rows.get(id(step)) or ctx.row(step)
+                    now = monotonic_ns()
+                    if now >= run.next_second_ns:  # a new second's first record: fold the last
+                        run.fold(now)
+                    responses = quick.responses
+                    if responses is not None:  # a read: from the asking write's start (``requests``)
+                        responses.append(now - self.requests.pop(conn, self.step_started_ns))
+                    quick.samples.append(outcome)
                     continue
                 if outcome.record:
                     self._record(step, outcome)
@@ -422,34 +435,28 @@ class VirtualUser:
             bg.branch._record_crash(step, exc)
         return True
 
-    def _record(self, step: Step, outcome: StepOutcome | int) -> None:
-        """Record one execution: the one way a step's outcome reaches the recorders.
-
-        A passed execution with its kind's success and nothing more to say (an ``int`` from the
-        step, or an outcome saying as much) takes the first branch: the same counts as the
-        general one with ``ok=True`` and no rc, error or timing, without its keyword calls and
-        branches (the per-message case: it runs twice per round trip)."""
+    def _record(self, step: Step, outcome: StepOutcome) -> None:
+        """Record one execution that returned a ``StepOutcome`` (the per-message case, an ``int``,
+        is recorded in ``run_steps``). A passed one with its kind's success and nothing more to
+        say takes the first branch, without the general one's keyword calls."""
         ctx = self.ctx
-        rec, is_read, is_message, conn = ctx.rows.get(id(step)) or ctx.row(step)
+        rec, is_read, is_message, conn, _ = ctx.rows.get(id(step)) or ctx.row(step)
         run = ctx.recorder
         now = monotonic_ns()
-        if isinstance(outcome, int):
-            latency: int | None = outcome
-            skipped, passed, rc = 0, True, 0
-        else:
-            latency, skipped, rc = outcome.latency_ns, outcome.skipped_messages, outcome.rc
-            passed = outcome.failure is None and outcome.rc_ok and outcome.timing is None
-            if outcome.delivery_ns is not None:
-                rec.record_delivery(outcome.delivery_ns, outcome.message_id)
+        if now >= run.next_second_ns:  # the first record of a new second: fold the last one's
+            run.fold(now)
+        latency, skipped, rc = outcome.latency_ns, outcome.skipped_messages, outcome.rc
+        passed = outcome.failure is None and outcome.rc_ok and outcome.timing is None
+        if outcome.delivery_ns is not None:
+            rec.record_delivery(outcome.delivery_ns, outcome.message_id)
         if is_read and rc == 0 and rec.response is not None:
             # The response time: from the asking write step's start (see ``requests``).
             rec.response.record_ns(now - self.requests.pop(conn, self.step_started_ns))
         second = (now - run.start_ns) // 1_000_000_000
         if passed:
             rec.record_ok(latency, skipped)
-            run.timeseries.step_ok(second, latency if is_read else None, is_message)
+            run.series.step_ok(second, latency if is_read else None, is_message)
             return
-        assert not isinstance(outcome, int)
         failure, rc_ok = outcome.failure, outcome.rc_ok
         # The time to an unexpected error (a connect time-out) is not a latency sample.
         if not (rc_ok or failure is None):
@@ -468,7 +475,7 @@ class VirtualUser:
         if outcome.closed is not None:
             rec.record_close(*outcome.closed)
 
-        run.timeseries.step(
+        run.series.step(
             second, failure is None, None if rc_ok else rc, latency if is_read else None, rc_ok and is_message
         )
         if failure is not None:
@@ -493,7 +500,7 @@ class VirtualUser:
         if delivery_ns is not None:
             rec.record_delivery(delivery_ns, message_id)
         run = ctx.recorder
-        run.timeseries.message(
+        run.series.message(
             (arrived_ns - run.start_ns) // 1_000_000_000 if arrived_ns > run.start_ns else 0
         )
 
@@ -506,7 +513,7 @@ class VirtualUser:
         rec.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error=message)
         rec.internal_errors += 1
         run = ctx.recorder
-        run.timeseries.step(run.second(monotonic_ns()), False, -1, None)
+        run.series.step(run.second(monotonic_ns()), False, -1, None)
         run.add_failure(step.name, step.location.line, message, "", "")
 
     def cut(self) -> None:
@@ -540,12 +547,12 @@ class VirtualUser:
         rec = self.ctx.step_recorder(first)
         rec.record(ok=False, rc=-1, rc_is_success=False, latency_ns=None, error=str(exc))
         run = self.ctx.recorder
-        run.timeseries.step(run.second(monotonic_ns()), False, -1, None)
+        run.series.step(run.second(monotonic_ns()), False, -1, None)
         run.add_failure(first.name, first.location.line, str(exc), "a row", "none left")
         self._skip(steps[1:])
         self.iteration += 1
         run.iterations_failed += 1
-        run.timeseries.ended(run.second(monotonic_ns()))
+        run.series.ended(run.second(monotonic_ns()))
         return False
 
     def _skip(self, steps: Sequence[Step]) -> None:

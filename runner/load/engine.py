@@ -390,7 +390,7 @@ class LoadEngine:
                     vu = idle.pop() if idle else self._new_user(cap)
                     if vu is None:  # max_vus users are all busy: the start is dropped, counted
                         rec.load.dropped += 1
-                        rec.timeseries.dropped(rec.second(now))
+                        rec.series.dropped(rec.second(now))
                     else:
                         self._start_open(vu, intended, now, idle)
                     intended = next_ns()
