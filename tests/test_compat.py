@@ -126,3 +126,25 @@ def test_unknown_websockets_release_leaves_all_parsing_to_websockets() -> None:
     assert result["status"] == (
         "direct receive path off (websockets 99.0 is not a release it was written for (17.0-17.4))"
     )
+
+
+def test_the_remembered_upgrade_request_is_websockets_own_with_each_connections_key() -> None:
+    """``WsClientProtocol.connect`` makes the headers once per URI: every later request has the
+    same headers in the same order as websockets' ``ClientProtocol.connect``, with its own key."""
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+
+    uri = parse_uri("ws://user:pw@127.0.0.1:9001/feed?x=1")
+    options = {"origin": "http://o", "compression": False, "subprotocols": ["chat"], "max_size": None}
+    made = [compat.new_client_protocol(uri, **options) for _ in range(3)]  # type: ignore[arg-type]
+    requests = [ws.connect() for ws in made]
+    for ws, request in zip(made, requests, strict=True):
+        own = ClientProtocol.connect(ws)  # websockets' own, for the same connection
+        assert list(request.headers.raw_items()) == list(own.headers.raw_items())
+        assert request.path == own.path == "/feed?x=1"
+        assert request.headers["Sec-WebSocket-Key"] == ws.key
+    assert len({r.headers["Sec-WebSocket-Key"] for r in requests}) == 3
+    other = compat.new_client_protocol(
+        parse_uri("ws://127.0.0.1:9002/"), origin=None, compression=False, subprotocols=[], max_size=None
+    )
+    assert other.connect().headers["Host"] == "127.0.0.1:9002"

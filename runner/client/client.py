@@ -24,7 +24,7 @@ from runner.client.codes import (
     ReadResult,
     TlsStatus,
 )
-from runner.client.connect import USER_AGENT, OpenFailed, Opening, open_connection
+from runner.client.connect import USER_AGENT, Deadline, OpenFailed, Opening, open_connection
 from runner.client.connection import (
     MAX_QUEUED_BYTES,
     MAX_QUEUED_MESSAGES,
@@ -113,9 +113,10 @@ class WebSocketClient:
         refused = check_request(options)  # what cannot be sent is refused before connecting
         if refused is not None:
             return self._fail(refused)
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(options.timeout_s):
-                conn = await open_connection(uri, options, opening, self._new_connection)
+            async with Deadline(loop, options.timeout_s):
+                conn = await open_connection(loop, uri, options, opening, self._new_connection)
         except OpenFailed as failed:
             opening.release()
             return self._fail(failed.error)

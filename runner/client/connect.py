@@ -1,6 +1,6 @@
 """Opening a connection (webSocketOpen) in timed phases: the TLS arguments, TCP (with name
 resolution), TLS (with the probe first when ``ignoreSslErrors`` lists keywords), the HTTP upgrade.
-One deadline, the caller's ``asyncio.timeout``, covers all of them. Each phase records on the
+One deadline, the caller's ``Deadline``, covers all of them. Each phase records on the
 ``Opening`` what it built and where the time went, so that a failure or a time-out releases it
 and the time-out's text names the phase it stopped in.
 
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
+import os
 import re
+import select
 import socket
 import ssl
 import sys
@@ -42,7 +45,7 @@ from runner.client.tls import (
 )
 from runner.errors import WsloadError
 
-__all__ = ["USER_AGENT", "OpenFailed", "Opening", "open_connection"]
+__all__ = ["USER_AGENT", "Deadline", "OpenFailed", "Opening", "open_connection"]
 
 USER_AGENT = f"wsload/{__version__} websockets/{websockets_version}"
 
@@ -50,6 +53,8 @@ USER_AGENT = f"wsload/{__version__} websockets/{websockets_version}"
 _BIND_ADDRESS_NO_PORT: int | None = getattr(
     socket, "IP_BIND_ADDRESS_NO_PORT", 24 if sys.platform == "linux" else None
 )
+#: Made non-blocking by socket() itself where the OS can (Linux): an ioctl less per open.
+_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 _UNLIMITED_HANDSHAKE_S = 365 * 86400.0  # asyncio's own TLS handshake limit is 60 s; ours is the open's
 
 _CHANGED_CERTIFICATE = LastError.of(
@@ -99,11 +104,56 @@ class Opening:
             self.conn.abort()
 
 
+class Deadline:
+    """``asyncio.timeout(delay)`` for the open, told its loop and task: the standard one asks for
+    the running loop three times, and each time is a ``getpid()`` system call (with the one
+    ``open_connection`` made, 4.7% of the CPU of an open in the S2 benchmark). The same rules:
+    at the deadline the task is cancelled, and the ``CancelledError`` that this caused leaves
+    the block as ``TimeoutError``; a cancellation from elsewhere stays a cancellation."""
+
+    __slots__ = ("_cancelling", "_delay", "_expired", "_handle", "_loop", "_task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+        task = asyncio.current_task(loop)
+        assert task is not None, "Deadline is used inside a task"
+        self._loop = loop
+        self._task = task
+        self._delay = delay
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+        self._cancelling = 0
+
+    async def __aenter__(self) -> Deadline:
+        self._cancelling = self._task.cancelling()
+        if self._delay is not None:
+            self._handle = self._loop.call_later(self._delay, self._on_deadline)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        cancelled = exc_type is asyncio.CancelledError
+        if self._expired and self._task.uncancel() <= self._cancelling and cancelled:
+            raise TimeoutError from exc
+
+    def _on_deadline(self) -> None:
+        self._handle = None
+        self._expired = True
+        self._task.cancel()
+
+
 async def open_connection(
-    uri: WebSocketURI, options: ConnectOptions, opening: Opening, new_connection: NewConnection
+    loop: asyncio.AbstractEventLoop,
+    uri: WebSocketURI,
+    options: ConnectOptions,
+    opening: Opening,
+    new_connection: NewConnection,
 ) -> WsConnection:
-    """Run the phases of an open; the open connection, or ``OpenFailed``."""
-    loop = asyncio.get_running_loop()
+    """Run the phases of an open on ``loop`` (the running one); the open connection, or
+    ``OpenFailed``."""
     ctx = _tls_arguments(uri, options, opening)
     sock = await _tcp(loop, uri.host, uri.port, options, opening)
     opening.tcp_ns = monotonic_ns() - opening.mark
@@ -152,11 +202,10 @@ async def _tcp(
 ) -> socket.socket:
     """A connected non-blocking socket: the first address of ``host`` that accepts."""
     opening.phase = "TCP connect"
-    try:
-        literal = ipaddress.ip_address(host)
-        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+    family = _literal_family(host)
+    if family is not None:
         infos: list[tuple[Any, Any, int, str, Any]] = [(family, socket.SOCK_STREAM, 0, "", (host, port))]
-    except ValueError:  # a name: resolve (in the loop's executor)
+    else:  # a name: resolve (in the loop's executor)
         try:
             infos = list(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except socket.gaierror as exc:
@@ -166,16 +215,17 @@ async def _tcp(
     last: OSError | None = None
     for family, kind, proto, _, address in infos:
         try:
-            sock = socket.socket(family, kind, proto)
+            sock = socket.socket(family, kind | _NONBLOCK, proto)
         except OSError as exc:
             raise OpenFailed(os_error(exc, host, port)) from None
         opening.sock = sock
         try:
-            sock.setblocking(False)
+            if not _NONBLOCK:
+                sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if options.source_address:
                 _bind_source(sock, options.source_address, host, port)
-            await loop.sock_connect(sock, address)
+            await _connect(loop, sock, address)
         except OSError as exc:  # the next address, if any
             sock.close()
             opening.sock = None
@@ -189,6 +239,50 @@ async def _tcp(
         return sock
     assert last is not None
     raise OpenFailed(os_error(last, host, port))
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_family(host: str) -> socket.AddressFamily | None:
+    """The address family of an IP literal, None for a name. Remembered: parsing the literal
+    with ``ipaddress`` was ~4 us of every open in a load run (one host, thousands of opens)."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any) -> None:
+    """Connect the non-blocking ``sock`` to the resolved ``address``: ``OSError`` when refused or
+    unreachable. Not ``loop.sock_connect``: uvloop's resolves even a literal address, in its
+    thread pool, and a loopback connect cost 155 us of CPU with it against 96 without it
+    (connect and transport, 2 x 2,000 in one process, 2026-12-05)."""
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass
+    fd = sock.fileno()
+    # On loopback the handshake is over when connect() returns: a poll() that does not wait
+    # finds it (84 against 96 us of CPU per open, as above) without registering the socket with
+    # the loop and removing it again (two epoll_ctl calls, 6% of an open).
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(0):
+        writable = loop.create_future()
+        loop.add_writer(fd, _set_none, writable)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+def _set_none(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _bind_source(sock: socket.socket, source_address: str, host: str, port: int) -> None:
