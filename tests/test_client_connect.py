@@ -348,3 +348,38 @@ def test_drain_waits_while_peer_does_not_read(arun: Arun) -> None:
             await client.close(sock, timeout_s=0.1)
 
     arun(body)
+
+
+def test_timer_heap_runs_due_callbacks_in_order_and_forgets_cancelled_ones(arun: Arun) -> None:
+    """The opens' deadlines (``runner.client.timers``): callbacks run in deadline order, a
+    cancelled one never runs and lets go of what it referred to at once (no loop timer left
+    waiting for a garbage collection), and a callback that raises does not stop the others."""
+    import weakref
+
+    from runner.client.timers import TimerHeap
+
+    class Held:
+        pass
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        heap = TimerHeap(loop)
+        ran: list[int] = []
+        errors: list[object] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        held = Held()
+        gone = weakref.ref(held)
+        now = loop.time()
+        for i in (3, 1, 2):
+            heap.call_at(now + 0.01 * i, lambda i=i: ran.append(i))
+        cancelled = heap.call_at(now + 0.015, lambda held=held: ran.append(99))
+        heap.call_at(now + 0.012, lambda: 1 / 0)
+        cancelled.cancel()
+        del held
+        assert gone() is None  # released by the cancel, long before its deadline
+        await asyncio.sleep(0.05)
+        assert ran == [1, 2, 3]
+        assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)
+        assert heap.pending == 0
+
+    arun(body)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import scaled
+from hostile_servers import HostileServer, accept_key
 
 from runner.checks.expect import Message, json_subset_problem
 from runner.client import ConnectOptions, WebSocketClient
@@ -236,3 +237,116 @@ def test_connections_to_one_url_share_its_parsed_form(arun: Arun) -> None:
             await client.aclose()
 
     arun(body)
+
+
+# --- the 101 answer taken without websockets' parser (``compat.accept_answer``) ---------------
+
+_OK = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+_ANSWERS: dict[str, tuple[bytes, ...]] = {  # the answer as written, chunk by chunk
+    "plain": ((_OK + "Sec-WebSocket-Accept: {accept}\r\n\r\n").encode(),),
+    "with a frame behind it": ((_OK + "Sec-WebSocket-Accept: {accept}\r\n\r\n").encode() + b"\x81\x02hi",),
+    "lower case, more headers, tabs": (
+        b"HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n"
+        b"X-Server:\tnode \r\nsec-websocket-accept:{accept}\r\nDate: today\r\n\r\n",
+    ),
+    "cut in two": (_OK.encode(), b"Sec-WebSocket-Accept: {accept}\r\n\r\n"),
+    "a status line, then another": (
+        b"HTTP/1.1 101 X\r\n",
+        (_OK + "Sec-WebSocket-Accept: {accept}\r\n\r\n").encode(),
+    ),
+    "wrong accept": ((_OK + "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n").encode(),),
+    "two accepts": (
+        (_OK + "Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode(),
+    ),
+    "no upgrade": (
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
+    "an extension not asked for": (
+        (
+            _OK + "Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        ).encode(),
+    ),
+    "a subprotocol not asked for": (
+        (_OK + "Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: chat\r\n\r\n").encode(),
+    ),
+    "a line without a colon": ((_OK + "Sec-WebSocket-Accept: {accept}\r\nBroken\r\n\r\n").encode(),),
+    "a control character": ((_OK + "Sec-WebSocket-Accept: {accept}\r\nX: a\x01b\r\n\r\n").encode(),),
+    "obs-text in a value": (
+        (_OK + "Sec-WebSocket-Accept: {accept}\r\nX: caf\xe9\r\n\r\n").encode("latin-1"),
+    ),
+    "a space in a name": ((_OK + "Sec-WebSocket-Accept: {accept}\r\nBad Name: x\r\n\r\n").encode(),),
+    "status 200": (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",),
+    "HTTP/1.0": (b"HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",),
+    "too many headers": ((_OK + "Sec-WebSocket-Accept: {accept}\r\n" + "X: y\r\n" * 130 + "\r\n").encode(),),
+}
+
+
+async def _open_against(chunks: tuple[bytes, ...], direct: bool) -> tuple[int, str, str | None]:
+    """Open against a server that answers with ``chunks`` (then sends nothing): the rc, the last
+    error's text, and the first message read within 0.3 s when the open succeeded."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        for chunk in chunks:
+            writer.write(chunk.replace(b"{accept}", accept_key(key).encode()))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        await asyncio.Event().wait()
+
+    async with HostileServer(behaviour) as server:
+        client = WebSocketClient(direct_receive=direct)
+        rc = await client.open(server.url, ConnectOptions(timeout_s=scaled(2)))
+        error = client.last_error()
+        text = error.text.replace(str(server.port), "PORT") if error is not None and rc < 0 else ""
+        message = None
+        if rc >= 0:
+            read = await client.read(rc, 0.3)
+            message = read.data if read.rc == 0 else f"rc {read.rc}"  # type: ignore[assignment]
+            await client.close(rc, scaled(1))
+        return rc if rc < 0 else 0, text, message
+
+
+@pytest.mark.parametrize("name", sorted(_ANSWERS))
+def test_the_answer_taken_directly_is_what_websockets_makes_of_it(name: str, arun: Arun) -> None:
+    """Every answer gives the same open (rc, error text, the first message) with the direct path
+    as with websockets' parser alone: the shortcut takes only what websockets would accept."""
+    chunks = _ANSWERS[name]
+    direct = arun(lambda: _open_against(chunks, True))
+    alone = arun(lambda: _open_against(chunks, False))
+    assert direct == alone
+    if name in ("plain", "lower case, more headers, tabs", "cut in two", "obs-text in a value"):
+        assert direct[0] == 0
+    if name == "with a frame behind it":
+        assert direct == (0, "", "hi")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, chunks in _ANSWERS.items() if len(chunks) == 1))
+def test_the_answer_is_taken_directly_exactly_where_websockets_opens(name: str) -> None:
+    """On the protocol object: ``accept_answer`` takes an answer (and leaves the connection open,
+    its frame loop alone, ready for the direct path) exactly when websockets' own parser opens
+    the connection on it; elsewhere it changes nothing."""
+    from websockets.protocol import State
+    from websockets.uri import parse_uri
+
+    from runner.client import compat
+
+    def fresh() -> Any:
+        ws = compat.new_client_protocol(
+            parse_uri("ws://127.0.0.1:9/"), origin=None, compression=False, subprotocols=[], max_size=None
+        )
+        ws.send_request(ws.connect())
+        ws.data_to_send()
+        return ws
+
+    (chunk,) = _ANSWERS[name]
+    ours, theirs = fresh(), fresh()
+    data = chunk.replace(b"{accept}", accept_key(ours.key).encode())
+    start = compat.accept_answer(ours, data)
+    theirs.receive_data(chunk.replace(b"{accept}", accept_key(theirs.key).encode()))
+    opened = theirs.state is State.OPEN and theirs.handshake_exc is None
+    assert (start is not None) == opened
+    if start is None:
+        assert ours.state is State.CONNECTING and not ours.reader.buffer  # untouched
+    else:
+        assert data[start:] in (b"", b"\x81\x02hi")
+        assert ours.state is State.OPEN and ours.extensions == [] and ours.subprotocol is None
+        assert compat.direct_receive_ready(ours) and not compat.holds_http_answer(ours)

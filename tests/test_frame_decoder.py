@@ -251,18 +251,19 @@ def test_byte_by_byte_and_random_cuts_give_what_websockets_gives(
 
 
 def test_handshake_and_frames_in_one_chunk(loop: asyncio.AbstractEventLoop) -> None:
-    """Frames that arrive with the 101 answer are parsed (by websockets), and the direct path
-    takes over from the next chunk."""
+    """Frames that arrive with the 101 answer are taken right behind it (the answer by
+    ``compat.accept_answer``, whole frames by the direct path); half a frame goes to websockets,
+    which finishes it, and the direct path takes over again once it waits between frames."""
     ws = WsClientProtocol(parse_uri("ws://127.0.0.1/"))
     ws.send_request(ws.connect())
     conn = WsConnection(ws, loop, direct_receive=True)
     conn.connection_made(_Transport())  # type: ignore[arg-type]
     conn.data_received(upgrade_response(ws.key) + SMALL + TEXT_200[:3])
-    assert _take(conn) == ["hello"]
+    assert _take(conn) == ["hello"] and conn.direct_messages == 1
     conn.data_received(TEXT_200[3:] + BINARY)  # websockets held half a frame: all its
-    assert _take(conn) == ["a" * 200, bytes(range(50))] and conn.direct_messages == 0
+    assert _take(conn) == ["a" * 200, bytes(range(50))] and conn.direct_messages == 1
     conn.data_received(SMALL + TEXT_126)
-    assert _take(conn) == ["hello", "g" * 126] and conn.direct_messages == 2
+    assert _take(conn) == ["hello", "g" * 126] and conn.direct_messages == 3
 
 
 @pytest.mark.parametrize("seed", range(40))

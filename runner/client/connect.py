@@ -34,6 +34,7 @@ from runner.client import compat
 from runner.client.codes import ConnectTiming, ErrorKind, LastError, TlsStatus, os_error
 from runner.client.connection import WsConnection
 from runner.client.options import ALL_SSL_ERRORS, ConnectOptions
+from runner.client.timers import TimerEntry, TimerHeap
 from runner.client.tls import (
     TlsArgumentError,
     client_context,
@@ -105,28 +106,31 @@ class Opening:
 
 
 class Deadline:
-    """``asyncio.timeout(delay)`` for the open, told its loop and task: the standard one asks for
+    """``asyncio.timeout(delay)`` for the open, told its loop (``timers.loop``) and task, on a
+    ``TimerHeap``: the standard one asks for
     the running loop three times, and each time is a ``getpid()`` system call (with the one
     ``open_connection`` made, 4.7% of the CPU of an open in the S2 benchmark). The same rules:
     at the deadline the task is cancelled, and the ``CancelledError`` that this caused leaves
     the block as ``TimeoutError``; a cancellation from elsewhere stays a cancellation."""
 
-    __slots__ = ("_cancelling", "_delay", "_expired", "_handle", "_loop", "_task")
+    __slots__ = ("_cancelling", "_delay", "_expired", "_handle", "_task", "_timers")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
-        task = asyncio.current_task(loop)
+    def __init__(self, timers: TimerHeap, delay: float | None) -> None:
+        task = asyncio.current_task(timers.loop)
         assert task is not None, "Deadline is used inside a task"
-        self._loop = loop
+        self._timers = timers
         self._task = task
         self._delay = delay
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: TimerEntry | None = None
         self._expired = False
         self._cancelling = 0
 
     async def __aenter__(self) -> Deadline:
         self._cancelling = self._task.cancelling()
         if self._delay is not None:
-            self._handle = self._loop.call_later(self._delay, self._on_deadline)
+            # On the client's ``TimerHeap``, not a loop timer each: a cancelled uvloop timer
+            # waits for a full garbage collection (``runner.client.timers``).
+            self._handle = self._timers.call_at(self._timers.loop.time() + self._delay, self._on_deadline)
         return self
 
     async def __aexit__(

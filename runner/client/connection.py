@@ -152,6 +152,7 @@ class WsConnection(asyncio.Protocol):
         "_direct_on",
         "_drain",
         "_dropped",
+        "_fed",
         "_frag",
         "_frag_text",
         "_handshake",
@@ -219,6 +220,7 @@ class WsConnection(asyncio.Protocol):
         self._direct_ok = False
         self._direct_limit = compat.direct_limit(ws)
         self._direct_messages = 0
+        self._fed = False  # websockets' parser has been given bytes (then it parses the answer)
         # Still to do: run the frame loop alone once past the handshake (compat).
         self._trim = compat.INTERNALS_KNOWN
         # --- waiting for a message: one lazily re-armed timer per connection, not one per read
@@ -338,6 +340,23 @@ class WsConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         now = monotonic_ns()
+        if self._handshake is not None and not self._fed and self._direct_on:
+            # The first bytes of the connection: a plain 101 answer is taken without websockets'
+            # parser (``compat.accept_answer``), and the frames behind it as usual.
+            if type(data) is not bytes:
+                data = bytes(data)
+            start = compat.accept_answer(self.ws, data)
+            if start is not None:
+                self._fed = True
+                self._trim = False  # the frame loop runs alone already
+                self._flush()  # whatever the protocol still had to send, as after any parse
+                handshake = self._handshake
+                if not handshake.done():
+                    handshake.set_result(True)
+                self._direct_ok = compat.direct_receive_ready(self.ws)
+                if start < len(data):
+                    self._receive(data[start:])
+                return
         if self._direct_ok and self._frag is None and self.ws.state is _OPEN:
             if type(data) is not bytes:
                 data = bytes(data)
@@ -382,6 +401,7 @@ class WsConnection(asyncio.Protocol):
 
     def _feed(self, data: bytes | memoryview, now: int) -> None:
         """Hand ``data`` to websockets' parser, in slices of ``FEED_CHUNK``, and handle its events."""
+        self._fed = True
         ws = self.ws
         size = len(data)
         view = memoryview(data) if size > FEED_CHUNK else None

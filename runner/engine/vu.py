@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
+from runner.client.timers import TimerHeap
 from runner.engine.data import DataExhausted, DataPicker
 from runner.results.recorders import QuickRow, RunRecorder, StepRecorder
 from runner.scenario.model import Scenario, Step
@@ -75,6 +76,9 @@ class RunContext:
     #: id() of the step lists holding a step that runs beside the rest (``every``): only those
     #: take ``VirtualUser``'s scoped path, the others keep the plain loop.
     scoped: frozenset[int] = field(init=False)
+    #: The sleeping users' deadlines on one loop timer (``runner.client.timers``), made on the
+    #: loop that runs them.
+    _sleeper: TimerHeap | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.secrets = SecretRegistry(self.scenario.secrets)
@@ -89,6 +93,14 @@ class RunContext:
     def seed(self) -> int:
         """The seed of the users' drawn think times (the run façade always sets one)."""
         return self.scenario.seed or 0
+
+    def sleeper(self) -> TimerHeap:
+        """The users' shared timer for ``sleep`` steps, on the running loop."""
+        loop = asyncio.get_running_loop()
+        sleeper = self._sleeper
+        if sleeper is None or sleeper.loop is not loop:
+            sleeper = self._sleeper = TimerHeap(loop)
+        return sleeper
 
     def step_recorder(self, step: Step) -> StepRecorder:
         rec = self.recorders.get(id(step))
@@ -341,6 +353,10 @@ class VirtualUser:
     def _top(self) -> VirtualUser:
         """The user itself (a branch: the user it belongs to)."""
         return self
+
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        """See ``runner.steps.base.User.sleep``."""
+        return self.ctx.sleeper().sleep(seconds)
 
     def backgrounds_use(self, connection: str) -> bool:
         """See ``runner.steps.base.User.backgrounds_use`` (a user without any: one look)."""

@@ -330,6 +330,11 @@ class LoadEngine:
                         rec.load.pause_ns += time.monotonic_ns() - paused_at
                 elif think > 0 and not self.stopping and not retired[0]:
                     await asyncio.sleep(think)
+                elif not ok:
+                    # A failure that never waited (an open refused at once by a loopback port,
+                    # with ``failure_pause: 0``): let the loop turn, or this user would spin
+                    # without end, the run's own end included.
+                    await asyncio.sleep(0)
         finally:
             self._gauge_vus -= 1
             self.busy.discard(vu)

@@ -17,7 +17,6 @@ actually slept.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -146,7 +145,7 @@ async def execute(step: SleepStep, vu: User) -> StepOutcome:
     if step.distribution != "fixed":
         wait = step.wait_s(unit_draw(vu.ctx.seed, vu.id, vu.draws))
         vu.draws += 1
-    await asyncio.sleep(wait)
+    await vu.sleep(wait)
     return finish(step, 0, time.monotonic_ns() - started)
 
 
