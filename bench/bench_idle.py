@@ -33,6 +33,7 @@ import asyncio
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -353,12 +354,17 @@ def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]
     sources = [f"127.0.0.{2 + i}" for i in range(max(1, -(-args.connections // 25_000)))]
     fd, report = tempfile.mkstemp(suffix=".json")
     os.close(fd)
+    scenario = SCENARIO
+    if args.ramp_up:  # the scenario with a longer ramp: its own 10 s overflow the SYN queues at 100,000
+        fd, scenario = tempfile.mkstemp(suffix=".yaml", dir=os.path.dirname(SCENARIO))
+        with open(SCENARIO) as src, os.fdopen(fd, "w") as f:
+            f.write(re.sub(r"ramp_up: \S+", f"ramp_up: {args.ramp_up:g}s", src.read()))
     cmd = [
         sys.executable,
         "-m",
         "runner",
         "run",
-        SCENARIO,
+        scenario,
         "--target",
         url.rstrip("/"),
         "--vus",
@@ -421,6 +427,8 @@ def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]
         out["report_error"] = f"no report: {exc}"
     finally:
         os.unlink(report)
+        if scenario != SCENARIO:
+            os.unlink(scenario)
     return out
 
 
@@ -444,6 +452,12 @@ def main(argv: list[str] | None = None) -> int:
         "--hold", "--seconds", type=float, default=2.0, help="seconds to hold all connections (default 2)"
     )
     parser.add_argument("--concurrency", type=int, default=100, help="opens in flight per client process")
+    parser.add_argument(
+        "--ramp-up",
+        type=float,
+        default=0.0,
+        help="--cli: seconds to start all users over (default: the scenario's 10 s)",
+    )
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
