@@ -77,11 +77,11 @@ def test_an_overloaded_generator_fails_its_plan_and_says_why(
     out = capsys.readouterr().out
     assert code == 1, doc["error"]
     problem = next(p for p in doc["problems"] if p.startswith("plan not delivered"))
-    # the starts it could not make: fewer than 95% made, or more than 1% dropped at max_vus
-    # (which of the two a run loses first depends on how fast the machine is at that moment)
-    assert (
-        "plan.delivered >= 95%" in problem or "plan.dropped <= 1%" in problem
-    ) and "add workers" in problem
+    # the plan it could not keep: fewer than 95% of the starts made, more than 1% dropped at
+    # max_vus, or the starts made late (which of them a run loses first depends on how fast the
+    # machine is at that moment)
+    plan_checks = ("plan.delivered >= 95%", "plan.dropped <= 1%", "schedule_lag.p99 <= 50ms")
+    assert any(check in problem for check in plan_checks) and "add workers" in problem, problem
     # what kept the worker busy, and how to relax the first check lost (by its own name)
     busy = r"worker 1 (CPU up to \d+%|event loop behind by up to [\d,]+ ms with CPU up to)"
     assert re.search(busy, problem), problem
@@ -90,8 +90,8 @@ def test_an_overloaded_generator_fails_its_plan_and_says_why(
     assert example and example.group(1) == first_lost.split()[0], problem
     load = doc["settings"]["load"]
     plan, gen = load["plan"], load["generator"]
-    assert plan["planned"] == 60_000 and plan["made"] == load["started"] < 60_000, plan
-    assert plan["made"] < 0.95 * 60_000 or load["dropped"] > 0.01 * 60_000, load
+    assert plan["planned"] == 60_000 and plan["made"] == load["started"] <= 60_000, plan
+    assert plan["made"] < 0.95 * 60_000 or load["dropped"] > 0.01 * 60_000 or load["lag_ms"]["p99"] > 50, load
     assert plan["delivered"] == pytest.approx(plan["made"] / plan["planned"], abs=1e-6)
     # saturated by CPU (its core all used) or, on a machine shared with others, by loop lag
     assert gen["saturated_seconds"] >= 2, gen
