@@ -97,7 +97,7 @@ class WebSocketClient:
         self._uris: dict[str, WebSocketURI] = {}
         self._uri_cache_size = uri_cache_size
         self._batcher: WriteBatcher | None = None  # of the loop the sockets live in
-        self._timers: TimerHeap | None = None  # the opens' deadlines, on that loop too
+        self._timers: TimerHeap | None = None  # opens' and closes' deadlines, on that loop too
 
     # --- open ---------------------------------------------------------------------------------
 
@@ -116,11 +116,8 @@ class WebSocketClient:
         if refused is not None:
             return self._fail(refused)
         loop = asyncio.get_running_loop()
-        timers = self._timers
-        if timers is None or timers.loop is not loop:
-            timers = self._timers = TimerHeap(loop)
         try:
-            async with Deadline(timers, options.timeout_s):
+            async with Deadline(self._timers_of(loop), options.timeout_s):
                 conn = await open_connection(loop, uri, options, opening, self._new_connection)
         except OpenFailed as failed:
             opening.release()
@@ -169,8 +166,16 @@ class WebSocketClient:
             max_queued_bytes=self.max_queued_bytes,
             send_buffer_limit=self.send_buffer_limit,
             batcher=batcher,
+            timers=self._timers_of(loop),
             direct_receive=self.direct_receive,
         )
+
+    def _timers_of(self, loop: asyncio.AbstractEventLoop) -> TimerHeap:
+        """The deadlines of this client's opens and closes on ``loop`` (one loop timer for all)."""
+        timers = self._timers
+        if timers is None or timers.loop is not loop:
+            timers = self._timers = TimerHeap(loop)
+        return timers
 
     # --- the other functions ------------------------------------------------------------------
 

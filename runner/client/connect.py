@@ -34,7 +34,7 @@ from runner.client import compat
 from runner.client.codes import ConnectTiming, ErrorKind, LastError, TlsStatus, os_error
 from runner.client.connection import WsConnection
 from runner.client.options import ALL_SSL_ERRORS, ConnectOptions
-from runner.client.timers import TimerEntry, TimerHeap
+from runner.client.timers import TimerEntry, TimerHeap, settle
 from runner.client.tls import (
     TlsArgumentError,
     client_context,
@@ -274,7 +274,7 @@ async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address
     poller.register(fd, select.POLLOUT)
     if not poller.poll(0):
         writable = loop.create_future()
-        loop.add_writer(fd, _set_none, writable)
+        loop.add_writer(fd, settle, writable)
         try:
             await writable
         finally:
@@ -282,11 +282,6 @@ async def _connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address
     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if error:
         raise OSError(error, os.strerror(error))
-
-
-def _set_none(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _bind_source(sock: socket.socket, source_address: str, host: str, port: int) -> None:

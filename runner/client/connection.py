@@ -57,6 +57,7 @@ from runner.client import compat
 from runner.client.codes import RC_OK, ReadResult
 from runner.client.direct import take_data_frames
 from runner.client.frames import encode_client_frame
+from runner.client.timers import TimerHeap, settle
 
 __all__ = [
     "FEED_CHUNK",
@@ -91,12 +92,6 @@ _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 _PONG_HEAD = 0x80 | Opcode.PONG  # first byte of a whole pong frame
 _CLOSE_HEAD = 0x80 | Opcode.CLOSE
-
-
-def _settle(future: asyncio.Future[None], _: object = None) -> None:
-    """Set ``future`` done unless it is (a done-callback or a timer's)."""
-    if not future.done():
-        future.set_result(None)
 
 
 class SendRefused(IntEnum):
@@ -167,6 +162,7 @@ class WsConnection(asyncio.Protocol):
         "_send_direct",
         "_timer",
         "_timer_at",
+        "_timers",
         "_trim",
         "_waiter",
         "closed",
@@ -192,6 +188,7 @@ class WsConnection(asyncio.Protocol):
         max_queued_bytes: int = MAX_QUEUED_BYTES,
         send_buffer_limit: int = SEND_BUFFER_LIMIT,
         batcher: WriteBatcher | None = None,
+        timers: TimerHeap | None = None,
         direct_receive: bool | None = None,
     ) -> None:
         """``direct_receive``: use the direct receive path (default ``compat.DIRECT_RECEIVE``;
@@ -202,6 +199,7 @@ class WsConnection(asyncio.Protocol):
         self.max_queued_bytes = max_queued_bytes
         self.send_buffer_limit = send_buffer_limit
         self._batcher = batcher if batcher is not None else WriteBatcher(loop)
+        self._timers = timers if timers is not None else TimerHeap(loop)  # the close's deadline
         self.transport: asyncio.Transport | None = None
         # --- receiving
         self._messages: deque[ReadResult] | None = None  # None until the first message
@@ -824,10 +822,11 @@ class WsConnection(asyncio.Protocol):
             # A future of this call's own, done when the connection is gone or at the deadline:
             # cancelling it leaves the connection's alone. What ``asyncio.shield`` under an
             # ``asyncio.timeout_at`` did, without their extra future, task look-ups and getpid()
-            # calls (5% of an open and close in the S2 benchmark).
+            # calls (5% of an open and close in the S2 benchmark); the deadline on the client's
+            # ``TimerHeap``, as the open's (a cancelled loop timer lives until a full collection).
             done = self.loop.create_future()
-            self._lost_future().add_done_callback(partial(_settle, done))
-            timer = self.loop.call_at(deadline, _settle, done) if deadline is not None else None
+            self._lost_future().add_done_callback(partial(settle, done))
+            timer = self._timers.call_at(deadline, partial(settle, done)) if deadline is not None else None
             try:
                 await done
             finally:

@@ -22,7 +22,7 @@ import itertools
 from collections.abc import Callable
 from functools import partial
 
-__all__ = ["TimerEntry", "TimerHeap"]
+__all__ = ["TimerEntry", "TimerHeap", "settle"]
 
 #: uvloop's timers have a resolution of 1 ms: a deadline within it counts as reached (as
 #: asyncio's own loop does with its clock resolution), so the timer never fires just short of
@@ -42,7 +42,9 @@ class TimerEntry:
         self.callback = None
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def settle(future: asyncio.Future[None], *_: object) -> None:
+    """Set ``future`` done unless it is already (a timer's, a writer's or a done-callback's: the
+    latter passes the future it was added to)."""
     if not future.done():
         future.set_result(None)
 
@@ -70,7 +72,7 @@ class TimerHeap:
     def sleep(self, delay_s: float) -> asyncio.Future[None]:
         """A future done ``delay_s`` seconds from now (cancelling it only ends this wait)."""
         future: asyncio.Future[None] = self.loop.create_future()
-        self.call_at(self.loop.time() + max(delay_s, 0.0), partial(_settle, future))
+        self.call_at(self.loop.time() + max(delay_s, 0.0), partial(settle, future))
         return future
 
     @property
