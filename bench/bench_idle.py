@@ -342,6 +342,10 @@ def _tree_rss_kib(pid: int) -> tuple[int, int]:
     return total, count
 
 
+#: Connections per source address in ``--cli`` (see ``_run_cli``).
+SOURCE_SHARE = 10_000
+
+
 def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]:
     """``wsload run bench/scenarios/idle.yaml --vus N --workers W`` as a user would run it, pinned
     to the client core; connections counted in /proc/net/tcp, RSS of its process tree."""
@@ -351,9 +355,15 @@ def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]
     url = servers.url
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     workers = max(args.workers, -(-args.connections // FD_PER_PROCESS))
-    sources = [f"127.0.0.{2 + i}" for i in range(max(1, -(-args.connections // 25_000)))]
-    fd, report = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
+    # A source address per 10,000 connections: Linux's connect() looks for a free ephemeral port
+    # by scanning the range (even ports first), so a source address that holds 25,000 of its
+    # ~28,000 ports to one server port makes each new connect() scan thousands of them.
+    sources = [f"127.0.0.{2 + i}" for i in range(max(1, -(-args.connections // SOURCE_SHARE)))]
+    if args.report:
+        report = args.report
+    else:
+        fd, report = tempfile.mkstemp(suffix=".json")
+        os.close(fd)
     scenario = SCENARIO
     if args.ramp_up:  # the scenario with a longer ramp: its own 10 s overflow the SYN queues at 100,000
         fd, scenario = tempfile.mkstemp(suffix=".yaml", dir=os.path.dirname(SCENARIO))
@@ -426,7 +436,8 @@ def _run_cli(args: argparse.Namespace, servers: h.EchoServers) -> dict[str, Any]
     except (OSError, ValueError, KeyError) as exc:
         out["report_error"] = f"no report: {exc}"
     finally:
-        os.unlink(report)
+        if not args.report:
+            os.unlink(report)
         if scenario != SCENARIO:
             os.unlink(scenario)
     return out
@@ -460,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--report", help="--cli: keep wsload's JSON report at this path")
     parser.add_argument(
         "--cli",
         action="store_true",

@@ -383,3 +383,27 @@ def test_timer_heap_runs_due_callbacks_in_order_and_forgets_cancelled_ones(arun:
         assert heap.pending == 0
 
     arun(body)
+
+
+def test_timer_heap_lets_go_of_cancelled_entries_before_their_time(arun: Arun) -> None:
+    """Every open leaves a cancelled deadline for the length of its time-out: once they are most
+    of the heap it is rebuilt without them (held connections do not carry one each), and the
+    deadlines still set run as set."""
+    from runner.client.timers import TimerHeap
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        heap = TimerHeap(loop)
+        ran: list[int] = []
+        now = loop.time()
+        entries = [heap.call_at(now + 30 + i, lambda: ran.append(-1)) for i in range(1000)]
+        for i in range(10):
+            heap.call_at(now + 0.01 + 0.002 * i, lambda i=i: ran.append(i))
+        for entry in entries:
+            entry.cancel()
+            entry.cancel()  # a second cancel counts nothing
+        assert heap.pending < 100  # not 1,010 until the 30 s time-outs fall due
+        await asyncio.sleep(0.1)
+        assert ran == list(range(10)) and heap.pending < 100  # (a few cancelled left: under 64, kept)
+
+    arun(body)

@@ -720,6 +720,7 @@ def test_peer_that_never_reads_bounds_the_send_buffer(arun: Arun) -> None:
                 await asyncio.sleep(0)
             assert refused is not None, "writes never refused"
             assert highest <= limit + size + 64, highest
+            assert client.send_blocked == 1  # the client's own count of its paused sockets
             assert _error(client).startswith("network error: send buffer full: ")
             assert _error(client).endswith(f"bytes not yet sent on socket {sock} (the peer is not reading)")
             start = time.monotonic()
@@ -731,8 +732,36 @@ def test_peer_that_never_reads_bounds_the_send_buffer(arun: Arun) -> None:
             start = time.monotonic()
             assert await client.close(sock, SHORT) == 0
             assert time.monotonic() - start < SHORT + SLACK
+            assert client.send_blocked == 0 and client.open_sockets == 0
 
     arun(body)
+
+
+def test_a_load_run_counts_the_connections_a_peer_does_not_read(arun: Arun) -> None:
+    """The generator's health counts, each second, the connections whose send buffer is above
+    its high-water mark: here every user's, for the seconds its write waits to drain, and none
+    once they have closed. (The count is the client's own, kept as connections pause and
+    resume, not a walk over every user each second.)"""
+    text = (
+        "name: not read\nconnections: {main: {url: /, timeout: 5s}}\ndefaults: {read_timeout: 2s}\n"
+        "steps:\n  - open: main\n  - repeat:\n      times: 200\n      steps:\n"
+        "        - write: {connection: main, binary: {size: 262144}}\n"
+        "  - close: {connection: main, timeout: 200ms}\n"
+        "load: {vus: 3, iterations: 1, duration: 8s, graceful_stop: 1s}\n"
+    )
+
+    async def body() -> RunResult:
+        async with HostileServer(never_reads, rcvbuf=4096) as server:
+            scenario = load_scenario_text(f"target: {server.url}\n{text}", "not-read.yaml")
+            return await run_load(scenario, workers=1, handle_signals=False)
+
+    result: RunResult = arun(body)
+    (write,) = [s for s in result.steps if s.kind == "write"]
+    assert write.failures == 3  # each user's write gave up after read_timeout: the buffer never drained
+    blocked = [s.send_blocked for s in result.timeseries if s.send_blocked is not None]
+    assert max(blocked) == 3 and blocked[-1] == 0, blocked
+    generator = result.settings.load.generator if result.settings.load else None
+    assert generator is not None and max(w.send_blocked_max for w in generator.workers) == 3
 
 
 def test_peer_that_pings_without_reading_is_owed_one_pong_at_a_time(arun: Arun) -> None:

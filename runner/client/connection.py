@@ -155,6 +155,7 @@ class WsConnection(asyncio.Protocol):
         "_lost_waiter",
         "_messages",
         "_out",
+        "_paused_in",
         "_pending",
         "_pings",
         "_queued_bytes",
@@ -190,6 +191,7 @@ class WsConnection(asyncio.Protocol):
         batcher: WriteBatcher | None = None,
         timers: TimerHeap | None = None,
         direct_receive: bool | None = None,
+        paused_in: set[WsConnection] | None = None,
     ) -> None:
         """``direct_receive``: use the direct receive path (default ``compat.DIRECT_RECEIVE``;
         never when websockets' internals are not the known ones)."""
@@ -232,6 +234,8 @@ class WsConnection(asyncio.Protocol):
         self._send_direct = False  # data frames encoded here (set once the open succeeded)
         self.last_write_ns = 0
         self.write_paused = False  # the send buffer is above its high-water mark
+        # Its client's set of paused connections (``WebSocketClient.send_blocked``), or None.
+        self._paused_in = paused_in
         self._drain: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[int, asyncio.Future[int]]] | None = None
         # --- the connection's life
@@ -325,9 +329,13 @@ class WsConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self._paused_in is not None:
+            self._paused_in.add(self)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._paused_in is not None:
+            self._paused_in.discard(self)
         pong, self._held_pong = self._held_pong, None
         transport = self.transport
         if pong is not None and transport is not None and not self.lost and not transport.is_closing():

@@ -11,7 +11,7 @@ cancelled and reached), and one loop timer is armed for the earliest.
 Callbacks run as punctually as the loop's own timers: the one timer is the loop's, armed for
 the earliest deadline, and every entry due (within the loop's 1 ms resolution) runs in its
 callback, in deadline order. A cancelled entry stays in the heap without its callback until its
-time, so the heap holds at most the deadlines set within the longest delay in use.
+time, or until cancelled entries are most of the heap, which is then rebuilt without them.
 """
 
 from __future__ import annotations
@@ -29,17 +29,24 @@ __all__ = ["TimerEntry", "TimerHeap", "settle"]
 #: a deadline and is re-armed for the same moment.
 _RESOLUTION_S = 0.001
 
+#: A heap is rebuilt without its cancelled entries only past this many (and when they are most of
+#: it), so a few deadlines set and cancelled in turn never rebuild it each time.
+_COMPACT_MIN = 64
+
 
 class TimerEntry:
     """One entry of a ``TimerHeap``: ``cancel`` drops its callback (and what it refers to)."""
 
-    __slots__ = ("callback",)
+    __slots__ = ("callback", "heap")
 
-    def __init__(self, callback: Callable[[], object]) -> None:
+    def __init__(self, callback: Callable[[], object], heap: TimerHeap) -> None:
         self.callback: Callable[[], object] | None = callback
+        self.heap = heap
 
     def cancel(self) -> None:
-        self.callback = None
+        if self.callback is not None:
+            self.callback = None
+            self.heap.cancelled()
 
 
 def settle(future: asyncio.Future[None], *_: object) -> None:
@@ -52,7 +59,7 @@ def settle(future: asyncio.Future[None], *_: object) -> None:
 class TimerHeap:
     """The deadlines of one event loop and the one loop timer that serves them."""
 
-    __slots__ = ("_armed_at", "_handle", "_heap", "_order", "loop")
+    __slots__ = ("_armed_at", "_cancelled", "_handle", "_heap", "_order", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -60,10 +67,11 @@ class TimerHeap:
         self._order = itertools.count()  # equal deadlines run in the order they were set
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
+        self._cancelled = 0  # cancelled entries still in the heap
 
     def call_at(self, when: float, callback: Callable[[], object]) -> TimerEntry:
         """Run ``callback`` at loop time ``when`` unless the returned entry is cancelled first."""
-        entry = TimerEntry(callback)
+        entry = TimerEntry(callback, self)
         heapq.heappush(self._heap, (when, next(self._order), entry))
         if self._handle is None or when < self._armed_at:
             self._arm(when)
@@ -74,6 +82,17 @@ class TimerHeap:
         future: asyncio.Future[None] = self.loop.create_future()
         self.call_at(self.loop.time() + max(delay_s, 0.0), partial(settle, future))
         return future
+
+    def cancelled(self) -> None:
+        """An entry was cancelled (``TimerEntry.cancel``). When most of the heap is cancelled
+        entries, rebuild it without them: each is ~160 bytes until its time, and every open leaves
+        one for the length of its time-out (5,000 held users carried 0.8 MiB of them, measured)."""
+        self._cancelled += 1
+        heap = self._heap
+        if self._cancelled > _COMPACT_MIN and 2 * self._cancelled > len(heap):
+            heap[:] = [item for item in heap if item[2].callback is not None]
+            heapq.heapify(heap)
+            self._cancelled = 0
 
     @property
     def pending(self) -> int:
@@ -93,7 +112,9 @@ class TimerHeap:
         while heap and heap[0][0] <= due:
             entry = heapq.heappop(heap)[2]
             callback = entry.callback
-            if callback is not None:
+            if callback is None:
+                self._cancelled -= 1
+            else:
                 entry.callback = None
                 try:
                     callback()

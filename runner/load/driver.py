@@ -80,15 +80,6 @@ class ShardDriver:
         self.ctx = ctx
         self.start_ns = start_ns
         self.on_second = on_second
-        if client_factory is None and populations:
-            # One client for every population of the process, as for the users of one.
-            from runner.client import WebSocketClient
-
-            shared = WebSocketClient()
-
-            def client_factory() -> WebSocketClient:
-                return shared
-
         self.engines = tuple(
             LoadEngine(
                 each,
