@@ -519,9 +519,7 @@ class VirtualUser:
         if delivery_ns is not None:
             rec.record_delivery(delivery_ns, message_id)
         run = ctx.recorder
-        run.series.message(
-            (arrived_ns - run.start_ns) // 1_000_000_000 if arrived_ns > run.start_ns else 0
-        )
+        run.series.message((arrived_ns - run.start_ns) // 1_000_000_000 if arrived_ns > run.start_ns else 0)
 
     def _record_crash(self, step: Step, exc: Exception) -> None:
         """An exception inside a step: the step fails with rc -1 and an ``internal error`` text,
