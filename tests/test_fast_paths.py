@@ -254,6 +254,24 @@ _ANSWERS: dict[str, tuple[bytes, ...]] = {  # the answer as written, chunk by ch
         b"HTTP/1.1 101 X\r\n",
         (_OK + "Sec-WebSocket-Accept: {accept}\r\n\r\n").encode(),
     ),
+    "two upgrade headers": ((_OK + "Upgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode(),),
+    "two connection headers": (
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
+    "connection: close": (
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
+    "upgrade to websockets": (
+        b"HTTP/1.1 101 OK\r\nUpgrade: websockets\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
+    "upgrade to two protocols": (
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
+    "an empty extensions header": (
+        (_OK + "Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions:\r\n\r\n").encode(),
+    ),
     "wrong accept": ((_OK + "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n").encode(),),
     "two accepts": (
         (_OK + "Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode(),
@@ -313,7 +331,13 @@ def test_the_answer_taken_directly_is_what_websockets_makes_of_it(name: str, aru
     direct = arun(lambda: _open_against(chunks, True))
     alone = arun(lambda: _open_against(chunks, False))
     assert direct == alone
-    if name in ("plain", "lower case, more headers, tabs", "cut in two", "obs-text in a value"):
+    if name in (
+        "plain",
+        "lower case, more headers, tabs",
+        "cut in two",
+        "obs-text in a value",
+        "two connection headers",
+    ):
         assert direct[0] == 0
     if name == "with a frame behind it":
         assert direct == (0, "", "hi")
