@@ -260,10 +260,12 @@ _ANSWERS: dict[str, tuple[bytes, ...]] = {  # the answer as written, chunk by ch
         b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
     ),
     "connection: close": (
-        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: close\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
     ),
     "upgrade to websockets": (
-        b"HTTP/1.1 101 OK\r\nUpgrade: websockets\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nUpgrade: websockets\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
     ),
     "upgrade to two protocols": (
         b"HTTP/1.1 101 OK\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n"
