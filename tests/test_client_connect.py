@@ -407,3 +407,25 @@ def test_timer_heap_lets_go_of_cancelled_entries_before_their_time(arun: Arun) -
         assert ran == list(range(10)) and heap.pending < 100  # (a few cancelled left: under 64, kept)
 
     arun(body)
+
+
+def test_one_client_opens_on_each_loop_it_is_used_on(node_ws_url: str) -> None:
+    """A client used by one run and then another (a new event loop each, uvloop then asyncio
+    and back) opens, echoes and times its opens on the loop running it, not the last one's."""
+    from conftest import run_on
+
+    client = WebSocketClient()
+
+    async def echo() -> tuple[int, str | bytes | None, bool]:
+        sock = await client.open(node_ws_url + "/echo", ConnectOptions(timeout_s=scaled(5)))
+        assert sock >= 0, client.last_error()
+        conn = client.connection(sock)
+        assert conn is not None
+        on_this_loop = conn.loop is asyncio.get_running_loop()
+        client.write(sock, f"hello {sock}")
+        read = await client.read(sock, scaled(5))
+        await client.close(sock, scaled(2))
+        return read.rc, read.data, on_this_loop
+
+    for number, kind in enumerate(("uvloop", "asyncio", "uvloop")):
+        assert run_on(kind, echo()) == (0, f"hello {number}", True)
