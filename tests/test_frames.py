@@ -7,7 +7,13 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from runner.client.frames import MASK_POOL_BYTES, MaskKeys, encode_client_frame
+from runner.client.frames import (
+    MASK_POOL_BYTES,
+    MaskKeys,
+    encode_client_frame,
+    encode_control_frame,
+    handshake_key,
+)
 
 
 def _parse(data: bytes) -> Frame:
@@ -41,7 +47,7 @@ def test_encoded_frame_round_trips_at_every_length_boundary(opcode: Opcode, size
 class FixedKeys(MaskKeys):
     """Always the same mask key, to compare bytes with websockets' serializer."""
 
-    def next(self) -> bytes:
+    def next(self, size: int = 4) -> bytes:
         return b"\x01\x02\x03\x04"
 
 
@@ -61,3 +67,26 @@ def test_mask_keys_are_not_reused_across_pool_refills() -> None:
     seen = [keys.next() for _ in range(3 * MASK_POOL_BYTES // 4)]
     assert all(len(k) == 4 for k in seen)
     assert len(set(seen)) > len(seen) * 0.99  # random 32-bit keys: collisions are rare
+
+
+@pytest.mark.parametrize("opcode", [Opcode.CLOSE, Opcode.PING, Opcode.PONG])
+def test_control_frames_match_websockets_serialize(opcode: Opcode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Close, ping and pong frames, 0 to 125 bytes: byte for byte what ``Frame.serialize``
+    writes for the same mask key, and what a server's parser reads back."""
+    keys = FixedKeys()
+    monkeypatch.setattr("secrets.token_bytes", lambda n: keys.next())
+    for payload in (b"", b"\x03\xe8", b"\x03\xe8bye", b"p" * 125):
+        expected = Frame(opcode, payload).serialize(mask=True)
+        data = encode_control_frame(int(opcode), payload, keys)
+        assert data == expected
+        frame = _parse(data)
+        assert frame.opcode is opcode and frame.fin and bytes(frame.data) == payload
+
+
+def test_handshake_keys_are_16_fresh_bytes_each() -> None:
+    """``Sec-WebSocket-Key``: base64 of 16 bytes (RFC 6455 4.1), none repeated across refills."""
+    import base64
+
+    keys = [handshake_key() for _ in range(3 * MASK_POOL_BYTES // 16)]
+    assert all(len(base64.b64decode(k, validate=True)) == 16 for k in keys)
+    assert len(set(keys)) == len(keys)

@@ -44,13 +44,10 @@ from websockets.protocol import Protocol, Side, State
 from websockets.streams import StreamReader
 from websockets.typing import LoggerLike, Origin, Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
-from websockets.utils import accept_key, generate_key
+from websockets.utils import accept_key
 from websockets.version import version as WEBSOCKETS_VERSION
 
-try:  # websockets' C helper; the same pure-Python fallback websockets itself uses otherwise
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - the wheel ships the extension
-    from websockets.utils import apply_mask
+from runner.client.frames import encode_control_frame, handshake_key
 
 __all__ = [
     "DIRECT_RECEIVE",
@@ -61,7 +58,6 @@ __all__ = [
     "STATUS",
     "WEBSOCKETS_VERSION",
     "WsClientProtocol",
-    "apply_mask",
     "direct_limit",
     "direct_receive_ready",
     "direct_receive_wanted",
@@ -287,7 +283,18 @@ class WsClientProtocol(ClientProtocol, _FrameLoop):
         self.origin = origin
         self.available_extensions = extensions
         self.available_subprotocols = subprotocols
-        self.key = generate_key()
+        self.key = handshake_key()  # websockets' ``generate_key``, from a pool of random bytes
+
+    def send_frame(self, frame: Frame) -> None:
+        """websockets' ``send_frame``, except that a control frame (close, ping, pong), with
+        nothing negotiated and no debug logging, is checked by websockets (``Frame.check``) and
+        encoded by ``frames.encode_control_frame``: ``Frame.serialize`` was 3.9 of the 5.4 us
+        of a ``send_close`` (measured), once in every open and close."""
+        if frame.opcode in _CTRL_OPCODES and not self.extensions and not self.debug:
+            frame.check()
+            self.writes.append(encode_control_frame(frame.opcode, frame.data))
+        else:
+            super().send_frame(frame)
 
     @property  # type: ignore[override]
     def id(self) -> uuid.UUID:
