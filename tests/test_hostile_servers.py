@@ -737,6 +737,33 @@ def test_peer_that_never_reads_bounds_the_send_buffer(arun: Arun) -> None:
     arun(body)
 
 
+def test_a_connection_lost_while_its_writes_wait_is_no_longer_counted_as_blocked(arun: Arun) -> None:
+    """A peer that stops reading and then goes away: while the socket waits to send it counts in
+    ``send_blocked``; once the connection is lost nothing waits to be sent, so it does not, though
+    the socket stays in the client's table until it is closed."""
+
+    async def body() -> None:
+        client = WebSocketClient()
+        async with HostileServer(never_reads, rcvbuf=4096) as server:
+            sock = await _open(client, server)
+            chunk = b"\0" * (256 << 10)
+            for _ in range(400):  # kernel buffers take a few MiB first
+                if client.write(sock, chunk) < 0 or client.send_blocked:
+                    break
+                await asyncio.sleep(0)
+            assert client.send_blocked == 1
+        # the server has aborted every connection on leaving its block
+        for _ in range(100):
+            if client.send_blocked == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert client.send_blocked == 0 and client.open_sockets == 1
+        assert await client.close(sock, SHORT) == 0
+        assert client.open_sockets == 0
+
+    arun(body)
+
+
 def test_a_load_run_counts_the_connections_a_peer_does_not_read(arun: Arun) -> None:
     """The generator's health counts, each second, the connections whose send buffer is above
     its high-water mark: here every user's, for the seconds its write waits to drain, and none

@@ -284,6 +284,7 @@ class WebSocketClient:
         self._timing.pop(socket, None)
         self._tls.pop(socket, None)
         await conn.close(_deadline(conn, timeout_s))
+        self._paused.discard(conn)  # paused again by its close frame, if the peer never read
         return RC_OK
 
     async def aclose(self) -> None:

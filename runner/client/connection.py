@@ -300,6 +300,8 @@ class WsConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost_exc = exc
+        if self._paused_in is not None:  # nothing waits to be sent any more
+            self._paused_in.discard(self)
         self._out = None  # nowhere to write it
         self._send_direct = False
         ws = self.ws
