@@ -297,6 +297,10 @@ _ANSWERS: dict[str, tuple[bytes, ...]] = {  # the answer as written, chunk by ch
     "a space in a name": ((_OK + "Sec-WebSocket-Accept: {accept}\r\nBad Name: x\r\n\r\n").encode(),),
     "status 200": (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",),
     "HTTP/1.0": (b"HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",),
+    "a status line too long": (
+        b"HTTP/1.1 101 " + b"r" * 9000 + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: {accept}\r\n\r\n",
+    ),
     "too many headers": ((_OK + "Sec-WebSocket-Accept: {accept}\r\n" + "X: y\r\n" * 130 + "\r\n").encode(),),
 }
 

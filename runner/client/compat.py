@@ -467,7 +467,7 @@ def accept_answer(ws: ClientProtocol, data: bytes) -> int | None:
         return None
     lines = data[:end].split(b"\r\n")
     reason = lines[0][len(_STATUS_101) :]
-    if len(lines) > _MAX_HEADERS + 1 or not _VALUE.fullmatch(reason):
+    if len(lines) > _MAX_HEADERS + 1 or len(lines[0]) + 2 > _MAX_LINE or not _VALUE.fullmatch(reason):
         return None
     pairs: list[tuple[bytes, bytes]] = []
     upgrade: list[bytes] = []  # the values of the headers the plain upgrade needs, by name
