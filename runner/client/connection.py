@@ -300,7 +300,10 @@ class WsConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost_exc = exc
-        if self._paused_in is not None:  # nothing waits to be sent any more
+        # Nothing waits to be sent any more (uvloop calls no resume_writing after a loss): not
+        # paused, for the write step and for every count of blocked connections alike.
+        self.write_paused = False
+        if self._paused_in is not None:
             self._paused_in.discard(self)
         self._out = None  # nowhere to write it
         self._send_direct = False
