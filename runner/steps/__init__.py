@@ -41,7 +41,7 @@ KINDS: Mapping[str, Kind] = MappingProxyType(_discover())
 _BY_CLASS: dict[type[StepBase], Kind] = {kind.step: kind for kind in KINDS.values()}
 
 #: Step class -> its kind's ``execute``.
-EXECUTE: dict[type[StepBase], Callable[[Any, User], Awaitable[StepOutcome | int]]] = {
+EXECUTE: dict[type[StepBase], Callable[[Any, User], Awaitable[StepOutcome | int | None]]] = {
     kind.step: kind.execute for kind in KINDS.values()
 }
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, cast
 
@@ -139,13 +139,24 @@ def draws_waits(steps: Iterable[StepBase]) -> bool:
     )
 
 
-async def execute(step: SleepStep, vu: User) -> StepOutcome:
+def execute(step: SleepStep, vu: User) -> Awaitable[StepOutcome | None]:
+    """Not a coroutine where it can be helped: without expectations of its own the step awaits
+    the wait's future itself, whose None says it passed, the latency being the time since it
+    began (``runner.steps.base``); a user sleeping through a long hold then keeps no frame for
+    it."""
     started = vu.step_started_ns = time.monotonic_ns()
     wait = step.duration_s
     if step.distribution != "fixed":
         wait = step.wait_s(unit_draw(vu.ctx.seed, vu.id, vu.draws))
         vu.draws += 1
-    await vu.sleep(wait)
+    if step.expect.outcome_default:
+        return vu.sleep(wait)
+    return _checked(step, vu.sleep(wait), started)
+
+
+async def _checked(step: SleepStep, wait: Awaitable[None], started: int) -> StepOutcome:
+    """A sleep with expectations (on its latency, say): ``finish`` judges it when it ends."""
+    await wait
     return finish(step, 0, time.monotonic_ns() - started)
 
 
