@@ -465,3 +465,45 @@ def test_templated_urls_are_left_to_the_open() -> None:
         "(%20 for a space)",
         "t.yaml:5:12: connections.b.url: port 'port' is not a number from 1 to 65535",
     ]
+
+
+def test_regex_and_jmespath_are_loaded_only_by_scenarios_that_use_them(tmp_path: Path) -> None:
+    """A scenario without content checks (``hold.yaml``: connections held by sleeping users) is
+    loaded and its engine imported without executing ``regex`` or ``jmespath`` (2.4 MiB and
+    16 ms of every start); one with a regex and a ``that`` check gets both, and they work."""
+    import subprocess
+    import sys
+
+    probe = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        import runner.commands.run, runner.load.engine
+        from runner.loader import load_scenario
+        scenario = load_scenario(Path(sys.argv[1]))
+        print(sorted(m for m in ("regex._main", "jmespath.parser") if m in sys.modules))
+        if len(sys.argv) > 2:
+            from runner.checks.expect import Message, check_content
+            step = next(s for s in scenario.steps if getattr(s, "expect", None) and s.expect.content)
+            check = step.expect.content
+            print(check_content(check, Message('{"n": 3, "text": "abc42"}'), {}) is None)
+            print(check_content(check, Message('{"n": 1, "text": "abc42"}'), {}).message)
+        """
+    )
+    uses = tmp_path / "uses.yaml"
+    uses.write_text(
+        "name: uses\nconnections: {main: {url: 'ws://127.0.0.1:9/'}}\nsteps:\n  - open: main\n"
+        "  - read: {connection: main}\n    expect: {regex: 'abc\\d+', that: 'n > `2`'}\n"
+    )
+    hold = subprocess.run(
+        [sys.executable, "-c", probe, "scenarios/hold.yaml"], capture_output=True, text=True, timeout=60
+    )
+    assert hold.returncode == 0, hold.stderr
+    assert hold.stdout.splitlines() == ["[]"]
+    used = subprocess.run(
+        [sys.executable, "-c", probe, str(uses), "check"], capture_output=True, text=True, timeout=60
+    )
+    assert used.returncode == 0, used.stderr
+    loaded, passed, failed = used.stdout.splitlines()
+    assert loaded == "['jmespath.parser', 'regex._main']"
+    assert (passed, failed) == ("True", "expected n > `2`, got 1")

@@ -15,15 +15,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jmespath
-import jmespath.visitor
-import regex
 from jsonschema import Draft202012Validator
 
 from runner.errors import RegexTimeout
+from runner.runtime import lazy_module
 from runner.scenario.model import Capture, ContentCheck, Expectation, SuccessRule
+
+if TYPE_CHECKING:
+    import jmespath
+    import regex
+else:  # loaded at first use (``runner.runtime.lazy_module``)
+    jmespath = lazy_module("jmespath")
+    regex = lazy_module("regex")
 
 __all__ = [
     "Failure",

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jmespath
-import regex
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -23,8 +21,16 @@ from runner.loader.expressions import (
     that_expression,
     that_problem,
 )
+from runner.runtime import lazy_module
 from runner.scenario import model as m
 from runner.scenario.source import Path
+
+if TYPE_CHECKING:
+    import jmespath
+    import regex
+else:  # loaded at first use (``runner.runtime.lazy_module``)
+    jmespath = lazy_module("jmespath")
+    regex = lazy_module("regex")
 
 __all__ = ["captures", "content", "expectation"]
 

@@ -7,10 +7,15 @@ gigabytes) at run time, and the checks (``runner.checks.expect``) evaluate what 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import jmespath
-
+from runner.runtime import lazy_module
 from runner.scenario.validation import closest
+
+if TYPE_CHECKING:
+    import jmespath
+else:  # loaded at first use (``runner.runtime.lazy_module``)
+    jmespath = lazy_module("jmespath")
 
 __all__ = ["MAX_REGEX_SIZE", "MAX_REGEX_TOTAL", "regex_size", "that_expression", "that_problem"]
 

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from time import monotonic_ns, time_ns
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import jmespath
-
 from runner.checks.expect import (
     Failure,
     Message,
@@ -42,6 +40,7 @@ from runner.checks.expect import (
     match_json_fields,
 )
 from runner.client.codes import ReadResult
+from runner.runtime import lazy_module
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient
@@ -50,6 +49,11 @@ from runner.scenario.model import Capture, Matcher, StepBase
 from runner.scenario.source import Path
 from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish, not_open
 from runner.steps.schema import connection_step
+
+if TYPE_CHECKING:
+    import jmespath
+else:  # loaded at first use (``runner.runtime.lazy_module``)
+    jmespath = lazy_module("jmespath")
 
 
 @dataclass(frozen=True, slots=True)
