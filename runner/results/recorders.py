@@ -207,6 +207,10 @@ class LatencyHistogram:
         self.add_folded(Folded.of(pending))
         self._pending = []
 
+    def settle(self) -> None:
+        """Fold the samples still pending (``StepRecorder.settle``)."""
+        self._flush()
+
     def add_folded(self, folded: Folded) -> None:
         """Add samples folded once (``Folded.of``): a batch that goes into two histograms (a
         read's step and its second) is counted once."""
@@ -391,6 +395,19 @@ class StepRecorder:
             if kind == "open"
             else None
         )
+
+    def settle(self) -> None:
+        """Fold the pending samples of every histogram of the step: ``RunRecorder.fold`` does
+        at each new second, so a step recorded through ``record`` (opens, closes, failures)
+        holds at most a second of bare samples, not up to 8,192 per histogram (an open keeps
+        three, ~110 bytes: at 5,000 users opening in 5 s, 0.5 MiB that grew with the users)."""
+        self.latency.settle()
+        for histogram in (self.response, self.delivery):
+            if histogram is not None:
+                histogram.settle()
+        if self.connect is not None:
+            for histogram in self.connect.values():
+                histogram.settle()
 
     def record(
         self,
@@ -981,6 +998,8 @@ class RunRecorder:
                 row.rec.response.add_folded(Folded.of(responses))
                 responses.clear()
         if now_ns is not None:
+            for step in self._steps.values():
+                step.settle()
             self._second = second = self.second(now_ns)
             self.next_second_ns = self.start_ns + (second + 1) * 1_000_000_000
 
