@@ -6,6 +6,7 @@ encoded without websockets are tested in tests/test_frames.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import tracemalloc
@@ -380,3 +381,104 @@ def test_the_answer_is_taken_directly_exactly_where_websockets_opens(name: str) 
         assert data[start:] in (b"", b"\x81\x02hi")
         assert ours.state is State.OPEN and ours.extensions == [] and ours.subprotocol is None
         assert compat.direct_receive_ready(ours) and not compat.holds_http_answer(ours)
+
+
+# --- the upgrade request sent from the bytes of the first (``compat.send_upgrade_request``) ----
+
+_REQUEST_CASES: dict[str, tuple[str, ConnectOptions]] = {
+    "plain": ("/", ConnectOptions()),
+    "a path, a query and headers, two replacing defaults": (
+        "/chat/room%201?x=1&y=%C3%A9",
+        ConnectOptions(
+            headers=(("X-Token", "a b:c"), ("host", "example.test:8443"), ("USER-AGENT", "mine/1"))
+        ),
+    ),
+    "an origin and subprotocols": ("/", ConnectOptions(origin="https://o.test", subprotocols=("chat", "v2"))),
+    "user info in the URL": ("/", ConnectOptions()),
+    "the key itself replaced": (
+        "/",
+        ConnectOptions(headers=(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),)),
+    ),
+    "compression (never cut)": ("/", ConnectOptions(compression=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REQUEST_CASES))
+def test_every_upgrade_request_is_the_one_websockets_writes(name: str, arun: Arun) -> None:
+    """Three opens with the same options, then one with a header more, each send, byte for
+    byte, the request websockets' own ``ClientProtocol`` writes for that connection's key with
+    our User-Agent and the options' headers replacing its defaults of the same name; each with
+    a key of its own (the second and third come from the first one's bytes where the request
+    may be cut; the fourth from its own)."""
+    from websockets.client import ClientProtocol
+    from websockets.datastructures import Headers
+    from websockets.typing import Origin, Subprotocol
+    from websockets.uri import parse_uri
+
+    from runner.client import compat
+    from runner.client.connect import USER_AGENT
+
+    path, options = _REQUEST_CASES[name]
+    options = dataclasses.replace(options, timeout_s=scaled(2))
+    runs = [options] * 3 + [dataclasses.replace(options, headers=(*options.headers, ("X-Extra", "1")))]
+    requests: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        requests.append(request)
+        key = Headers()
+        for line in request.decode("latin-1").split("\r\n")[1:]:
+            if ":" in line:
+                k, _, v = line.partition(":")
+                key[k] = v.strip()
+        writer.write(f"{_OK}Sec-WebSocket-Accept: {accept_key(key['Sec-WebSocket-Key'])}\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()  # the request is all this server wanted
+
+    async def body() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        netloc = f"someone:s3cret@127.0.0.1:{port}" if name == "user info in the URL" else f"127.0.0.1:{port}"
+        url = f"ws://{netloc}{path}"
+        client = WebSocketClient()
+        cached = len(compat._REQUESTS)
+        for each in runs:
+            rc = await client.open(url, each)
+            if rc >= 0:
+                await client.close(rc, scaled(1))
+        server.close()
+        await client.aclose()
+        assert len(requests) == len(runs)
+        keys = set()
+        for request, options in zip(requests, runs, strict=True):
+            sent = Headers()
+            for line in request.decode("latin-1").split("\r\n")[1:]:
+                if ":" in line:
+                    k, _, v = line.partition(":")
+                    sent[k] = v.strip()
+            reference = ClientProtocol(
+                parse_uri(url),
+                origin=Origin(options.origin) if options.origin else None,
+                subprotocols=[Subprotocol(s) for s in options.subprotocols] or None,
+                extensions=[compat.ClientPerMessageDeflateFactory()] if options.compression else None,
+            )
+            ours = dict(sent.raw_items())
+            reference.key = ours.get("Sec-WebSocket-Key", "")
+            if any(k.lower() == "sec-websocket-key" for k, _ in options.headers):
+                reference.key = "not used"  # the options' header replaces the connection's key
+            else:
+                keys.add(reference.key)
+            expected = reference.connect()
+            expected.headers["User-Agent"] = USER_AGENT
+            for k, v in options.headers:
+                if k in expected.headers:
+                    del expected.headers[k]
+                expected.headers[k] = v
+            assert request == expected.serialize()
+        if not any(k.lower() == "sec-websocket-key" for k, _ in options.headers):
+            assert len(keys) == len(runs)  # a key of its own each time
+        # Where the request may be cut around its key, it was, once; elsewhere never.
+        cut = not options.compression and "key itself" not in name
+        assert len(compat._REQUESTS) == cached + (2 if cut else 0)
+
+    arun(body)

@@ -256,14 +256,7 @@ class WsConnection(asyncio.Protocol):
         handshake = self._handshake
         assert handshake is not None, "upgrade() is called once, before opened()"
         ws = self.ws
-        request = ws.connect()
-        request_headers = request.headers
-        request_headers["User-Agent"] = user_agent
-        for name, value in headers:
-            if name in request_headers:
-                del request_headers[name]
-            request_headers[name] = value
-        ws.send_request(request)
+        compat.send_upgrade_request(ws, headers, user_agent)
         self._flush()
         return bool(await handshake) and ws.handshake_exc is None
 
