@@ -88,6 +88,7 @@ _CONT = Opcode.CONT
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 _CTRL_OPCODES = frozenset((Opcode.CLOSE, Opcode.PING, Opcode.PONG))
+_OPCODES = {opcode.value: opcode for opcode in Opcode}
 
 
 def version_known(version: str) -> bool:
@@ -148,10 +149,11 @@ class _FrameLoop(Protocol):
                 data = yield from read_exact(2)
                 head1 = data[0]
                 head2 = data[1]
-                try:
-                    opcode = Opcode(head1 & 0x0F)
-                except ValueError as exc:
-                    raise ProtocolError("invalid opcode") from exc
+                opcode = _OPCODES.get(head1 & 0x0F)  # Opcode(n) makes an enum call: 0.35 us
+                if opcode is None:
+                    raise ProtocolError("invalid opcode") from ValueError(
+                        f"{head1 & 0x0F} is not a valid Opcode"
+                    )
                 if head2 & 0x80:
                     raise ProtocolError("incorrect masking")
                 length = head2 & 0x7F
