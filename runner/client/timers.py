@@ -20,7 +20,6 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Callable
-from functools import partial
 
 __all__ = ["TimerEntry", "TimerHeap", "settle"]
 
@@ -35,12 +34,15 @@ _COMPACT_MIN = 64
 
 
 class TimerEntry:
-    """One entry of a ``TimerHeap``: ``cancel`` drops its callback (and what it refers to)."""
+    """One entry of a ``TimerHeap``: ``cancel`` drops its callback (and what it refers to). The
+    callback may be a future, then settled (``settle``) when the entry is due: a sleeping
+    user's wait needs no ``partial`` of its own (~110 bytes per user holding a connection
+    through a sleep)."""
 
     __slots__ = ("callback", "heap")
 
-    def __init__(self, callback: Callable[[], object], heap: TimerHeap) -> None:
-        self.callback: Callable[[], object] | None = callback
+    def __init__(self, callback: Callable[[], object] | asyncio.Future[None], heap: TimerHeap) -> None:
+        self.callback: Callable[[], object] | asyncio.Future[None] | None = callback
         self.heap = heap
 
     def cancel(self) -> None:
@@ -69,8 +71,9 @@ class TimerHeap:
         self._armed_at = 0.0
         self._cancelled = 0  # cancelled entries still in the heap
 
-    def call_at(self, when: float, callback: Callable[[], object]) -> TimerEntry:
-        """Run ``callback`` at loop time ``when`` unless the returned entry is cancelled first."""
+    def call_at(self, when: float, callback: Callable[[], object] | asyncio.Future[None]) -> TimerEntry:
+        """Run ``callback`` (settle it, for a future) at loop time ``when`` unless the returned
+        entry is cancelled first."""
         entry = TimerEntry(callback, self)
         heapq.heappush(self._heap, (when, next(self._order), entry))
         if self._handle is None or when < self._armed_at:
@@ -80,7 +83,7 @@ class TimerHeap:
     def sleep(self, delay_s: float) -> asyncio.Future[None]:
         """A future done ``delay_s`` seconds from now (cancelling it only ends this wait)."""
         future: asyncio.Future[None] = self.loop.create_future()
-        self.call_at(self.loop.time() + max(delay_s, 0.0), partial(settle, future))
+        self.call_at(self.loop.time() + max(delay_s, 0.0), future)
         return future
 
     def cancelled(self) -> None:
@@ -117,7 +120,10 @@ class TimerHeap:
             else:
                 entry.callback = None
                 try:
-                    callback()
+                    if isinstance(callback, asyncio.Future):
+                        settle(callback)
+                    else:
+                        callback()
                 except Exception as exc:  # one failing callback must not stop the others
                     self.loop.call_exception_handler(
                         {"message": "exception in a TimerHeap callback", "exception": exc}
