@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-import importlib.util
+import importlib
 import os
 import signal
 import sys
@@ -49,25 +49,34 @@ _SECOND = 1_000_000_000
 _AFTER = 5_000_000  # sample 5 ms after the second ends, once its last samples are in
 
 
-def lazy_module(name: str) -> ModuleType:
-    """Module ``name``, executed when one of its attributes is first read (the standard
-    library's ``importlib.util.LazyLoader``), so a run whose scenario never uses it does not
-    carry it. For ``regex`` and ``jmespath`` (content checks, captures, ``that``), which a
-    connection-holding run never touches: 1.7 MiB less resident memory once the engine is
-    imported and the scenario loaded, and 11 ms less start-up (2026-12-05). Already
-    imported: that module."""
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class _LazyModule:
+    """Stands for module ``name`` until an attribute is read, then imports it (once) and reads
+    it there. Not in ``sys.modules``: whoever imports the module directly gets the module."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        module = self._module
+        if module is None:
+            # The import system's lock on the module makes a second thread asking meanwhile
+            # wait for the whole module (the standard ``LazyLoader`` of 3.11 hands it a half-run
+            # one: shards of a cluster run, threads of one Dask worker, lost their regexes).
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attr)
+
+
+def lazy_module(name: str) -> Any:
+    """Module ``name``, imported when one of its attributes is first read (from any thread), so
+    a run whose scenario never uses it does not carry it. For ``regex`` and ``jmespath``
+    (content checks, captures, ``that``), which a connection-holding run never touches: 1.7 MiB
+    less resident memory once the engine is imported and the scenario loaded, and 11 ms less
+    start-up (2026-12-05). Each attribute read costs a call more, so the hot paths keep what
+    they compiled (``lru_cache``), not the module."""
+    return _LazyModule(name)
 
 
 async def each_second(start_ns: int, on_second: Callable[[], object]) -> None:

@@ -507,3 +507,53 @@ def test_regex_and_jmespath_are_loaded_only_by_scenarios_that_use_them(tmp_path:
     loaded, passed, failed = used.stdout.splitlines()
     assert loaded == "['jmespath.parser', 'regex._main']"
     assert (passed, failed) == ("True", "expected n > `2`, got 1")
+
+
+def test_regex_and_jmespath_loaded_at_first_use_from_threads_at_once() -> None:
+    """Eight threads (shards of a cluster run share a Dask worker's threads) compile a regex
+    or a JMESPath expression at the same moment, the first use in the process: each gets a
+    working pattern, none a half-loaded module (the standard LazyLoader of Python 3.11 raised
+    "module 'regex' has no attribute 'compile'" in most of them)."""
+    import subprocess
+    import sys
+
+    probe = textwrap.dedent(
+        """
+        import threading
+        from runner.checks.expect import _regex, compiled_jmespath
+        barrier = threading.Barrier(8)
+        results = []
+        def use(i):
+            barrier.wait()
+            try:
+                if i % 2:
+                    results.append(_regex(f"a{i}+b").search(f"xa{i}{i}b") is not None)
+                else:
+                    results.append(compiled_jmespath(f"n{i} > `1`").search({f"n{i}": 2}))
+            except Exception as exc:
+                results.append(repr(exc))
+        threads = [threading.Thread(target=use, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        print(results)
+        """
+    )
+    for _ in range(3):  # fresh interpreters: the race is at the first use
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == str([True] * 8)
+
+
+def test_repeat_times_written_as_a_float_is_a_count_of_rounds() -> None:
+    """``times: 2.0`` is an integer to JSON Schema; the block runs two rounds whatever it holds
+    (a block with an ``every`` inside ran its rounds with ``range(times)``: an internal error)."""
+    scenario = load_scenario_text(
+        "name: t\nconnections: {main: {url: 'ws://127.0.0.1:9/'}}\nsteps:\n"
+        "  - repeat:\n      times: 2.0\n      steps:\n        - sleep: 1ms\n",
+        file="t.yaml",
+    )
+    block = scenario.steps[0]
+    assert isinstance(block, RepeatStep)
+    assert block.times == 2 and type(block.times) is int

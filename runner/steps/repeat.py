@@ -31,7 +31,7 @@ class RepeatStep(StepBase):
 
 def parse(node: StepNode, ctx: StepParse) -> RepeatStep:
     body, path = node.body, node.body_path
-    times = body["times"]
+    times = int(body["times"])  # the schema's integer takes 2.0 as well (JSON Schema: a number)
     if times > MAX_REPEAT:
         ctx.problem((*path, "times"), f"{times} repetitions is more than {MAX_REPEAT}; use load.iterations")
     elif times * ctx.nesting > MAX_REPEAT:  # nested blocks multiply

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, cast
 
 from runner.scenario.draws import unit_draw
 from runner.scenario.model import StepBase
-from runner.steps.base import Kind, StepNode, StepOutcome, StepParse, User, finish
+from runner.steps.base import Kind, StepNode, StepParse, User
 from runner.steps.schema import duration, step_name
 
 Distribution = Literal["fixed", "uniform", "exponential", "normal"]
@@ -139,25 +139,16 @@ def draws_waits(steps: Iterable[StepBase]) -> bool:
     )
 
 
-def execute(step: SleepStep, vu: User) -> Awaitable[StepOutcome | None]:
-    """Not a coroutine where it can be helped: without expectations of its own the step awaits
-    the wait's future itself, whose None says it passed, the latency being the time since it
-    began (``runner.steps.base``); a user sleeping through a long hold then keeps no frame for
-    it."""
-    started = vu.step_started_ns = time.monotonic_ns()
+def execute(step: SleepStep, vu: User) -> Awaitable[None]:
+    """Not a coroutine: the step is the wait's future itself, whose None says it passed, the
+    latency being the time since it began (``runner.steps.base``); a user sleeping through a
+    long hold keeps no frame for it. (A sleep takes no ``expect``: the loader refuses one.)"""
+    vu.step_started_ns = time.monotonic_ns()
     wait = step.duration_s
     if step.distribution != "fixed":
         wait = step.wait_s(unit_draw(vu.ctx.seed, vu.id, vu.draws))
         vu.draws += 1
-    if step.expect.outcome_default:
-        return vu.sleep(wait)
-    return _checked(step, vu.sleep(wait), started)
-
-
-async def _checked(step: SleepStep, wait: Awaitable[None], started: int) -> StepOutcome:
-    """A sleep with expectations (on its latency, say): ``finish`` judges it when it ends."""
-    await wait
-    return finish(step, 0, time.monotonic_ns() - started)
+    return vu.sleep(wait)
 
 
 _DRAWN = {
