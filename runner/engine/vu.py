@@ -283,30 +283,30 @@ class VirtualUser:
                 except asyncio.CancelledError:  # (a try costs nothing until it catches: 3.11)
                     self._cancelled_in(step, _after(steps, step))
                     raise
-                if isinstance(outcome, int):  # passed with the default success (``steps.base``)
-                    # The per-message case, recorded here (not in ``_record``: a call less, 0.1 us
-                    # a step): a bare sample in the step's quick row until the fold
-                    # (``RunRecorder``, where the measured reason is).
-                    _, _, _, conn, quick = rows.get(id(step)) or ctx.row(step)
-                    now = monotonic_ns()
-                    if now >= run.next_second_ns:  # a new second's first record: fold the last
-                        run.fold(now)
-                    responses = quick.responses
-                    if responses is not None:  # a read: from the asking write's start (``requests``)
-                        responses.append(now - self.requests.pop(conn, self.step_started_ns))
-                    quick.samples.append(outcome)
-                    continue
-                if outcome is None:  # a wait that passed, its latency since the step began
-                    self._record_wait(step)
-                    continue
-                if outcome.record:
-                    self._record(step, outcome)
-                if outcome.failure is not None:
-                    self._skip(_after(steps, step))
-                    return round_
-                # The frame would keep the outcome (and an open's timing) while the next step
-                # waits: ~250 bytes per user holding a connection (measured, 3,000 users).
-                del outcome
+                if not isinstance(outcome, int):
+                    if outcome is not None:  # a ``StepOutcome``: recorded in full
+                        if outcome.record:
+                            self._record(step, outcome)
+                        if outcome.failure is not None:
+                            self._skip(_after(steps, step))
+                            return round_
+                        # The frame would keep the outcome (and an open's timing) while the next
+                        # step waits: ~250 bytes per user holding a connection (3,000 users).
+                        del outcome
+                        continue
+                    # None: a wait that passed, its latency the time since it began (``steps.base``)
+                    outcome = monotonic_ns() - self.step_started_ns
+                # Passed with the default success, the per-message case, recorded here (not in
+                # ``_record``: a call less, 0.1 us a step): a bare sample in the step's quick row
+                # until the fold (``RunRecorder``, where the measured reason is).
+                _, _, _, conn, quick = rows.get(id(step)) or ctx.row(step)
+                now = monotonic_ns()
+                if now >= run.next_second_ns:  # a new second's first record: fold the last
+                    run.fold(now)
+                responses = quick.responses
+                if responses is not None:  # a read: from the asking write's start (``requests``)
+                    responses.append(now - self.requests.pop(conn, self.step_started_ns))
+                quick.samples.append(outcome)
         return None
 
     # --- backgrounds (``every``) ------------------------------------------------------------
@@ -461,17 +461,6 @@ class VirtualUser:
         if step is not None and isinstance(exc, Exception):
             bg.branch._record_crash(step, exc)
         return True
-
-    def _record_wait(self, step: Step) -> None:
-        """Record one execution that returned None (``runner.steps.base``): passed, with the
-        time since the step began as its latency, as the per-message case is recorded."""
-        ctx = self.ctx
-        quick = (ctx.rows.get(id(step)) or ctx.row(step))[4]
-        run = ctx.recorder
-        now = monotonic_ns()
-        if now >= run.next_second_ns:  # a new second's first record: fold the last
-            run.fold(now)
-        quick.samples.append(now - self.step_started_ns)
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         """Record one execution that returned a ``StepOutcome`` (the per-message case, an ``int``,

@@ -200,16 +200,13 @@ class LatencyHistogram:
         #: this (a walk of each second's histogram), 40 ms with it.
         self._summary: tuple[int, Percentiles | None] = (-1, None)
 
-    def _flush(self) -> None:
+    def settle(self) -> None:
+        """Fold the samples still pending (also ``StepRecorder.settle``, once a second)."""
         pending = self._pending
         if not pending:
             return
         self.add_folded(Folded.of(pending))
         self._pending = []
-
-    def settle(self) -> None:
-        """Fold the samples still pending (``StepRecorder.settle``)."""
-        self._flush()
 
     def add_folded(self, folded: Folded) -> None:
         """Add samples folded once (``Folded.of``): a batch that goes into two histograms (a
@@ -226,37 +223,37 @@ class LatencyHistogram:
         pending = self._pending
         pending.append(ns)
         if len(pending) >= 8192:  # FLUSH_AT, inlined
-            self._flush()
+            self.settle()
 
     @property
     def hdr(self) -> HdrHistogram:
         """The HDR histogram with every sample recorded so far."""
-        self._flush()
+        self.settle()
         return self._hdr
 
     @property
     def count(self) -> int:
-        self._flush()
+        self.settle()
         return self._count
 
     @property
     def sum_ns(self) -> int:
-        self._flush()
+        self.settle()
         return self._sum_ns
 
     @property
     def min_ns(self) -> int:
-        self._flush()
+        self.settle()
         return self._min_ns
 
     @property
     def max_ns(self) -> int:
-        self._flush()
+        self.settle()
         return self._max_ns
 
     def summary(self) -> Percentiles | None:
         """Percentiles in ms (from the histogram), exact mean/min/max; ``None`` when empty."""
-        self._flush()
+        self.settle()
         if self._count == 0:
             return None
         if self._summary[0] == self._count:
@@ -280,7 +277,7 @@ class LatencyHistogram:
         return summary
 
     def serialize(self) -> dict[str, Any]:
-        self._flush()
+        self.settle()
         return {
             "count": self._count,
             "sum_ns": self._sum_ns,
@@ -292,7 +289,7 @@ class LatencyHistogram:
     def merge(self, data: dict[str, Any]) -> None:
         if not data.get("count"):
             return
-        self._flush()
+        self.settle()
         self._hdr.decode_and_add(data["hdr"].encode("ascii"))
         if self._count == 0 or data["min_ns"] < self._min_ns:
             self._min_ns = data["min_ns"]
