@@ -171,3 +171,31 @@ def test_batched_recording_equals_record_value_per_sample() -> None:
     for p in (1, 50, 90, 99, 99.9, 100):
         assert hdr.get_value_at_percentile(p) == reference.get_value_at_percentile(p)
     assert ours.count == len(samples) and ours.max_ns == 10**18
+
+
+def test_a_histogram_takes_its_counts_memory_at_its_first_sample() -> None:
+    """A step row that records nothing (a ws:// open's TLS phase, a step a held user never
+    reaches) costs kilobytes, not an HDR histogram's ~190 KiB of counts each; the first sample
+    makes them, and an empty histogram still reads, serialises and merges as empty."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rec = RunRecorder()
+        steps = [rec.step(f"open c{i}", "open", f"c{i}", i) for i in range(10)]  # 4 histograms each
+        empty = tracemalloc.get_traced_memory()[0] - before
+        steps[0].latency.record_ns(2_000_000)
+        steps[0].latency.settle()
+        one = tracemalloc.get_traced_memory()[0] - before - empty
+    finally:
+        tracemalloc.stop()
+    assert empty < 100 * 1024, f"10 unrecorded open steps took {empty / 1024:.0f} KiB"
+    assert one > 100 * 1024  # the first sample made one histogram's counts
+    idle = steps[1].latency
+    assert idle.summary() is None and idle.count == 0 and idle.hdr.get_total_count() == 0
+    assert idle.serialize()["hdr"] == ""
+    merged = LatencyHistogram()
+    merged.merge(idle.serialize())
+    merged.merge(steps[0].latency.serialize())
+    assert merged.count == 1 and merged.hdr.get_total_count() == 1

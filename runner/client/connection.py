@@ -832,7 +832,7 @@ class WsConnection(asyncio.Protocol):
             # ``TimerHeap``, as the open's (a cancelled loop timer lives until a full collection).
             done = self.loop.create_future()
             self._lost_future().add_done_callback(partial(settle, done))
-            timer = self._timers.call_at(deadline, partial(settle, done)) if deadline is not None else None
+            timer = self._timers.call_at(deadline, done) if deadline is not None else None
             try:
                 await done
             finally:

@@ -218,7 +218,23 @@ class VirtualUser:
 
     async def run_iteration(self) -> bool:
         """Run the scenario's steps once; True when every step passed. Connections are closed
-        at the end (at once after a failure)."""
+        at the end (at once after a failure). The closed model's user loop does the same three
+        parts itself (``runner.load.engine``): this coroutine is one frame less that every user
+        would hold while it waits in a step."""
+        ok = self.begin_iteration()
+        if ok is None:
+            try:
+                failed_in = await self.run_steps(self.ctx.scenario.steps)
+            except asyncio.CancelledError:
+                self.cut()
+                raise
+            ok = await self.end_iteration(failed_in)
+        return ok
+
+    def begin_iteration(self) -> bool | None:
+        """Start an iteration: None when its steps are to run (``run_steps`` on the scenario's
+        steps, then ``end_iteration``, or ``cut`` if cancelled); the iteration's result when it
+        already ended (no data row, ``exhausted: fail``). ``DataExhausted``: no iteration began."""
         ctx = self.ctx
         rec = ctx.recorder
         rows = self._rows() if ctx.data is not None else None  # DataExhausted: no iteration begins
@@ -231,14 +247,15 @@ class VirtualUser:
             self.variables.update(rows)
         if self.requests:
             self.requests.clear()
-        try:
-            ok = await self.run_steps(ctx.scenario.steps) is None
-            self.current_step = None
-        except asyncio.CancelledError:
-            self.cut()
-            raise
-        finally:
-            self.iteration += 1
+        return None
+
+    async def end_iteration(self, failed_in: int | None) -> bool:
+        """End an iteration whose steps ran (``failed_in``: what ``run_steps`` returned): count
+        it, close the connections it left open; True when every step passed."""
+        self.current_step = None
+        self.iteration += 1
+        rec = self.ctx.recorder
+        ok = failed_in is None
         if ok:
             rec.iterations_completed += 1
         else:
@@ -546,6 +563,7 @@ class VirtualUser:
         step in flight was counted as pending where the cancellation met it (``run_steps``), and
         so were its backgrounds' and branches' (their own levels cancel them); any left are
         cancelled here."""
+        self.iteration += 1
         self.ctx.recorder.iterations_interrupted += 1
         for bg in self.background or ():
             bg.task.cancel()
