@@ -14,7 +14,8 @@ tricks need more than that, and all of them live here:
 - once past the handshake the frame loop is run on its own instead of inside
   ``ClientProtocol.parse``, whose frame holds the parsed 101 answer (``run_frame_loop_alone``),
   and it is started only when websockets must parse a frame (``WsClientProtocol.receive_data``):
-  ``parser`` is None until then.
+  ``parser`` is None until then. Before the answer, websockets' parser is started by the first
+  bytes that need it (``_ANSWER_PARSER_NOT_STARTED`` until then).
 
 These were written for websockets 17.0-17.4 (``KNOWN_VERSIONS``). At import the installed
 version is compared with those, and a self-test feeds a canned handshake and frames through
@@ -242,6 +243,15 @@ _KEY_HEADER = "Sec-WebSocket-Key"
 _REQUESTS: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
 
 
+class _NotStarted:
+    """The parser of a ``WsClientProtocol`` that has received nothing yet."""
+
+    __slots__ = ()
+
+
+_ANSWER_PARSER_NOT_STARTED = _NotStarted()
+
+
 class WsClientProtocol(ClientProtocol, _FrameLoop):
     """websockets' ``ClientProtocol`` (handshake, control frames, closing) with our frame loop."""
 
@@ -284,8 +294,10 @@ class WsClientProtocol(ClientProtocol, _FrameLoop):
         self.reader = StreamReader()
         self.events = []
         self.writes = []
-        self.parser = self.parse()
-        next(self.parser)
+        # websockets' answer parser starts with the first bytes that need it (``receive_data``):
+        # the plain 101 answer is taken without it (``accept_answer``), and starting its three
+        # generators in every open was ~2.7% of an open and close (py-spy, S2).
+        self.parser = _ANSWER_PARSER_NOT_STARTED  # type: ignore[assignment]
         self.parser_exc = None
         self.uri = uri
         self.origin = origin
@@ -294,24 +306,30 @@ class WsClientProtocol(ClientProtocol, _FrameLoop):
         self.key = handshake_key()  # websockets' ``generate_key``, from a pool of random bytes
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """websockets' ``receive_data``, starting the frame loop first if it has not started.
+        """websockets' ``receive_data``, starting its parser first if it has not started.
 
         Past the handshake the loop is started only when websockets must parse a frame (a
         control frame, a fragment, anything the direct path leaves to it): until then an idle
         connection holds no generator. The loop suspended between frames, with the generator
         it waits in, was ~550 bytes of every held connection (tracemalloc, 3,000 held)."""
-        if self.parser is None:
-            self._start_frame_loop()
+        parser = self.parser
+        if parser is None or parser is _ANSWER_PARSER_NOT_STARTED:
+            self._start_parser()
         super().receive_data(data)
 
     def receive_eof(self) -> None:
-        """websockets' ``receive_eof``, starting the frame loop first if it has not started."""
-        if self.parser is None:
-            self._start_frame_loop()
+        """websockets' ``receive_eof``, starting its parser first if it has not started."""
+        if self.parser is None or self.parser is _ANSWER_PARSER_NOT_STARTED:
+            self._start_parser()
         super().receive_eof()
 
-    def _start_frame_loop(self) -> None:
-        self.parser = _FrameLoop.parse(self)
+    def _start_parser(self) -> None:
+        """websockets' whole parser (the answer, then the frames) before the answer came, the
+        frame loop alone after it."""
+        if self.parser is None:
+            self.parser = _FrameLoop.parse(self)
+        else:
+            self.parser = self.parse()
         next(self.parser)
 
     def send_frame(self, frame: Frame) -> None:

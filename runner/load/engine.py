@@ -3,8 +3,9 @@
 ``LoadEngine`` runs shard ``shard`` of ``shards`` on the running event loop:
 
 - closed model: the target VU count of ``closed_plan`` (this shard's share of it, ``shard_count``)
-  is met by starting and retiring user tasks; each user loops ``run_iteration`` (think time in
-  between) until the plan ends, the user is retired, or its ``iterations`` are done;
+  is met by starting and retiring user tasks; each user loops over iterations (those of
+  ``VirtualUser.run_iteration``, think time in between) until the plan ends, the user is
+  retired, or its ``iterations`` are done;
 - open model: a chain of timer callbacks walks this shard's ``shard_starts`` of ``open_starts``,
   waking at each intended time (a timerfd ``clock.Alarm``, else the loop's millisecond timers)
   and making the starts already due in one go (up to ``BATCH``); each start takes an idle
