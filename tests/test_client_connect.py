@@ -409,6 +409,24 @@ def test_timer_heap_lets_go_of_cancelled_entries_before_their_time(arun: Arun) -
     arun(body)
 
 
+def test_timer_heap_lets_go_of_sleeps_cut_before_their_time(arun: Arun) -> None:
+    """A sleep cut with its user (a ``parallel`` branch's long sleep, cut each iteration) tells
+    the heap nothing: 10,000 of them, an hour each, leave the heap bounded by the sleeps still
+    waiting, and those still end as set."""
+    from runner.client.timers import TimerHeap
+
+    async def body() -> None:
+        heap = TimerHeap(asyncio.get_running_loop())
+        waiting = [heap.sleep(0.01 + 0.002 * i) for i in range(10)]
+        for _ in range(10_000):
+            heap.sleep(3600).cancel()
+        assert heap.pending < 200  # not 10,010 until the hour is over
+        done, _ = await asyncio.wait(waiting, timeout=5)
+        assert len(done) == 10
+
+    arun(body)
+
+
 def test_one_client_opens_on_each_loop_it_is_used_on(node_ws_url: str) -> None:
     """A client used by one run and then another (a new event loop each, uvloop then asyncio
     and back) opens, echoes and times its opens on the loop running it, not the last one's."""

@@ -11,7 +11,8 @@ cancelled and reached), and one loop timer is armed for the earliest.
 Callbacks run as punctually as the loop's own timers: the one timer is the loop's, armed for
 the earliest deadline, and every entry due (within the loop's 1 ms resolution) runs in its
 callback, in deadline order. A cancelled entry stays in the heap without its callback until its
-time, or until cancelled entries are most of the heap, which is then rebuilt without them.
+time, or until cancelled entries are most of the heap, which is then rebuilt without them. A
+sleep cut before its time (its future cancelled) goes when the heap next doubles in size.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def settle(future: asyncio.Future[None], *_: object) -> None:
 class TimerHeap:
     """The deadlines of one event loop and the one loop timer that serves them."""
 
-    __slots__ = ("_armed_at", "_cancelled", "_handle", "_heap", "_order", "loop")
+    __slots__ = ("_armed_at", "_cancelled", "_handle", "_heap", "_order", "_scan_at", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -70,6 +71,10 @@ class TimerHeap:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
         self._cancelled = 0  # cancelled entries still in the heap
+        #: A sleep cancelled with its user says nothing to the heap: at this many entries the
+        #: heap is rebuilt without the dead ones and the mark set to twice what is left, so a
+        #: long sleep cut every iteration (a ``parallel`` branch's) cannot grow it without bound.
+        self._scan_at = _COMPACT_MIN
 
     def call_at(self, when: float, callback: Callable[[], object] | asyncio.Future[None]) -> TimerEntry:
         """Run ``callback`` (settle it, for a future) at loop time ``when`` unless the returned
@@ -87,7 +92,11 @@ class TimerHeap:
         was ~56 bytes more per sleeping user (tracemalloc, 3,000 users holding a connection)."""
         future: asyncio.Future[None] = self.loop.create_future()
         when = self.loop.time() + max(delay_s, 0.0)
-        heapq.heappush(self._heap, (when, next(self._order), future))
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._order), future))
+        if len(heap) >= self._scan_at:
+            self._compact()
+            self._scan_at = max(2 * len(heap), _COMPACT_MIN)
         if self._handle is None or when < self._armed_at:
             self._arm(when)
         return future
@@ -97,11 +106,15 @@ class TimerHeap:
         entries, rebuild it without them: each is ~160 bytes until its time, and every open leaves
         one for the length of its time-out (5,000 held users carried 0.8 MiB of them, measured)."""
         self._cancelled += 1
+        if self._cancelled > _COMPACT_MIN and 2 * self._cancelled > len(self._heap):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap without its cancelled entries and its sleeps already done."""
         heap = self._heap
-        if self._cancelled > _COMPACT_MIN and 2 * self._cancelled > len(heap):
-            heap[:] = [item for item in heap if _live(item[2])]
-            heapq.heapify(heap)
-            self._cancelled = 0
+        heap[:] = [item for item in heap if _live(item[2])]
+        heapq.heapify(heap)
+        self._cancelled = 0
 
     @property
     def pending(self) -> int:
