@@ -71,18 +71,17 @@ class TimerHeap:
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
         self._cancelled = 0  # cancelled entries still in the heap
-        #: A sleep cancelled with its user says nothing to the heap: at this many entries the
-        #: heap is rebuilt without the dead ones and the mark set to twice what is left, so a
-        #: long sleep cut every iteration (a ``parallel`` branch's) cannot grow it without bound.
+        #: A sleep cancelled with its user says nothing to the heap (an entry's ``cancel`` does,
+        #: ``cancelled``): at this many entries the heap is rebuilt without the dead ones and the
+        #: mark set to twice what is left, so a long sleep cut every iteration (a ``parallel``
+        #: branch's) cannot grow it without bound; a rebuild per doubling, O(1) per entry.
         self._scan_at = _COMPACT_MIN
 
     def call_at(self, when: float, callback: Callable[[], object] | asyncio.Future[None]) -> TimerEntry:
         """Run ``callback`` (settle it, for a future) at loop time ``when`` unless the returned
         entry is cancelled first."""
         entry = TimerEntry(callback, self)
-        heapq.heappush(self._heap, (when, next(self._order), entry))
-        if self._handle is None or when < self._armed_at:
-            self._arm(when)
+        self._push(when, entry)
         return entry
 
     def sleep(self, delay_s: float) -> asyncio.Future[None]:
@@ -91,15 +90,19 @@ class TimerHeap:
         the heap (a cancelled future stays until its time, then is passed over), and the entry
         was ~56 bytes more per sleeping user (tracemalloc, 3,000 users holding a connection)."""
         future: asyncio.Future[None] = self.loop.create_future()
-        when = self.loop.time() + max(delay_s, 0.0)
+        self._push(self.loop.time() + max(delay_s, 0.0), future)
+        return future
+
+    def _push(self, when: float, entry: TimerEntry | asyncio.Future[None]) -> None:
+        """Add ``entry`` for ``when``: first rebuild the heap without its dead entries if it has
+        reached ``_scan_at`` (see ``__init__``), and arm the loop timer if it is the earliest."""
         heap = self._heap
-        heapq.heappush(heap, (when, next(self._order), future))
+        heapq.heappush(heap, (when, next(self._order), entry))
         if len(heap) >= self._scan_at:
             self._compact()
             self._scan_at = max(2 * len(heap), _COMPACT_MIN)
         if self._handle is None or when < self._armed_at:
             self._arm(when)
-        return future
 
     def cancelled(self) -> None:
         """An entry was cancelled (``TimerEntry.cancel``). When most of the heap is cancelled
