@@ -43,7 +43,8 @@ TIERS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "test_bad_input", "test_cli_usage", "test_cluster", "test_coordinated_omission",
+            "test_bad_input", "test_callback_rounds", "test_cli_usage", "test_cluster",
+            "test_coordinated_omission",
             "test_faults", "test_generator_health", "test_html_report", "test_load_cli",
             "test_load_engine", "test_load_workers_stop", "test_merge", "test_progress",
             "test_prometheus", "test_pytest_plugin", "test_receive", "test_reference_servers",

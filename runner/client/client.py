@@ -228,6 +228,26 @@ class WebSocketClient:
             )
         return RC_OK
 
+    def read_now(self, socket: int) -> ReadResult | None:
+        """``read`` without waiting: a queued message, the peer's close (or the error that ended
+        the connection), -1 for an unknown socket; None when a message can still come (the
+        connection's ``wait_with`` then says when to ask again: the engine's callback rounds,
+        ``runner.engine.rounds``)."""
+        conn = self._sockets.get(socket)
+        if conn is None:
+            return ReadResult(self._unknown(socket))
+        result = conn.receive_nowait()
+        if result is not None:
+            return result
+        if conn.closed:
+            return self._peer_closed(socket, conn)
+        return None
+
+    def read_timed_out(self, socket: int, timeout_s: float) -> ReadResult:
+        """The -2 of a read that waited ``timeout_s`` in vain (``WsConnection.wait_with``), with its
+        last error, as ``read`` returns it."""
+        return self._read_timeout(socket, timeout_s)
+
     async def read(self, socket: int, timeout_s: float | None = None) -> ReadResult:
         """webSocketRead: rc 0 with a message (str for text, bytes for binary), 1 when the peer
         closed (after every message that came before the close), -1 on error, -2 on time-out."""

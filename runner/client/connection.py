@@ -47,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from enum import IntEnum
 from functools import partial
 from time import monotonic_ns
+from typing import Protocol
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -66,6 +67,7 @@ __all__ = [
     "SEND_BUFFER_LIMIT",
     "WRITE_BATCH_BYTES",
     "SendRefused",
+    "Waker",
     "WriteBatcher",
     "WsConnection",
 ]
@@ -92,6 +94,15 @@ _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 _PONG_HEAD = 0x80 | Opcode.PONG  # first byte of a whole pong frame
 _CLOSE_HEAD = 0x80 | Opcode.CLOSE
+
+
+class Waker(Protocol):
+    """What ``WsConnection.wait_with`` calls instead of a future's waiting task: it is woken
+    like a future (``done``, ``set_result(None)``), and reads in that call."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: None, /) -> None: ...
 
 
 class SendRefused(IntEnum):
@@ -224,7 +235,7 @@ class WsConnection(asyncio.Protocol):
         # Still to do: run the frame loop alone once past the handshake (compat).
         self._trim = compat.INTERNALS_KNOWN
         # --- waiting for a message: one lazily re-armed timer per connection, not one per read
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | Waker | None = None
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -513,13 +524,13 @@ class WsConnection(asyncio.Protocol):
         if messages is None:
             messages = self._messages = deque()
         messages.append(ReadResult(RC_OK, data, now))
-        queued = self._queued_bytes = self._queued_bytes + len(data)
+        self._queued_bytes += len(data)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
-                waiter.set_result(None)
-        return len(messages) > self.max_queued_messages or queued > self.max_queued_bytes
+                waiter.set_result(None)  # a ``wait_with`` waker may read (and write) here
+        return len(messages) > self.max_queued_messages or self._queued_bytes > self.max_queued_bytes
 
     def _set_closed(self) -> None:
         if self.closed:
@@ -528,8 +539,11 @@ class WsConnection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:  # a ``wait_with`` waker: once the callback that is closing us has finished
+                self.loop.call_soon(waiter.set_result, None)
 
     def _over_limit(self) -> bool:
         """Whether the unread messages, with the fragments of the message in progress, are over
@@ -598,7 +612,26 @@ class WsConnection(asyncio.Protocol):
             self._arm(deadline)
         else:
             self._deadline = None
-        return waiter
+        return waiter  # type: ignore[return-value]  # never a waker: one reader (``wait_with``)
+
+    def wait_with(self, waker: Waker, deadline: float) -> bool:
+        """``wait`` with the caller's own object instead of a future: ``waker.set_result(None)``
+        is called once, from the loop callback that queued a message, saw the peer close, or
+        found ``deadline`` passed, so the caller reads in that callback without a task waking
+        (``runner.engine.rounds``, where the measured reason is). False, and nothing
+        registered, when a reader already waits: one connection has one waiting reader."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            return False
+        self._waiter = waker
+        self._arm(deadline)
+        return True
+
+    def forget(self, waker: Waker) -> None:
+        """Take back ``wait_with``'s registration if it has not fired."""
+        if self._waiter is waker:
+            self._waiter = None
+            self._deadline = None
 
     def _arm(self, deadline: float) -> None:
         """Make sure a timer fires no later than ``deadline`` for the current waiter. A timer

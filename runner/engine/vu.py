@@ -19,6 +19,7 @@ from time import monotonic_ns
 from typing import TYPE_CHECKING, Any
 
 from runner.client.timers import TimerHeap
+from runner.engine import rounds
 from runner.engine.data import DataExhausted, DataPicker
 from runner.results.recorders import QuickRow, RunRecorder, StepRecorder
 from runner.scenario.model import Scenario, Step
@@ -272,13 +273,15 @@ class VirtualUser:
         skipped and return the round it failed in (1-based); None when every step passed.
 
         One coroutine runs all rounds of a block: a coroutine per round cost ~0.35 us per round
-        trip in the round-trip benchmark. A list that starts a background takes ``_run_scoped``."""
+        trip in the round-trip benchmark. A list that starts a background takes ``_run_scoped``;
+        a block of only writes and reads, run by a user with no background, runs as callback
+        rounds (``_run_rounds``, ``runner.engine.rounds``)."""
         if scoped and self.ctx.scoped and id(steps) in self.ctx.scoped:
             return await self._run_scoped(steps, times, index)
+        if rounds.ENABLED and not self.background and type(self) is VirtualUser and rounds.eligible(steps):
+            return await self._run_rounds(steps, times, index)
         variables = self.variables
         execute = EXECUTE
-        ctx = self.ctx
-        rows, run = ctx.rows, ctx.recorder
         # A counter and the steps' own iterator, not range() and enumerate(): a user waiting
         # in a step holds this frame's iterators (~200 bytes less per held user, tracemalloc);
         # where a step sits is looked up only when the rest of its round must be counted.
@@ -300,31 +303,69 @@ class VirtualUser:
                 except asyncio.CancelledError:  # (a try costs nothing until it catches: 3.11)
                     self._cancelled_in(step, _after(steps, step))
                     raise
-                if not isinstance(outcome, int):
-                    if outcome is not None:  # a ``StepOutcome``: recorded in full
-                        if outcome.record:
-                            self._record(step, outcome)
-                        if outcome.failure is not None:
-                            self._skip(_after(steps, step))
-                            return round_
-                        # The frame would keep the outcome (and an open's timing) while the next
-                        # step waits: ~250 bytes per user holding a connection (3,000 users).
-                        del outcome
-                        continue
-                    # None: a wait that passed, its latency the time since it began (``steps.base``)
-                    outcome = monotonic_ns() - self.step_started_ns
-                # Passed with the default success, the per-message case, recorded here (not in
-                # ``_record``: a call less, 0.1 us a step): a bare sample in the step's quick row
-                # until the fold (``RunRecorder``, where the measured reason is).
-                _, _, _, conn, quick = rows.get(id(step)) or ctx.row(step)
-                now = monotonic_ns()
-                if now >= run.next_second_ns:  # a new second's first record: fold the last
-                    run.fold(now)
-                responses = quick.responses
-                if responses is not None:  # a read: from the asking write's start (``requests``)
-                    responses.append(now - self.requests.pop(conn, self.step_started_ns))
-                quick.samples.append(outcome)
+                if self.account(step, outcome, steps):
+                    return round_
+                # The frame would keep the outcome (and an open's timing) while the next step
+                # waits: ~250 bytes per user holding a connection (3,000 users).
+                del outcome
         return None
+
+    def account(self, step: Step, outcome: StepOutcome | int | None, steps: Sequence[Step]) -> bool:
+        """Record one execution of ``step``, one of a round's ``steps``; True when it failed (the
+        rest of the round is then counted as skipped). A step that passed with its kind's default
+        success (an ``int``, or ``None`` for a wait: its latency the time since it began, see
+        ``steps.base``) is the per-message case, recorded here without ``_record``'s general
+        path: a bare sample in the step's quick row until the fold (``RunRecorder``, where the
+        measured reason is)."""
+        if not isinstance(outcome, int):
+            if outcome is not None:  # a ``StepOutcome``: recorded in full
+                if outcome.record:
+                    self._record(step, outcome)
+                if outcome.failure is not None:
+                    self._skip(_after(steps, step))
+                    return True
+                return False
+            outcome = monotonic_ns() - self.step_started_ns
+        ctx = self.ctx
+        _, _, _, conn, quick = ctx.rows.get(id(step)) or ctx.row(step)
+        run = ctx.recorder
+        now = monotonic_ns()
+        if now >= run.next_second_ns:  # a new second's first record: fold the last
+            run.fold(now)
+        responses = quick.responses
+        if responses is not None:  # a read: from the asking write's start (``requests``)
+            responses.append(now - self.requests.pop(conn, self.step_started_ns))
+        quick.samples.append(outcome)
+        return False
+
+    async def _run_rounds(self, steps: Sequence[Step], times: int, index: str | None) -> int | None:
+        """``run_steps`` for a block of writes and reads: run in the connections' callbacks
+        (``runner.engine.rounds``, where the measured reason is); a step handed back is awaited
+        here, and the rounds go on after it."""
+        block = rounds.Rounds(self, steps, times, index)
+        while True:
+            try:
+                ended = block.go()
+                if ended is rounds.WAITING:
+                    ended = await block.future()
+                if type(ended) is not rounds.Handover:
+                    return ended  # type: ignore[no-any-return]  # None or the failed round
+                step = steps[ended.position]
+                outcome = await ended.rest
+            except Exception as exc:  # a bug of ours, not the server's: counted, fails the run
+                step = self.current_step or steps[block.position]
+                self._record_crash(step, exc)
+                self._skip(_after(steps, step))
+                return block.round_ + 1
+            except asyncio.CancelledError:
+                block.stop()
+                step = self.current_step or steps[block.position]
+                self._cancelled_in(step, _after(steps, step))
+                raise
+            if self.account(step, outcome, steps):
+                return block.round_ + 1
+            if not block.next_position():
+                return None
 
     # --- backgrounds (``every``) ------------------------------------------------------------
 
@@ -481,7 +522,7 @@ class VirtualUser:
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         """Record one execution that returned a ``StepOutcome`` (the per-message case, an ``int``,
-        is recorded in ``run_steps``). A passed one with its kind's success and nothing more to
+        is recorded in ``account``). A passed one with its kind's success and nothing more to
         say takes the first branch, without the general one's keyword calls."""
         ctx = self.ctx
         rec, is_read, is_message, conn, _ = ctx.rows.get(id(step)) or ctx.row(step)

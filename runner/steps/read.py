@@ -181,45 +181,58 @@ def _capture(step: ReadStep, message: Message, failure: Failure | None, vu: User
     return failure
 
 
+def timeout_of(step: ReadStep, vu: User) -> float:
+    """The read's time-out in seconds: its own, or the scenario's default."""
+    return step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
+
+
 async def execute(step: ReadStep, vu: User) -> StepOutcome | int:
     sock = vu.sockets.get(step.connection)
     if sock is None:
         return not_open(step, step.connection)
     client = vu.client
-    timeout_s = step.timeout_s if step.timeout_s is not None else vu.ctx.scenario.read_timeout_s
+    timeout_s = timeout_of(step, vu)
     now = started = vu.step_started_ns = monotonic_ns()
     deadline = started + int(timeout_s * 1e9)
-    variables = vu.variables
     skipped = 0
-    # The per-message path (one round trip of a load run) stays in this one function: a call per
-    # message more cost ~0.1 us of the ~11 a round trip takes (bench/bench_roundtrip.py).
     while True:
         if skipped and (now := monotonic_ns()) >= deadline:
             # A busy stream keeps the buffer full: the time-out must still end the wait.
             result = ReadResult(-2)
         else:
             result = await client.read(sock, max(0.0, (deadline - now) / 1e9))
-        if result.rc != 0:
-            return _no_message(step, vu, result, timeout_s, skipped)
-        data = result.data if result.data is not None else ""
-        match = step.match
-        if match is not None:
-            fields = match.json_fields
-            # The per-message case of a load run (a flat JSON ``match``), decided without the
-            # general checks when it can be; ``matches`` is the same decision in full.
-            hit = match_json_fields(fields, data, variables) if fields is not None else None
-            if hit is None:  # undecided by the shortcut
-                try:
-                    hit = check_content(match, Message(data), variables) is None
-                except Exception as exc:
-                    return finish(
-                        step, 0, None, content_failure=Failure(f"match: {exc}"), skipped_messages=skipped
-                    )
-            if not hit:
-                skipped += 1
-                continue
-        break
-    since = client.last_write_ns(sock) or started  # a round trip: from the last write
+        outcome = settle(step, vu, result, client.last_write_ns(sock) or started, skipped, timeout_s)
+        if outcome is not None:
+            return outcome
+        skipped += 1
+
+
+def settle(
+    step: ReadStep, vu: User, result: ReadResult, since: int, skipped: int, timeout_s: float
+) -> StepOutcome | int | None:
+    """What the read makes of what the client returned (a message, the peer's close, an error,
+    the time-out), ``skipped`` messages after it began; a message's latency runs from ``since``
+    (the connection's last write, or the read's start if nothing was written): its outcome, or None for
+    a message that does not ``match`` (skipped: the read waits on). ``execute`` and the engine's
+    callback rounds (``runner.engine.rounds``) share it."""
+    if result.rc != 0:
+        return _no_message(step, vu, result, timeout_s, skipped)
+    data = result.data if result.data is not None else ""
+    match = step.match
+    if match is not None:
+        fields = match.json_fields
+        # The per-message case of a load run (a flat JSON ``match``), decided without the
+        # general checks when it can be; ``matches`` is the same decision in full.
+        hit = match_json_fields(fields, data, vu.variables) if fields is not None else None
+        if hit is None:  # undecided by the shortcut
+            try:
+                hit = check_content(match, Message(data), vu.variables) is None
+            except Exception as exc:
+                return finish(
+                    step, 0, None, content_failure=Failure(f"match: {exc}"), skipped_messages=skipped
+                )
+        if not hit:
+            return None
     latency = max(0, result.received_ns - since) if result.received_ns else monotonic_ns() - since
     expect = step.expect
     if step.latency_from is not None:

@@ -115,7 +115,19 @@ def render_payload(step: WriteStep, variables: dict[str, object]) -> str | bytes
     return ""
 
 
-async def execute(step: WriteStep, vu: User) -> StepOutcome | int:
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A write handed to the client while the send buffer is above its high-water mark: the step
+    still has to wait for it to drain (``drained``)."""
+
+    rc: int
+    latency_ns: int
+
+
+def send_now(step: WriteStep, vu: User) -> StepOutcome | int | Sent:
+    """The write without waiting: its outcome, or ``Sent`` when the step must still wait for
+    the send buffer to drain. ``execute`` is this, and ``drained`` when it says so; the engine's
+    callback rounds (``runner.engine.rounds``) call it from a connection's callback."""
     sock = vu.sockets.get(step.connection)
     if sock is None:
         return not_open(step, step.connection)
@@ -137,17 +149,32 @@ async def execute(step: WriteStep, vu: User) -> StepOutcome | int:
             err.text if err else "write failed",
             err.keyword if err else None,
         )
-    # A peer that does not read must not hold the step forever: the drain is bounded by the
-    # scenario's read time-out, and a send buffer still full then fails the write with -1.
-    paused = client.write_paused(sock)  # no coroutine per write while the buffer is below its mark
-    if not paused and step.expect.outcome_default:
+    if client.write_paused(sock):  # no coroutine per write while the buffer is below its mark
+        return Sent(rc, latency)
+    if step.expect.outcome_default:
         return latency  # passed, default success: the per-message shortcut (see ``base``)
-    if paused:
-        drained = await client.drain(sock, vu.ctx.scenario.read_timeout_s)
-        if drained is not None and drained < 0:
-            err = client.last_error()
-            return finish(step, -1, latency, err.text if err else "send buffer did not drain")
     return finish(step, rc, latency)
+
+
+async def drained(step: WriteStep, vu: User, sent: Sent) -> StepOutcome:
+    """The rest of a write ``send_now`` left waiting: a peer that does not read must not hold
+    the step forever, so the drain is bounded by the scenario's read time-out, and a send buffer
+    still full then fails the write with -1."""
+    client = vu.client
+    sock = vu.sockets.get(step.connection)
+    if sock is not None:
+        done = await client.drain(sock, vu.ctx.scenario.read_timeout_s)
+        if done is not None and done < 0:
+            err = client.last_error()
+            return finish(step, -1, sent.latency_ns, err.text if err else "send buffer did not drain")
+    return finish(step, sent.rc, sent.latency_ns)
+
+
+async def execute(step: WriteStep, vu: User) -> StepOutcome | int:
+    outcome = send_now(step, vu)
+    if type(outcome) is Sent:
+        return await drained(step, vu, outcome)
+    return outcome  # type: ignore[return-value]  # (not a ``Sent``)
 
 
 _SCHEMA: dict[str, Any] = {
