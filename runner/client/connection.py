@@ -97,10 +97,8 @@ _CLOSE_HEAD = 0x80 | Opcode.CLOSE
 
 
 class Waker(Protocol):
-    """What ``WsConnection.wait_with`` calls instead of a future's waiting task: it is woken
-    like a future (``done``, ``set_result(None)``), and reads in that call."""
-
-    def done(self) -> bool: ...
+    """What ``WsConnection.wait_with`` calls instead of waking a future's task: it is woken as a
+    future is (``set_result(None)``), and reads in that call."""
 
     def set_result(self, result: None, /) -> None: ...
 
@@ -177,6 +175,7 @@ class WsConnection(asyncio.Protocol):
         "_timers",
         "_trim",
         "_waiter",
+        "_waker",
         "closed",
         "invalid_utf8",
         "last_write_ns",
@@ -235,7 +234,8 @@ class WsConnection(asyncio.Protocol):
         # Still to do: run the frame loop alone once past the handshake (compat).
         self._trim = compat.INTERNALS_KNOWN
         # --- waiting for a message: one lazily re-armed timer per connection, not one per read
-        self._waiter: asyncio.Future[None] | Waker | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._waker: Waker | None = None  # ``wait_with``'s reader, instead of a future
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -291,6 +291,12 @@ class WsConnection(asyncio.Protocol):
             self._pending += data
             return
         self._receive(data)
+        waker = self._waker
+        if waker is not None and self._messages:
+            # After the whole chunk, not as each message is queued: what came behind the message
+            # (the peer's close, a protocol error) is known first, as a task reading later sees it.
+            self._waker = None
+            waker.set_result(None)
 
     def eof_received(self) -> bool | None:
         if compat.parser_failure(self.ws) is not None or self.invalid_utf8 is not None:
@@ -529,7 +535,7 @@ class WsConnection(asyncio.Protocol):
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
-                waiter.set_result(None)  # a ``wait_with`` waker may read (and write) here
+                waiter.set_result(None)
         return len(messages) > self.max_queued_messages or self._queued_bytes > self.max_queued_bytes
 
     def _set_closed(self) -> None:
@@ -539,11 +545,12 @@ class WsConnection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            if isinstance(waiter, asyncio.Future):
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:  # a ``wait_with`` waker: once the callback that is closing us has finished
-                self.loop.call_soon(waiter.set_result, None)
+            if not waiter.done():
+                waiter.set_result(None)
+        waker = self._waker
+        if waker is not None:  # once the callback that is closing us has finished
+            self._waker = None
+            self.loop.call_soon(waker.set_result, None)
 
     def _over_limit(self) -> bool:
         """Whether the unread messages, with the fragments of the message in progress, are over
@@ -612,25 +619,28 @@ class WsConnection(asyncio.Protocol):
             self._arm(deadline)
         else:
             self._deadline = None
-        return waiter  # type: ignore[return-value]  # never a waker: one reader (``wait_with``)
+        return waiter
 
     def wait_with(self, waker: Waker, deadline: float) -> bool:
         """``wait`` with the caller's own object instead of a future: ``waker.set_result(None)``
-        is called once, from the loop callback that queued a message, saw the peer close, or
-        found ``deadline`` passed, so the caller reads in that callback without a task waking
-        (``runner.engine.rounds``, where the measured reason is). False, and nothing
-        registered, when a reader already waits: one connection has one waiting reader."""
+        is called once, so the caller reads in that callback without a task waking
+        (``runner.engine.rounds``, where the measured reason is): at the end of the
+        ``data_received`` that queued a message (after the whole chunk has been parsed and what
+        the protocol had to answer written), in a callback of its own once the peer's close or
+        the connection's loss has been taken in, or by the timer at ``deadline`` (loop time; then
+        nothing is queued and the connection is not closed). False, and nothing registered,
+        when a reader already waits: one connection has one waiting reader."""
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if self._waker is not None or (waiter is not None and not waiter.done()):
             return False
-        self._waiter = waker
+        self._waker = waker
         self._arm(deadline)
         return True
 
     def forget(self, waker: Waker) -> None:
         """Take back ``wait_with``'s registration if it has not fired."""
-        if self._waiter is waker:
-            self._waiter = None
+        if self._waker is waker:
+            self._waker = None
             self._deadline = None
 
     def _arm(self, deadline: float) -> None:
@@ -649,12 +659,18 @@ class WsConnection(asyncio.Protocol):
         self._timer = None
         deadline = self._deadline
         waiter = self._waiter
-        if deadline is None or waiter is None or waiter.done():
+        waker = self._waker
+        if deadline is None or ((waiter is None or waiter.done()) and waker is None):
             return
         if self.loop.time() + 0.0005 >= deadline:  # loops may fire a timer up to ~1 ms early
             self._deadline = None
-            self._waiter = None  # an idle connection keeps no future
-            waiter.set_result(None)
+            if waker is not None:
+                self._waker = None
+                waker.set_result(None)
+            if waiter is not None:
+                self._waiter = None  # an idle connection keeps no future
+                if not waiter.done():
+                    waiter.set_result(None)
         else:
             self._timer = self.loop.call_at(deadline, self._on_timer)
             self._timer_at = deadline
@@ -903,7 +919,7 @@ class WsConnection(asyncio.Protocol):
             "message queue": self._messages is not None,
             "handshake future": self._handshake is not None,
             "ping table": self._pings is not None,
-            "read waiter": self._waiter is not None,
+            "read waiter": self._waiter is not None or self._waker is not None,
             "drain future": self._drain is not None,
             "lost future": self._lost_waiter is not None,
             "partial message": self._frag is not None,

@@ -167,14 +167,17 @@ class Rounds:
 
     # --- the connection's side (``Waker``) --------------------------------------------------
 
-    def done(self) -> bool:
-        return not self._waiting
-
     def set_result(self, _: None, /) -> None:
         """The connection has a message, has closed, or the read's time is up."""
         if not self._waiting:
             return
         self._waiting = False
+        future = self._future
+        if future is not None and future.done():
+            # The user's task was cancelled (the end of the run, a signal): its future is
+            # cancelled at once, but the task takes the cancellation only in a later callback.
+            # No step more runs here: the read stays in flight, counted as the task counts it.
+            return
         try:
             ended = self._advance(True)
         except Exception as exc:  # a bug of ours: the task records it as the step's crash
@@ -252,8 +255,7 @@ class Rounds:
                 if got is None and (conn is None or conn.closed):
                     got = self.vu.client.read_now(self._sock)
                 if got is None:
-                    if woken and monotonic_ns() + 1_000_000 >= self._deadline_ns:
-                        # woken by the timer (which may fire up to 1 ms early): the time-out
+                    if woken:  # nothing queued, not closed: the timer, at the deadline
                         got = self.vu.client.read_timed_out(self._sock, self._remaining_s)
                     else:
                         assert conn is not None  # (None: ``read_now`` answered)
@@ -269,3 +271,4 @@ class Rounds:
             if outcome is not None:
                 return outcome
             self._skipped += 1
+            woken = False  # (what wakes it next is a message, the close or the timer again)
