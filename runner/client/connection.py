@@ -634,7 +634,10 @@ class WsConnection(asyncio.Protocol):
         if self._waker is not None or (waiter is not None and not waiter.done()):
             return False
         self._waker = waker
-        self._arm(deadline)
+        if self._timer is not None and self._timer_at <= deadline:
+            self._deadline = deadline  # ``_arm``'s commonest case, without the call
+        else:
+            self._arm(deadline)
         return True
 
     def forget(self, waker: Waker) -> None:

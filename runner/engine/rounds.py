@@ -92,15 +92,18 @@ class Rounds:
 
     __slots__ = (
         "_conn",
+        "_conn_name",
         "_deadline_at",
         "_deadline_ns",
         "_future",
         "_loop",
         "_remaining_s",
+        "_rows",
         "_skipped",
         "_sock",
         "_started",
         "_timeout_s",
+        "_timeouts",
         "_waiting",
         "index",
         "position",
@@ -122,7 +125,12 @@ class Rounds:
         self._waiting = False  # registered with a connection (``wait_with``)
         # the read in flight: its socket, start, deadline, time-out and messages skipped
         self._sock = 0
+        self._conn_name = ""  # the connection ``_sock`` and ``_conn`` are of ("": none yet)
         self._conn: WsConnection | None = None
+        # Looked up once per block, not per message: each step's recorder row, each read's time-out.
+        ctx = vu.ctx
+        self._rows = [ctx.row(step) for step in steps]
+        self._timeouts = [read.timeout_of(step, vu) if type(step) is read.ReadStep else 0.0 for step in steps]
         self._deadline_at = 0.0  # loop time
         self._started = 0
         self._deadline_ns = 0
@@ -198,9 +206,13 @@ class Rounds:
     # --- the rounds --------------------------------------------------------------------------
 
     def _advance(self, resumed: bool) -> Any:
+        # One frame for the steps of a round: the read's start and the per-message record are
+        # written out here, not called (each call ~0.1 us of a ~11 us round trip; measured in
+        # bench/README.md, "callback rounds").
         vu = self.vu
         steps = self.steps
         count = len(steps)
+        run = vu.ctx.recorder
         while True:
             step = steps[self.position]
             if resumed:  # the read in flight, woken
@@ -214,11 +226,36 @@ class Rounds:
                     outcome = write.send_now(step, vu)
                     if type(outcome) is write.Sent:
                         return Handover(self.round_, self.position, write.drained(step, vu, outcome))
-                else:
-                    outcome = self._read_begin(step)  # type: ignore[arg-type]
+                else:  # a read begins: ``read.execute``'s start
+                    name = step.connection  # type: ignore[attr-defined]
+                    if name != self._conn_name:  # (a block's connections stay until it ends)
+                        sock = vu.sockets.get(name)
+                        if sock is None:
+                            outcome = not_open(step, name)
+                        else:
+                            self._conn_name = name
+                            self._sock = sock
+                            self._conn = vu.client.connection(sock)
+                    if name == self._conn_name:
+                        self._timeout_s = timeout_s = self._timeouts[self.position]
+                        self._started = started = vu.step_started_ns = monotonic_ns()
+                        self._deadline_ns = started + int(timeout_s * 1e9)
+                        self._deadline_at = self._loop.time() + timeout_s
+                        self._remaining_s = timeout_s
+                        self._skipped = 0
+                        outcome = self._read_on(step, False)  # type: ignore[arg-type]
             if outcome is WAITING:
                 return WAITING
-            if vu.account(step, outcome, steps):
+            if type(outcome) is int:  # passed with the default success: ``VirtualUser.passed``
+                _, _, _, conn, quick = self._rows[self.position]
+                now = monotonic_ns()
+                if now >= run.next_second_ns:  # a new second's first record: fold the last
+                    run.fold(now)
+                responses = quick.responses
+                if responses is not None:  # a read: from the asking write's start
+                    responses.append(now - vu.requests.pop(conn, vu.step_started_ns))
+                quick.samples.append(outcome)
+            elif vu.account(step, outcome, steps):
                 return self.round_ + 1
             self.position += 1
             if self.position == count:
@@ -226,21 +263,6 @@ class Rounds:
                 self.round_ += 1
                 if self.round_ >= self.times:
                     return None
-
-    def _read_begin(self, step: read.ReadStep) -> Any:
-        vu = self.vu
-        sock = vu.sockets.get(step.connection)
-        if sock is None:
-            return not_open(step, step.connection)
-        self._sock = sock
-        self._conn = vu.client.connection(sock)
-        self._timeout_s = timeout_s = read.timeout_of(step, vu)
-        self._started = started = vu.step_started_ns = monotonic_ns()
-        self._deadline_ns = started + int(timeout_s * 1e9)
-        self._deadline_at = self._loop.time() + timeout_s
-        self._remaining_s = timeout_s
-        self._skipped = 0
-        return self._read_on(step, False)
 
     def _read_on(self, step: read.ReadStep, woken: bool) -> Any:
         """``read.execute``'s loop, one message at a time: the outcome, or ``WAITING``. The

@@ -327,16 +327,21 @@ class VirtualUser:
                 return False
             outcome = monotonic_ns() - self.step_started_ns
         ctx = self.ctx
-        _, _, _, conn, quick = ctx.rows.get(id(step)) or ctx.row(step)
-        run = ctx.recorder
+        self.passed(ctx.rows.get(id(step)) or ctx.row(step), outcome)
+        return False
+
+    def passed(self, row: tuple[StepRecorder, bool, bool, str, QuickRow], latency_ns: int) -> None:
+        """Record a pass with the default success of the step whose ``RunContext.row`` is ``row``:
+        a bare sample in its quick row until the fold, and for a read its response time."""
+        _, _, _, conn, quick = row
+        run = self.ctx.recorder
         now = monotonic_ns()
         if now >= run.next_second_ns:  # a new second's first record: fold the last
             run.fold(now)
         responses = quick.responses
         if responses is not None:  # a read: from the asking write's start (``requests``)
             responses.append(now - self.requests.pop(conn, self.step_started_ns))
-        quick.samples.append(outcome)
-        return False
+        quick.samples.append(latency_ns)
 
     async def _run_rounds(self, steps: Sequence[Step], times: int, index: str | None) -> int | None:
         """``run_steps`` for a block of writes and reads: run in the connections' callbacks
