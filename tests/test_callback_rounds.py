@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,19 +72,21 @@ def noisy_echo(noise: int) -> Behaviour:
     return behaviour
 
 
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str, answers: int) -> bytes:
+    """Upgrade, echo ``answers`` text frames, and return the payload of the next one."""
+    writer.write(upgrade_response(key))
+    for _ in range(answers):
+        _, payload = await read_client_frame(reader)
+        writer.write(frame(0x1, payload))
+        await writer.drain()
+    return (await read_client_frame(reader))[1]
+
+
 def echo_then_reset(answers: int) -> Behaviour:
     """Echoes ``answers`` text frames, then resets the connection (RST) on the next one."""
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(upgrade_response(key))
-        for _ in range(answers):
-            _, payload = await read_client_frame(reader)
-            writer.write(frame(0x1, payload))
-            await writer.drain()
-        await read_client_frame(reader)
-        import socket
-        import struct
-
+        await _echo(reader, writer, key, answers)
         writer.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
         )
@@ -96,12 +100,7 @@ def answer_then_close(answers: int, tail: bytes) -> Behaviour:
     frame that breaks the protocol) in one write: one TCP packet."""
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(upgrade_response(key))
-        for _ in range(answers):
-            _, payload = await read_client_frame(reader)
-            writer.write(frame(0x1, payload))
-            await writer.drain()
-        _, payload = await read_client_frame(reader)
+        payload = await _echo(reader, writer, key, answers)
         writer.write(frame(0x1, payload) + tail)
         await writer.drain()
         for _ in range(5):
