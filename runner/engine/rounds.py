@@ -4,7 +4,7 @@ The per-message case of a load run is a block of writes and reads (``repeat`` of
 its answer). Run as a task, every answer wakes the user's task through the loop: the message's
 future schedules the task, the task resumes its chain of coroutines, and each step is a new
 coroutine. A ``Rounds`` runs the same steps with the same step code (``write.send_now``,
-``read.settle``) and records them the same way (``VirtualUser.account``), but a read that must
+``read.settle``) and records them the same way (as ``run_steps`` does), but a read that must
 wait registers the ``Rounds`` itself with the connection (``WsConnection.wait_with``); the
 callback that queues the answer calls it, and it takes the message, records it, writes the next
 request and waits again, all in that callback. The user's task sleeps on one future for the
@@ -76,7 +76,7 @@ class Handover:
 
     round_: int
     position: int
-    rest: Coroutine[Any, Any, StepOutcome | int | None]
+    rest: Coroutine[Any, Any, StepOutcome]
 
 
 #: ``Rounds.go``'s answer while the block waits in the callbacks (then await ``Rounds.future``).
@@ -97,7 +97,6 @@ class Rounds:
         "_deadline_ns",
         "_future",
         "_loop",
-        "_remaining_s",
         "_rows",
         "_skipped",
         "_sock",
@@ -123,7 +122,7 @@ class Rounds:
         self._loop = asyncio.get_running_loop()
         self._future: asyncio.Future[Any] | None = None
         self._waiting = False  # registered with a connection (``wait_with``)
-        # the read in flight: its socket, start, deadline, time-out and messages skipped
+        # the read in flight: its connection, start, deadlines, time-out and messages skipped
         self._sock = 0
         self._conn_name = ""  # the connection ``_sock`` and ``_conn`` are of ("": none yet)
         self._conn: WsConnection | None = None
@@ -135,7 +134,6 @@ class Rounds:
         self._started = 0
         self._deadline_ns = 0
         self._timeout_s = 0.0
-        self._remaining_s = 0.0
         self._skipped = 0
 
     # --- the task's side --------------------------------------------------------------------
@@ -228,25 +226,22 @@ class Rounds:
                         return Handover(self.round_, self.position, write.drained(step, vu, outcome))
                 else:  # a read begins: ``read.execute``'s start
                     name = step.connection  # type: ignore[attr-defined]
-                    if name != self._conn_name:  # (a block's connections stay until it ends)
-                        sock = vu.sockets.get(name)
-                        if sock is None:
-                            outcome = not_open(step, name)
-                        else:
-                            self._conn_name = name
-                            self._sock = sock
-                            self._conn = vu.client.connection(sock)
-                    if name == self._conn_name:
+                    if name != self._conn_name and name in vu.sockets:  # (kept until the block ends)
+                        self._conn_name = name
+                        self._sock = vu.sockets[name]
+                        self._conn = vu.client.connection(self._sock)
+                    if name != self._conn_name:
+                        outcome = not_open(step, name)
+                    else:
                         self._timeout_s = timeout_s = self._timeouts[self.position]
                         self._started = started = vu.step_started_ns = monotonic_ns()
                         self._deadline_ns = started + int(timeout_s * 1e9)
                         self._deadline_at = self._loop.time() + timeout_s
-                        self._remaining_s = timeout_s
                         self._skipped = 0
                         outcome = self._read_on(step, False)  # type: ignore[arg-type]
             if outcome is WAITING:
                 return WAITING
-            if type(outcome) is int:  # passed with the default success: ``VirtualUser.passed``
+            if type(outcome) is int:  # passed with the default success: as ``run_steps`` records it
                 _, _, _, conn, quick = self._rows[self.position]
                 now = monotonic_ns()
                 if now >= run.next_second_ns:  # a new second's first record: fold the last
@@ -278,11 +273,9 @@ class Rounds:
                     got = self.vu.client.read_now(self._sock)
                 if got is None:
                     if woken:  # nothing queued, not closed: the timer, at the deadline
-                        got = self.vu.client.read_timed_out(self._sock, self._remaining_s)
+                        got = self.vu.client.read_timed_out(self._sock, self._timeout_s)
                     else:
                         assert conn is not None  # (None: ``read_now`` answered)
-                        if self._skipped:
-                            self._remaining_s = max(0.0, (self._deadline_ns - monotonic_ns()) / 1e9)
                         if not conn.wait_with(self, self._deadline_at):
                             raise RuntimeError(f"connection {step.connection!r} already has a reader waiting")
                         self._waiting = True

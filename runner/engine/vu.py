@@ -307,10 +307,11 @@ class VirtualUser:
                     raise
                 if outcome is None:  # a wait that passed: its latency the time since it began
                     outcome = monotonic_ns() - self.step_started_ns
-                if type(outcome) is int:
-                    # Passed with the default success, the per-message case: recorded here, a
-                    # call less per step than ``passed`` (~0.3 us a round trip, two steps; the
-                    # callback rounds write it out the same way).
+                if isinstance(outcome, int):
+                    # Passed with the default success, the per-message case: a bare sample in the
+                    # step's quick row until the fold (``RunRecorder``), written out here rather
+                    # than called (~0.3 us a round trip of two steps; ``Rounds._advance`` has
+                    # the same lines).
                     _, _, _, conn, quick = rows.get(id(step)) or ctx.row(step)
                     now = monotonic_ns()
                     if now >= run.next_second_ns:  # a new second's first record: fold the last
@@ -327,38 +328,17 @@ class VirtualUser:
                 del outcome
         return None
 
-    def account(self, step: Step, outcome: StepOutcome | int | None, steps: Sequence[Step]) -> bool:
-        """Record one execution of ``step``, one of a round's ``steps``; True when it failed (the
-        rest of the round is then counted as skipped). A step that passed with its kind's default
-        success (an ``int``, or ``None`` for a wait: its latency the time since it began, see
-        ``steps.base``) is the per-message case, recorded here without ``_record``'s general
-        path: a bare sample in the step's quick row until the fold (``RunRecorder``, where the
-        measured reason is)."""
-        if not isinstance(outcome, int):
-            if outcome is not None:  # a ``StepOutcome``: recorded in full
-                if outcome.record:
-                    self._record(step, outcome)
-                if outcome.failure is not None:
-                    self._skip(_after(steps, step))
-                    return True
-                return False
-            outcome = monotonic_ns() - self.step_started_ns
-        ctx = self.ctx
-        self.passed(ctx.rows.get(id(step)) or ctx.row(step), outcome)
+    def account(self, step: Step, outcome: StepOutcome, steps: Sequence[Step]) -> bool:
+        """Record an execution of ``step`` (one of a round's ``steps``) that returned a
+        ``StepOutcome``; True when it failed, the rest of the round then counted as skipped.
+        (The per-message case, an ``int``, is written out where steps run: ``run_steps`` and
+        ``Rounds._advance``.)"""
+        if outcome.record:
+            self._record(step, outcome)
+        if outcome.failure is not None:
+            self._skip(_after(steps, step))
+            return True
         return False
-
-    def passed(self, row: tuple[StepRecorder, bool, bool, str, QuickRow], latency_ns: int) -> None:
-        """Record a pass with the default success of the step whose ``RunContext.row`` is ``row``:
-        a bare sample in its quick row until the fold, and for a read its response time."""
-        _, _, _, conn, quick = row
-        run = self.ctx.recorder
-        now = monotonic_ns()
-        if now >= run.next_second_ns:  # a new second's first record: fold the last
-            run.fold(now)
-        responses = quick.responses
-        if responses is not None:  # a read: from the asking write's start (``requests``)
-            responses.append(now - self.requests.pop(conn, self.step_started_ns))
-        quick.samples.append(latency_ns)
 
     async def _run_rounds(self, steps: Sequence[Step], times: int, index: str | None) -> int | None:
         """``run_steps`` for a block of writes and reads: run in the connections' callbacks
@@ -544,8 +524,9 @@ class VirtualUser:
 
     def _record(self, step: Step, outcome: StepOutcome) -> None:
         """Record one execution that returned a ``StepOutcome`` (the per-message case, an ``int``,
-        is recorded in ``account``). A passed one with its kind's success and nothing more to
-        say takes the first branch, without the general one's keyword calls."""
+        is recorded where steps run: ``run_steps``, ``Rounds._advance``). A passed one with its
+        kind's success and nothing more to say takes the first branch, without the general one's
+        keyword calls."""
         ctx = self.ctx
         rec, is_read, is_message, conn, _ = ctx.rows.get(id(step)) or ctx.row(step)
         run = ctx.recorder

@@ -162,11 +162,9 @@ async def drained(step: WriteStep, vu: User, sent: Sent) -> StepOutcome:
     still full then fails the write with -1."""
     client = vu.client
     sock = vu.sockets.get(step.connection)
-    if sock is not None:
-        done = await client.drain(sock, vu.ctx.scenario.read_timeout_s)
-        if done is not None and done < 0:
-            err = client.last_error()
-            return finish(step, -1, sent.latency_ns, err.text if err else "send buffer did not drain")
+    if sock is not None and await client.drain(sock, vu.ctx.scenario.read_timeout_s) < 0:
+        err = client.last_error()
+        return finish(step, -1, sent.latency_ns, err.text if err else "send buffer did not drain")
     return finish(step, sent.rc, sent.latency_ns)
 
 
