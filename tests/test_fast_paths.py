@@ -379,7 +379,7 @@ def test_the_answer_is_taken_directly_exactly_where_websockets_opens(name: str) 
         assert ours.state is State.CONNECTING and not ours.reader.buffer  # untouched
     else:
         assert data[start:] in (b"", b"\x81\x02hi")
-        assert ours.state is State.OPEN and ours.extensions == [] and ours.subprotocol is None
+        assert ours.state is State.OPEN and not ours.extensions and ours.subprotocol is None
         assert compat.direct_receive_ready(ours) and not compat.holds_http_answer(ours)
 
 

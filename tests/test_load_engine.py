@@ -131,6 +131,24 @@ def test_stages_are_followed(tmp_path: Path) -> None:
     assert vus.get(3) in (None, 0, 1), vus
 
 
+def test_a_user_retired_by_a_ramp_down_stays_retired_when_the_ramp_goes_up_again(tmp_path: Path) -> None:
+    """Stages 4 -> 1 -> 4 users while every iteration sleeps 0.45 s: the 3 users retired by the
+    ramp down (0.6-0.7 s, in their second iteration) finish it and stop, though new users take
+    their places while they still sleep; at 2 s exactly 4 users run, not the old ones as well."""
+    text = "name: down up\ntarget: embedded\nconnections: {main: {url: /echo}}\nsteps:\n  - sleep: 450ms\n"
+    stages = (
+        "  stages:\n    - {duration: 0.1s, vus: 4}\n    - {duration: 0.5s, vus: 4}\n"
+        "    - {duration: 0.1s, vus: 1}\n    - {duration: 0.1s, vus: 1}\n"
+        "    - {duration: 0.1s, vus: 4}\n    - {duration: 2.2s, vus: 4}\n"
+    )
+    result = _run(_file(tmp_path, text, stages + "  graceful_stop: 1s\n"))
+    assert result.passed, result.error
+    vus = {e.t: e.vus for e in result.timeseries}
+    assert vus[2] == 4, vus  # the 3 retired users ended by ~1 s
+    # 4 at the start; 3 of them retired and still sleeping when the 3 new ones start
+    assert 5 <= encode(result)["settings"]["load"]["vus_max_active"] <= 7
+
+
 def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
     """Open model at 40/s for 2 s: 80 starts (made or dropped), lag measured, none dropped."""
     result = _run(_file(tmp_path, ECHO, "  rate: 40/s\n  duration: 2s\n  max_vus: 20\n"))

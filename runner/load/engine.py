@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import math
 import time
+from array import array
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ from runner.engine.vu import RunContext, VirtualUser
 from runner.load.limits import default_max_vus
 from runner.runtime import Alarm, quiet_gc
 from runner.scenario.model import LoadSpec
-from runner.scenario.plan import closed_plan, open_starts, shard_count, shard_starts
+from runner.scenario.plan import closed_changes, open_starts, shard_count, shard_starts
 
 if TYPE_CHECKING:
     from runner.client import WebSocketClient
@@ -140,6 +141,9 @@ class LoadEngine:
         #: the current one each (two 64-byte contexts per user; wsload sets no context variable).
         self._context = contextvars.copy_context()
         self._on_done = self._task_done  # one bound method, not one per user
+        #: Closed model: slot j -> the user started in it (``_closed``, ``_retired``).
+        self._slots: list[VirtualUser] = []
+        self._limit = load.iterations if load.iterations is not None else math.inf
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
         self._gauge_vus = 0
@@ -227,7 +231,9 @@ class LoadEngine:
         self.busy.clear()
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, context=self._context)
+        # One name for every user's task: asyncio otherwise makes a "Task-<n>" string for each
+        # (56 bytes per held user, tracemalloc).
+        task = asyncio.get_running_loop().create_task(coro, name="wsload user", context=self._context)
         self._tasks.add(task)
         task.add_done_callback(self._on_done, context=self._context)
         return task
@@ -261,29 +267,34 @@ class LoadEngine:
         return self.load.iterations is not None and not self._tasks and self._no_more_growth
 
     async def _closed(self) -> None:
-        plan = closed_plan(self.load)
-        # slot j -> retire flag holder; slots started in order, retired from the top
-        slots: list[list[bool]] = []
+        # The plan as arrays (``closed_changes``): change i is due ``at_s[i]`` seconds after the
+        # start, with the target ``targets[i]``.
+        at_s, targets = array("d"), array("q")
+        for change in closed_changes(self.load):
+            at_s.append(change.at_s)
+            targets.append(change.vus)
+        # slot j -> the user started in it; slots started in order, given up from the top
+        slots = self._slots
         self._no_more_growth = False
         # growth_after[i]: the largest target after change i (a suffix maximum, O(n): a ramp to
         # 20,000 users is 20,000 changes)
-        growth_after = [0] * len(plan)
-        for i in range(len(plan) - 2, -1, -1):
-            growth_after[i] = max(growth_after[i + 1], plan[i + 1].vus)
-        for i, change in enumerate(plan):
-            await self._sleep_until(change.at_s)
+        growth_after = array("q", bytes(8 * len(targets)))
+        for i in range(len(targets) - 2, -1, -1):
+            growth_after[i] = max(growth_after[i + 1], targets[i + 1])
+        for i in range(len(targets)):
+            await self._sleep_until(at_s[i])
             if self.stopping or self._all_done():
                 break
-            target = shard_count(change.vus, self.shard, self.shards)
+            target = shard_count(targets[i], self.shard, self.shards)
             # A start still going when the next change is due (a generator too busy to start
             # its users in time) ends there: the plan moves on (at its end, to no users) instead
             # of starting users past the duration. 8,000 users of 10 ms sleeps in a 1 s run went
             # on starting for 4 s; 15,000 for 24 s.
-            next_due = self.start_ns + int(plan[i + 1].at_s * 1e9) if i + 1 < len(plan) else None
+            next_due = self.start_ns + int(at_s[i + 1] * 1e9) if i + 1 < len(at_s) else None
             while len(slots) < target:
-                flag = [False]
-                slots.append(flag)
-                self._spawn(self._user_loop(self._user(len(slots) - 1), flag))
+                vu = self._user(len(slots))
+                slots.append(vu)
+                self._spawn(self._user_loop(vu))
                 if len(slots) % START_BATCH == 0 and len(slots) < target:
                     # A mass start (no ramp): let the users just started run their first steps
                     # and the loop's timers and pipes their turn before starting more (see
@@ -293,40 +304,44 @@ class LoadEngine:
                         break
             if self.stopping:
                 break
-            while len(slots) > target:
-                slots.pop()[0] = True
+            del slots[target:]  # those users end after their iteration (``_retired``)
             self._no_more_growth = shard_count(growth_after[i], self.shard, self.shards) <= len(slots)
         else:
-            if plan and plan[-1].vus != 0:  # bounded by iterations only: wait for the users
+            if targets and targets[-1] != 0:  # bounded by iterations only: wait for the users
                 self._no_more_growth = True
                 while self._tasks and not self.stopping:
                     assert self._wake is not None
                     self._wake.clear()
                     await self._wake.wait()
 
-    async def _user_loop(self, vu: VirtualUser, retired: list[bool]) -> None:
-        load = self.load
-        limit = load.iterations if load.iterations is not None else math.inf
-        rec = self.ctx.recorder
-        steps = self.ctx.scenario.steps
-        think = load.think_time_s
+    def _retired(self, vu: VirtualUser) -> bool:
+        """Whether the plan gave up ``vu``'s slot (it went below it), for good: a slot filled
+        again holds a new user. Derived from the slot list, not a flag object per user (64
+        bytes each, tracemalloc)."""
+        j = (vu.id - 1 - self.shard) // self.shards  # ``_user``'s numbering, reversed
+        slots = self._slots
+        return j >= len(slots) or slots[j] is not vu
+
+    async def _user_loop(self, vu: VirtualUser) -> None:
+        # Few locals: every held user keeps this frame (8 bytes a local); the load settings are
+        # read once per iteration instead.
         self.busy.add(vu)
         self._gauge_vus += 1
         self.max_active = max(self.max_active, self._gauge_vus)
         try:
             failed_in_a_row = 0
-            first, most = load.failure_pause_first_s, load.failure_pause_max_s
-            pace_ns = int(load.pace_s * 1e9) if load.pace_s else 0
-            due = time.monotonic_ns()  # with a pace: when this user's next iteration is due
-            while not self.stopping and not retired[0] and vu.iteration < limit:
+            due = 0  # with a pace: when this user's next iteration is due (0: the first's start)
+            while not self.stopping and not self._retired(vu) and vu.iteration < self._limit:
                 started = time.monotonic_ns()
-                if pace_ns:
+                if self.load.pace_s:
+                    if not due:
+                        due = started
                     if due > started:
                         await asyncio.sleep((due - started) / 1e9)
-                        if self.stopping or retired[0]:
+                        if self.stopping or self._retired(vu):
                             break
                     started = due  # a late start is timed from when it was due
-                    due += pace_ns
+                    due += int(self.load.pace_s * 1e9)
                 # ``vu.run_iteration()``'s three parts, here: its coroutine was one frame more
                 # (256 bytes, tracemalloc) that every user held while waiting in a step.
                 try:
@@ -336,25 +351,28 @@ class LoadEngine:
                     break
                 if ok is None:
                     try:
-                        failed_in = await vu.run_steps(steps)
+                        failed_in = await vu.run_steps(self.ctx.scenario.steps)
                     except asyncio.CancelledError:
                         vu.cut()
                         raise
                     ok = await vu.end_iteration(failed_in)
-                rec.load.iteration.record_ns(time.monotonic_ns() - started)
+                # (rec.load is replaced each interval in workers: read it after the steps)
+                self.ctx.recorder.load.iteration.record_ns(time.monotonic_ns() - started)
                 failed_in_a_row = 0 if ok else failed_in_a_row + 1
-                backoff = failure_pause(failed_in_a_row, first, most)
-                if backoff > think and not self.stopping and not retired[0]:
-                    # (rec.load is replaced each interval in workers: read it after the sleep)
+                think = self.load.think_time_s
+                backoff = failure_pause(
+                    failed_in_a_row, self.load.failure_pause_first_s, self.load.failure_pause_max_s
+                )
+                if backoff > think and not self.stopping and not self._retired(vu):
                     self._pausing += 1
                     paused_at = time.monotonic_ns()
                     try:
                         await asyncio.sleep(backoff)
                     finally:
                         self._pausing -= 1
-                        rec.load.pauses += 1
-                        rec.load.pause_ns += time.monotonic_ns() - paused_at
-                elif think > 0 and not self.stopping and not retired[0]:
+                        self.ctx.recorder.load.pauses += 1
+                        self.ctx.recorder.load.pause_ns += time.monotonic_ns() - paused_at
+                elif think > 0 and not self.stopping and not self._retired(vu):
                     await asyncio.sleep(think)
                 elif not ok:
                     # A failure that never waited (an open refused at once by a loopback port,
