@@ -621,7 +621,7 @@ class WsConnection(asyncio.Protocol):
             self._deadline = None
         return waiter
 
-    def wait_with(self, waker: Waker, deadline: float) -> bool:
+    def wait_with(self, waker: Waker, deadline: float, *, idle: bool = False) -> bool:
         """``wait`` with the caller's own object instead of a future: ``waker.set_result(None)``
         is called once, so the caller reads in that callback without a task waking
         (``runner.engine.rounds``, where the measured reason is): at the end of the
@@ -629,9 +629,12 @@ class WsConnection(asyncio.Protocol):
         the protocol had to answer written), in a callback of its own once the peer's close or
         the connection's loss has been taken in, or by the timer at ``deadline`` (loop time; then
         nothing is queued and the connection is not closed). False, and nothing registered,
-        when a reader already waits: one connection has one waiting reader."""
+        when a reader already waits: one connection has one waiting reader; with ``idle``, also
+        when a message is queued or the connection is closed (the caller then reads at once)."""
         waiter = self._waiter
         if self._waker is not None or (waiter is not None and not waiter.done()):
+            return False
+        if idle and (self._messages or self.closed):
             return False
         self._waker = waker
         if self._timer is not None and self._timer_at <= deadline:

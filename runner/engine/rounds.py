@@ -238,6 +238,14 @@ class Rounds:
                         self._deadline_ns = started + int(timeout_s * 1e9)
                         self._deadline_at = self._loop.time() + timeout_s
                         self._skipped = 0
+                        # The commonest case first: nothing queued yet (the answer to the write
+                        # just made), so register at once; ``wait_with(idle=True)`` declines when
+                        # a message is queued or the connection closed, and ``_read_on`` reads
+                        # it. Two calls less per round trip than ``_read_on``'s look first.
+                        conn = self._conn
+                        if conn is not None and conn.wait_with(self, self._deadline_at, idle=True):
+                            self._waiting = True
+                            return WAITING
                         outcome = self._read_on(step, False)  # type: ignore[arg-type]
             if outcome is WAITING:
                 return WAITING
