@@ -149,6 +149,17 @@ def test_a_user_retired_by_a_ramp_down_stays_retired_when_the_ramp_goes_up_again
     assert 5 <= encode(result)["settings"]["load"]["vus_max_active"] <= 7
 
 
+def test_a_pace_under_a_nanosecond_is_no_pace(tmp_path: Path) -> None:
+    """``pace: 0.0000000001`` (valid: above 0) paces nothing, as a pace of 0 ns would: each
+    iteration of a 20 ms sleep is timed from its own start, not from the first one's (the
+    review of c5853b5 found iterations of 100-200 ms here)."""
+    text = "name: tiny pace\ntarget: embedded\nconnections: {main: {url: /echo}}\nsteps:\n  - sleep: 20ms\n"
+    result = _run(_file(tmp_path, text, "  vus: 2\n  iterations: 10\n  pace: 0.0000000001\n"))
+    assert result.passed, result.error
+    iteration_ms = encode(result)["settings"]["load"]["iteration_ms"]
+    assert 19 <= iteration_ms["p50"] and iteration_ms["max"] < 20 + scaled(30), iteration_ms
+
+
 def test_open_model_issues_the_planned_starts(tmp_path: Path) -> None:
     """Open model at 40/s for 2 s: 80 starts (made or dropped), lag measured, none dropped."""
     result = _run(_file(tmp_path, ECHO, "  rate: 40/s\n  duration: 2s\n  max_vus: 20\n"))

@@ -144,6 +144,9 @@ class LoadEngine:
         #: Closed model: slot j -> the user started in it (``_closed``, ``_retired``).
         self._slots: list[VirtualUser] = []
         self._limit = load.iterations if load.iterations is not None else math.inf
+        #: Closed model: a user's iterations start this far apart (0: no pace; a pace under
+        #: 1 ns is none).
+        self._pace_ns = int(load.pace_s * 1e9) if load.pace_s else 0
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task[None] | None = None
         self._gauge_vus = 0
@@ -333,7 +336,7 @@ class LoadEngine:
             due = 0  # with a pace: when this user's next iteration is due (0: the first's start)
             while not self.stopping and not self._retired(vu) and vu.iteration < self._limit:
                 started = time.monotonic_ns()
-                if self.load.pace_s:
+                if self._pace_ns:
                     if not due:
                         due = started
                     if due > started:
@@ -341,7 +344,7 @@ class LoadEngine:
                         if self.stopping or self._retired(vu):
                             break
                     started = due  # a late start is timed from when it was due
-                    due += int(self.load.pace_s * 1e9)
+                    due += self._pace_ns
                 # ``vu.run_iteration()``'s three parts, here: its coroutine was one frame more
                 # (256 bytes, tracemalloc) that every user held while waiting in a step.
                 try:
