@@ -242,8 +242,8 @@ class Rounds:
                         # just made), so register at once; ``wait_with(idle=True)`` declines when
                         # a message is queued or the connection closed, and ``_read_on`` reads
                         # it. Two calls less per round trip than ``_read_on``'s look first.
-                        conn = self._conn
-                        if conn is not None and conn.wait_with(self, self._deadline_at, idle=True):
+                        link = self._conn
+                        if link is not None and link.wait_with(self, self._deadline_at, idle=True):
                             self._waiting = True
                             return WAITING
                         outcome = self._read_on(step, False)  # type: ignore[arg-type]
