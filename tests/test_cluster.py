@@ -131,7 +131,11 @@ def test_a_worker_killed_mid_run_is_reported(tmp_path: Path, server_url: str) ->
     # "lost on HOST pid N": the lost shard had streamed progress, which the merge keeps
     assert f"pid {victim}" in result.error
     read = next(s for s in result.steps if s.name == "read main")
-    assert read.count == result.iterations.started and read.failures == 0
+    # The lost shard's last streamed second may land between an iteration's start and its read
+    # (CI on 825e281: 299 started, 298 reads, 297 completed): every completed iteration's read is
+    # counted, and no more reads than iterations started.
+    assert result.iterations.completed <= read.count <= result.iterations.started, result.iterations
+    assert read.count > 0 and read.failures == 0
 
 
 def test_the_dashboard_shows_the_clusters_merged_run_live(tmp_path: Path, server_url: str) -> None:
