@@ -281,7 +281,7 @@ class LoadEngine:
         self._no_more_growth = False
         # growth_after[i]: the largest target after change i (a suffix maximum, O(n): a ramp to
         # 20,000 users is 20,000 changes)
-        growth_after = array("q", bytes(8 * len(targets)))
+        growth_after = array("q", [0]) * len(targets)
         for i in range(len(targets) - 2, -1, -1):
             growth_after[i] = max(growth_after[i + 1], targets[i + 1])
         for i in range(len(targets)):
