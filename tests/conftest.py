@@ -35,7 +35,7 @@ TIERS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "test_client_batching", "test_client_codes", "test_client_connect",
+            "test_client_batching", "test_client_codes", "test_client_connect", "test_close_answer",
             "test_client_request_checks", "test_compat", "test_fast_paths", "test_frame_decoder",
             "test_hostile_servers", "test_server", "test_tls",
         ),

@@ -89,9 +89,11 @@ class WebSocketClient:
         self.max_queued_bytes = max_queued_bytes
         self.direct_receive = direct_receive
         self._sockets: dict[int, WsConnection] = {}
-        # Its connections above their send buffer's high-water mark (they add and remove
-        # themselves): counted each second by the load engine without a walk over every socket.
-        self._paused: set[WsConnection] = set()
+        #: Its connections above their send buffer's high-water mark (they add and remove
+        #: themselves; read-only for everyone else): counted each second by the load engine
+        #: without a walk over every socket, and empty in the per-message case, where a writer
+        #: looks at it before asking ``write_paused`` (a call and a look-up less per write).
+        self.paused: set[WsConnection] = set()
         self._timing: dict[int, ConnectTiming] = {}
         self._tls: dict[int, TlsStatus] = {}
         self._next = 0
@@ -171,7 +173,7 @@ class WebSocketClient:
             batcher=batcher,
             timers=self._timers_of(loop),
             direct_receive=self.direct_receive,
-            paused_in=self._paused,
+            paused_in=self.paused,
         )
 
     def _timers_of(self, loop: asyncio.AbstractEventLoop) -> TimerHeap:
@@ -300,18 +302,18 @@ class WebSocketClient:
         conn = self._sockets.pop(socket, None)
         if conn is None:
             return self._unknown(socket)
-        self._paused.discard(conn)
+        self.paused.discard(conn)
         self._timing.pop(socket, None)
         self._tls.pop(socket, None)
         await conn.close(_deadline(conn, timeout_s))
-        self._paused.discard(conn)  # paused again by its close frame, if the peer never read
+        self.paused.discard(conn)  # paused again by its close frame, if the peer never read
         return RC_OK
 
     async def aclose(self) -> None:
         """Close every open socket (at the end of a run)."""
         conns = list(self._sockets.values())
         self._sockets.clear()
-        self._paused.clear()
+        self.paused.clear()
         self._timing.clear()
         self._tls.clear()
         await asyncio.gather(*(c.close(_deadline(c, 2.0)) for c in conns), return_exceptions=True)
@@ -362,7 +364,7 @@ class WebSocketClient:
     @property
     def send_blocked(self) -> int:
         """Sockets whose send buffer is above its high-water mark (``write_paused``)."""
-        return len(self._paused)
+        return len(self.paused)
 
     @property
     def cached_urls(self) -> frozenset[str]:

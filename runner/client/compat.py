@@ -33,7 +33,9 @@ import logging
 import os
 import re
 import uuid
+from binascii import b2a_base64
 from collections.abc import Generator, Iterable, Mapping, Sequence
+from hashlib import sha1
 
 from websockets import http11
 from websockets.client import ClientProtocol
@@ -70,6 +72,7 @@ __all__ = [
     "plain_frames",
     "run_frame_loop_alone",
     "send_upgrade_request",
+    "take_close_frame",
     "version_known",
 ]
 
@@ -454,6 +457,38 @@ def direct_receive_ready(ws: ClientProtocol) -> bool:
     )
 
 
+def take_close_frame(ws: ClientProtocol, data: bytes) -> int | None:
+    """After our close frame (CLOSING), take the peer's close frame from the start of ``data``
+    as websockets' frame loop would: its ``recv_frame`` runs on it (the close recorded, the
+    parser replaced by ``discard``, the frame queued as an event). The offset of the first byte
+    after it; None, with nothing changed, for anything else (another frame first, a close frame
+    cut in two, masked or with a bad code or reason, extensions, debug logging, a parser not
+    between frames): websockets' parser then takes the bytes and says what is wrong.
+    Starting the frame loop and parsing the frame through its generators was about a tenth of an
+    open and close (cProfile, S2 of the independent benchmark)."""
+    if (
+        type(ws) is not WsClientProtocol
+        or ws.state is not State.CLOSING
+        or ws.debug
+        or ws.extensions
+        or ws.current_size is not None
+        or ws.parser_exc is not None
+        or len(data) < 2
+        or data[0] != 0x88  # FIN, no reserved bit, opcode 8
+        or data[1] > 125  # a control frame's length; a server's frames are not masked
+        or len(data) < 2 + data[1]
+        or not _waits_between_frames(ws)
+    ):
+        return None
+    end = 2 + data[1]
+    ws._own_reader()
+    try:
+        ws.recv_frame(Frame(_CLOSE, bytes(data[2:end])))
+    except (ProtocolError, UnicodeDecodeError):  # (raised before it changes anything)
+        return None
+    return end
+
+
 def direct_limit(ws: ClientProtocol) -> int:
     """The longest frame the direct path may take: websockets' message size limit
     (``max_message_size``), any length when it is None; -1 (no frame at all: all go to
@@ -482,6 +517,7 @@ _NONE_NEGOTIATED: tuple[()] = ()
 _TOKEN = re.compile(rb"[-!#$%&\'*+.^_`|~0-9a-zA-Z]+")
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _STATUS_101 = b"HTTP/1.1 101 "
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 _MAX_HEADERS = http11.MAX_NUM_HEADERS
 _MAX_LINE = http11.MAX_LINE_LENGTH
 #: Answer headers that negotiate (``process_extensions``, ``process_subprotocol``): websockets
@@ -548,7 +584,7 @@ def accept_answer(ws: ClientProtocol, data: bytes) -> int | None:
         and len(upgrade) == len(connection) == len(accept) == 1
         and upgrade[0].lower() == b"websocket"
         and connection[0].lower() == b"upgrade"
-        and accept[0].decode("iso-8859-1") == accept_key(ws.key)
+        and accept[0] == _accept_bytes(ws.key)
     ):
         # The plain answer, checked as ``process_response`` checks it (each header once, so its
         # lists are these values): a subset of what that accepts, with nothing negotiated.
@@ -568,6 +604,12 @@ def accept_answer(ws: ClientProtocol, data: bytes) -> int | None:
     ws.parser = None  # type: ignore[assignment]  # the frame loop starts with the first frame
     ws.key = ""  # only the answer's check reads it: 73 bytes less per held connection
     return end + 4
+
+
+def _accept_bytes(key: str) -> bytes:
+    """websockets' ``accept_key`` as the bytes of the answer's header (RFC 6455 4.2.2): no
+    base64 module frame and no text on either side (~0.5 us of an open, cProfile)."""
+    return b2a_base64(sha1(key.encode() + _GUID).digest(), newline=False)
 
 
 def holds_http_answer(ws: ClientProtocol) -> bool:

@@ -226,8 +226,9 @@ class WsConnection(asyncio.Protocol):
             compat.DIRECT_RECEIVE if direct_receive is None else direct_receive
         )
         # The direct path may take the next chunk: websockets' parser waits at a frame boundary
-        # (looked at after each chunk websockets parsed).
-        self._direct_ok = False
+        # (looked at after each chunk websockets parsed). None once our close frame is out and
+        # the parser waited so: the peer's close frame may then be taken directly.
+        self._direct_ok: bool | None = False
         self._direct_limit = compat.direct_limit(ws)
         self._direct_messages = 0
         self._fed = False  # websockets' parser has been given bytes (then it parses the answer)
@@ -274,7 +275,8 @@ class WsConnection(asyncio.Protocol):
     def opened(self) -> None:
         """The open succeeded: let go of what only the open needed."""
         self._handshake = None
-        self._send_direct = compat.plain_frames(self.ws) and not self.lost
+        # (the peer may have closed in the packet of its answer: then not open any more)
+        self._send_direct = compat.plain_frames(self.ws) and not self.lost and self.ws.state is _OPEN
 
     @property
     def handshake_error(self) -> BaseException | None:
@@ -378,7 +380,16 @@ class WsConnection(asyncio.Protocol):
                 if start < len(data):
                     self._receive(data[start:])
                 return
-        if self._direct_ok and self._frag is None and self.ws.state is _OPEN:
+        if self._direct_ok is None:  # our close frame is out (``close``): the answer, usually
+            self._direct_ok = False
+            end = compat.take_close_frame(self.ws, data)
+            if end is not None:
+                self._handle(self.ws.events_received(), now)
+                self._flush()
+                if end < len(data):
+                    self._feed(memoryview(data)[end:], now)
+                return
+        elif self._direct_ok and self._frag is None:  # (``_direct_ok``: open, see ``_set_closed``)
             if type(data) is not bytes:
                 data = bytes(data)
             pos = take_data_frames(data, self._direct_limit, self, now)
@@ -542,6 +553,12 @@ class WsConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        # Neither path may run once websockets' state has left OPEN: every way it leaves (the
+        # peer's close frame, a parser failure, invalid UTF-8, the end of the stream) comes
+        # here, and our own close frame goes through ``close``. So the per-message checks read
+        # these two flags, not websockets' ``state`` property (two calls per round trip).
+        self._direct_ok = False
+        self._send_direct = False
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -725,7 +742,7 @@ class WsConnection(asyncio.Protocol):
         ``_send_checked``. Encoding here bypasses websockets' send state, which is safe because
         every call into the core is followed by ``_flush`` (its ``writes`` are empty whenever
         this runs) and no fragmented message is ever sent."""
-        if self._send_direct and not self.write_paused and self.ws.state is _OPEN:
+        if self._send_direct and not self.write_paused:  # (``_send_direct``: open, see ``_set_closed``)
             if type(data) is str:
                 encoded = data.encode()
                 self._queue(encode_client_frame(1, encoded))
@@ -877,6 +894,10 @@ class WsConnection(asyncio.Protocol):
         if transport is None:
             return
         if self.ws.state is _OPEN and not self.lost:
+            # Closing now (see ``_set_closed``); None: the parser waits between frames, so the
+            # peer's close frame may be taken directly (``_receive``).
+            self._direct_ok = None if self._direct_ok else False
+            self._send_direct = False
             self.ws.send_close(1000)
             self._flush()
         if not self.lost:

@@ -233,7 +233,9 @@ def settle(
                 )
         if not hit:
             return None
-    latency = max(0, result.received_ns - since) if result.received_ns else monotonic_ns() - since
+    received = result.received_ns  # (0 when not known: now)
+    # a message that came before the write it answers: 0 (a conditional, not a ``max`` call)
+    latency = (received - since if received > since else 0) if received else monotonic_ns() - since
     expect = step.expect
     if step.latency_from is not None:
         return _delivered(step, vu, data, latency, skipped, result.received_ns)

@@ -149,7 +149,8 @@ def send_now(step: WriteStep, vu: User) -> StepOutcome | int | Sent:
             err.text if err else "write failed",
             err.keyword if err else None,
         )
-    if client.write_paused(sock):  # no coroutine per write while the buffer is below its mark
+    # No coroutine per write while the buffer is below its mark; ``paused`` is empty then.
+    if client.paused and client.write_paused(sock):
         return Sent(rc, latency)
     if step.expect.outcome_default:
         return latency  # passed, default success: the per-message shortcut (see ``base``)
