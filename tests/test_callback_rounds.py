@@ -15,6 +15,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -397,3 +398,63 @@ def test_a_cut_just_before_an_answer_runs_no_step_more(
     answer, write = step_named(doc, "answer"), step_named(doc, "write main")
     assert (write["count"], answer["ok"], answer["pending"]) == (50, 49, 1)
     assert doc["iterations"]["interrupted"] == 1 and code == 1
+
+
+def test_a_read_that_starts_after_a_folding_write_does_not_count_the_fold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_ws_url: str
+) -> None:
+    """Publish on one connection, read the broadcast on another (whose reads have no write of
+    their own to start from): when the write's record folds the last second, the fold's time is
+    not in the read's latency. Every write's record is made to fold, each fold 30 ms long."""
+    from runner.results.recorders import RunRecorder
+    from runner.steps import write
+
+    real_send_now = write.send_now
+    real_fold = RunRecorder.fold
+    folds = []
+
+    def send_now(step: Any, vu: Any) -> Any:
+        outcome = real_send_now(step, vu)
+        vu.ctx.recorder.next_second_ns = 0  # the write's record folds
+        return outcome
+
+    def fold(self: RunRecorder, *args: Any) -> None:
+        folds.append(args)
+        real_fold(self, *args)
+        if args and len(folds) <= 60:
+            time.sleep(0.03)
+
+    used = []
+    real_go = rounds.Rounds.go
+
+    def go(self: rounds.Rounds) -> Any:
+        used.append(1)
+        return real_go(self)
+
+    monkeypatch.setattr(write, "send_now", send_now)
+    monkeypatch.setattr(RunRecorder, "fold", fold)
+    monkeypatch.setattr(rounds.Rounds, "go", go)
+    room = f"{node_ws_url}/room/fold-{time.monotonic_ns()}"
+    text = f"""\
+name: publish and read the broadcast
+connections:
+  pub: {{url: "{room}", timeout: 5s}}
+  sub: {{url: "{room}", timeout: 5s}}
+steps:
+  - open: pub
+  - open: sub
+  - repeat:
+      times: 20
+      steps:
+        - write: {{connection: pub, text: news}}
+        - name: broadcast
+          read: {{connection: sub, timeout: 5s}}
+  - close: pub
+  - close: sub
+"""
+    code, doc = run_scenario(tmp_path, text)
+    assert code == 0, doc["failures"]
+    assert used, "the block did not run as callback rounds"
+    assert len(folds) >= 20
+    latency = step_named(doc, "broadcast")["latency_ms"]
+    assert latency["p50"] < 20, latency  # (each fold is 30 ms)

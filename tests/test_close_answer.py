@@ -16,7 +16,7 @@ from conftest import aiohttp_server, node_ws_server, scaled
 from hostile_servers import HostileServer, close_frame, frame, read_client_frame, upgrade_response
 from websockets.protocol import State
 
-from runner.client import WebSocketClient
+from runner.client import ConnectOptions, WebSocketClient
 from runner.server import EmbeddedServer
 
 Arun = Callable[[Callable[[], Any]], Any]
@@ -90,6 +90,8 @@ _CLOSE_1000 = close_frame(1000)
 
 #: (the answer's chunks, the close code websockets records or None, the parser's failure or None)
 ANSWERS: dict[str, tuple[list[bytes], int | None, str | None]] = {
+    # (the connection's maxMessageSize is 16 bytes: see ``one``)
+    "above the message size limit": ([close_frame(1000, b"r" * 30)], None, "PayloadTooBig"),
     "usual": ([_CLOSE_1000], 1000, None),
     "with a reason": ([close_frame(4001, b"bye")], 4001, None),
     "empty": ([frame(0x8)], 1005, None),
@@ -115,7 +117,7 @@ def test_an_odd_answer_to_our_close_is_taken_as_websockets_takes_it(arun: Arun, 
         after: list[bytes] = []
         async with HostileServer(answers_our_close(chunks, after)) as server:
             client = WebSocketClient(direct_receive=direct)
-            sock = await client.open(server.url)
+            sock = await client.open(server.url, ConnectOptions(max_message_size=16))
             assert sock >= 0, client.last_error()
             conn = client.connection(sock)
             assert conn is not None
@@ -138,3 +140,42 @@ def test_an_odd_answer_to_our_close_is_taken_as_websockets_takes_it(arun: Arun, 
     direct = arun(lambda: one(True))
     parser = arun(lambda: one(False))
     assert direct == parser == (code, failure, b"")
+
+
+def test_a_write_after_the_server_ended_the_connection_is_refused(arun: Arun) -> None:
+    """The server answers the upgrade and ends the connection at once. A write made in the loop
+    turn where the client takes that end (queued behind the first write) is refused with -1
+    once the connection is no longer open, never counted as sent and dropped. On asyncio's own
+    loop the end of stream's half-close fails there (ENOTCONN), which used to leave the
+    connection's send path open."""
+
+    async def upgrade_and_go(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(upgrade_response(key))
+        await writer.drain()
+        writer.close()
+
+    async def body() -> list[tuple[str, int]]:
+        seen: list[tuple[str, int]] = []
+        async with HostileServer(upgrade_and_go) as server:
+            for _ in range(20):
+                client = WebSocketClient()
+                sock = await client.open(server.url)
+                assert sock >= 0, client.last_error()
+                conn = client.connection(sock)
+                assert conn is not None
+
+                def second_write(
+                    conn: Any = conn, client: WebSocketClient = client, sock: int = sock
+                ) -> None:
+                    seen.append((conn.ws.state.name, client.write(sock, "second")))
+
+                client.write(sock, "first")
+                asyncio.get_running_loop().call_soon(second_write)
+                await asyncio.sleep(0.1)
+                await client.aclose()
+        return seen
+
+    seen = arun(body)
+    assert len(seen) == 20
+    assert all(rc == -1 for state, rc in seen if state != "OPEN"), seen
+    assert all(rc == 6 for state, rc in seen if state == "OPEN"), seen

@@ -462,8 +462,9 @@ def take_close_frame(ws: ClientProtocol, data: bytes) -> int | None:
     as websockets' frame loop would: its ``recv_frame`` runs on it (the close recorded, the
     parser replaced by ``discard``, the frame queued as an event). The offset of the first byte
     after it; None, with nothing changed, for anything else (another frame first, a close frame
-    cut in two, masked or with a bad code or reason, extensions, debug logging, a parser not
-    between frames): websockets' parser then takes the bytes and says what is wrong.
+    cut in two, masked, above the message size limit or with a bad code or reason, extensions,
+    debug logging, a parser not between frames): websockets' parser then takes the bytes and
+    says what is wrong.
     Starting the frame loop and parsing the frame through its generators was about a tenth of an
     open and close (cProfile, S2 of the independent benchmark)."""
     if (
@@ -473,10 +474,12 @@ def take_close_frame(ws: ClientProtocol, data: bytes) -> int | None:
         or ws.extensions
         or ws.current_size is not None
         or ws.parser_exc is not None
+        or ws.max_fragment_size is not None
         or len(data) < 2
         or data[0] != 0x88  # FIN, no reserved bit, opcode 8
         or data[1] > 125  # a control frame's length; a server's frames are not masked
         or len(data) < 2 + data[1]
+        or (ws.max_message_size is not None and data[1] > ws.max_message_size)  # the frame loop's limit
         or not _waits_between_frames(ws)
     ):
         return None

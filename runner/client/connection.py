@@ -306,8 +306,10 @@ class WsConnection(asyncio.Protocol):
             return None
         self.ws.receive_eof()
         self._handle(self.ws.events_received(), monotonic_ns())
-        self._flush()
-        self._set_closed()
+        try:
+            self._flush()  # (asyncio's own loop may refuse the end of stream: ENOTCONN)
+        finally:
+            self._set_closed()  # not open any more, also for ``send`` (see ``_set_closed``)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -380,16 +382,7 @@ class WsConnection(asyncio.Protocol):
                 if start < len(data):
                     self._receive(data[start:])
                 return
-        if self._direct_ok is None:  # our close frame is out (``close``): the answer, usually
-            self._direct_ok = False
-            end = compat.take_close_frame(self.ws, data)
-            if end is not None:
-                self._handle(self.ws.events_received(), now)
-                self._flush()
-                if end < len(data):
-                    self._feed(memoryview(data)[end:], now)
-                return
-        elif self._direct_ok and self._frag is None:  # (``_direct_ok``: open, see ``_set_closed``)
+        if self._direct_ok and self._frag is None:  # (``_direct_ok``: open, see ``_set_closed``)
             if type(data) is not bytes:
                 data = bytes(data)
             pos = take_data_frames(data, self._direct_limit, self, now)
@@ -405,6 +398,15 @@ class WsConnection(asyncio.Protocol):
                     self._pending = data[pos:]
                     return
                 self._feed(memoryview(data)[pos:], now)
+                return
+        elif self._direct_ok is None:  # our close frame is out (``close``): the answer, usually
+            self._direct_ok = False
+            end = compat.take_close_frame(self.ws, data)
+            if end is not None:
+                self._handle(self.ws.events_received(), now)
+                self._flush()
+                if end < len(data):
+                    self._feed(memoryview(data)[end:], now)
                 return
         self._feed(data, now)
 

@@ -210,8 +210,9 @@ class Rounds:
         # written out here, not called (each call ~0.1 us of a ~11 us round trip; measured in
         # bench/README.md, "callback rounds").
         # ``now`` keeps the last clock reading of this call when it can stand for the next one:
-        # nothing waits within one call, so the end of a write is also when the next record
-        # falls and the next read starts (two ``monotonic_ns`` calls less per round trip).
+        # nothing waits within one call, so the end of a write is also when its record falls
+        # and, unless that record folded a second, when the next read starts (two
+        # ``monotonic_ns`` calls less per round trip).
         vu = self.vu
         steps = self.steps
         count = len(steps)
@@ -264,12 +265,18 @@ class Rounds:
                     now = monotonic_ns()
                 if now >= run.next_second_ns:  # a new second's first record: fold the last
                     run.fold(now)
+                    kept = 0  # the fold took its time: the next step's start reads the clock
+                else:
+                    kept = now
                 responses = quick.responses
                 if responses is not None:  # a read: from the asking write's start
                     responses.append(now - vu.requests.pop(conn, vu.step_started_ns))
                 quick.samples.append(outcome)
-            elif vu.account(step, outcome, steps):
-                return self.round_ + 1
+                now = kept
+            else:
+                now = 0  # (a whole record may fold a second too)
+                if vu.account(step, outcome, steps):
+                    return self.round_ + 1
             self.position += 1
             if self.position == count:
                 self.position = 0
