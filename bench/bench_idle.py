@@ -307,16 +307,18 @@ def _run_tool(args: argparse.Namespace, tool: str, servers: h.EchoServers) -> di
 
 
 def _established_to(port: int) -> int:
-    """Client-side ESTABLISHED TCP connections to ``port`` on loopback, from /proc/net/tcp."""
+    """Client-side ESTABLISHED TCP connections to ``port`` on loopback, from /proc/net/tcp.
+    Counted by their address pair: the file is read while the kernel's table changes, and an
+    entry may then be listed twice (126,812 for 100,000 connections during a ramp, 2026-12-06)."""
     want = f":{port:04X}"
-    n = 0
+    seen = set()
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             parts = line.split(None, 4)
             if parts[2].endswith(want) and parts[3] == "01":
-                n += 1
-    return n
+                seen.add((parts[1], parts[2]))
+    return len(seen)
 
 
 def _tree_rss_kib(pid: int) -> tuple[int, int]:
