@@ -34,6 +34,7 @@ __all__ = [
     "Behaviour",
     "HostileServer",
     "accept_key",
+    "answers_our_close",
     "answers_then_hangs",
     "close_frame",
     "deflated",
@@ -329,6 +330,35 @@ def recording_close(behaviour: Behaviour, codes: list[int]) -> Behaviour:
     return recorded
 
 
+async def until_close_frame(reader: asyncio.StreamReader) -> bool:
+    """Read the client's frames up to its close frame: whether it came within 100 frames."""
+    for _ in range(100):
+        opcode, _ = await read_client_frame(reader)
+        if opcode == 0x8:
+            return True
+    return False
+
+
+def answers_our_close(chunks: list[bytes], after: list[bytes]) -> Behaviour:
+    """Upgrades, waits for the client's close frame, answers it with ``chunks`` written 20 ms
+    apart, ends the TCP connection, and appends to ``after`` what the client sent after its close
+    frame (until its end of stream, at most 2 s)."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
+        writer.write(upgrade_response(key))
+        await writer.drain()
+        await until_close_frame(reader)
+        for i, chunk in enumerate(chunks):
+            if i:
+                await asyncio.sleep(0.02)
+            writer.write(chunk)
+            await writer.drain()
+        writer.write_eof()
+        after.append(await asyncio.wait_for(reader.read(), 2.0))
+
+    return behaviour
+
+
 def answers_then_hangs(answered: int) -> Behaviour:
     """Completes the first ``answered`` upgrades (each then answers the client's close frame with
     its own), and reads every later upgrade request without ever answering it: a server that
@@ -341,12 +371,9 @@ def answers_then_hangs(answered: int) -> Behaviour:
         served[0] += 1
         writer.write(upgrade_response(key))
         await writer.drain()
-        for _ in range(100):
-            opcode, _ = await read_client_frame(reader)
-            if opcode == 0x8:
-                writer.write(close_frame(1000))
-                await writer.drain()
-                return
+        if await until_close_frame(reader):
+            writer.write(close_frame(1000))
+            await writer.drain()
 
     return behaviour
 

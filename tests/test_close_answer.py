@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import aiohttp_server, node_ws_server, scaled
-from hostile_servers import HostileServer, close_frame, frame, read_client_frame, upgrade_response
+from hostile_servers import HostileServer, answers_our_close, close_frame, frame, upgrade_response
 from websockets.protocol import State
 
 from runner.client import ConnectOptions, WebSocketClient
@@ -61,29 +61,6 @@ def test_our_close_ends_cleanly_on_every_server(arun: Arun, echo_url: str, direc
 
     took = arun(body)
     assert max(took) < scaled(1.0), took
-
-
-def answers_our_close(chunks: list[bytes], after: list[bytes]) -> Any:
-    """Upgrades, waits for the client's close frame, writes ``chunks`` 20 ms apart, ends the TCP
-    connection, and appends to ``after`` what the client sent after its close frame (until its
-    end of stream, at most 2 s)."""
-
-    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str) -> None:
-        writer.write(upgrade_response(key))
-        await writer.drain()
-        for _ in range(100):
-            opcode, _ = await read_client_frame(reader)
-            if opcode == 0x8:
-                break
-        for i, chunk in enumerate(chunks):
-            if i:
-                await asyncio.sleep(0.02)
-            writer.write(chunk)
-            await writer.drain()
-        writer.write_eof()
-        after.append(await asyncio.wait_for(reader.read(), 2.0))
-
-    return behaviour
 
 
 _CLOSE_1000 = close_frame(1000)
