@@ -91,10 +91,9 @@ class RunContext:
         # Rows in declaration order, present even for steps that never ran.
         for step in iter_steps(self.scenario.steps):
             self.step_recorder(step)
-        self.scoped = frozenset(_scoped_lists(self.scenario.steps))
-        self.round_lists = frozenset(
-            id(block) for block in _step_lists(self.scenario.steps) if rounds.eligible(block)
-        )
+        lists = tuple(_step_lists(self.scenario.steps))
+        self.scoped = frozenset(id(block) for block in lists if any(kind_of(s).alongside for s in block))
+        self.round_lists = frozenset(id(block) for block in lists if rounds.eligible(block))
 
     @property
     def seed(self) -> int:
@@ -141,15 +140,6 @@ class RunContext:
         if not verified:
             self.tls_unverified = True
         self.tls_ignored.update(ignored)  # with all ignored: the errors read off the certificate
-
-
-def _scoped_lists(steps: tuple[Step, ...]) -> Iterator[int]:
-    """id() of ``steps`` and of every block's list within that holds an ``alongside`` step."""
-    if any(kind_of(step).alongside for step in steps):
-        yield id(steps)
-    for step in steps:
-        for block in step.blocks():
-            yield from _scoped_lists(block)
 
 
 def _step_lists(steps: tuple[Step, ...]) -> Iterator[tuple[Step, ...]]:
